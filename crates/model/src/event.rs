@@ -1,0 +1,275 @@
+//! What flows through the pipeline: raw frames in, normalized events in the middle, records
+//! with common meta out.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{Market, Provider, Symbol};
+use crate::meta::Meta;
+use crate::num::{Price, Qty};
+use crate::time::UtcTime;
+
+/// Which way a raw frame went, so `replay` can rebuild a session exactly: what we received,
+/// what we sent, and when connections opened and closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawFrameKind {
+    /// A WebSocket data or control message received.
+    Ws,
+    /// A REST response body received.
+    Rest,
+    /// A message we sent (subscribe / unsubscribe).
+    Sent,
+    Open,
+    Close,
+}
+
+/// A frame exactly as received, archived before anything parses it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RawFrame {
+    pub provider: Provider,
+    pub kind: RawFrameKind,
+    /// The endpoint, TR id or channel the frame belongs to.
+    pub channel: String,
+    /// The frame text. Binary WebSocket frames from our providers carry UTF-8 JSON.
+    pub frame: String,
+    #[serde(skip)]
+    pub receive_time: UtcTime,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Side {
+    Buy,
+    Sell,
+}
+
+/// One executed trade.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tick {
+    pub provider: Provider,
+    pub market: Market,
+    pub symbol: Symbol,
+    pub price: Price,
+    pub size: Qty,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub side: Option<Side>,
+    /// Day's accumulated volume after this trade, when the provider sends it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cum_volume: Option<Qty>,
+    /// Provider trade id or sequence number, used for de-duplication.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trade_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Level {
+    pub price: Price,
+    pub size: Qty,
+}
+
+/// Best bid/ask, with optional deeper levels (best first).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Quote {
+    pub provider: Provider,
+    pub market: Market,
+    pub symbol: Symbol,
+    pub bid_price: Price,
+    pub bid_size: Qty,
+    pub ask_price: Price,
+    pub ask_size: Qty,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bids: Vec<Level>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub asks: Vec<Level>,
+}
+
+/// A REST snapshot of one symbol (Track A).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub provider: Provider,
+    pub market: Market,
+    pub symbol: Symbol,
+    pub last_price: Price,
+    pub open: Price,
+    pub high: Price,
+    pub low: Price,
+    pub prev_close: Price,
+    /// Day's accumulated volume.
+    pub volume: Qty,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bid_price: Option<Price>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ask_price: Option<Price>,
+}
+
+/// A normalized market event, before validation and enrichment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum MarketEvent {
+    Tick(Tick),
+    Quote(Quote),
+    Snapshot(Snapshot),
+}
+
+impl MarketEvent {
+    pub fn symbol(&self) -> &Symbol {
+        match self {
+            MarketEvent::Tick(t) => &t.symbol,
+            MarketEvent::Quote(q) => &q.symbol,
+            MarketEvent::Snapshot(s) => &s.symbol,
+        }
+    }
+    pub fn provider(&self) -> Provider {
+        match self {
+            MarketEvent::Tick(t) => t.provider,
+            MarketEvent::Quote(q) => q.provider,
+            MarketEvent::Snapshot(s) => s.provider,
+        }
+    }
+    pub fn market(&self) -> Market {
+        match self {
+            MarketEvent::Tick(t) => t.market,
+            MarketEvent::Quote(q) => q.market,
+            MarketEvent::Snapshot(s) => s.market,
+        }
+    }
+    pub fn kind(&self) -> &'static str {
+        match self {
+            MarketEvent::Tick(_) => "tick",
+            MarketEvent::Quote(_) => "quote",
+            MarketEvent::Snapshot(_) => "snapshot",
+        }
+    }
+}
+
+/// Track B's sample of one slot symbol's latest state (seed 001 §2.14.4 `scalp_ticks`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScalpSample {
+    pub provider: Provider,
+    pub market: Market,
+    pub symbol: Symbol,
+    pub bid_price: Option<Price>,
+    pub ask_price: Option<Price>,
+    pub bid_size: Option<Qty>,
+    pub ask_size: Option<Qty>,
+    pub last_price: Option<Price>,
+    /// Day's accumulated volume at the newest trade.
+    pub volume: Option<Qty>,
+    /// Age of the newest data behind this sample at sampling time; `None` if nothing has
+    /// arrived for the symbol yet.
+    pub data_age_ms: Option<i64>,
+    /// The sampling interval in force (500 ms at 2 Hz).
+    pub sample_interval_ms: u64,
+}
+
+/// A candidate that did not get a slot, or a sample that could not be kept (seed 001 §2.14.1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OverflowEntry {
+    pub timestamp: UtcTime,
+    pub provider: Provider,
+    pub symbol: Symbol,
+    pub candidate_score: f64,
+    pub cutoff_rank: u32,
+    pub decision_reason: String,
+}
+
+/// System events (seed 001 §2.14.2), tagged by `event_type`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event_type", rename_all = "snake_case")]
+pub enum SystemEvent {
+    GapMarker {
+        gap_start_ts: UtcTime,
+        gap_end_ts: UtcTime,
+        gap_seconds: i64,
+        scope: String,
+        reason: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
+    },
+    ReconnectionEvent {
+        timestamp: UtcTime,
+        attempt_no: u32,
+        backoff_seconds: u64,
+        result: String,
+        #[serde(default)]
+        recovered_slot_list: Vec<Symbol>,
+        mitigation_level_after: u8,
+    },
+    /// A record a stage refused, with the evidence it refused.
+    RecordRejected {
+        stage: String,
+        reason: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        symbol: Option<String>,
+        evidence: String,
+    },
+    SessionStart {
+        source: String,
+        version: String,
+        #[serde(default)]
+        detail: serde_json::Value,
+    },
+    SessionEnd {
+        clean: bool,
+        #[serde(default)]
+        counters: serde_json::Value,
+    },
+    /// Start-up found a file left open by a crash and repaired it.
+    ArchiveRecovery {
+        file: String,
+        cut_bytes: u64,
+        kept_lines: u64,
+    },
+    /// Track A or B could not finish its work in time, or a queue overflowed.
+    Overrun { track: String, detail: String },
+}
+
+impl SystemEvent {
+    pub fn gap(
+        start: UtcTime,
+        end: UtcTime,
+        scope: &str,
+        reason: &str,
+        detail: Option<String>,
+    ) -> Self {
+        SystemEvent::GapMarker {
+            gap_start_ts: start,
+            gap_end_ts: end,
+            gap_seconds: end.millis_since(start).max(0) / 1000,
+            scope: scope.to_string(),
+            reason: reason.to_string(),
+            detail,
+        }
+    }
+}
+
+/// A body with the common meta flattened beside it: one archive line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record<T> {
+    #[serde(flatten)]
+    pub body: T,
+    #[serde(flatten)]
+    pub meta: Meta,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::meta::SessionId;
+
+    #[test]
+    fn record_line_has_body_and_meta_without_duplicate_keys() {
+        let t = UtcTime::parse("2026-01-14T00:31:05.123Z").unwrap();
+        let rec = Record {
+            body: SystemEvent::gap(t, t.plus_millis(45_000), "scalp", "ws_disconnect", None),
+            meta: Meta::new(t, t, SessionId::starting_at(t)),
+        };
+        let line = serde_json::to_string(&rec).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["event_type"], "gap_marker");
+        assert_eq!(v["gap_seconds"], 45);
+        assert_eq!(v["session_id"], "sess_20260114_093105");
+        let back: Record<SystemEvent> = serde_json::from_str(&line).unwrap();
+        assert_eq!(back, rec);
+    }
+}

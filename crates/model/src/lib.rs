@@ -1,0 +1,26 @@
+//! Normalized market-data types shared by every stage of the pipeline.
+//!
+//! Everything that crosses a crate boundary lives here: identifiers (`Provider`, `Market`,
+//! `Symbol`), exact numbers (`Price`, `Qty`), time (`UtcTime`, `Clock`, the KRX calendar) and
+//! the records the archive stores (ticks, quotes, snapshots, scalp samples, system events,
+//! overflow entries), each carrying the common meta of seed 001 §2.14.3.
+
+pub mod calendar;
+pub mod clock;
+pub mod event;
+pub mod ids;
+pub mod meta;
+pub mod num;
+pub mod settings;
+pub mod time;
+
+pub use calendar::KrxCalendar;
+pub use clock::Clock;
+pub use event::{
+    Level, MarketEvent, OverflowEntry, Quote, RawFrame, RawFrameKind, Record, ScalpSample, Side,
+    Snapshot, SystemEvent, Tick,
+};
+pub use ids::{IdError, Market, Provider, Symbol};
+pub use meta::{Meta, QualityFlag, SCHEMA_VERSION, SessionId};
+pub use num::{Price, Qty};
+pub use time::{TimeError, UtcTime};

@@ -1,0 +1,270 @@
+//! `UtcTime`: an instant with millisecond resolution, printed as RFC 3339 UTC
+//! (`2026-01-14T09:31:05.123Z`) as seed 001 §2.14.3 asks.
+//!
+//! It is a plain `i64` of milliseconds so the hot path (hundreds of thousands of records a
+//! second) formats and compares it without allocation; zone work (Asia/Seoul partitions,
+//! the KRX calendar) goes through `jiff` at the edges.
+
+use std::fmt;
+use std::str::FromStr;
+
+use jiff::civil::{Date, DateTime, Time};
+use jiff::tz::TimeZone;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid timestamp {text:?}: {why}")]
+pub struct TimeError {
+    pub text: String,
+    pub why: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct UtcTime(i64);
+
+const MS_PER_DAY: i64 = 86_400_000;
+
+/// Korea Standard Time. Seoul has kept UTC+9 without daylight saving since 1988, so for any
+/// date this recorder can see the offset is fixed; `seoul()` is used where a real zone is
+/// wanted (calendar arithmetic, parsing user input).
+pub const KST_OFFSET_MS: i64 = 9 * 3_600_000;
+
+pub fn seoul() -> TimeZone {
+    // The bundled tzdb always has Asia/Seoul; falling back to the fixed offset keeps this
+    // infallible without hiding a real difference (there is none since 1988).
+    TimeZone::get("Asia/Seoul").unwrap_or_else(|_| TimeZone::fixed(jiff::tz::offset(9)))
+}
+
+impl UtcTime {
+    pub const fn from_millis(ms: i64) -> Self {
+        UtcTime(ms)
+    }
+    pub const fn as_millis(self) -> i64 {
+        self.0
+    }
+    pub fn plus_millis(self, ms: i64) -> Self {
+        UtcTime(self.0 + ms)
+    }
+    pub fn plus(self, d: std::time::Duration) -> Self {
+        UtcTime(self.0 + d.as_millis() as i64)
+    }
+    /// Milliseconds from `earlier` to `self` (negative if `earlier` is later).
+    pub fn millis_since(self, earlier: UtcTime) -> i64 {
+        self.0 - earlier.0
+    }
+
+    pub fn from_timestamp(ts: jiff::Timestamp) -> Self {
+        UtcTime(ts.as_millisecond())
+    }
+    pub fn to_timestamp(self) -> jiff::Timestamp {
+        // Every i64 millisecond count we produce is inside jiff's range (years -9999..9999)
+        // because it came from a clock or a parsed RFC 3339 string.
+        jiff::Timestamp::from_millisecond(self.0).unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+    }
+
+    /// The Asia/Seoul wall-clock date and time of this instant.
+    pub fn kst(self) -> DateTime {
+        let local = self.0 + KST_OFFSET_MS;
+        let (days, ms) = (local.div_euclid(MS_PER_DAY), local.rem_euclid(MS_PER_DAY));
+        let (y, m, d) = civil_from_days(days);
+        let secs = ms / 1000;
+        DateTime::from_parts(
+            Date::constant(y as i16, m as i8, d as i8),
+            Time::constant(
+                (secs / 3600) as i8,
+                ((secs / 60) % 60) as i8,
+                (secs % 60) as i8,
+                ((ms % 1000) * 1_000_000) as i32,
+            ),
+        )
+    }
+
+    /// The instant at which Seoul's wall clock shows `dt`.
+    pub fn from_kst(dt: DateTime) -> Self {
+        let days = days_from_civil(dt.year() as i64, dt.month() as i64, dt.day() as i64);
+        let ms = days * MS_PER_DAY
+            + (dt.hour() as i64 * 3600 + dt.minute() as i64 * 60 + dt.second() as i64) * 1000
+            + dt.subsec_nanosecond() as i64 / 1_000_000;
+        UtcTime(ms - KST_OFFSET_MS)
+    }
+
+    /// `YYYYMMDD` of the Seoul date, as used in partition folders.
+    pub fn kst_yyyymmdd(self) -> String {
+        let d = self.kst().date();
+        format!("{:04}{:02}{:02}", d.year(), d.month(), d.day())
+    }
+
+    /// Writes `2026-01-14T09:31:05.123Z` into `out` without allocating.
+    pub fn write_rfc3339(self, out: &mut Vec<u8>) {
+        let (days, ms) = (self.0.div_euclid(MS_PER_DAY), self.0.rem_euclid(MS_PER_DAY));
+        let (y, m, d) = civil_from_days(days);
+        let secs = ms / 1000;
+        let mut buf = *b"0000-00-00T00:00:00.000Z";
+        put(&mut buf[0..4], y);
+        put(&mut buf[5..7], m);
+        put(&mut buf[8..10], d);
+        put(&mut buf[11..13], secs / 3600);
+        put(&mut buf[14..16], (secs / 60) % 60);
+        put(&mut buf[17..19], secs % 60);
+        put(&mut buf[20..23], ms % 1000);
+        out.extend_from_slice(&buf);
+    }
+
+    pub fn parse(s: &str) -> Result<Self, TimeError> {
+        parse_fast(s.as_bytes()).map(UtcTime).map_or_else(
+            || {
+                s.parse::<jiff::Timestamp>()
+                    .map(UtcTime::from_timestamp)
+                    .map_err(|e| TimeError {
+                        text: s.to_string(),
+                        why: e.to_string(),
+                    })
+            },
+            Ok,
+        )
+    }
+}
+
+fn put(dst: &mut [u8], mut v: i64) {
+    for slot in dst.iter_mut().rev() {
+        *slot = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+}
+
+/// The exact shape we write; anything else goes through jiff's full RFC 3339 parser.
+fn parse_fast(b: &[u8]) -> Option<i64> {
+    if b.len() != 24 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' {
+        return None;
+    }
+    if b[16] != b':' || b[19] != b'.' || b[23] != b'Z' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        b[r].iter().try_fold(0i64, |acc, &c| {
+            c.is_ascii_digit().then(|| acc * 10 + (c - b'0') as i64)
+        })
+    };
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, s, ms) = (num(11..13)?, num(14..16)?, num(17..19)?, num(20..23)?);
+    if !(1..=12).contains(&mo) || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 || s > 59 {
+        return None;
+    }
+    Some(days_from_civil(y, mo, d) * MS_PER_DAY + ((h * 60 + mi) * 60 + s) * 1000 + ms)
+}
+
+fn days_in_month(y: i64, m: i64) -> i64 {
+    match m {
+        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+// Howard Hinnant's days-from-civil algorithms (public domain), exact for the proleptic
+// Gregorian calendar.
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (
+        if m <= 2 {
+            yoe + era * 400 + 1
+        } else {
+            yoe + era * 400
+        },
+        m,
+        d,
+    )
+}
+
+impl fmt::Display for UtcTime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut buf = Vec::with_capacity(24);
+        self.write_rfc3339(&mut buf);
+        f.write_str(std::str::from_utf8(&buf).map_err(|_| fmt::Error)?)
+    }
+}
+
+impl FromStr for UtcTime {
+    type Err = TimeError;
+    fn from_str(s: &str) -> Result<Self, TimeError> {
+        UtcTime::parse(s)
+    }
+}
+
+impl Serialize for UtcTime {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut buf = Vec::with_capacity(24);
+        self.write_rfc3339(&mut buf);
+        // write_rfc3339 only emits ASCII.
+        s.serialize_str(std::str::from_utf8(&buf).unwrap_or_default())
+    }
+}
+
+impl<'de> Deserialize<'de> for UtcTime {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        UtcTime::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_and_parses_like_jiff() {
+        for ms in [
+            0i64,
+            1_768_382_465_123,
+            951_782_400_000,
+            -86_400_001,
+            4_102_444_799_999,
+        ] {
+            let t = UtcTime::from_millis(ms);
+            let ours = t.to_string();
+            let theirs = jiff::Timestamp::from_millisecond(ms)
+                .unwrap()
+                .strftime("%Y-%m-%dT%H:%M:%S%.3fZ")
+                .to_string();
+            if ms >= 0 {
+                assert_eq!(ours, theirs);
+                assert_eq!(UtcTime::parse(&ours).unwrap(), t);
+            }
+        }
+        assert_eq!(
+            UtcTime::parse("2026-01-14T18:31:05.123+09:00")
+                .unwrap()
+                .to_string(),
+            "2026-01-14T09:31:05.123Z"
+        );
+        assert!(UtcTime::parse("2026-02-30T00:00:00.000Z").is_err());
+    }
+
+    #[test]
+    fn kst_partitions() {
+        let t = UtcTime::parse("2026-01-14T15:00:00.000Z").unwrap();
+        assert_eq!(t.kst_yyyymmdd(), "20260115");
+        assert_eq!(t.kst().hour(), 0);
+        assert_eq!(UtcTime::from_kst(t.kst()), t);
+        let z = t.to_timestamp().to_zoned(seoul());
+        assert_eq!(z.datetime(), t.kst());
+    }
+}
