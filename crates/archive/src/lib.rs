@@ -1,1 +1,28 @@
+//! The crash-safe, partitioned JSONL archive (DESIGN.md "Archive layout").
+//!
+//! One [`ArchiveWriter`] owns a data directory (enforced by an exclusive lock on
+//! `.lock`), appends one JSON document per line to hourly / windowed / daily partition files
+//! named after the Asia/Seoul wall clock of the caller-supplied receive time, and records
+//! every closed file (size, line count, sha256) in `manifests/YYYYMMDD.json`. A file that
+//! is not in a manifest was open when a collector stopped; [`ArchiveWriter::open`] repairs
+//! and closes such files, and [`verify`] checks a whole archive against its manifests.
+//!
+//! The writer never reads a clock: every time it uses is passed in, so the engine can drive
+//! it with the simulated clock in tests.
 
+mod config;
+mod error;
+mod fsutil;
+pub mod manifest;
+mod recovery;
+mod stream;
+mod verify;
+mod writer;
+
+pub use config::ArchiveConfig;
+pub use error::ArchiveError;
+pub use manifest::{Manifest, ManifestEntry};
+pub use recovery::{Recovery, Repair};
+pub use stream::{Partition, Stream};
+pub use verify::{VerifyProblem, VerifyReport, verify};
+pub use writer::{ArchiveWriter, CloseSummary};

@@ -1,1 +1,19 @@
+//! The collection engine: observer core, universe, tracks and the archive sink, wired by
+//! `Collector`. Data flows one way (provider frame → observer → sinks); only subscription
+//! changes flow back to the provider.
 
+pub mod book;
+pub mod collector;
+pub mod config;
+pub mod observer;
+pub mod pipeline;
+pub mod schedule;
+pub mod sink;
+pub mod stats;
+pub mod track_a;
+pub mod track_b;
+pub mod universe;
+
+pub use collector::{CollectError, Collector, Live, Summary};
+pub use config::EngineConfig;
+pub use stats::{Stats, StatsSnapshot};

@@ -12,6 +12,7 @@ pub mod ids;
 pub mod meta;
 pub mod num;
 pub mod settings;
+pub mod shutdown;
 pub mod time;
 
 pub use calendar::KrxCalendar;
@@ -23,4 +24,5 @@ pub use event::{
 pub use ids::{IdError, Market, Provider, Symbol};
 pub use meta::{Meta, QualityFlag, SCHEMA_VERSION, SessionId};
 pub use num::{Price, Qty};
+pub use shutdown::stopped;
 pub use time::{TimeError, UtcTime};

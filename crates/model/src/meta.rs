@@ -1,6 +1,7 @@
 //! The common meta of seed 001 §2.14.3, carried by every archived record.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -11,14 +12,27 @@ use crate::time::UtcTime;
 pub const SCHEMA_VERSION: &str = "1.0";
 
 /// `sess_YYYYMMDD_HHMMSS`, the Seoul wall-clock time at which a `collect` run started.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct SessionId(String);
+/// Shared (`Arc`) because every record of a session carries it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SessionId(Arc<str>);
+
+impl Serialize for SessionId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for SessionId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Ok(SessionId(s.as_ref().into()))
+    }
+}
 
 impl SessionId {
     pub fn starting_at(t: UtcTime) -> Self {
         let k = t.kst();
-        SessionId(format!(
+        let text = format!(
             "sess_{:04}{:02}{:02}_{:02}{:02}{:02}",
             k.year(),
             k.month(),
@@ -26,7 +40,8 @@ impl SessionId {
             k.hour(),
             k.minute(),
             k.second()
-        ))
+        );
+        SessionId(text.into())
     }
     pub fn as_str(&self) -> &str {
         &self.0
@@ -62,6 +77,10 @@ pub struct Meta {
     pub quality_flag: QualityFlag,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub raw_ref: Option<String>,
+    /// Version of the provider frame mapping that derived this record (`kis/1`, `sim/1`), so
+    /// a replay with a newer parser never silently rewrites history.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mapper_version: Option<std::borrow::Cow<'static, str>>,
 }
 
 impl Meta {
@@ -74,6 +93,7 @@ impl Meta {
             mitigation_level: 0,
             quality_flag: QualityFlag::Normal,
             raw_ref: None,
+            mapper_version: None,
         }
     }
 }

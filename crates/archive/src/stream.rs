@@ -1,0 +1,138 @@
+use model::settings::Interval;
+use model::time::KST_OFFSET_MS;
+use model::{Market, Provider, UtcTime};
+
+const HOUR_MS: i64 = 3_600_000;
+const DAY_MS: i64 = 86_400_000;
+
+/// One append-only sequence of records; each maps to one open file at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Stream {
+    Raw(Provider),
+    Swing(Provider, Market),
+    Scalp(Provider, Market),
+    Events(Provider),
+    Overflow(Provider),
+}
+
+/// Where a record received at some instant goes: a file (relative to the data dir, `/`
+/// separators) covering the window `[start, end)`, listed in `manifests/{date}.json`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Partition {
+    pub path: String,
+    pub start: UtcTime,
+    pub end: UtcTime,
+    pub date: String,
+}
+
+impl Stream {
+    /// The partition containing `at`. Windows are aligned to the Seoul day, so a scalp
+    /// window that divides the hour yields `HH_MM_SS` names on the window grid.
+    pub fn partition(self, at: UtcTime, scalp_window: Interval) -> Partition {
+        let local = at.as_millis() + KST_OFFSET_MS;
+        let day_start = local.div_euclid(DAY_MS) * DAY_MS;
+        let window = match self {
+            Stream::Raw(_) | Stream::Swing(..) => HOUR_MS,
+            // Validation guarantees 1s..=1h; clamping keeps a bad value from producing
+            // thousands of files or a division by zero.
+            Stream::Scalp(..) => (scalp_window.as_millis() as i64).clamp(1_000, HOUR_MS),
+            Stream::Events(_) | Stream::Overflow(_) => DAY_MS,
+        };
+        let start_local = day_start + (local - day_start) / window * window;
+        let end_local = (start_local + window).min(day_start + DAY_MS);
+        let start = UtcTime::from_millis(start_local - KST_OFFSET_MS);
+        let end = UtcTime::from_millis(end_local - KST_OFFSET_MS);
+        let date = start.kst_yyyymmdd();
+        let t = start.kst();
+        let (h, m, s) = (t.hour(), t.minute(), t.second());
+        let path = match self {
+            Stream::Raw(p) => format!("raw/{p}/{date}/{h:02}.jsonl"),
+            Stream::Swing(p, mk) => format!("swing/{p}/{mk}/{date}/{h:02}_00.jsonl"),
+            Stream::Scalp(p, mk) => {
+                format!("scalp/{p}/{mk}/{date}/{h:02}_{m:02}_{s:02}.jsonl")
+            }
+            Stream::Events(p) => format!("system/events/{p}/{date}.jsonl"),
+            Stream::Overflow(p) => format!("system/overflow/{p}/{date}_overflow.jsonl"),
+        };
+        Partition {
+            path,
+            start,
+            end,
+            date,
+        }
+    }
+
+    /// Dense index for the writer's slot table: a plain array index is cheaper on the hot
+    /// path than hashing the key.
+    pub(crate) fn slot(self) -> usize {
+        let np = Provider::ALL.len();
+        let nm = Market::ALL.len();
+        match self {
+            Stream::Raw(p) => p as usize,
+            Stream::Swing(p, m) => np + p as usize * nm + m as usize,
+            Stream::Scalp(p, m) => np + np * nm + p as usize * nm + m as usize,
+            Stream::Events(p) => np + 2 * np * nm + p as usize,
+            Stream::Overflow(p) => 2 * np + 2 * np * nm + p as usize,
+        }
+    }
+
+    pub(crate) fn slot_count() -> usize {
+        let np = Provider::ALL.len();
+        3 * np + 2 * np * Market::ALL.len()
+    }
+}
+
+/// The partition date (`YYYYMMDD`) of an archive file, from its relative path; `None` for
+/// anything that does not follow the layout.
+pub(crate) fn partition_date(rel: &str) -> Option<&str> {
+    let parts: Vec<&str> = rel.split('/').collect();
+    let date = match parts.as_slice() {
+        ["raw", _, d, f] if f.ends_with(".jsonl") => *d,
+        ["swing" | "scalp", _, _, d, f] if f.ends_with(".jsonl") => *d,
+        ["system", "events", _, f] => f.strip_suffix(".jsonl")?,
+        ["system", "overflow", _, f] => f.strip_suffix("_overflow.jsonl")?,
+        _ => return None,
+    };
+    (date.len() == 8 && date.bytes().all(|b| b.is_ascii_digit())).then_some(date)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_are_dense_and_distinct() {
+        let mut all = Vec::new();
+        for &p in Provider::ALL {
+            all.push(Stream::Raw(p));
+            all.push(Stream::Events(p));
+            all.push(Stream::Overflow(p));
+            for &m in Market::ALL {
+                all.push(Stream::Swing(p, m));
+                all.push(Stream::Scalp(p, m));
+            }
+        }
+        let mut slots: Vec<usize> = all.iter().map(|s| s.slot()).collect();
+        slots.sort();
+        assert_eq!(slots, (0..Stream::slot_count()).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn partition_dates_follow_the_layout() {
+        let w: Interval = "5m".parse().unwrap();
+        let t = UtcTime::parse("2026-01-14T00:34:59.999Z").unwrap();
+        for s in [
+            Stream::Raw(Provider::Sim),
+            Stream::Swing(Provider::Kis, Market::KrStocks),
+            Stream::Scalp(Provider::Upbit, Market::Crypto),
+            Stream::Events(Provider::Alpaca),
+            Stream::Overflow(Provider::Kiwoom),
+        ] {
+            let p = s.partition(t, w);
+            assert_eq!(partition_date(&p.path), Some("20260114"), "{}", p.path);
+            assert!(p.start <= t && t < p.end);
+        }
+        assert_eq!(partition_date("raw/sim/2026011/09.jsonl"), None);
+        assert_eq!(partition_date("other/x.jsonl"), None);
+    }
+}

@@ -1,0 +1,229 @@
+//! Offline (or live, read-only) consistency check of an archive against its manifests.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+
+use model::meta::REQUIRED_META_FIELDS;
+use serde::de::IgnoredAny;
+use sha2::{Digest, Sha256};
+
+use crate::manifest::{Manifest, ManifestEntry};
+use crate::stream::partition_date;
+use crate::{ArchiveError, fsutil};
+
+/// Line-level problems reported per file before the rest are summarised; a file of
+/// garbage should not produce a million-line report.
+const MAX_LINE_PROBLEMS: usize = 20;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Archive files read.
+    pub files: u64,
+    /// Complete lines read.
+    pub lines: u64,
+    pub problems: Vec<VerifyProblem>,
+}
+
+impl VerifyReport {
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyProblem {
+    /// Relative to the data dir, `/` separators.
+    pub file: String,
+    /// 1-based.
+    pub line: Option<u64>,
+    pub what: String,
+}
+
+impl fmt::Display for VerifyProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(n) => write!(f, "{}:{}: {}", self.file, n, self.what),
+            None => write!(f, "{}: {}", self.file, self.what),
+        }
+    }
+}
+
+/// Checks every archive file (of partition date `date`, if given) against its manifest
+/// and checks every line's shape. Safe to run while a collector writes: it only reads, and
+/// files the collector has open are judged by their complete lines only.
+pub fn verify(root: &Path, date: Option<&str>) -> Result<VerifyReport, ArchiveError> {
+    let live = collector_running(root)?;
+    let manifests: BTreeMap<String, Manifest> = match date {
+        Some(d) => [(d.to_string(), Manifest::load(root, d)?)].into(),
+        None => Manifest::load_all(root)?,
+    };
+    let listed: HashMap<&str, &ManifestEntry> = manifests
+        .values()
+        .flat_map(|m| m.files.iter().map(|(k, v)| (k.as_str(), v)))
+        .collect();
+
+    let mut report = VerifyReport::default();
+    let mut seen = HashSet::new();
+    for path in fsutil::archive_files(root)? {
+        let rel = fsutil::rel_string(root, &path);
+        let pdate = partition_date(&rel);
+        if date.is_some() && pdate != date {
+            continue;
+        }
+        let entry = listed.get(rel.as_str()).copied();
+        if pdate.is_none() {
+            report
+                .problems
+                .push(problem(&rel, None, "not part of the archive layout"));
+        } else if entry.is_none() && !live {
+            report.problems.push(problem(
+                &rel,
+                None,
+                "unclosed file; a collector crashed here? run `stock-observer collect` on this \
+                 data dir to recover",
+            ));
+        }
+        check_file(&path, &rel, entry, live && entry.is_none(), &mut report)?;
+        seen.insert(rel);
+    }
+    for (rel, _) in listed.iter().filter(|(rel, _)| !seen.contains(**rel)) {
+        report
+            .problems
+            .push(problem(rel, None, "missing file (listed in manifest)"));
+    }
+    report
+        .problems
+        .sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
+    Ok(report)
+}
+
+fn problem(file: &str, line: Option<u64>, what: impl Into<String>) -> VerifyProblem {
+    VerifyProblem {
+        file: file.to_string(),
+        line,
+        what: what.into(),
+    }
+}
+
+/// Whether a collector holds the data-dir lock right now.
+fn collector_running(root: &Path) -> Result<bool, ArchiveError> {
+    let path = root.join(".lock");
+    // Read-only and never created: verify must not change the data dir.
+    let f = match OpenOptions::new().read(true).open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(ArchiveError::io(&path)(e)),
+    };
+    match f.try_lock_shared() {
+        Ok(()) => Ok(false),
+        Err(TryLockError::WouldBlock) => Ok(true),
+        Err(TryLockError::Error(e)) => Err(ArchiveError::io(&path)(e)),
+    }
+}
+
+/// `open` is set for a file a running collector is still appending to: its trailing
+/// partial line is in flight, not torn, and it has no manifest entry yet.
+fn check_file(
+    path: &Path,
+    rel: &str,
+    entry: Option<&ManifestEntry>,
+    open: bool,
+    report: &mut VerifyReport,
+) -> Result<(), ArchiveError> {
+    let f = File::open(path).map_err(ArchiveError::io(path))?;
+    let mut reader = BufReader::with_capacity(1 << 20, f);
+    let mut hasher = Sha256::new();
+    let (mut size, mut lines, mut line_problems) = (0u64, 0u64, 0usize);
+    let mut buf = Vec::new();
+    report.files += 1;
+    loop {
+        buf.clear();
+        let n = reader
+            .read_until(b'\n', &mut buf)
+            .map_err(ArchiveError::io(path))?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        hasher.update(&buf);
+        let Some(content) = buf.strip_suffix(b"\n") else {
+            if !open {
+                report.problems.push(problem(
+                    rel,
+                    Some(lines + 1),
+                    "incomplete last line (no newline; torn write?)",
+                ));
+            }
+            break;
+        };
+        lines += 1;
+        if let Some(what) = check_line(content) {
+            line_problems += 1;
+            if line_problems <= MAX_LINE_PROBLEMS {
+                report.problems.push(problem(rel, Some(lines), what));
+            }
+        }
+    }
+    report.lines += lines;
+    if line_problems > MAX_LINE_PROBLEMS {
+        report.problems.push(problem(
+            rel,
+            None,
+            format!(
+                "{} more bad lines not listed",
+                line_problems - MAX_LINE_PROBLEMS
+            ),
+        ));
+    }
+    if let Some(e) = entry {
+        if size != e.size {
+            let hint = if size < e.size {
+                "truncated?"
+            } else {
+                "appended to after it was closed?"
+            };
+            report.problems.push(problem(
+                rel,
+                None,
+                format!("size {size} != manifest {} ({hint})", e.size),
+            ));
+        } else if lines != e.lines {
+            report.problems.push(problem(
+                rel,
+                None,
+                format!("lines {lines} != manifest {}", e.lines),
+            ));
+        }
+        let sha = hex::encode(hasher.finalize());
+        if !sha.eq_ignore_ascii_case(&e.sha256) {
+            report.problems.push(problem(
+                rel,
+                None,
+                format!("sha256 mismatch (file {sha}, manifest {})", e.sha256),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_line(content: &[u8]) -> Option<String> {
+    match serde_json::from_slice::<HashMap<String, IgnoredAny>>(content) {
+        Ok(fields) => {
+            let missing: Vec<&str> = REQUIRED_META_FIELDS
+                .iter()
+                .copied()
+                .filter(|k| !fields.contains_key(*k))
+                .collect();
+            (!missing.is_empty()).then(|| format!("missing meta field(s) {}", missing.join(", ")))
+        }
+        Err(e) if e.is_data() => Some("not a JSON object".to_string()),
+        // One document per line, so serde_json's "line 1" carries no information.
+        Err(e) => Some(format!(
+            "not JSON ({})",
+            e.to_string().replace(" at line 1 column ", " at column ")
+        )),
+    }
+}

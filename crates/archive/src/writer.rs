@@ -1,0 +1,451 @@
+use std::collections::{BTreeSet, HashMap, hash_map::Entry};
+use std::fs::{self, File, OpenOptions, TryLockError};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use model::settings::Interval;
+use model::{SessionId, UtcTime};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::manifest::{Manifest, ManifestEntry};
+use crate::recovery::{self, Recovery};
+use crate::stream::{Partition, Stream};
+use crate::{ArchiveConfig, ArchiveError, fsutil};
+
+/// Contents of `.session`: its presence at start-up means the previous run did not reach
+/// `close_all`.
+#[derive(Serialize, Deserialize)]
+struct SessionMarker {
+    session_id: String,
+    started_at: UtcTime,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CloseSummary {
+    /// Files closed by this `close_all` call.
+    pub files_closed: usize,
+    /// Totals over the writer's life.
+    pub bytes_written: u64,
+    pub lines_written: u64,
+}
+
+struct OpenFile {
+    slot: usize,
+    rel: String,
+    path: PathBuf,
+    date: String,
+    end: UtcTime,
+    file: File,
+    buf: Vec<u8>,
+    /// Covers exactly the bytes already handed to the OS; `buf` is hashed when flushed.
+    hasher: Sha256,
+    size: u64,
+    lines: u64,
+    unsynced: bool,
+}
+
+impl OpenFile {
+    fn flush(&mut self) -> Result<(), ArchiveError> {
+        if !self.buf.is_empty() {
+            self.file
+                .write_all(&self.buf)
+                .map_err(ArchiveError::io(&self.path))?;
+            self.hasher.update(&self.buf);
+            self.buf.clear();
+            self.unsynced = true;
+        }
+        Ok(())
+    }
+
+    fn sync(&mut self) -> Result<(), ArchiveError> {
+        self.flush()?;
+        if self.unsynced {
+            self.file
+                .sync_data()
+                .map_err(ArchiveError::io(&self.path))?;
+            self.unsynced = false;
+        }
+        Ok(())
+    }
+
+    fn finish(
+        mut self,
+        closed_at: UtcTime,
+    ) -> Result<(String, String, ManifestEntry), ArchiveError> {
+        self.flush()?;
+        self.file.sync_all().map_err(ArchiveError::io(&self.path))?;
+        let entry = ManifestEntry {
+            size: self.size,
+            lines: self.lines,
+            sha256: hex::encode(self.hasher.finalize()),
+            closed_at,
+        };
+        Ok((self.rel, self.date, entry))
+    }
+}
+
+/// Sole writer of one data directory. Synchronous `std::fs` I/O: the engine runs it on a
+/// dedicated thread and drives `sync` / `close_expired` from its clock.
+pub struct ArchiveWriter {
+    root: PathBuf,
+    lock: Option<File>,
+    buffer_bytes: usize,
+    scalp_window: Interval,
+    slots: Vec<Option<Box<OpenFile>>>,
+    /// Per slot, the end of the last window closed in this session: a record stamped
+    /// earlier (clock stepped back, late delivery) goes to the next window instead of
+    /// reopening a file this session already closed.
+    floor: Vec<UtcTime>,
+    open_count: usize,
+    manifests: HashMap<String, Manifest>,
+    bytes_written: u64,
+    lines_written: u64,
+    files_closed: u64,
+    finished: bool,
+}
+
+impl ArchiveWriter {
+    /// Locks `root`, repairs and closes whatever a previous run left open, and marks a
+    /// session as running.
+    pub fn open(
+        root: &Path,
+        cfg: &ArchiveConfig,
+        now: UtcTime,
+        session: &SessionId,
+    ) -> Result<(ArchiveWriter, Recovery), ArchiveError> {
+        fsutil::create_dirs_synced(root)?;
+        let lock_path = root.join(".lock");
+        let lock = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(ArchiveError::io(&lock_path))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                return Err(ArchiveError::Locked {
+                    path: root.to_path_buf(),
+                });
+            }
+            Err(TryLockError::Error(e)) => return Err(ArchiveError::io(&lock_path)(e)),
+        }
+
+        let session_path = root.join(".session");
+        let previous = match fs::read(&session_path) {
+            Ok(bytes) => Some(serde_json::from_slice::<SessionMarker>(&bytes).ok()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(ArchiveError::io(&session_path)(e)),
+        };
+        let mut recovery = recovery::recover(root, now)?;
+        recovery.crashed = previous.is_some();
+        if let Some(Some(marker)) = previous {
+            recovery.previous_session = Some(marker.session_id);
+            if recovery.last_good.is_none() {
+                recovery.last_good = Some(marker.started_at);
+            }
+        }
+
+        let marker = SessionMarker {
+            session_id: session.as_str().to_string(),
+            started_at: now,
+        };
+        let bytes = serde_json::to_vec(&marker).map_err(|e| ArchiveError::Io {
+            path: session_path.clone(),
+            source: e.into(),
+        })?;
+        fsutil::write_atomic(&session_path, &bytes)?;
+
+        let slots = Stream::slot_count();
+        let writer = ArchiveWriter {
+            root: root.to_path_buf(),
+            lock: Some(lock),
+            buffer_bytes: cfg.buffer_bytes,
+            scalp_window: cfg.scalp_window,
+            slots: (0..slots).map(|_| None).collect(),
+            floor: vec![UtcTime::from_millis(i64::MIN); slots],
+            open_count: 0,
+            manifests: HashMap::new(),
+            bytes_written: 0,
+            lines_written: 0,
+            files_closed: 0,
+            finished: false,
+        };
+        Ok((writer, recovery))
+    }
+
+    /// Appends `line` (one JSON document, no trailing newline) to the file of `stream`
+    /// covering `at`, rotating first if `at` is past the open window.
+    #[inline]
+    pub fn append(&mut self, stream: Stream, at: UtcTime, line: &[u8]) -> Result<(), ArchiveError> {
+        let slot = stream.slot();
+        let f = match self.slots[slot].take() {
+            Some(f) if at < f.end => self.slots[slot].insert(f),
+            old => {
+                let f = self.rotate(stream, old, at)?;
+                self.slots[slot].insert(f)
+            }
+        };
+        // A newline inside a record would split it into two broken lines.
+        if line.is_empty() || line.contains(&b'\n') {
+            return Err(ArchiveError::BadLine {
+                path: f.path.clone(),
+                reason: if line.is_empty() {
+                    "empty line"
+                } else {
+                    "contains a newline"
+                },
+            });
+        }
+        f.buf.extend_from_slice(line);
+        f.buf.push(b'\n');
+        let n = line.len() as u64 + 1;
+        f.size += n;
+        f.lines += 1;
+        self.bytes_written += n;
+        self.lines_written += 1;
+        if f.buf.len() >= self.buffer_bytes
+            && let Err(e) = f.flush()
+        {
+            self.poison(slot);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Closes `old` (if any) and opens the partition for `at`.
+    #[cold]
+    fn rotate(
+        &mut self,
+        stream: Stream,
+        old: Option<Box<OpenFile>>,
+        at: UtcTime,
+    ) -> Result<Box<OpenFile>, ArchiveError> {
+        if let Some(old) = old {
+            self.open_count -= 1;
+            self.close_batch([old], at)?;
+        }
+        let slot = stream.slot();
+        let part = stream.partition(at.max(self.floor[slot]), self.scalp_window);
+        let f = self.open_partition(slot, part)?;
+        self.open_count += 1;
+        Ok(f)
+    }
+
+    fn open_partition(
+        &mut self,
+        slot: usize,
+        part: Partition,
+    ) -> Result<Box<OpenFile>, ArchiveError> {
+        let path = self.root.join(&part.path);
+        // Un-list a file closed earlier (a restart within its window) before touching it,
+        // so a crash from here on leaves it "unclosed" and recovery re-closes it.
+        let m = manifest_mut(&mut self.manifests, &self.root, &part.date)?;
+        if m.files.remove(&part.path).is_some() {
+            m.store(&self.root)?;
+        }
+        let parent = path.parent().unwrap_or(&self.root).to_path_buf();
+        fsutil::create_dirs_synced(&parent)?;
+        let (size, lines, hasher) = if path.exists() {
+            let s = recovery::scan_and_repair(&path, &part.path)?;
+            (s.size, s.lines, s.hasher)
+        } else {
+            (0, 0, Sha256::new())
+        };
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(ArchiveError::io(&path))?;
+        if size == 0 {
+            fsutil::sync_dir(&parent)?;
+        }
+        Ok(Box::new(OpenFile {
+            slot,
+            rel: part.path,
+            path,
+            date: part.date,
+            end: part.end,
+            file,
+            buf: Vec::new(),
+            hasher,
+            size,
+            lines,
+            unsynced: false,
+        }))
+    }
+
+    /// Closes files and records them, rewriting each touched manifest once. Keeps going
+    /// past a failing file so one bad file does not leave the others open; returns the
+    /// first error.
+    fn close_batch(
+        &mut self,
+        files: impl IntoIterator<Item = Box<OpenFile>>,
+        closed_at: UtcTime,
+    ) -> Result<usize, ArchiveError> {
+        let mut first_err = None;
+        let mut dates = BTreeSet::new();
+        let mut closed = 0;
+        for f in files {
+            let (slot, end) = (f.slot, f.end);
+            self.floor[slot] = self.floor[slot].max(end);
+            let result = f.finish(closed_at).and_then(|(rel, date, entry)| {
+                manifest_mut(&mut self.manifests, &self.root, &date)?
+                    .files
+                    .insert(rel, entry);
+                dates.insert(date);
+                Ok(())
+            });
+            match result {
+                Ok(()) => {
+                    closed += 1;
+                    self.files_closed += 1;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "could not close archive file; recovery will close it at next start");
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        for date in &dates {
+            if let Some(m) = self.manifests.get(date)
+                && let Err(e) = m.store(&self.root)
+            {
+                first_err.get_or_insert(e);
+            }
+        }
+        // Keep only manifests still in use so years of uptime do not accumulate them.
+        if self.manifests.len() > 4 {
+            let live: BTreeSet<&str> = self
+                .slots
+                .iter()
+                .flatten()
+                .map(|f| f.date.as_str())
+                .collect();
+            self.manifests.retain(|d, _| live.contains(d.as_str()));
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(closed),
+        }
+    }
+
+    /// Closes every file whose window has ended by `now`, so an hour's file is complete at
+    /// the hour even when no later record arrives.
+    pub fn close_expired(&mut self, now: UtcTime) -> Result<usize, ArchiveError> {
+        let mut expired = Vec::new();
+        for slot in &mut self.slots {
+            if slot.as_ref().is_some_and(|f| f.end <= now)
+                && let Some(f) = slot.take()
+            {
+                expired.push(f);
+            }
+        }
+        if expired.is_empty() {
+            return Ok(0);
+        }
+        self.open_count -= expired.len();
+        self.close_batch(expired, now)
+    }
+
+    /// Hands every buffer to the OS and fsyncs every file with unsynced data.
+    pub fn sync(&mut self) -> Result<(), ArchiveError> {
+        let mut first_err = None;
+        for slot in 0..self.slots.len() {
+            if let Some(f) = self.slots[slot].as_mut()
+                && let Err(e) = f.sync()
+            {
+                self.poison(slot);
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// After a failed write or fsync the file's content is unknown (and a retried fsync
+    /// can falsely succeed), so it is dropped unlisted: the next append to its stream, or
+    /// the next start, rescans it and cuts any torn tail.
+    fn poison(&mut self, slot: usize) {
+        if let Some(f) = self.slots[slot].take() {
+            self.open_count -= 1;
+            tracing::error!(file = %f.path.display(), "archive file failed; left unclosed for rescan");
+        }
+    }
+
+    /// Clean shutdown: closes every file, removes `.session`, releases the lock.
+    pub fn close_all(mut self, now: UtcTime) -> Result<CloseSummary, ArchiveError> {
+        let files: Vec<_> = self.slots.iter_mut().filter_map(Option::take).collect();
+        self.open_count = 0;
+        let files_closed = self.close_batch(files, now)?;
+        let session_path = self.root.join(".session");
+        match fs::remove_file(&session_path) {
+            Ok(()) => fsutil::sync_dir(&self.root)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(ArchiveError::io(&session_path)(e)),
+        }
+        if let Some(lock) = self.lock.take() {
+            // Closing the descriptor releases the lock too; unlocking first just makes it
+            // explicit and immediate.
+            let _ = lock.unlock();
+        }
+        self.finished = true;
+        Ok(CloseSummary {
+            files_closed,
+            bytes_written: self.bytes_written,
+            lines_written: self.lines_written,
+        })
+    }
+
+    /// Stops as a power cut would: buffered lines are discarded and nothing is closed or
+    /// fsynced. For tests of crash recovery (here and in the engine).
+    pub fn abandon(mut self) {
+        for f in self.slots.iter_mut().flatten() {
+            f.buf.clear();
+        }
+        self.finished = true;
+    }
+
+    pub fn open_files(&self) -> usize {
+        self.open_count
+    }
+    pub fn bytes_written(&self) -> u64 {
+        self.bytes_written
+    }
+    pub fn lines_written(&self) -> u64 {
+        self.lines_written
+    }
+    pub fn files_closed(&self) -> u64 {
+        self.files_closed
+    }
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+}
+
+impl Drop for ArchiveWriter {
+    /// Without `close_all` this is a crash as far as the archive is concerned: no manifest
+    /// entries, `.session` stays. Handing buffers to the OS still saves those lines.
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        for f in self.slots.iter_mut().flatten() {
+            if let Err(e) = f.flush() {
+                tracing::error!(error = %e, "could not flush archive buffer while dropping the writer");
+            }
+        }
+    }
+}
+
+fn manifest_mut<'a>(
+    cache: &'a mut HashMap<String, Manifest>,
+    root: &Path,
+    date: &str,
+) -> Result<&'a mut Manifest, ArchiveError> {
+    match cache.entry(date.to_string()) {
+        Entry::Occupied(o) => Ok(o.into_mut()),
+        Entry::Vacant(v) => Ok(v.insert(Manifest::load(root, date)?)),
+    }
+}

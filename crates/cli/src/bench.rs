@@ -1,0 +1,156 @@
+//! `stock-observer bench …`: end-to-end throughput on one core, for docs/benchmarks.md.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::Subcommand;
+
+use archive::{ArchiveWriter, Stream};
+use engine::observer::ObserverCore;
+use engine::pipeline::{RawLine, raw_ref};
+use model::{
+    Market, Meta, Price, Provider, Qty, RawFrameKind, Record, SessionId, Side, Symbol, UtcTime,
+};
+use providers::sim::{SimTrade, wire};
+
+#[derive(Subcommand)]
+pub enum Bench {
+    /// Push N synthetic trade frames through raw archive → normalize → validate → guard →
+    /// enrich → archive on the current thread, and report ticks/s and bytes/s.
+    Pipeline(PipelineArgs),
+}
+
+#[derive(clap::Args)]
+pub struct PipelineArgs {
+    /// Number of ticks.
+    #[arg(long, default_value_t = 1_000_000)]
+    ticks: u64,
+    /// Distinct symbols the ticks are spread over (a Track B slot set).
+    #[arg(long, default_value_t = 41)]
+    symbols: u32,
+    /// Configuration file (archive buffer, observer limits).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Archive directory for the run (default: a fresh folder under the system temp dir,
+    /// removed afterwards).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+pub fn run(b: Bench) -> anyhow::Result<ExitCode> {
+    match b {
+        Bench::Pipeline(args) => pipeline(args),
+    }
+}
+
+fn pipeline(args: PipelineArgs) -> anyhow::Result<ExitCode> {
+    let settings = crate::load_config(args.config.as_deref())?.settings;
+    let (dir, temporary) = match args.data_dir {
+        Some(d) => (d, false),
+        None => (
+            std::env::temp_dir().join(format!("stock-observer-bench-{}", std::process::id())),
+            true,
+        ),
+    };
+    anyhow::ensure!(
+        args.symbols > 0 && args.ticks > 0,
+        "--ticks and --symbols must be positive"
+    );
+
+    // Inputs are made before the clock starts: frames as a provider would deliver them.
+    let start = UtcTime::from_kst("2026-01-14T09:30:00".parse()?);
+    let symbols: Vec<Symbol> = (0..args.symbols)
+        .map(|i| Symbol::new(&format!("{:06}", 5930 + i * 10)))
+        .collect::<Result<_, _>>()?;
+    eprintln!(
+        "preparing {} trade frames over {} symbols…",
+        args.ticks, args.symbols
+    );
+    let frames: Vec<(UtcTime, String)> = (0..args.ticks)
+        .map(|i| {
+            let t = SimTrade {
+                time: start.plus_millis((i / 8) as i64),
+                symbol: symbols[(i % args.symbols as u64) as usize].clone(),
+                price: Price::from_int(71_500 + 100 * (i % 7) as i64),
+                size: Qty::from_int(1 + (i % 50) as i64),
+                side: if i % 2 == 0 { Side::Buy } else { Side::Sell },
+                seq: i + 1,
+                cum_volume: Qty::from_int(1000 + i as i64),
+            };
+            (t.time.plus_millis(3), wire::encode_trade(&t))
+        })
+        .collect();
+
+    let session = SessionId::starting_at(start);
+    let mut cfg = settings.observer.clone();
+    cfg.dedupe_capacity = cfg.dedupe_capacity.max(args.ticks as usize);
+    let stats = Arc::new(engine::Stats::default());
+    let mut core = ObserverCore::new(
+        &cfg,
+        &settings.calendar,
+        session.clone(),
+        wire::MAPPER_VERSION,
+        Arc::default(),
+        stats.clone(),
+    );
+    let (mut writer, _) = ArchiveWriter::open(&dir, &settings.archive, start, &session)
+        .with_context(|| format!("opening {}", dir.display()))?;
+
+    let began = Instant::now();
+    let mut line = Vec::with_capacity(512);
+    for (seq, (rt, frame)) in frames.iter().enumerate() {
+        let seq = seq as u64 + 1;
+        line.clear();
+        let raw = Record {
+            body: RawLine {
+                provider: Provider::Sim,
+                kind: RawFrameKind::Ws,
+                channel: "trade",
+                seq,
+                frame,
+            },
+            meta: Meta::new(*rt, *rt, session.clone()),
+        };
+        serde_json::to_writer(&mut line, &raw)?;
+        writer.append(Stream::Raw(Provider::Sim), *rt, &line)?;
+        let (event_time, event) = wire::parse(frame)?;
+        if let Ok(rec) = core.observe(
+            event_time,
+            *rt,
+            event,
+            Some(raw_ref(Provider::Sim, *rt, seq)),
+        ) {
+            line.clear();
+            serde_json::to_writer(&mut line, &rec)?;
+            writer.append(Stream::Scalp(Provider::Sim, Market::KrStocks), *rt, &line)?;
+        }
+    }
+    let end = frames.last().map_or(start, |f| f.0);
+    let summary = writer.close_all(end)?;
+    let secs = began.elapsed().as_secs_f64();
+    let s = stats.snapshot();
+    anyhow::ensure!(
+        s.events_passed == args.ticks,
+        "only {} of {} ticks passed the observer core",
+        s.events_passed,
+        args.ticks
+    );
+    let bytes = summary.bytes_written;
+    println!(
+        "bench pipeline: {} ticks over {} symbols in {:.3} s (one thread, fsync at close)",
+        args.ticks, args.symbols, secs
+    );
+    println!("  {:.0} ticks/s", args.ticks as f64 / secs);
+    println!(
+        "  {:.1} MB/s archived ({} bytes: raw frames + enriched records)",
+        bytes as f64 / secs / 1e6,
+        bytes
+    );
+    if temporary {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,100 @@
+//! The live status line and the exit summary.
+
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use engine::{Live, StatsSnapshot, Summary};
+
+fn line(live: &Live, s: &StatsSnapshot, prev: &StatsSnapshot, secs: f64) -> String {
+    let rate = |now: u64, before: u64| (now.saturating_sub(before)) as f64 / secs;
+    let t = live.clock.now().kst();
+    format!(
+        "{} KST x{} | raw {} ({:.0}/s) | swing {} ({:.0}/s) | scalp {} ({:.0}/s) | slots {}/{} | files {} open, {} closed | rejects {} | gaps {}",
+        t.time().strftime("%H:%M:%S"),
+        live.clock.speed(),
+        s.frames_received,
+        rate(s.frames_received, prev.frames_received),
+        s.swing_written,
+        rate(s.swing_written, prev.swing_written),
+        s.scalp_written,
+        rate(s.scalp_written, prev.scalp_written),
+        live.slots.load(std::sync::atomic::Ordering::Relaxed),
+        live.universe_size
+            .load(std::sync::atomic::Ordering::Relaxed),
+        s.files_open,
+        s.files_closed,
+        s.rejected_validate + s.rejected_guard + s.frames_malformed,
+        s.gaps,
+    )
+}
+
+pub async fn run(live: Arc<Live>, every: Duration, mut stop: watch::Receiver<bool>) {
+    let tty = std::io::stderr().is_terminal();
+    let mut tick = tokio::time::interval(every);
+    let mut prev = live.stats.snapshot();
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = model::stopped(&mut stop) => break,
+        }
+        let s = live.stats.snapshot();
+        let text = line(&live, &s, &prev, every.as_secs_f64());
+        let mut err = std::io::stderr().lock();
+        // On a terminal the line rewrites itself; in a log (CI, systemd) it is one line per tick.
+        let _ = if tty {
+            write!(err, "\r\x1b[K{text}")
+        } else {
+            writeln!(err, "{text}")
+        };
+        let _ = err.flush();
+        prev = s;
+    }
+    if tty {
+        eprintln!();
+    }
+}
+
+pub fn print_summary(sum: &Summary, data_dir: &Path) {
+    let s = &sum.stats;
+    println!(
+        "session {} ended cleanly ({} → {} market time)",
+        sum.session, sum.started, sum.ended
+    );
+    if sum.recovered_crash {
+        println!("  recovered from a previous crash: a gap_marker records the lost interval");
+    }
+    println!(
+        "  frames received   {:>10}  (malformed {})",
+        s.frames_received, s.frames_malformed
+    );
+    println!(
+        "  events            {:>10}  passed {}, rejected {} by validation, {} by the guard",
+        s.events_normalized, s.events_passed, s.rejected_validate, s.rejected_guard
+    );
+    println!(
+        "  swing snapshots   {:>10}  in {} Track A cycles",
+        s.swing_written, s.track_a_cycles
+    );
+    println!(
+        "  scalp samples     {:>10}  (sampled down {}, late {})",
+        s.scalp_written, s.scalp_sampled_down, s.scalp_late
+    );
+    println!(
+        "  system events     {:>10}  (gaps {}), overflow entries {}",
+        s.system_events, s.gaps, s.overflow_entries
+    );
+    println!(
+        "  archive lines     {:>10}  of {} published ({} failed), {} bytes, {} files closed",
+        s.lines_saved, s.lines_published, s.lines_failed, s.bytes_saved, s.files_closed
+    );
+    println!(
+        "  archive: {}  (check with: stock-observer verify --data-dir {})",
+        data_dir.display(),
+        data_dir.display()
+    );
+}

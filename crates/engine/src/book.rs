@@ -1,0 +1,66 @@
+//! The latest known state of each symbol, updated by the observer and read by Track B.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use model::{MarketEvent, Price, Qty, Symbol, UtcTime};
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SymbolState {
+    pub last_price: Option<Price>,
+    pub volume: Option<Qty>,
+    pub bid_price: Option<Price>,
+    pub ask_price: Option<Price>,
+    pub bid_size: Option<Qty>,
+    pub ask_size: Option<Qty>,
+    /// Receive time of the newest data applied.
+    pub updated: Option<UtcTime>,
+}
+
+#[derive(Debug, Default)]
+pub struct LatestBook {
+    states: Mutex<HashMap<Symbol, SymbolState>>,
+}
+
+impl LatestBook {
+    pub fn apply(&self, receive_time: UtcTime, event: &MarketEvent) {
+        let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
+        let s = states.entry(event.symbol().clone()).or_default();
+        match event {
+            MarketEvent::Tick(t) => {
+                s.last_price = Some(t.price);
+                if t.cum_volume.is_some() {
+                    s.volume = t.cum_volume;
+                }
+            }
+            MarketEvent::Quote(q) => {
+                s.bid_price = Some(q.bid_price);
+                s.ask_price = Some(q.ask_price);
+                s.bid_size = Some(q.bid_size);
+                s.ask_size = Some(q.ask_size);
+            }
+            MarketEvent::Snapshot(sn) => {
+                s.last_price = Some(sn.last_price);
+                s.volume = Some(sn.volume);
+                if sn.bid_price.is_some() {
+                    s.bid_price = sn.bid_price;
+                }
+                if sn.ask_price.is_some() {
+                    s.ask_price = sn.ask_price;
+                }
+            }
+        }
+        s.updated = Some(s.updated.map_or(receive_time, |u| u.max(receive_time)));
+    }
+
+    /// Copies the states of `symbols` (in order) under one lock.
+    pub fn read(&self, symbols: &[Symbol], out: &mut Vec<SymbolState>) {
+        let states = self.states.lock().unwrap_or_else(|p| p.into_inner());
+        out.clear();
+        out.extend(
+            symbols
+                .iter()
+                .map(|s| states.get(s).cloned().unwrap_or_default()),
+        );
+    }
+}

@@ -1,0 +1,155 @@
+//! The engine's config sections. Every interval, threshold and capacity the engine uses
+//! comes from here; `configs/observer.yaml` documents each value.
+
+use jiff::civil::Date;
+use serde::{Deserialize, Serialize};
+
+use model::settings::{Checker, Interval, Validate, Window};
+use model::{KrxCalendar, Price};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CalendarConfig {
+    /// KRX closed days besides weekends.
+    pub holidays: Vec<Date>,
+    /// The regular session (Seoul time); the guard rejects KR stock data outside it.
+    pub session: Window,
+}
+
+impl CalendarConfig {
+    pub fn krx(&self) -> KrxCalendar {
+        KrxCalendar::new(self.holidays.iter().copied())
+    }
+}
+
+impl Validate for CalendarConfig {
+    fn validate(&self, c: &mut Checker) {
+        c.window("session", &self.session);
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObserverConfig {
+    /// Largest distance between a record's event time and its receive time before
+    /// validation calls the timestamp wrong.
+    pub max_clock_skew: Interval,
+    /// How many recent trade ids per provider the duplicate guard remembers.
+    pub dedupe_capacity: usize,
+    /// Longest piece of a rejected record kept as evidence in its system event.
+    pub evidence_bytes: usize,
+}
+
+impl Validate for ObserverConfig {
+    fn validate(&self, c: &mut Checker) {
+        c.check(
+            self.max_clock_skew.as_millis() <= 3_600_000,
+            "max_clock_skew",
+            "must be at most 1h",
+        );
+        c.range("dedupe_capacity", self.dedupe_capacity, 16, 10_000_000);
+        c.range("evidence_bytes", self.evidence_bytes, 64, 1_048_576);
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UniverseConfig {
+    /// Seed 001 §2.2: KR stocks whose previous close is at least this many KRW.
+    pub min_prev_close: Price,
+}
+
+impl Validate for UniverseConfig {
+    fn validate(&self, c: &mut Checker) {
+        c.check(
+            self.min_prev_close.is_positive(),
+            "min_prev_close",
+            format_args!("{} must be positive", self.min_prev_close),
+        );
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SwingConfig {
+    /// Track A cycle: a REST snapshot of every universe symbol this often.
+    pub interval: Interval,
+    pub window: Window,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScalpConfig {
+    /// Track B sampling interval at mitigation level 0 (500ms = 2 Hz).
+    pub sample_interval: Interval,
+    /// Concurrent slot symbols per market.
+    pub slots: usize,
+    pub window: Window,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TracksConfig {
+    pub swing: SwingConfig,
+    pub scalp: ScalpConfig,
+}
+
+impl Validate for TracksConfig {
+    fn validate(&self, c: &mut Checker) {
+        c.section("swing", |c| {
+            let ms = self.swing.interval.as_millis();
+            c.check(
+                ms >= 1000 && 86_400_000 % ms == 0,
+                "interval",
+                format_args!(
+                    "{} must be at least 1s and divide a day evenly",
+                    self.swing.interval
+                ),
+            );
+            c.window("window", &self.swing.window);
+        });
+        c.section("scalp", |c| {
+            let ms = self.scalp.sample_interval.as_millis();
+            c.check(
+                (10..=60_000).contains(&ms) && 60_000 % ms == 0,
+                "sample_interval",
+                format_args!(
+                    "{} must be within 10ms..=60s and divide a minute evenly",
+                    self.scalp.sample_interval
+                ),
+            );
+            c.range("slots", self.scalp.slots, 1, 1000);
+            c.window("window", &self.scalp.window);
+        });
+    }
+}
+
+/// Capacities of the bounded channels between stages. Their policies when full are fixed
+/// by what flows through them (see `pipeline`): market data blocks the source, scalp
+/// samples are sampled down into the overflow ledger.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    pub frames_capacity: usize,
+    pub archive_capacity: usize,
+    /// Wall-clock period of archive housekeeping: closing files whose window ended.
+    pub housekeeping_interval: Interval,
+}
+
+impl Validate for PipelineConfig {
+    fn validate(&self, c: &mut Checker) {
+        c.range("frames_capacity", self.frames_capacity, 16, 1_048_576);
+        c.range("archive_capacity", self.archive_capacity, 16, 1_048_576);
+    }
+}
+
+/// Everything the engine needs, assembled by the `config` crate.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub calendar: CalendarConfig,
+    pub observer: ObserverConfig,
+    pub universe: UniverseConfig,
+    pub tracks: TracksConfig,
+    pub pipeline: PipelineConfig,
+    pub archive: archive::ArchiveConfig,
+}

@@ -1,0 +1,416 @@
+//! The observer core of seed 001 §2.6: validate → guard → enrich. Pure and synchronous, so
+//! it runs inline in whichever task owns the stream and is benchmarked on its own.
+
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::{BuildHasher, Hash, Hasher, RandomState};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use model::settings::Window;
+use model::{
+    KrxCalendar, Market, MarketEvent, Meta, QualityFlag, Record, SessionId, Symbol, UtcTime,
+};
+
+use crate::config::{CalendarConfig, ObserverConfig};
+use crate::stats::{Stats, inc};
+
+/// Why the core refused an event. `stage` is `validate` or `guard`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub stage: &'static str,
+    pub reason: String,
+}
+
+impl Rejection {
+    fn validate(reason: impl Into<String>) -> Self {
+        Rejection {
+            stage: "validate",
+            reason: reason.into(),
+        }
+    }
+    fn guard(reason: impl Into<String>) -> Self {
+        Rejection {
+            stage: "guard",
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Remembers the last `capacity` trade ids so a replayed or re-sent trade is refused.
+struct Dedupe {
+    seen: HashSet<u64>,
+    order: VecDeque<u64>,
+    capacity: usize,
+    hasher: RandomState,
+}
+
+impl Dedupe {
+    fn new(capacity: usize) -> Self {
+        Dedupe {
+            seen: HashSet::with_capacity(capacity),
+            order: VecDeque::with_capacity(capacity),
+            capacity,
+            hasher: RandomState::new(),
+        }
+    }
+
+    /// True if `(symbol, id)` was new.
+    fn insert(&mut self, symbol: &Symbol, id: &str) -> bool {
+        let mut h = self.hasher.build_hasher();
+        symbol.hash(&mut h);
+        id.hash(&mut h);
+        let key = h.finish();
+        if !self.seen.insert(key) {
+            return false;
+        }
+        if self.order.len() == self.capacity {
+            if let Some(old) = self.order.pop_front() {
+                self.seen.remove(&old);
+            }
+        }
+        self.order.push_back(key);
+        true
+    }
+}
+
+pub struct ObserverCore {
+    max_skew_ms: i64,
+    session_window: Window,
+    calendar: KrxCalendar,
+    session_id: SessionId,
+    mapper_version: &'static str,
+    mitigation: Arc<AtomicU8>,
+    dedupe: Dedupe,
+    /// Newest accepted event time per (symbol, kind), for the stale guard.
+    newest: HashMap<(Symbol, &'static str), UtcTime>,
+    stats: Arc<Stats>,
+}
+
+impl ObserverCore {
+    pub fn new(
+        cfg: &ObserverConfig,
+        calendar: &CalendarConfig,
+        session_id: SessionId,
+        mapper_version: &'static str,
+        mitigation: Arc<AtomicU8>,
+        stats: Arc<Stats>,
+    ) -> Self {
+        ObserverCore {
+            max_skew_ms: cfg.max_clock_skew.as_millis() as i64,
+            session_window: calendar.session,
+            calendar: calendar.krx(),
+            session_id,
+            mapper_version,
+            mitigation,
+            dedupe: Dedupe::new(cfg.dedupe_capacity),
+            newest: HashMap::new(),
+            stats,
+        }
+    }
+
+    /// Runs one normalized event through validation, the guard and enrichment.
+    pub fn observe(
+        &mut self,
+        event_time: UtcTime,
+        receive_time: UtcTime,
+        event: MarketEvent,
+        raw_ref: Option<String>,
+    ) -> Result<Record<MarketEvent>, Rejection> {
+        inc(&self.stats.events_normalized);
+        if let Err(r) = self.validate(event_time, receive_time, &event) {
+            inc(&self.stats.rejected_validate);
+            return Err(r);
+        }
+        if let Err(r) = self.guard(event_time, &event) {
+            inc(&self.stats.rejected_guard);
+            return Err(r);
+        }
+        inc(&self.stats.events_passed);
+        self.stats
+            .last_record_ms
+            .fetch_max(receive_time.as_millis(), Ordering::Relaxed);
+        Ok(self.enrich(event_time, receive_time, event, raw_ref))
+    }
+
+    pub fn validate(
+        &self,
+        event_time: UtcTime,
+        receive_time: UtcTime,
+        event: &MarketEvent,
+    ) -> Result<(), Rejection> {
+        let skew = event_time.millis_since(receive_time);
+        if skew.abs() > self.max_skew_ms {
+            return Err(Rejection::validate(format!(
+                "event_time {event_time} is {}ms {} receive_time {receive_time} (max skew {}ms)",
+                skew.abs(),
+                if skew > 0 { "after" } else { "before" },
+                self.max_skew_ms
+            )));
+        }
+        match event {
+            MarketEvent::Tick(t) => {
+                if !t.price.is_positive() {
+                    return Err(Rejection::validate(format!(
+                        "non-positive price {}",
+                        t.price
+                    )));
+                }
+                if !t.size.is_positive() {
+                    return Err(Rejection::validate(format!("non-positive size {}", t.size)));
+                }
+            }
+            MarketEvent::Quote(q) => {
+                if !q.bid_price.is_positive() || !q.ask_price.is_positive() {
+                    return Err(Rejection::validate(format!(
+                        "non-positive bid {} / ask {}",
+                        q.bid_price, q.ask_price
+                    )));
+                }
+                if q.bid_size.is_negative() || q.ask_size.is_negative() {
+                    return Err(Rejection::validate(format!(
+                        "negative size bid {} / ask {}",
+                        q.bid_size, q.ask_size
+                    )));
+                }
+                if q.bid_price > q.ask_price {
+                    return Err(Rejection::validate(format!(
+                        "crossed book: bid {} > ask {}",
+                        q.bid_price, q.ask_price
+                    )));
+                }
+            }
+            MarketEvent::Snapshot(s) => {
+                for (name, p) in [
+                    ("last_price", s.last_price),
+                    ("open", s.open),
+                    ("high", s.high),
+                    ("low", s.low),
+                    ("prev_close", s.prev_close),
+                ] {
+                    if !p.is_positive() {
+                        return Err(Rejection::validate(format!("non-positive {name} {p}")));
+                    }
+                }
+                if s.low > s.high {
+                    return Err(Rejection::validate(format!(
+                        "low {} above high {}",
+                        s.low, s.high
+                    )));
+                }
+                if s.volume.is_negative() {
+                    return Err(Rejection::validate(format!("negative volume {}", s.volume)));
+                }
+                if let (Some(b), Some(a)) = (s.bid_price, s.ask_price)
+                    && b > a
+                {
+                    return Err(Rejection::validate(format!(
+                        "crossed book: bid {b} > ask {a}"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn guard(&mut self, event_time: UtcTime, event: &MarketEvent) -> Result<(), Rejection> {
+        // Exchange events of KR stocks only happen in the regular session (the closing
+        // auction prints at its end, so the end is inclusive). REST snapshots may be taken
+        // at any time: their values are the session's, whenever we ask.
+        if event.market() == Market::KrStocks && !matches!(event, MarketEvent::Snapshot(_)) {
+            let local = event_time.kst();
+            let t = local.time();
+            let open_day = self.calendar.is_trading_day(local.date());
+            if !open_day || t < self.session_window.start || t > self.session_window.end {
+                return Err(Rejection::guard(format!(
+                    "outside_market_hours: {} KST",
+                    local
+                )));
+            }
+        }
+        if let MarketEvent::Tick(t) = event
+            && let Some(id) = &t.trade_id
+            && !self.dedupe.insert(&t.symbol, id)
+        {
+            return Err(Rejection::guard(format!("duplicate trade id {id}")));
+        }
+        // Trades may legitimately share or interleave timestamps; book states and snapshots
+        // that go back in time would move the recorded state backwards.
+        if !matches!(event, MarketEvent::Tick(_)) {
+            let key = (event.symbol().clone(), event.kind());
+            if let Some(prev) = self.newest.get(&key)
+                && event_time < *prev
+            {
+                return Err(Rejection::guard(format!(
+                    "stale: event_time {event_time} older than accepted {prev}"
+                )));
+            }
+            self.newest.insert(key, event_time);
+        }
+        Ok(())
+    }
+
+    fn enrich(
+        &self,
+        event_time: UtcTime,
+        receive_time: UtcTime,
+        event: MarketEvent,
+        raw_ref: Option<String>,
+    ) -> Record<MarketEvent> {
+        let level = self.mitigation.load(Ordering::Relaxed);
+        let mut meta = Meta::new(event_time, receive_time, self.session_id.clone());
+        meta.mitigation_level = level;
+        meta.quality_flag = if level > 0 {
+            QualityFlag::Degraded
+        } else {
+            QualityFlag::Normal
+        };
+        meta.raw_ref = raw_ref;
+        meta.mapper_version = Some(Cow::Borrowed(self.mapper_version));
+        Record { body: event, meta }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use model::settings::Interval;
+    use model::{Price, Provider, Qty, Quote, Tick};
+
+    fn core() -> ObserverCore {
+        let cfg = ObserverConfig {
+            max_clock_skew: "10s".parse::<Interval>().unwrap(),
+            dedupe_capacity: 16,
+            evidence_bytes: 512,
+        };
+        let cal = CalendarConfig {
+            holidays: vec![jiff::civil::date(2026, 1, 1)],
+            session: Window {
+                start: jiff::civil::time(9, 0, 0, 0),
+                end: jiff::civil::time(15, 30, 0, 0),
+            },
+        };
+        let t0 = at("10:00:00");
+        ObserverCore::new(
+            &cfg,
+            &cal,
+            SessionId::starting_at(t0),
+            "test/1",
+            Arc::default(),
+            Arc::default(),
+        )
+    }
+
+    fn at(hms: &str) -> UtcTime {
+        // 2026-01-14 is a Wednesday.
+        UtcTime::from_kst(format!("2026-01-14T{hms}").parse().unwrap())
+    }
+
+    fn tick(price: &str, id: &str) -> MarketEvent {
+        MarketEvent::Tick(Tick {
+            provider: Provider::Sim,
+            market: Market::KrStocks,
+            symbol: Symbol::new("005930").unwrap(),
+            price: price.parse().unwrap(),
+            size: Qty::from_int(10),
+            side: None,
+            cum_volume: None,
+            trade_id: Some(id.into()),
+        })
+    }
+
+    fn quote(bid: i64, ask: i64) -> MarketEvent {
+        MarketEvent::Quote(Quote {
+            provider: Provider::Sim,
+            market: Market::KrStocks,
+            symbol: Symbol::new("005930").unwrap(),
+            bid_price: Price::from_int(bid),
+            bid_size: Qty::from_int(1),
+            ask_price: Price::from_int(ask),
+            ask_size: Qty::from_int(1),
+            bids: vec![],
+            asks: vec![],
+        })
+    }
+
+    #[test]
+    fn every_refusal_names_its_reason_and_is_counted() {
+        let mut c = core();
+        let t = at("10:00:00");
+        assert!(c.observe(t, t, tick("71500", "1"), None).is_ok());
+        let dup = c.observe(t, t, tick("71500", "1"), None).unwrap_err();
+        assert_eq!(dup.stage, "guard");
+        assert!(dup.reason.contains("duplicate"));
+        assert!(
+            c.observe(t, t, tick("0", "2"), None)
+                .unwrap_err()
+                .reason
+                .contains("non-positive price")
+        );
+        assert!(
+            c.observe(t, t, quote(71600, 71500), None)
+                .unwrap_err()
+                .reason
+                .contains("crossed")
+        );
+        let skewed = c
+            .observe(t.plus_millis(11_000), t, tick("71500", "3"), None)
+            .unwrap_err();
+        assert!(skewed.reason.contains("max skew"), "{skewed:?}");
+        let late = at("15:31:00");
+        assert!(
+            c.observe(late, late, tick("71500", "4"), None)
+                .unwrap_err()
+                .reason
+                .contains("outside_market_hours")
+        );
+        assert!(c.observe(t, t, quote(71400, 71500), None).is_ok());
+        let older = t.plus_millis(-1);
+        assert!(
+            c.observe(older, t, quote(71400, 71500), None)
+                .unwrap_err()
+                .reason
+                .contains("stale")
+        );
+        let s = c.stats.snapshot();
+        assert_eq!(s.events_normalized, 8);
+        assert_eq!(s.events_passed, 2);
+        assert_eq!(
+            s.rejected_validate + s.rejected_guard + s.events_passed,
+            s.events_normalized
+        );
+    }
+
+    #[test]
+    fn holidays_are_outside_market_hours() {
+        let mut c = core();
+        let t = UtcTime::from_kst("2026-01-01T10:00:00".parse().unwrap());
+        assert!(
+            c.observe(t, t, tick("71500", "9"), None)
+                .unwrap_err()
+                .reason
+                .contains("outside_market_hours")
+        );
+    }
+
+    #[test]
+    fn enrichment_adds_the_common_meta() {
+        let mut c = core();
+        let t = at("10:00:00");
+        let rec = c
+            .observe(
+                t,
+                t.plus_millis(5),
+                tick("71500", "1"),
+                Some("raw/sim/20260114/10.jsonl#7".into()),
+            )
+            .unwrap();
+        assert_eq!(rec.meta.receive_time, t.plus_millis(5));
+        assert_eq!(rec.meta.session_id.as_str(), "sess_20260114_100000");
+        assert_eq!(rec.meta.mapper_version.as_deref(), Some("test/1"));
+        let line = serde_json::to_value(&rec).unwrap();
+        for key in model::meta::REQUIRED_META_FIELDS {
+            assert!(line.get(key).is_some(), "{key} missing from {line}");
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! The day's universe (seed 001 §2.2): built once per trading day from the provider's
+//! listings and the configured filter, written to `universe/YYYYMMDD_{market}.json`, and
+//! reloaded from that file on a restart so the day's universe never changes.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use model::{Market, Price, Provider, Symbol};
+use providers::UniverseEntry;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct UniverseFile {
+    pub date: String,
+    pub market: Market,
+    pub provider: Provider,
+    pub source: String,
+    pub filter: Filter,
+    pub count: usize,
+    pub symbols: Vec<UniverseEntry>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Filter {
+    pub min_prev_close: Price,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UniverseError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: not a universe file: {source}")]
+    Parse {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+}
+
+pub fn path(root: &Path, date: &str, market: Market) -> PathBuf {
+    root.join("universe").join(format!("{date}_{market}.json"))
+}
+
+/// Loads the day's universe if it was already built, else filters `listings` and writes it.
+pub fn load_or_build(
+    root: &Path,
+    date: &str,
+    market: Market,
+    provider: Provider,
+    filter: Filter,
+    listings: impl FnOnce() -> Vec<UniverseEntry>,
+) -> Result<(UniverseFile, bool), UniverseError> {
+    let file = path(root, date, market);
+    match std::fs::read(&file) {
+        Ok(bytes) => {
+            let u = serde_json::from_slice(&bytes).map_err(|source| UniverseError::Parse {
+                path: file.clone(),
+                source,
+            })?;
+            return Ok((u, true));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(source) => return Err(UniverseError::Io { path: file, source }),
+    }
+    let mut symbols: Vec<UniverseEntry> = listings()
+        .into_iter()
+        .filter(|l| l.prev_close >= filter.min_prev_close)
+        .collect();
+    symbols.sort_by(|a, b| a.symbol.cmp(&b.symbol));
+    let u = UniverseFile {
+        date: date.to_string(),
+        market,
+        provider,
+        source: provider.to_string(),
+        filter,
+        count: symbols.len(),
+        symbols,
+    };
+    write_atomic(
+        &file,
+        &serde_json::to_vec_pretty(&u).map_err(|source| UniverseError::Parse {
+            path: file.clone(),
+            source,
+        })?,
+    )?;
+    Ok((u, false))
+}
+
+impl UniverseFile {
+    pub fn symbols(&self) -> Vec<Symbol> {
+        self.symbols.iter().map(|e| e.symbol.clone()).collect()
+    }
+}
+
+/// Write to a temporary name, fsync, rename, fsync the folder: a crash leaves either the old
+/// file or the new one, never half of one.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), UniverseError> {
+    use std::io::Write;
+    let io = |source| UniverseError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let tmp = path.with_extension("json.tmp");
+    let mut f = std::fs::File::create(&tmp).map_err(io)?;
+    f.write_all(bytes).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(code: &str, pc: i64) -> UniverseEntry {
+        UniverseEntry {
+            symbol: Symbol::new(code).unwrap(),
+            name: code.into(),
+            prev_close: Price::from_int(pc),
+        }
+    }
+
+    #[test]
+    fn filters_once_and_reloads_the_same_day() {
+        let dir = tempfile::tempdir().unwrap();
+        let filter = Filter {
+            min_prev_close: Price::from_int(4000),
+        };
+        let (u, loaded) = load_or_build(
+            dir.path(),
+            "20260114",
+            Market::KrStocks,
+            Provider::Sim,
+            filter.clone(),
+            || {
+                vec![
+                    entry("000020", 3995),
+                    entry("005930", 71500),
+                    entry("000100", 4000),
+                ]
+            },
+        )
+        .unwrap();
+        assert!(!loaded);
+        assert_eq!(
+            u.symbols(),
+            vec![
+                Symbol::new("000100").unwrap(),
+                Symbol::new("005930").unwrap()
+            ]
+        );
+        // A restart must not rebuild, even if the provider now lists something else.
+        let (again, loaded) = load_or_build(
+            dir.path(),
+            "20260114",
+            Market::KrStocks,
+            Provider::Sim,
+            filter,
+            || vec![entry("999990", 9000)],
+        )
+        .unwrap();
+        assert!(loaded);
+        assert_eq!(again, u);
+        assert!(dir.path().join("universe/20260114_kr_stocks.json").exists());
+    }
+}
