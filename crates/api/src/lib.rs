@@ -60,18 +60,11 @@ pub fn health(live: &Live) -> Health {
 
 pub fn router(live: Arc<Live>) -> Router {
     Router::new()
-        .route(
-            "/health",
-            get(|State(l): State<Arc<Live>>| async move { Json(health(&l)) }),
-        )
+        .route("/health", get(|State(l): State<Arc<Live>>| async move { Json(health(&l)) }))
         .route(
             "/metrics",
             get(|State(l): State<Arc<Live>>| async move {
-                (
-                    [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-                    l.stats.snapshot().prometheus(),
-                )
-                    .into_response()
+                ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], l.stats.snapshot().prometheus()).into_response()
             }),
         )
         .with_state(live)
@@ -90,24 +83,14 @@ pub async fn serve(
     live: Arc<Live>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<SocketAddr, BindError> {
-    let listener = tokio::net::TcpListener::bind(cfg.listen)
-        .await
-        .map_err(|source| BindError {
-            addr: cfg.listen,
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(|source| BindError {
-        addr: cfg.listen,
-        source,
-    })?;
+    let listener =
+        tokio::net::TcpListener::bind(cfg.listen).await.map_err(|source| BindError { addr: cfg.listen, source })?;
+    let addr = listener.local_addr().map_err(|source| BindError { addr: cfg.listen, source })?;
     tokio::spawn(async move {
         let shutdown = async move {
             model::stopped(&mut stop).await;
         };
-        if let Err(e) = axum::serve(listener, router(live))
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
+        if let Err(e) = axum::serve(listener, router(live)).with_graceful_shutdown(shutdown).await {
             tracing::error!(error = %e, "http server failed");
         }
     });

@@ -40,10 +40,7 @@ impl Validate for ArchiveConfig {
         c.check(
             w >= 1_000 && w.is_multiple_of(1_000) && HOUR_MS.is_multiple_of(w),
             "scalp_window",
-            format_args!(
-                "{} must be whole seconds that divide 1h evenly (e.g. 10s, 1m, 5m, 15m)",
-                self.scalp_window
-            ),
+            format_args!("{} must be whole seconds that divide 1h evenly (e.g. 10s, 1m, 5m, 15m)", self.scalp_window),
         );
     }
 }
@@ -76,17 +73,11 @@ mod tests {
         assert!(p[1].starts_with("archive.fsync_interval:"));
         assert!(p[2].starts_with("archive.scalp_window:"));
         for bad in ["1500ms", "500ms", "2h"] {
-            let cfg = ArchiveConfig {
-                scalp_window: bad.parse().unwrap(),
-                ..ArchiveConfig::default()
-            };
+            let cfg = ArchiveConfig { scalp_window: bad.parse().unwrap(), ..ArchiveConfig::default() };
             assert_eq!(problems(&cfg).len(), 1, "{bad}");
         }
         for good in ["1s", "10s", "1m", "5m", "1h"] {
-            let cfg = ArchiveConfig {
-                scalp_window: good.parse().unwrap(),
-                ..ArchiveConfig::default()
-            };
+            let cfg = ArchiveConfig { scalp_window: good.parse().unwrap(), ..ArchiveConfig::default() };
             assert!(problems(&cfg).is_empty(), "{good}");
         }
     }

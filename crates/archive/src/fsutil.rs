@@ -11,9 +11,7 @@ use crate::ArchiveError;
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), ArchiveError> {
     #[cfg(unix)]
     {
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(ArchiveError::io(dir))?;
+        File::open(dir).and_then(|d| d.sync_all()).map_err(ArchiveError::io(dir))?;
     }
     #[cfg(not(unix))]
     let _ = dir;
@@ -52,9 +50,7 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ArchiveError
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
     let mut f = File::create(&tmp).map_err(ArchiveError::io(&tmp))?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .map_err(ArchiveError::io(&tmp))?;
+    f.write_all(bytes).and_then(|()| f.sync_all()).map_err(ArchiveError::io(&tmp))?;
     drop(f);
     fs::rename(&tmp, path).map_err(ArchiveError::io(path))?;
     if let Some(dir) = path.parent() {
@@ -66,10 +62,7 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ArchiveError
 /// Relative path with `/` separators, the form used in manifests and reports.
 pub(crate) fn rel_string(root: &Path, path: &Path) -> String {
     let rel = path.strip_prefix(root).unwrap_or(path);
-    rel.components()
-        .map(|c| c.as_os_str().to_string_lossy())
-        .collect::<Vec<_>>()
-        .join("/")
+    rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/")
 }
 
 /// Every `*.jsonl` under the archive's partition trees, sorted for stable reports.

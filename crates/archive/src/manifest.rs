@@ -36,10 +36,7 @@ pub fn manifest_path(root: &Path, date: &str) -> PathBuf {
 
 impl Manifest {
     pub fn empty(date: &str) -> Self {
-        Manifest {
-            date: date.to_string(),
-            files: BTreeMap::new(),
-        }
+        Manifest { date: date.to_string(), files: BTreeMap::new() }
     }
 
     /// The manifest of `date`, empty if none has been written yet.
@@ -50,10 +47,8 @@ impl Manifest {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::empty(date)),
             Err(e) => return Err(ArchiveError::io(&path)(e)),
         };
-        let m: Manifest = serde_json::from_slice(&bytes).map_err(|e| ArchiveError::Manifest {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
+        let m: Manifest = serde_json::from_slice(&bytes)
+            .map_err(|e| ArchiveError::Manifest { path: path.clone(), reason: e.to_string() })?;
         if m.date != date {
             return Err(ArchiveError::Manifest {
                 path,
@@ -88,10 +83,8 @@ impl Manifest {
     pub fn store(&self, root: &Path) -> Result<(), ArchiveError> {
         let path = manifest_path(root, &self.date);
         fsutil::create_dirs_synced(&root.join("manifests"))?;
-        let mut bytes = serde_json::to_vec_pretty(self).map_err(|e| ArchiveError::Manifest {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
+        let mut bytes = serde_json::to_vec_pretty(self)
+            .map_err(|e| ArchiveError::Manifest { path: path.clone(), reason: e.to_string() })?;
         bytes.push(b'\n');
         fsutil::write_atomic(&path, &bytes)
     }

@@ -53,39 +53,23 @@ pub(crate) fn is_json_object(line: &[u8]) -> bool {
 /// hashes what remains so appends (or a manifest entry) can continue from it.
 pub(crate) fn scan_and_repair(path: &Path, rel: &str) -> Result<Scanned, ArchiveError> {
     let io_err = ArchiveError::io(path);
-    let mut f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .map_err(ArchiveError::io(path))?;
+    let mut f = OpenOptions::new().read(true).write(true).open(path).map_err(ArchiveError::io(path))?;
     let len = f.metadata().map_err(ArchiveError::io(path))?.len();
     let (good, last_line) = good_end(&mut f, len).map_err(ArchiveError::io(path))?;
     let (hasher, lines) = hash_prefix(&mut f, good).map_err(ArchiveError::io(path))?;
     let repair = if good < len {
-        f.set_len(good)
-            .and_then(|()| f.sync_all())
-            .map_err(io_err)?;
+        f.set_len(good).and_then(|()| f.sync_all()).map_err(io_err)?;
         tracing::warn!(
             file = %path.display(),
             cut_bytes = len - good,
             kept_lines = lines,
             "cut torn tail left by an interrupted write"
         );
-        Some(Repair {
-            file: rel.to_string(),
-            cut_bytes: len - good,
-            kept_lines: lines,
-        })
+        Some(Repair { file: rel.to_string(), cut_bytes: len - good, kept_lines: lines })
     } else {
         None
     };
-    Ok(Scanned {
-        size: good,
-        lines,
-        hasher,
-        repair,
-        last_line,
-    })
+    Ok(Scanned { size: good, lines, hasher, repair, last_line })
 }
 
 /// Offset just past the last newline-terminated line that parses as a JSON object, and
@@ -155,10 +139,7 @@ fn hash_prefix(f: &mut File, len: u64) -> io::Result<(Sha256, u64)> {
 pub(crate) fn recover(root: &Path, now: UtcTime) -> Result<Recovery, ArchiveError> {
     remove_stale_tmp(&root.join("manifests"))?;
     let mut manifests = Manifest::load_all(root)?;
-    let closed: BTreeSet<&str> = manifests
-        .values()
-        .flat_map(|m| m.files.keys().map(String::as_str))
-        .collect();
+    let closed: BTreeSet<&str> = manifests.values().flat_map(|m| m.files.keys().map(String::as_str)).collect();
     let mut unclosed = Vec::new();
     for path in fsutil::archive_files(root)? {
         let rel = fsutil::rel_string(root, &path);
@@ -185,11 +166,7 @@ pub(crate) fn recover(root: &Path, now: UtcTime) -> Result<Recovery, ArchiveErro
             sha256: hex::encode(scanned.hasher.finalize()),
             closed_at: now,
         };
-        manifests
-            .entry(date.clone())
-            .or_insert_with(|| Manifest::empty(&date))
-            .files
-            .insert(rel.clone(), entry);
+        manifests.entry(date.clone()).or_insert_with(|| Manifest::empty(&date)).files.insert(rel.clone(), entry);
         touched.insert(date);
         out.closed.push(rel);
     }
@@ -239,10 +216,7 @@ mod tests {
         let s = scan_and_repair(&p, "f.jsonl").unwrap();
         let kept = fs::read(&p).unwrap();
         assert_eq!(s.size, kept.len() as u64);
-        assert_eq!(
-            s.hasher.finalize().as_slice(),
-            Sha256::digest(&kept).as_slice()
-        );
+        assert_eq!(s.hasher.finalize().as_slice(), Sha256::digest(&kept).as_slice());
         (kept, s.repair)
     }
 

@@ -54,12 +54,7 @@ impl Stream {
             Stream::Events(p) => format!("system/events/{p}/{date}.jsonl"),
             Stream::Overflow(p) => format!("system/overflow/{p}/{date}_overflow.jsonl"),
         };
-        Partition {
-            path,
-            start,
-            end,
-            date,
-        }
+        Partition { path, start, end, date }
     }
 
     /// Dense index for the writer's slot table: a plain array index is cheaper on the hot

@@ -55,15 +55,15 @@ impl fmt::Display for VerifyProblem {
 /// and checks every line's shape. Safe to run while a collector writes: it only reads, and
 /// files the collector has open are judged by their complete lines only.
 pub fn verify(root: &Path, date: Option<&str>) -> Result<VerifyReport, ArchiveError> {
+    // A mistyped data dir must not pass as an empty, healthy archive.
+    std::fs::read_dir(root).map_err(ArchiveError::io(root))?;
     let live = collector_running(root)?;
     let manifests: BTreeMap<String, Manifest> = match date {
         Some(d) => [(d.to_string(), Manifest::load(root, d)?)].into(),
         None => Manifest::load_all(root)?,
     };
-    let listed: HashMap<&str, &ManifestEntry> = manifests
-        .values()
-        .flat_map(|m| m.files.iter().map(|(k, v)| (k.as_str(), v)))
-        .collect();
+    let listed: HashMap<&str, &ManifestEntry> =
+        manifests.values().flat_map(|m| m.files.iter().map(|(k, v)| (k.as_str(), v))).collect();
 
     let mut report = VerifyReport::default();
     let mut seen = HashSet::new();
@@ -75,9 +75,7 @@ pub fn verify(root: &Path, date: Option<&str>) -> Result<VerifyReport, ArchiveEr
         }
         let entry = listed.get(rel.as_str()).copied();
         if pdate.is_none() {
-            report
-                .problems
-                .push(problem(&rel, None, "not part of the archive layout"));
+            report.problems.push(problem(&rel, None, "not part of the archive layout"));
         } else if entry.is_none() && !live {
             report.problems.push(problem(
                 &rel,
@@ -90,22 +88,14 @@ pub fn verify(root: &Path, date: Option<&str>) -> Result<VerifyReport, ArchiveEr
         seen.insert(rel);
     }
     for (rel, _) in listed.iter().filter(|(rel, _)| !seen.contains(**rel)) {
-        report
-            .problems
-            .push(problem(rel, None, "missing file (listed in manifest)"));
+        report.problems.push(problem(rel, None, "missing file (listed in manifest)"));
     }
-    report
-        .problems
-        .sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
+    report.problems.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
     Ok(report)
 }
 
 fn problem(file: &str, line: Option<u64>, what: impl Into<String>) -> VerifyProblem {
-    VerifyProblem {
-        file: file.to_string(),
-        line,
-        what: what.into(),
-    }
+    VerifyProblem { file: file.to_string(), line, what: what.into() }
 }
 
 /// Whether a collector holds the data-dir lock right now.
@@ -141,9 +131,7 @@ fn check_file(
     report.files += 1;
     loop {
         buf.clear();
-        let n = reader
-            .read_until(b'\n', &mut buf)
-            .map_err(ArchiveError::io(path))?;
+        let n = reader.read_until(b'\n', &mut buf).map_err(ArchiveError::io(path))?;
         if n == 0 {
             break;
         }
@@ -151,11 +139,7 @@ fn check_file(
         hasher.update(&buf);
         let Some(content) = buf.strip_suffix(b"\n") else {
             if !open {
-                report.problems.push(problem(
-                    rel,
-                    Some(lines + 1),
-                    "incomplete last line (no newline; torn write?)",
-                ));
+                report.problems.push(problem(rel, Some(lines + 1), "incomplete last line (no newline; torn write?)"));
             }
             break;
         };
@@ -172,38 +156,19 @@ fn check_file(
         report.problems.push(problem(
             rel,
             None,
-            format!(
-                "{} more bad lines not listed",
-                line_problems - MAX_LINE_PROBLEMS
-            ),
+            format!("{} more bad lines not listed", line_problems - MAX_LINE_PROBLEMS),
         ));
     }
     if let Some(e) = entry {
         if size != e.size {
-            let hint = if size < e.size {
-                "truncated?"
-            } else {
-                "appended to after it was closed?"
-            };
-            report.problems.push(problem(
-                rel,
-                None,
-                format!("size {size} != manifest {} ({hint})", e.size),
-            ));
+            let hint = if size < e.size { "truncated?" } else { "appended to after it was closed?" };
+            report.problems.push(problem(rel, None, format!("size {size} != manifest {} ({hint})", e.size)));
         } else if lines != e.lines {
-            report.problems.push(problem(
-                rel,
-                None,
-                format!("lines {lines} != manifest {}", e.lines),
-            ));
+            report.problems.push(problem(rel, None, format!("lines {lines} != manifest {}", e.lines)));
         }
         let sha = hex::encode(hasher.finalize());
         if !sha.eq_ignore_ascii_case(&e.sha256) {
-            report.problems.push(problem(
-                rel,
-                None,
-                format!("sha256 mismatch (file {sha}, manifest {})", e.sha256),
-            ));
+            report.problems.push(problem(rel, None, format!("sha256 mismatch (file {sha}, manifest {})", e.sha256)));
         }
     }
     Ok(())
@@ -212,18 +177,12 @@ fn check_file(
 fn check_line(content: &[u8]) -> Option<String> {
     match serde_json::from_slice::<HashMap<String, IgnoredAny>>(content) {
         Ok(fields) => {
-            let missing: Vec<&str> = REQUIRED_META_FIELDS
-                .iter()
-                .copied()
-                .filter(|k| !fields.contains_key(*k))
-                .collect();
+            let missing: Vec<&str> =
+                REQUIRED_META_FIELDS.iter().copied().filter(|k| !fields.contains_key(*k)).collect();
             (!missing.is_empty()).then(|| format!("missing meta field(s) {}", missing.join(", ")))
         }
         Err(e) if e.is_data() => Some("not a JSON object".to_string()),
         // One document per line, so serde_json's "line 1" carries no information.
-        Err(e) => Some(format!(
-            "not JSON ({})",
-            e.to_string().replace(" at line 1 column ", " at column ")
-        )),
+        Err(e) => Some(format!("not JSON ({})", e.to_string().replace(" at line 1 column ", " at column "))),
     }
 }

@@ -1,4 +1,4 @@
-use std::collections::{BTreeSet, HashMap, hash_map::Entry};
+use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -48,9 +48,7 @@ struct OpenFile {
 impl OpenFile {
     fn flush(&mut self) -> Result<(), ArchiveError> {
         if !self.buf.is_empty() {
-            self.file
-                .write_all(&self.buf)
-                .map_err(ArchiveError::io(&self.path))?;
+            self.file.write_all(&self.buf).map_err(ArchiveError::io(&self.path))?;
             self.hasher.update(&self.buf);
             self.buf.clear();
             self.unsynced = true;
@@ -61,18 +59,13 @@ impl OpenFile {
     fn sync(&mut self) -> Result<(), ArchiveError> {
         self.flush()?;
         if self.unsynced {
-            self.file
-                .sync_data()
-                .map_err(ArchiveError::io(&self.path))?;
+            self.file.sync_data().map_err(ArchiveError::io(&self.path))?;
             self.unsynced = false;
         }
         Ok(())
     }
 
-    fn finish(
-        mut self,
-        closed_at: UtcTime,
-    ) -> Result<(String, String, ManifestEntry), ArchiveError> {
+    fn finish(mut self, closed_at: UtcTime) -> Result<(String, String, ManifestEntry), ArchiveError> {
         self.flush()?;
         self.file.sync_all().map_err(ArchiveError::io(&self.path))?;
         let entry = ManifestEntry {
@@ -98,7 +91,6 @@ pub struct ArchiveWriter {
     /// reopening a file this session already closed.
     floor: Vec<UtcTime>,
     open_count: usize,
-    manifests: HashMap<String, Manifest>,
     bytes_written: u64,
     lines_written: u64,
     files_closed: u64,
@@ -126,9 +118,7 @@ impl ArchiveWriter {
         match lock.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
-                return Err(ArchiveError::Locked {
-                    path: root.to_path_buf(),
-                });
+                return Err(ArchiveError::Locked { path: root.to_path_buf() });
             }
             Err(TryLockError::Error(e)) => return Err(ArchiveError::io(&lock_path)(e)),
         }
@@ -148,14 +138,9 @@ impl ArchiveWriter {
             }
         }
 
-        let marker = SessionMarker {
-            session_id: session.as_str().to_string(),
-            started_at: now,
-        };
-        let bytes = serde_json::to_vec(&marker).map_err(|e| ArchiveError::Io {
-            path: session_path.clone(),
-            source: e.into(),
-        })?;
+        let marker = SessionMarker { session_id: session.as_str().to_string(), started_at: now };
+        let bytes = serde_json::to_vec(&marker)
+            .map_err(|e| ArchiveError::Io { path: session_path.clone(), source: e.into() })?;
         fsutil::write_atomic(&session_path, &bytes)?;
 
         let slots = Stream::slot_count();
@@ -167,7 +152,6 @@ impl ArchiveWriter {
             slots: (0..slots).map(|_| None).collect(),
             floor: vec![UtcTime::from_millis(i64::MIN); slots],
             open_count: 0,
-            manifests: HashMap::new(),
             bytes_written: 0,
             lines_written: 0,
             files_closed: 0,
@@ -180,6 +164,10 @@ impl ArchiveWriter {
     /// covering `at`, rotating first if `at` is past the open window.
     #[inline]
     pub fn append(&mut self, stream: Stream, at: UtcTime, line: &[u8]) -> Result<(), ArchiveError> {
+        // A newline inside a record would split it into two broken lines.
+        if line.is_empty() || line.contains(&b'\n') {
+            return Err(self.bad_line(stream, at, line));
+        }
         let slot = stream.slot();
         let f = match self.slots[slot].take() {
             Some(f) if at < f.end => self.slots[slot].insert(f),
@@ -188,17 +176,6 @@ impl ArchiveWriter {
                 self.slots[slot].insert(f)
             }
         };
-        // A newline inside a record would split it into two broken lines.
-        if line.is_empty() || line.contains(&b'\n') {
-            return Err(ArchiveError::BadLine {
-                path: f.path.clone(),
-                reason: if line.is_empty() {
-                    "empty line"
-                } else {
-                    "contains a newline"
-                },
-            });
-        }
         f.buf.extend_from_slice(line);
         f.buf.push(b'\n');
         let n = line.len() as u64 + 1;
@@ -213,6 +190,19 @@ impl ArchiveWriter {
             return Err(e);
         }
         Ok(())
+    }
+
+    #[cold]
+    fn bad_line(&self, stream: Stream, at: UtcTime, line: &[u8]) -> ArchiveError {
+        let slot = stream.slot();
+        let path = match &self.slots[slot] {
+            Some(f) if at < f.end => f.path.clone(),
+            _ => {
+                let part = stream.partition(at.max(self.floor[slot]), self.scalp_window);
+                self.root.join(part.path)
+            }
+        };
+        ArchiveError::BadLine { path, reason: if line.is_empty() { "empty line" } else { "contains a newline" } }
     }
 
     /// Closes `old` (if any) and opens the partition for `at`.
@@ -234,15 +224,11 @@ impl ArchiveWriter {
         Ok(f)
     }
 
-    fn open_partition(
-        &mut self,
-        slot: usize,
-        part: Partition,
-    ) -> Result<Box<OpenFile>, ArchiveError> {
+    fn open_partition(&mut self, slot: usize, part: Partition) -> Result<Box<OpenFile>, ArchiveError> {
         let path = self.root.join(&part.path);
         // Un-list a file closed earlier (a restart within its window) before touching it,
         // so a crash from here on leaves it "unclosed" and recovery re-closes it.
-        let m = manifest_mut(&mut self.manifests, &self.root, &part.date)?;
+        let mut m = Manifest::load(&self.root, &part.date)?;
         if m.files.remove(&part.path).is_some() {
             m.store(&self.root)?;
         }
@@ -254,11 +240,7 @@ impl ArchiveWriter {
         } else {
             (0, 0, Sha256::new())
         };
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(ArchiveError::io(&path))?;
+        let file = OpenOptions::new().create(true).append(true).open(&path).map_err(ArchiveError::io(&path))?;
         if size == 0 {
             fsutil::sync_dir(&parent)?;
         }
@@ -279,53 +261,41 @@ impl ArchiveWriter {
 
     /// Closes files and records them, rewriting each touched manifest once. Keeps going
     /// past a failing file so one bad file does not leave the others open; returns the
-    /// first error.
+    /// first error. Manifests are re-read rather than cached so that another tool editing
+    /// them between closes (retention) is not overwritten with stale content.
     fn close_batch(
         &mut self,
         files: impl IntoIterator<Item = Box<OpenFile>>,
         closed_at: UtcTime,
     ) -> Result<usize, ArchiveError> {
         let mut first_err = None;
-        let mut dates = BTreeSet::new();
-        let mut closed = 0;
+        let mut by_date: BTreeMap<String, Vec<(String, ManifestEntry)>> = BTreeMap::new();
         for f in files {
             let (slot, end) = (f.slot, f.end);
             self.floor[slot] = self.floor[slot].max(end);
-            let result = f.finish(closed_at).and_then(|(rel, date, entry)| {
-                manifest_mut(&mut self.manifests, &self.root, &date)?
-                    .files
-                    .insert(rel, entry);
-                dates.insert(date);
-                Ok(())
-            });
-            match result {
-                Ok(()) => {
-                    closed += 1;
-                    self.files_closed += 1;
-                }
+            match f.finish(closed_at) {
+                Ok((rel, date, entry)) => by_date.entry(date).or_default().push((rel, entry)),
                 Err(e) => {
                     tracing::error!(error = %e, "could not close archive file; recovery will close it at next start");
                     first_err.get_or_insert(e);
                 }
             }
         }
-        for date in &dates {
-            if let Some(m) = self.manifests.get(date)
-                && let Err(e) = m.store(&self.root)
-            {
-                first_err.get_or_insert(e);
+        let mut closed = 0;
+        for (date, entries) in by_date {
+            let n = entries.len();
+            let stored = Manifest::load(&self.root, &date).and_then(|mut m| {
+                m.files.extend(entries);
+                m.store(&self.root)
+            });
+            match stored {
+                Ok(()) => closed += n,
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
             }
         }
-        // Keep only manifests still in use so years of uptime do not accumulate them.
-        if self.manifests.len() > 4 {
-            let live: BTreeSet<&str> = self
-                .slots
-                .iter()
-                .flatten()
-                .map(|f| f.date.as_str())
-                .collect();
-            self.manifests.retain(|d, _| live.contains(d.as_str()));
-        }
+        self.files_closed += closed as u64;
         match first_err {
             Some(e) => Err(e),
             None => Ok(closed),
@@ -391,11 +361,7 @@ impl ArchiveWriter {
             let _ = lock.unlock();
         }
         self.finished = true;
-        Ok(CloseSummary {
-            files_closed,
-            bytes_written: self.bytes_written,
-            lines_written: self.lines_written,
-        })
+        Ok(CloseSummary { files_closed, bytes_written: self.bytes_written, lines_written: self.lines_written })
     }
 
     /// Stops as a power cut would: buffered lines are discarded and nothing is closed or
@@ -436,16 +402,5 @@ impl Drop for ArchiveWriter {
                 tracing::error!(error = %e, "could not flush archive buffer while dropping the writer");
             }
         }
-    }
-}
-
-fn manifest_mut<'a>(
-    cache: &'a mut HashMap<String, Manifest>,
-    root: &Path,
-    date: &str,
-) -> Result<&'a mut Manifest, ArchiveError> {
-    match cache.entry(date.to_string()) {
-        Entry::Occupied(o) => Ok(o.into_mut()),
-        Entry::Vacant(v) => Ok(v.insert(Manifest::load(root, date)?)),
     }
 }

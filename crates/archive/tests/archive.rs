@@ -29,10 +29,7 @@ fn hourly_rotation_boundary_for_raw_and_swing() {
     let m = manifest(root, "20260114");
     assert_eq!(
         m.files.keys().collect::<Vec<_>>(),
-        [
-            "raw/sim/20260114/09.jsonl",
-            "swing/sim/kr_stocks/20260114/09_00.jsonl"
-        ]
+        ["raw/sim/20260114/09.jsonl", "swing/sim/kr_stocks/20260114/09_00.jsonl"]
     );
     assert_eq!(m.files["raw/sim/20260114/09.jsonl"].closed_at, after);
     assert_eq!(w.files_closed(), 2);
@@ -45,11 +42,7 @@ fn hourly_rotation_boundary_for_raw_and_swing() {
     ] {
         assert_eq!(count_lines(root, rel), 1, "{rel}");
     }
-    assert!(
-        fs::read_to_string(root.join("raw/sim/20260114/10.jsonl"))
-            .unwrap()
-            .contains("\"n\":2")
-    );
+    assert!(fs::read_to_string(root.join("raw/sim/20260114/10.jsonl")).unwrap().contains("\"n\":2"));
     assert!(verify(root, None).unwrap().ok());
 }
 
@@ -64,19 +57,10 @@ fn scalp_rotates_on_its_window() {
     w.append(s, a, &line(a, 1)).unwrap();
     w.append(s, b, &line(b, 2)).unwrap();
     let m = manifest(root, "20260114");
-    assert!(
-        m.files
-            .contains_key("scalp/kis/kr_stocks/20260114/09_30_00.jsonl")
-    );
+    assert!(m.files.contains_key("scalp/kis/kr_stocks/20260114/09_30_00.jsonl"));
     w.close_all(b).unwrap();
-    assert_eq!(
-        count_lines(root, "scalp/kis/kr_stocks/20260114/09_30_00.jsonl"),
-        1
-    );
-    assert_eq!(
-        count_lines(root, "scalp/kis/kr_stocks/20260114/09_35_00.jsonl"),
-        1
-    );
+    assert_eq!(count_lines(root, "scalp/kis/kr_stocks/20260114/09_30_00.jsonl"), 1);
+    assert_eq!(count_lines(root, "scalp/kis/kr_stocks/20260114/09_35_00.jsonl"), 1);
 }
 
 #[test]
@@ -94,18 +78,12 @@ fn system_files_rotate_at_seoul_midnight() {
     let m = manifest(root, "20260114");
     assert_eq!(
         m.files.keys().collect::<Vec<_>>(),
-        [
-            "system/events/sim/20260114.jsonl",
-            "system/overflow/sim/20260114_overflow.jsonl"
-        ]
+        ["system/events/sim/20260114.jsonl", "system/overflow/sim/20260114_overflow.jsonl"]
     );
     w.close_all(b).unwrap();
     let m = manifest(root, "20260115");
     assert!(m.files.contains_key("system/events/sim/20260115.jsonl"));
-    assert!(
-        m.files
-            .contains_key("system/overflow/sim/20260115_overflow.jsonl")
-    );
+    assert!(m.files.contains_key("system/overflow/sim/20260115_overflow.jsonl"));
 }
 
 #[test]
@@ -119,11 +97,7 @@ fn close_expired_closes_at_window_end_without_new_records() {
     w.append(Stream::Events(SIM), t, &line(t, 1)).unwrap();
     assert_eq!(w.close_expired(kst("2026-01-14T09:14:59.999")).unwrap(), 0);
     assert_eq!(w.close_expired(kst("2026-01-14T09:15:00.000")).unwrap(), 1);
-    assert!(
-        manifest(root, "20260114")
-            .files
-            .contains_key("scalp/sim/kr_stocks/20260114/09_10_00.jsonl")
-    );
+    assert!(manifest(root, "20260114").files.contains_key("scalp/sim/kr_stocks/20260114/09_10_00.jsonl"));
     let at_hour = kst("2026-01-14T10:00:00.000");
     assert_eq!(w.close_expired(at_hour).unwrap(), 1);
     let m = manifest(root, "20260114");
@@ -137,10 +111,7 @@ fn manifest_checksums_and_line_counts_match_file_bytes() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     // A small buffer so files are written in several flushes.
-    let cfg = so_archive::ArchiveConfig {
-        buffer_bytes: 4096,
-        ..cfg()
-    };
+    let cfg = so_archive::ArchiveConfig { buffer_bytes: 4096, ..cfg() };
     let (mut w, _) = open_with(root, &cfg, kst("2026-01-14T09:00:00.000"));
     let start = kst("2026-01-14T09:00:00.000");
     for i in 0..5_000u64 {
@@ -203,33 +174,16 @@ fn verify_catches_a_flipped_byte() {
     fs::write(&path, &bytes).unwrap();
     let p = problems(root);
     assert_eq!(p.len(), 1, "{p:?}");
-    assert!(
-        p[0].starts_with(&format!("{rel}: sha256 mismatch")),
-        "{p:?}"
-    );
+    assert!(p[0].starts_with(&format!("{rel}: sha256 mismatch")), "{p:?}");
 
     // At the opening brace of line 17: now the line is not JSON either.
     let mut bytes = original;
-    let pos = bytes
-        .iter()
-        .enumerate()
-        .filter(|(_, b)| **b == b'\n')
-        .nth(15)
-        .unwrap()
-        .0
-        + 1;
+    let pos = bytes.iter().enumerate().filter(|(_, b)| **b == b'\n').nth(15).unwrap().0 + 1;
     bytes[pos] = b'x';
     fs::write(&path, &bytes).unwrap();
     let p = problems(root);
-    assert!(
-        p.iter()
-            .any(|p| p.starts_with(&format!("{rel}: sha256 mismatch"))),
-        "{p:?}"
-    );
-    assert!(
-        p.contains(&format!("{rel}:17: not JSON (expected value at column 1)")),
-        "{p:?}"
-    );
+    assert!(p.iter().any(|p| p.starts_with(&format!("{rel}: sha256 mismatch"))), "{p:?}");
+    assert!(p.contains(&format!("{rel}:17: not JSON (expected value at column 1)")), "{p:?}");
 }
 
 #[test]
@@ -239,24 +193,17 @@ fn verify_catches_a_truncated_file() {
     let rel = clean_archive(root);
     let path = root.join(&rel);
     let len = fs::metadata(&path).unwrap().len();
-    OpenOptions::new()
-        .write(true)
-        .open(&path)
-        .unwrap()
-        .set_len(len - 10)
-        .unwrap();
+    OpenOptions::new().write(true).open(&path).unwrap().set_len(len - 10).unwrap();
     let p = problems(root);
-    assert!(
-        p.contains(&format!(
-            "{rel}: size {} != manifest {len} (truncated?)",
-            len - 10
-        )),
-        "{p:?}"
-    );
-    assert!(
-        p.iter().any(|p| p.contains("incomplete last line")),
-        "{p:?}"
-    );
+    assert!(p.contains(&format!("{rel}: size {} != manifest {len} (truncated?)", len - 10)), "{p:?}");
+    assert!(p.iter().any(|p| p.contains("incomplete last line")), "{p:?}");
+}
+
+#[test]
+fn verify_refuses_a_missing_data_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = verify(&dir.path().join("nope"), None).unwrap_err();
+    assert!(err.to_string().contains("nope"), "{err}");
 }
 
 #[test]
@@ -276,9 +223,7 @@ fn verify_catches_a_missing_meta_field() {
     let (mut w, _) = open(root, kst("2026-01-14T09:00:00.000"));
     let t = kst("2026-01-14T09:30:00.000");
     w.append(Stream::Raw(SIM), t, &line(t, 1)).unwrap();
-    let bad = String::from_utf8(line(t, 2))
-        .unwrap()
-        .replace("\"quality_flag\"", "\"quality\"");
+    let bad = String::from_utf8(line(t, 2)).unwrap().replace("\"quality_flag\"", "\"quality\"");
     w.append(Stream::Raw(SIM), t, bad.as_bytes()).unwrap();
     w.append(Stream::Raw(SIM), t, b"[1,2]").unwrap();
     w.close_all(t).unwrap();
@@ -312,10 +257,7 @@ fn verify_reports_unclosed_files_unless_a_collector_holds_the_lock() {
     assert_eq!(live.lines, 1);
     drop(w);
     let p = problems(root);
-    assert!(
-        p[0].starts_with("raw/sim/20260114/09.jsonl: unclosed file; a collector crashed here?"),
-        "{p:?}"
-    );
+    assert!(p[0].starts_with("raw/sim/20260114/09.jsonl: unclosed file; a collector crashed here?"), "{p:?}");
 }
 
 #[test]
@@ -328,28 +270,19 @@ fn crash_recovery_cuts_the_torn_tail_and_closes_the_file() {
     let mut last = start;
     for i in 0..10u64 {
         last = kst("2026-01-14T09:30:00.000").plus_millis(i as i64);
-        w.append(Stream::Swing(SIM, KR), last, &line(last, i))
-            .unwrap();
+        w.append(Stream::Swing(SIM, KR), last, &line(last, i)).unwrap();
     }
     w.sync().unwrap();
     drop(w); // crash: no close_all
     let rel = "swing/sim/kr_stocks/20260114/09_00.jsonl";
     let path = root.join(rel);
     let torn = &line(last.plus_millis(1), 10)[..40];
-    OpenOptions::new()
-        .append(true)
-        .open(&path)
-        .unwrap()
-        .write_all(torn)
-        .unwrap();
+    OpenOptions::new().append(true).open(&path).unwrap().write_all(torn).unwrap();
 
     let now = kst("2026-01-14T09:45:00.000");
     let (w, rec) = ArchiveWriter::open(root, &cfg(), now, &SessionId::starting_at(now)).unwrap();
     assert!(rec.crashed);
-    assert_eq!(
-        rec.previous_session.as_deref(),
-        Some("sess_20260114_090000")
-    );
+    assert_eq!(rec.previous_session.as_deref(), Some("sess_20260114_090000"));
     assert_eq!(rec.last_good, Some(last));
     assert_eq!(rec.closed, [rel]);
     assert_eq!(rec.repaired.len(), 1);
@@ -423,28 +356,16 @@ fn a_clock_stepping_back_appends_to_the_current_file() {
     let (mut w, _) = open(root, kst("2026-01-14T09:00:00.000"));
     let s = Stream::Swing(SIM, KR);
     let t10 = kst("2026-01-14T10:00:01.000");
-    w.append(s, kst("2026-01-14T09:59:00.000"), &line(t10, 0))
-        .unwrap();
+    w.append(s, kst("2026-01-14T09:59:00.000"), &line(t10, 0)).unwrap();
     w.append(s, t10, &line(t10, 1)).unwrap();
-    w.append(s, kst("2026-01-14T09:59:59.000"), &line(t10, 2))
-        .unwrap();
+    w.append(s, kst("2026-01-14T09:59:59.000"), &line(t10, 2)).unwrap();
     // After the 10:00 file is closed, a late 10:xx record goes forward, not back into it.
     w.close_expired(kst("2026-01-14T11:00:00.000")).unwrap();
-    w.append(s, kst("2026-01-14T10:59:00.000"), &line(t10, 3))
-        .unwrap();
+    w.append(s, kst("2026-01-14T10:59:00.000"), &line(t10, 3)).unwrap();
     w.close_all(kst("2026-01-14T11:00:01.000")).unwrap();
-    assert_eq!(
-        count_lines(root, "swing/sim/kr_stocks/20260114/09_00.jsonl"),
-        1
-    );
-    assert_eq!(
-        count_lines(root, "swing/sim/kr_stocks/20260114/10_00.jsonl"),
-        2
-    );
-    assert_eq!(
-        count_lines(root, "swing/sim/kr_stocks/20260114/11_00.jsonl"),
-        1
-    );
+    assert_eq!(count_lines(root, "swing/sim/kr_stocks/20260114/09_00.jsonl"), 1);
+    assert_eq!(count_lines(root, "swing/sim/kr_stocks/20260114/10_00.jsonl"), 2);
+    assert_eq!(count_lines(root, "swing/sim/kr_stocks/20260114/11_00.jsonl"), 1);
     assert!(verify(root, None).unwrap().ok());
 }
 
@@ -454,19 +375,10 @@ fn a_second_writer_on_the_same_dir_is_refused() {
     let root = dir.path();
     let now = kst("2026-01-14T09:00:00.000");
     let (w, _) = open(root, now);
-    let err = ArchiveWriter::open(root, &cfg(), now, &SessionId::starting_at(now))
-        .err()
-        .unwrap();
+    let err = ArchiveWriter::open(root, &cfg(), now, &SessionId::starting_at(now)).err().unwrap();
     assert!(matches!(err, ArchiveError::Locked { .. }), "{err}");
-    assert!(
-        err.to_string()
-            .contains("another collector is using data dir"),
-        "{err}"
-    );
-    assert!(
-        err.to_string().contains(&root.display().to_string()),
-        "{err}"
-    );
+    assert!(err.to_string().contains("another collector is using data dir"), "{err}");
+    assert!(err.to_string().contains(&root.display().to_string()), "{err}");
     w.close_all(now).unwrap();
     let (w, _) = open(root, now);
     drop(w);
@@ -479,10 +391,7 @@ fn lines_with_newlines_are_refused() {
     let now = kst("2026-01-14T09:00:00.000");
     let (mut w, _) = open(root, now);
     let err = w.append(Stream::Raw(SIM), now, b"{\"a\":\n1}").unwrap_err();
-    assert!(
-        err.to_string().contains("raw/sim/20260114/09.jsonl"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("raw/sim/20260114/09.jsonl"), "{err}");
     assert!(w.append(Stream::Raw(SIM), now, b"").is_err());
     assert_eq!(w.lines_written(), 0);
     w.close_all(now).unwrap();

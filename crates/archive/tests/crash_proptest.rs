@@ -78,12 +78,7 @@ impl Model {
         let floor = self.floor.get(&slot).copied().unwrap_or(at);
         let f = self.open.entry(slot).or_insert_with(|| {
             let p = STREAMS[slot].partition(at.max(floor), cfg.scalp_window);
-            OpenModel {
-                end: p.end,
-                path: p.path,
-                pending_lines: 0,
-                pending_bytes: 0,
-            }
+            OpenModel { end: p.end, path: p.path, pending_lines: 0, pending_bytes: 0 }
         });
         f.pending_lines += 1;
         f.pending_bytes += len + 1;
@@ -111,21 +106,13 @@ impl Model {
 }
 
 fn archive_lines(root: &Path) -> u64 {
-    so_archive::Manifest::load_all(root)
-        .unwrap()
-        .values()
-        .flat_map(|m| m.files.values())
-        .map(|e| e.lines)
-        .sum()
+    so_archive::Manifest::load_all(root).unwrap().values().flat_map(|m| m.files.values()).map(|e| e.lines).sum()
 }
 
 fn run(ops: Vec<Op>, end: End, torn: bool, small_buffer: bool) -> Result<(), TestCaseError> {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    let cfg = ArchiveConfig {
-        buffer_bytes: if small_buffer { 4096 } else { 1 << 20 },
-        ..cfg()
-    };
+    let cfg = ArchiveConfig { buffer_bytes: if small_buffer { 4096 } else { 1 << 20 }, ..cfg() };
     let mut now = kst("2026-01-14T08:55:00.000");
     let (mut w, _) = open_with(root, &cfg, now);
     let mut model = Model::default();
@@ -148,12 +135,7 @@ fn run(ops: Vec<Op>, end: End, torn: bool, small_buffer: bool) -> Result<(), Tes
             }
             Op::CloseExpired => {
                 w.close_expired(now).unwrap();
-                let expired: Vec<usize> = model
-                    .open
-                    .iter()
-                    .filter(|(_, f)| f.end <= now)
-                    .map(|(s, _)| *s)
-                    .collect();
+                let expired: Vec<usize> = model.open.iter().filter(|(_, f)| f.end <= now).map(|(s, _)| *s).collect();
                 for s in expired {
                     model.close(s);
                 }

@@ -11,9 +11,7 @@ use clap::Subcommand;
 use archive::{ArchiveWriter, Stream};
 use engine::observer::ObserverCore;
 use engine::pipeline::{RawLine, raw_ref};
-use model::{
-    Market, Meta, Price, Provider, Qty, RawFrameKind, Record, SessionId, Side, Symbol, UtcTime,
-};
+use model::{Market, Meta, Price, Provider, Qty, RawFrameKind, Record, SessionId, Side, Symbol, UtcTime};
 use providers::sim::{SimTrade, wire};
 
 #[derive(Subcommand)]
@@ -50,25 +48,15 @@ fn pipeline(args: PipelineArgs) -> anyhow::Result<ExitCode> {
     let settings = crate::load_config(args.config.as_deref())?.settings;
     let (dir, temporary) = match args.data_dir {
         Some(d) => (d, false),
-        None => (
-            std::env::temp_dir().join(format!("stock-observer-bench-{}", std::process::id())),
-            true,
-        ),
+        None => (std::env::temp_dir().join(format!("stock-observer-bench-{}", std::process::id())), true),
     };
-    anyhow::ensure!(
-        args.symbols > 0 && args.ticks > 0,
-        "--ticks and --symbols must be positive"
-    );
+    anyhow::ensure!(args.symbols > 0 && args.ticks > 0, "--ticks and --symbols must be positive");
 
     // Inputs are made before the clock starts: frames as a provider would deliver them.
     let start = UtcTime::from_kst("2026-01-14T09:30:00".parse()?);
-    let symbols: Vec<Symbol> = (0..args.symbols)
-        .map(|i| Symbol::new(&format!("{:06}", 5930 + i * 10)))
-        .collect::<Result<_, _>>()?;
-    eprintln!(
-        "preparing {} trade frames over {} symbols…",
-        args.ticks, args.symbols
-    );
+    let symbols: Vec<Symbol> =
+        (0..args.symbols).map(|i| Symbol::new(&format!("{:06}", 5930 + i * 10))).collect::<Result<_, _>>()?;
+    eprintln!("preparing {} trade frames over {} symbols…", args.ticks, args.symbols);
     let frames: Vec<(UtcTime, String)> = (0..args.ticks)
         .map(|i| {
             let t = SimTrade {
@@ -105,24 +93,13 @@ fn pipeline(args: PipelineArgs) -> anyhow::Result<ExitCode> {
         let seq = seq as u64 + 1;
         line.clear();
         let raw = Record {
-            body: RawLine {
-                provider: Provider::Sim,
-                kind: RawFrameKind::Ws,
-                channel: "trade",
-                seq,
-                frame,
-            },
+            body: RawLine { provider: Provider::Sim, kind: RawFrameKind::Ws, channel: "trade", seq, frame },
             meta: Meta::new(*rt, *rt, session.clone()),
         };
         serde_json::to_writer(&mut line, &raw)?;
         writer.append(Stream::Raw(Provider::Sim), *rt, &line)?;
         let (event_time, event) = wire::parse(frame)?;
-        if let Ok(rec) = core.observe(
-            event_time,
-            *rt,
-            event,
-            Some(raw_ref(Provider::Sim, *rt, seq)),
-        ) {
+        if let Ok(rec) = core.observe(event_time, *rt, event, Some(raw_ref(Provider::Sim, *rt, seq))) {
             line.clear();
             serde_json::to_writer(&mut line, &rec)?;
             writer.append(Stream::Scalp(Provider::Sim, Market::KrStocks), *rt, &line)?;
@@ -144,11 +121,7 @@ fn pipeline(args: PipelineArgs) -> anyhow::Result<ExitCode> {
         args.ticks, args.symbols, secs
     );
     println!("  {:.0} ticks/s", args.ticks as f64 / secs);
-    println!(
-        "  {:.1} MB/s archived ({} bytes: raw frames + enriched records)",
-        bytes as f64 / secs / 1e6,
-        bytes
-    );
+    println!("  {:.1} MB/s archived ({} bytes: raw frames + enriched records)", bytes as f64 / secs / 1e6, bytes);
     if temporary {
         std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
     }

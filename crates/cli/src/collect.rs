@@ -50,9 +50,7 @@ const MAX_SPEED: f64 = 10_000.0;
 fn parse_speed(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if v.is_finite() && v > 0.0 && v <= MAX_SPEED => Ok(v),
-        _ => Err(format!(
-            "{s:?} must be a number above 0 and at most {MAX_SPEED}"
-        )),
+        _ => Err(format!("{s:?} must be a number above 0 and at most {MAX_SPEED}")),
     }
 }
 
@@ -64,10 +62,7 @@ fn parse_start(s: &str) -> Result<DateTime, String> {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let loaded = crate::load_config(args.config.as_deref())?;
     let settings = loaded.settings;
-    if let Some(var) = CREDENTIAL_VARS
-        .iter()
-        .find(|v| std::env::var_os(v).is_some())
-    {
+    if let Some(var) = CREDENTIAL_VARS.iter().find(|v| std::env::var_os(v).is_some()) {
         bail!(
             "{var} is set, but this build has no KIS adapter yet; unset the KIS_* variables to record the simulated market"
         );
@@ -94,6 +89,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
+    let market = SimProvider::market(&settings.sim, start.kst().date())
+        .map_err(|p| anyhow::anyhow!("invalid sim config: {p}"))?;
     let clock = Clock::simulated(start, args.speed);
     eprintln!(
         "no broker credentials configured: recording the built-in simulated market (sim, seed {}, {} symbols) from {} KST at {}x",
@@ -103,22 +100,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         args.speed
     );
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
     runtime.block_on(async move {
-        let provider = SimProvider::new(&settings.sim, clock)
-            .map_err(|p| anyhow::anyhow!("invalid sim config: {p}"))?;
-        let detail =
-            serde_json::json!({ "seed": settings.sim.seed, "symbols": settings.sim.symbols });
-        let collector = Collector::new(
-            settings.engine(),
-            provider,
-            clock,
-            args.data_dir.clone(),
-            detail,
-        );
+        let provider = SimProvider::new(market, clock);
+        let detail = serde_json::json!({ "seed": settings.sim.seed, "symbols": settings.sim.symbols });
+        let collector = Collector::new(settings.engine(), provider, clock, args.data_dir.clone(), detail);
         let live = collector.live.clone();
         let (stop_tx, stop_rx) = watch::channel(false);
 
@@ -126,22 +113,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             let addr = api::serve(&settings.http, live.clone(), stop_rx.clone()).await?;
             eprintln!("health: http://{addr}/health  metrics: http://{addr}/metrics");
         }
-        let status = tokio::spawn(crate::status::run(
-            live.clone(),
-            settings.status.interval.get(),
-            stop_rx.clone(),
-        ));
+        let status = tokio::spawn(crate::status::run(live.clone(), settings.status.interval.get(), stop_rx.clone()));
 
         let stopper = stop_tx.clone();
         tokio::spawn(async move {
             let reason = tokio::select! {
                 _ = tokio::signal::ctrl_c() => "Ctrl-C",
                 _ = sleep_opt(args.duration) => "--duration reached",
-                _ = until_opt(clock, until) => "--until reached",
             };
-            eprintln!(
-                "\n{reason}: shutting down (flush, fsync, close, manifest); Ctrl-C again to abort"
-            );
+            eprintln!("\n{reason}: shutting down (flush, fsync, close, manifest); Ctrl-C again to abort");
             let _ = stopper.send(true);
             if tokio::signal::ctrl_c().await.is_ok() {
                 eprintln!("aborted: the next start will recover the archive");
@@ -149,11 +129,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
         });
 
-        let result = collector.run(stop_rx).await;
+        let result = collector.run(stop_rx, until).await;
         let _ = stop_tx.send(true);
         let _ = status.await;
-        let summary =
-            result.with_context(|| format!("collecting into {}", args.data_dir.display()))?;
+        let summary = result.with_context(|| format!("collecting into {}", args.data_dir.display()))?;
         crate::status::print_summary(&summary, &args.data_dir);
         Ok(ExitCode::SUCCESS)
     })
@@ -162,13 +141,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 async fn sleep_opt(d: Option<Duration>) {
     match d {
         Some(d) => tokio::time::sleep(d).await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn until_opt(clock: Clock, t: Option<UtcTime>) {
-    match t {
-        Some(t) => clock.sleep_until(t).await,
         None => std::future::pending().await,
     }
 }

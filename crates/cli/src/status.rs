@@ -23,8 +23,7 @@ fn line(live: &Live, s: &StatsSnapshot, prev: &StatsSnapshot, secs: f64) -> Stri
         s.scalp_written,
         rate(s.scalp_written, prev.scalp_written),
         live.slots.load(std::sync::atomic::Ordering::Relaxed),
-        live.universe_size
-            .load(std::sync::atomic::Ordering::Relaxed),
+        live.universe_size.load(std::sync::atomic::Ordering::Relaxed),
         s.files_open,
         s.files_closed,
         s.rejected_validate + s.rejected_guard + s.frames_malformed,
@@ -46,11 +45,7 @@ pub async fn run(live: Arc<Live>, every: Duration, mut stop: watch::Receiver<boo
         let text = line(&live, &s, &prev, every.as_secs_f64());
         let mut err = std::io::stderr().lock();
         // On a terminal the line rewrites itself; in a log (CI, systemd) it is one line per tick.
-        let _ = if tty {
-            write!(err, "\r\x1b[K{text}")
-        } else {
-            writeln!(err, "{text}")
-        };
+        let _ = if tty { write!(err, "\r\x1b[K{text}") } else { writeln!(err, "{text}") };
         let _ = err.flush();
         prev = s;
     }
@@ -61,33 +56,21 @@ pub async fn run(live: Arc<Live>, every: Duration, mut stop: watch::Receiver<boo
 
 pub fn print_summary(sum: &Summary, data_dir: &Path) {
     let s = &sum.stats;
-    println!(
-        "session {} ended cleanly ({} → {} market time)",
-        sum.session, sum.started, sum.ended
-    );
+    println!("session {} ended cleanly ({} → {} market time)", sum.session, sum.started, sum.ended);
     if sum.recovered_crash {
         println!("  recovered from a previous crash: a gap_marker records the lost interval");
     }
-    println!(
-        "  frames received   {:>10}  (malformed {})",
-        s.frames_received, s.frames_malformed
-    );
+    println!("  frames received   {:>10}  (malformed {})", s.frames_received, s.frames_malformed);
     println!(
         "  events            {:>10}  passed {}, rejected {} by validation, {} by the guard",
         s.events_normalized, s.events_passed, s.rejected_validate, s.rejected_guard
     );
-    println!(
-        "  swing snapshots   {:>10}  in {} Track A cycles",
-        s.swing_written, s.track_a_cycles
-    );
+    println!("  swing snapshots   {:>10}  in {} Track A cycles", s.swing_written, s.track_a_cycles);
     println!(
         "  scalp samples     {:>10}  (sampled down {}, late {})",
         s.scalp_written, s.scalp_sampled_down, s.scalp_late
     );
-    println!(
-        "  system events     {:>10}  (gaps {}), overflow entries {}",
-        s.system_events, s.gaps, s.overflow_entries
-    );
+    println!("  system events     {:>10}  (gaps {}), overflow entries {}", s.system_events, s.gaps, s.overflow_entries);
     println!(
         "  archive lines     {:>10}  of {} published ({} failed), {} bytes, {} files closed",
         s.lines_saved, s.lines_published, s.lines_failed, s.bytes_saved, s.files_closed

@@ -14,14 +14,8 @@ pub struct Args {
 }
 
 fn parse_date(s: &str) -> Result<String, String> {
-    let ok = s.len() == 8
-        && s.bytes().all(|b| b.is_ascii_digit())
-        && jiff::civil::Date::strptime("%Y%m%d", s).is_ok();
-    if ok {
-        Ok(s.to_string())
-    } else {
-        Err(format!("{s:?} is not a date in YYYYMMDD form"))
-    }
+    let ok = s.len() == 8 && s.bytes().all(|b| b.is_ascii_digit()) && jiff::civil::Date::strptime("%Y%m%d", s).is_ok();
+    if ok { Ok(s.to_string()) } else { Err(format!("{s:?} is not a date in YYYYMMDD form")) }
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -34,12 +28,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         println!("{p}");
     }
     if report.ok() {
-        println!(
-            "verify OK: {} files, {} lines in {}",
-            report.files,
-            report.lines,
-            args.data_dir.display()
-        );
+        println!("verify OK: {} files, {} lines in {}", report.files, report.lines, args.data_dir.display());
         Ok(ExitCode::SUCCESS)
     } else {
         println!(

@@ -126,10 +126,7 @@ pub fn load(file: Option<&Path>, app_env: Option<&str>) -> Result<Loaded, Config
         }
         match file {
             Some(path) => {
-                let overlay = path
-                    .parent()
-                    .unwrap_or(Path::new("."))
-                    .join(format!("{env}.yaml"));
+                let overlay = path.parent().unwrap_or(Path::new(".")).join(format!("{env}.yaml"));
                 if !overlay.is_file() {
                     return Err(ConfigError::Missing(overlay));
                 }
@@ -137,11 +134,7 @@ pub fn load(file: Option<&Path>, app_env: Option<&str>) -> Result<Loaded, Config
                 sources.push(overlay.display().to_string());
             }
             None => {
-                let text = if env == "production" {
-                    EMBEDDED_PRODUCTION
-                } else {
-                    EMBEDDED_DEVELOPMENT
-                };
+                let text = if env == "production" { EMBEDDED_PRODUCTION } else { EMBEDDED_DEVELOPMENT };
                 fig = fig.merge(Yaml::string(text));
                 sources.push(format!("embedded configs/{env}.yaml"));
             }
@@ -158,14 +151,7 @@ pub fn load(file: Option<&Path>, app_env: Option<&str>) -> Result<Loaded, Config
             .problems
             .into_iter()
             .map(|problem| {
-                let source = fig
-                    .find_metadata(&problem.key)
-                    .map(|m| {
-                        m.source
-                            .as_ref()
-                            .map_or_else(|| m.name.to_string(), |s| s.to_string())
-                    })
-                    .unwrap_or_else(|| "configuration".to_string());
+                let source = source_name(fig.find_metadata(&problem.key), &problem.key);
                 Located { source, problem }
             })
             .collect();
@@ -174,24 +160,23 @@ pub fn load(file: Option<&Path>, app_env: Option<&str>) -> Result<Loaded, Config
     Ok(Loaded { settings, sources })
 }
 
+/// The file a value came from, or the exact environment variable that set it.
+fn source_name(meta: Option<&figment::Metadata>, key: &str) -> String {
+    match meta {
+        Some(m) if m.name.contains("environment") => {
+            format!("environment variable {ENV_PREFIX}{}", key.replace('.', "__").to_uppercase())
+        }
+        Some(m) => m.source.as_ref().map_or_else(|| m.name.to_string(), |s| s.to_string()),
+        None => "configuration".to_string(),
+    }
+}
+
 /// One line per error: `SOURCE: KEY: what (value)`.
 fn describe(err: figment::Error) -> String {
     err.into_iter()
         .map(|e| {
-            let source = e
-                .metadata
-                .as_ref()
-                .map(|m| {
-                    m.source
-                        .as_ref()
-                        .map_or_else(|| m.name.to_string(), |s| s.to_string())
-                })
-                .unwrap_or_else(|| "configuration".to_string());
-            let key = if e.path.is_empty() {
-                "(top level)".to_string()
-            } else {
-                e.path.join(".")
-            };
+            let key = if e.path.is_empty() { "(top level)".to_string() } else { e.path.join(".") };
+            let source = source_name(e.metadata.as_ref(), &key);
             format!("{source}: {key}: {}", e.kind)
         })
         .collect::<Vec<_>>()
@@ -204,8 +189,7 @@ mod tests {
     use figment::Jail;
 
     fn err_of(jail: &mut Jail, yaml_edit: impl Fn(&str) -> String) -> String {
-        jail.create_file("observer.yaml", &yaml_edit(EMBEDDED_BASE))
-            .unwrap();
+        jail.create_file("observer.yaml", &yaml_edit(EMBEDDED_BASE)).unwrap();
         match load(Some(Path::new("observer.yaml")), None) {
             Ok(_) => panic!("expected an error"),
             Err(e) => e.to_string(),
@@ -237,21 +221,11 @@ mod tests {
             );
             assert!(negative.contains("positive"), "{negative}");
 
-            let unparsable = err_of(jail, |y| {
-                y.replace("interval: 10m", "interval: ten minutes")
-            });
-            assert!(
-                unparsable.contains("tracks.swing.interval") && unparsable.contains("ten minutes"),
-                "{unparsable}"
-            );
+            let unparsable = err_of(jail, |y| y.replace("interval: 10m", "interval: ten minutes"));
+            assert!(unparsable.contains("tracks.swing.interval") && unparsable.contains("ten minutes"), "{unparsable}");
 
-            let unknown = err_of(jail, |y| {
-                y.replace("  slots: 41", "  slots: 41\n    slotz: 3")
-            });
-            assert!(
-                unknown.contains("slotz") && unknown.contains("tracks.scalp"),
-                "{unknown}"
-            );
+            let unknown = err_of(jail, |y| y.replace("  slots: 41", "  slots: 41\n    slotz: 3"));
+            assert!(unknown.contains("slotz") && unknown.contains("tracks.scalp"), "{unknown}");
 
             let range = err_of(jail, |y| y.replace("  slots: 41", "  slots: 0"));
             assert!(
@@ -262,10 +236,7 @@ mod tests {
             );
 
             let wrong_type = err_of(jail, |y| y.replace("  slots: 41", "  slots: many"));
-            assert!(
-                wrong_type.contains("tracks.scalp.slots") && wrong_type.contains("many"),
-                "{wrong_type}"
-            );
+            assert!(wrong_type.contains("tracks.scalp.slots") && wrong_type.contains("many"), "{wrong_type}");
             Ok(())
         });
     }
@@ -273,13 +244,8 @@ mod tests {
     #[test]
     fn missing_file_and_bad_app_env_are_named() {
         Jail::expect_with(|_| {
-            let e = load(Some(Path::new("nope/observer.yaml")), None)
-                .unwrap_err()
-                .to_string();
-            assert!(
-                e.contains("nope/observer.yaml") && e.contains("not found"),
-                "{e}"
-            );
+            let e = load(Some(Path::new("nope/observer.yaml")), None).unwrap_err().to_string();
+            assert!(e.contains("nope/observer.yaml") && e.contains("not found"), "{e}");
             let e = load(None, Some("staging")).unwrap_err().to_string();
             assert!(e.contains("staging"), "{e}");
             Ok(())
@@ -293,10 +259,7 @@ mod tests {
             assert_eq!(load(None, None).unwrap().settings.tracks.scalp.slots, 7);
             jail.set_env("STOCK_OBSERVER__TRACKS__SCALP__SLOTS", "0");
             let e = load(None, None).unwrap_err().to_string();
-            assert!(
-                e.contains("STOCK_OBSERVER__TRACKS__SCALP__SLOTS") || e.contains("environment"),
-                "{e}"
-            );
+            assert!(e.contains("STOCK_OBSERVER__TRACKS__SCALP__SLOTS") || e.contains("environment"), "{e}");
             assert!(e.contains("tracks.scalp.slots"), "{e}");
             Ok(())
         });
@@ -309,9 +272,7 @@ mod tests {
             jail.create_file("production.yaml", "status:\n  interval: 7s\n")?;
             let l = load(Some(Path::new("observer.yaml")), Some("production")).unwrap();
             assert_eq!(l.settings.status.interval.as_millis(), 7000);
-            let e = load(Some(Path::new("observer.yaml")), Some("development"))
-                .unwrap_err()
-                .to_string();
+            let e = load(Some(Path::new("observer.yaml")), Some("development")).unwrap_err().to_string();
             assert!(e.contains("development.yaml"), "{e}");
             Ok(())
         });

@@ -57,10 +57,6 @@ impl LatestBook {
     pub fn read(&self, symbols: &[Symbol], out: &mut Vec<SymbolState>) {
         let states = self.states.lock().unwrap_or_else(|p| p.into_inner());
         out.clear();
-        out.extend(
-            symbols
-                .iter()
-                .map(|s| states.get(s).cloned().unwrap_or_default()),
-        );
+        out.extend(symbols.iter().map(|s| states.get(s).cloned().unwrap_or_default()));
     }
 }

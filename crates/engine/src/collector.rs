@@ -88,17 +88,12 @@ impl<P: MarketProvider> Collector<P> {
             universe_size: AtomicU64::new(0),
             slots: AtomicU64::new(0),
         });
-        Collector {
-            config,
-            provider: Arc::new(provider),
-            data_dir,
-            live,
-            source_detail,
-        }
+        Collector { config, provider: Arc::new(provider), data_dir, live, source_detail }
     }
 
-    /// Runs until `stop` turns true, then shuts down cleanly.
-    pub async fn run(self, stop: watch::Receiver<bool>) -> Result<Summary, CollectError> {
+    /// Runs until `stop` turns true or the market clock reaches `until`, then shuts down
+    /// cleanly. Nothing is scheduled at or after `until`.
+    pub async fn run(self, stop: watch::Receiver<bool>, until: Option<UtcTime>) -> Result<Summary, CollectError> {
         let cfg = &self.config;
         let live = self.live.clone();
         let clock = live.clock;
@@ -106,12 +101,8 @@ impl<P: MarketProvider> Collector<P> {
         let stats = live.stats.clone();
 
         let (sink, recovery) = {
-            let (root, acfg, session, stats) = (
-                self.data_dir.clone(),
-                cfg.archive.clone(),
-                live.session.clone(),
-                stats.clone(),
-            );
+            let (root, acfg, session, stats) =
+                (self.data_dir.clone(), cfg.archive.clone(), live.session.clone(), stats.clone());
             let (now, cap) = (clock.now(), cfg.pipeline.archive_capacity);
             tokio::task::spawn_blocking(move || Sink::start(root, &acfg, now, &session, cap, stats))
                 .await
@@ -135,12 +126,7 @@ impl<P: MarketProvider> Collector<P> {
                 recovery.closed.len()
             );
             tracing::warn!("{detail}");
-            events
-                .system(
-                    now,
-                    SystemEvent::gap(start, now, "all", "crash_restart", Some(detail)),
-                )
-                .await?;
+            events.system(now, SystemEvent::gap(start, now, "all", "crash_restart", Some(detail))).await?;
         }
         for r in &recovery.repaired {
             tracing::warn!(file = %r.file, cut_bytes = r.cut_bytes, "cut a torn line left by a crash");
@@ -170,31 +156,19 @@ impl<P: MarketProvider> Collector<P> {
         // The day's universe, fixed for the day.
         let day = now.kst().date();
         let listings = self.provider.universe(day).await?;
-        let filter = Filter {
-            min_prev_close: cfg.universe.min_prev_close,
-        };
+        let filter = Filter { min_prev_close: cfg.universe.min_prev_close };
         let (uni, _reloaded) = {
             let root = self.data_dir.clone();
             let date = now.kst_yyyymmdd();
-            tokio::task::spawn_blocking(move || {
-                universe::load_or_build(&root, &date, market, pid, filter, || listings)
-            })
-            .await
-            .map_err(|e| CollectError::Task(e.to_string()))??
+            tokio::task::spawn_blocking(move || universe::load_or_build(&root, &date, market, pid, filter, || listings))
+                .await
+                .map_err(|e| CollectError::Task(e.to_string()))??
         };
         let symbols: Arc<Vec<Symbol>> = Arc::new(uni.symbols());
         // Until the trigger engine chooses them, the slots are the first N universe symbols.
-        let slots: Arc<Vec<Symbol>> = Arc::new(
-            symbols
-                .iter()
-                .take(cfg.tracks.scalp.slots)
-                .cloned()
-                .collect(),
-        );
-        live.universe_size
-            .store(symbols.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        live.slots
-            .store(slots.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        let slots: Arc<Vec<Symbol>> = Arc::new(symbols.iter().take(cfg.tracks.scalp.slots).cloned().collect());
+        live.universe_size.store(symbols.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        live.slots.store(slots.len() as u64, std::sync::atomic::Ordering::Relaxed);
 
         let book = Arc::new(LatestBook::default());
         let seq = Arc::new(AtomicU64::new(0));
@@ -225,12 +199,7 @@ impl<P: MarketProvider> Collector<P> {
         {
             let provider = self.provider.clone();
             let stop = inner_stop.clone();
-            tasks.spawn(async move {
-                provider
-                    .stream(subs_rx, frames_tx, stop)
-                    .await
-                    .map_err(CollectError::from)
-            });
+            tasks.spawn(async move { provider.stream(subs_rx, frames_tx, stop).await.map_err(CollectError::from) });
         }
         {
             let mut p = processor();
@@ -256,6 +225,7 @@ impl<P: MarketProvider> Collector<P> {
                 end: End::Inclusive,
                 calendar: calendar.clone(),
                 market,
+                until,
             },
             clock,
             book: book.clone(),
@@ -271,6 +241,7 @@ impl<P: MarketProvider> Collector<P> {
                 end: End::Exclusive,
                 calendar,
                 market,
+                until,
             },
             clock,
             book: book.clone(),
@@ -300,8 +271,15 @@ impl<P: MarketProvider> Collector<P> {
         // Wait for the stop request or for a task to fail.
         let mut outer = stop;
         let mut failure = None;
+        let reached_until = async {
+            match until {
+                Some(t) => clock.sleep_until(t).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = model::stopped(&mut outer) => {}
+            _ = reached_until => tracing::info!("--until reached"),
             Some(res) = tasks.join_next() => {
                 failure = task_error(res);
                 if let Some(e) = &failure {
@@ -319,15 +297,7 @@ impl<P: MarketProvider> Collector<P> {
 
         let ended = clock.now();
         let counters = serde_json::to_value(stats.snapshot()).unwrap_or_default();
-        events
-            .system(
-                ended,
-                SystemEvent::SessionEnd {
-                    clean: failure.is_none(),
-                    counters,
-                },
-            )
-            .await?;
+        events.system(ended, SystemEvent::SessionEnd { clean: failure.is_none(), counters }).await?;
         drop(events);
         sink.close(ended).await?;
         if let Some(e) = failure {
@@ -343,9 +313,7 @@ impl<P: MarketProvider> Collector<P> {
     }
 }
 
-fn task_error(
-    res: Result<Result<(), CollectError>, tokio::task::JoinError>,
-) -> Option<CollectError> {
+fn task_error(res: Result<Result<(), CollectError>, tokio::task::JoinError>) -> Option<CollectError> {
     match res {
         Ok(Ok(())) => None,
         Ok(Err(e)) => Some(e),

@@ -42,11 +42,7 @@ pub struct ObserverConfig {
 
 impl Validate for ObserverConfig {
     fn validate(&self, c: &mut Checker) {
-        c.check(
-            self.max_clock_skew.as_millis() <= 3_600_000,
-            "max_clock_skew",
-            "must be at most 1h",
-        );
+        c.check(self.max_clock_skew.as_millis() <= 3_600_000, "max_clock_skew", "must be at most 1h");
         c.range("dedupe_capacity", self.dedupe_capacity, 16, 10_000_000);
         c.range("evidence_bytes", self.evidence_bytes, 64, 1_048_576);
     }
@@ -101,10 +97,7 @@ impl Validate for TracksConfig {
             c.check(
                 ms >= 1000 && 86_400_000 % ms == 0,
                 "interval",
-                format_args!(
-                    "{} must be at least 1s and divide a day evenly",
-                    self.swing.interval
-                ),
+                format_args!("{} must be at least 1s and divide a day evenly", self.swing.interval),
             );
             c.window("window", &self.swing.window);
         });
@@ -113,10 +106,7 @@ impl Validate for TracksConfig {
             c.check(
                 (10..=60_000).contains(&ms) && 60_000 % ms == 0,
                 "sample_interval",
-                format_args!(
-                    "{} must be within 10ms..=60s and divide a minute evenly",
-                    self.scalp.sample_interval
-                ),
+                format_args!("{} must be within 10ms..=60s and divide a minute evenly", self.scalp.sample_interval),
             );
             c.range("slots", self.scalp.slots, 1, 1000);
             c.window("window", &self.scalp.window);

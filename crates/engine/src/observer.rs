@@ -8,9 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use model::settings::Window;
-use model::{
-    KrxCalendar, Market, MarketEvent, Meta, QualityFlag, Record, SessionId, Symbol, UtcTime,
-};
+use model::{KrxCalendar, Market, MarketEvent, Meta, QualityFlag, Record, SessionId, Symbol, UtcTime};
 
 use crate::config::{CalendarConfig, ObserverConfig};
 use crate::stats::{Stats, inc};
@@ -24,16 +22,10 @@ pub struct Rejection {
 
 impl Rejection {
     fn validate(reason: impl Into<String>) -> Self {
-        Rejection {
-            stage: "validate",
-            reason: reason.into(),
-        }
+        Rejection { stage: "validate", reason: reason.into() }
     }
     fn guard(reason: impl Into<String>) -> Self {
-        Rejection {
-            stage: "guard",
-            reason: reason.into(),
-        }
+        Rejection { stage: "guard", reason: reason.into() }
     }
 }
 
@@ -127,18 +119,11 @@ impl ObserverCore {
             return Err(r);
         }
         inc(&self.stats.events_passed);
-        self.stats
-            .last_record_ms
-            .fetch_max(receive_time.as_millis(), Ordering::Relaxed);
+        self.stats.last_record_ms.fetch_max(receive_time.as_millis(), Ordering::Relaxed);
         Ok(self.enrich(event_time, receive_time, event, raw_ref))
     }
 
-    pub fn validate(
-        &self,
-        event_time: UtcTime,
-        receive_time: UtcTime,
-        event: &MarketEvent,
-    ) -> Result<(), Rejection> {
+    pub fn validate(&self, event_time: UtcTime, receive_time: UtcTime, event: &MarketEvent) -> Result<(), Rejection> {
         let skew = event_time.millis_since(receive_time);
         if skew.abs() > self.max_skew_ms {
             return Err(Rejection::validate(format!(
@@ -151,10 +136,7 @@ impl ObserverCore {
         match event {
             MarketEvent::Tick(t) => {
                 if !t.price.is_positive() {
-                    return Err(Rejection::validate(format!(
-                        "non-positive price {}",
-                        t.price
-                    )));
+                    return Err(Rejection::validate(format!("non-positive price {}", t.price)));
                 }
                 if !t.size.is_positive() {
                     return Err(Rejection::validate(format!("non-positive size {}", t.size)));
@@ -162,16 +144,10 @@ impl ObserverCore {
             }
             MarketEvent::Quote(q) => {
                 if !q.bid_price.is_positive() || !q.ask_price.is_positive() {
-                    return Err(Rejection::validate(format!(
-                        "non-positive bid {} / ask {}",
-                        q.bid_price, q.ask_price
-                    )));
+                    return Err(Rejection::validate(format!("non-positive bid {} / ask {}", q.bid_price, q.ask_price)));
                 }
                 if q.bid_size.is_negative() || q.ask_size.is_negative() {
-                    return Err(Rejection::validate(format!(
-                        "negative size bid {} / ask {}",
-                        q.bid_size, q.ask_size
-                    )));
+                    return Err(Rejection::validate(format!("negative size bid {} / ask {}", q.bid_size, q.ask_size)));
                 }
                 if q.bid_price > q.ask_price {
                     return Err(Rejection::validate(format!(
@@ -193,10 +169,7 @@ impl ObserverCore {
                     }
                 }
                 if s.low > s.high {
-                    return Err(Rejection::validate(format!(
-                        "low {} above high {}",
-                        s.low, s.high
-                    )));
+                    return Err(Rejection::validate(format!("low {} above high {}", s.low, s.high)));
                 }
                 if s.volume.is_negative() {
                     return Err(Rejection::validate(format!("negative volume {}", s.volume)));
@@ -204,9 +177,7 @@ impl ObserverCore {
                 if let (Some(b), Some(a)) = (s.bid_price, s.ask_price)
                     && b > a
                 {
-                    return Err(Rejection::validate(format!(
-                        "crossed book: bid {b} > ask {a}"
-                    )));
+                    return Err(Rejection::validate(format!("crossed book: bid {b} > ask {a}")));
                 }
             }
         }
@@ -222,10 +193,7 @@ impl ObserverCore {
             let t = local.time();
             let open_day = self.calendar.is_trading_day(local.date());
             if !open_day || t < self.session_window.start || t > self.session_window.end {
-                return Err(Rejection::guard(format!(
-                    "outside_market_hours: {} KST",
-                    local
-                )));
+                return Err(Rejection::guard(format!("outside_market_hours: {} KST", local)));
             }
         }
         if let MarketEvent::Tick(t) = event
@@ -241,9 +209,7 @@ impl ObserverCore {
             if let Some(prev) = self.newest.get(&key)
                 && event_time < *prev
             {
-                return Err(Rejection::guard(format!(
-                    "stale: event_time {event_time} older than accepted {prev}"
-                )));
+                return Err(Rejection::guard(format!("stale: event_time {event_time} older than accepted {prev}")));
             }
             self.newest.insert(key, event_time);
         }
@@ -260,11 +226,7 @@ impl ObserverCore {
         let level = self.mitigation.load(Ordering::Relaxed);
         let mut meta = Meta::new(event_time, receive_time, self.session_id.clone());
         meta.mitigation_level = level;
-        meta.quality_flag = if level > 0 {
-            QualityFlag::Degraded
-        } else {
-            QualityFlag::Normal
-        };
+        meta.quality_flag = if level > 0 { QualityFlag::Degraded } else { QualityFlag::Normal };
         meta.raw_ref = raw_ref;
         meta.mapper_version = Some(Cow::Borrowed(self.mapper_version));
         Record { body: event, meta }
@@ -285,20 +247,10 @@ mod tests {
         };
         let cal = CalendarConfig {
             holidays: vec![jiff::civil::date(2026, 1, 1)],
-            session: Window {
-                start: jiff::civil::time(9, 0, 0, 0),
-                end: jiff::civil::time(15, 30, 0, 0),
-            },
+            session: Window { start: jiff::civil::time(9, 0, 0, 0), end: jiff::civil::time(15, 30, 0, 0) },
         };
         let t0 = at("10:00:00");
-        ObserverCore::new(
-            &cfg,
-            &cal,
-            SessionId::starting_at(t0),
-            "test/1",
-            Arc::default(),
-            Arc::default(),
-        )
+        ObserverCore::new(&cfg, &cal, SessionId::starting_at(t0), "test/1", Arc::default(), Arc::default())
     }
 
     fn at(hms: &str) -> UtcTime {
@@ -341,70 +293,34 @@ mod tests {
         let dup = c.observe(t, t, tick("71500", "1"), None).unwrap_err();
         assert_eq!(dup.stage, "guard");
         assert!(dup.reason.contains("duplicate"));
-        assert!(
-            c.observe(t, t, tick("0", "2"), None)
-                .unwrap_err()
-                .reason
-                .contains("non-positive price")
-        );
-        assert!(
-            c.observe(t, t, quote(71600, 71500), None)
-                .unwrap_err()
-                .reason
-                .contains("crossed")
-        );
-        let skewed = c
-            .observe(t.plus_millis(11_000), t, tick("71500", "3"), None)
-            .unwrap_err();
+        assert!(c.observe(t, t, tick("0", "2"), None).unwrap_err().reason.contains("non-positive price"));
+        assert!(c.observe(t, t, quote(71600, 71500), None).unwrap_err().reason.contains("crossed"));
+        let skewed = c.observe(t.plus_millis(11_000), t, tick("71500", "3"), None).unwrap_err();
         assert!(skewed.reason.contains("max skew"), "{skewed:?}");
         let late = at("15:31:00");
-        assert!(
-            c.observe(late, late, tick("71500", "4"), None)
-                .unwrap_err()
-                .reason
-                .contains("outside_market_hours")
-        );
+        assert!(c.observe(late, late, tick("71500", "4"), None).unwrap_err().reason.contains("outside_market_hours"));
         assert!(c.observe(t, t, quote(71400, 71500), None).is_ok());
         let older = t.plus_millis(-1);
-        assert!(
-            c.observe(older, t, quote(71400, 71500), None)
-                .unwrap_err()
-                .reason
-                .contains("stale")
-        );
+        assert!(c.observe(older, t, quote(71400, 71500), None).unwrap_err().reason.contains("stale"));
         let s = c.stats.snapshot();
         assert_eq!(s.events_normalized, 8);
         assert_eq!(s.events_passed, 2);
-        assert_eq!(
-            s.rejected_validate + s.rejected_guard + s.events_passed,
-            s.events_normalized
-        );
+        assert_eq!(s.rejected_validate + s.rejected_guard + s.events_passed, s.events_normalized);
     }
 
     #[test]
     fn holidays_are_outside_market_hours() {
         let mut c = core();
         let t = UtcTime::from_kst("2026-01-01T10:00:00".parse().unwrap());
-        assert!(
-            c.observe(t, t, tick("71500", "9"), None)
-                .unwrap_err()
-                .reason
-                .contains("outside_market_hours")
-        );
+        assert!(c.observe(t, t, tick("71500", "9"), None).unwrap_err().reason.contains("outside_market_hours"));
     }
 
     #[test]
     fn enrichment_adds_the_common_meta() {
         let mut c = core();
         let t = at("10:00:00");
-        let rec = c
-            .observe(
-                t,
-                t.plus_millis(5),
-                tick("71500", "1"),
-                Some("raw/sim/20260114/10.jsonl#7".into()),
-            )
-            .unwrap();
+        let rec =
+            c.observe(t, t.plus_millis(5), tick("71500", "1"), Some("raw/sim/20260114/10.jsonl#7".into())).unwrap();
         assert_eq!(rec.meta.receive_time, t.plus_millis(5));
         assert_eq!(rec.meta.session_id.as_str(), "sess_20260114_100000");
         assert_eq!(rec.meta.mapper_version.as_deref(), Some("test/1"));

@@ -8,8 +8,7 @@ use serde::Serialize;
 
 use archive::Stream;
 use model::{
-    Market, MarketEvent, Meta, OverflowEntry, Provider, RawFrame, RawFrameKind, Record, SessionId,
-    SystemEvent, UtcTime,
+    Market, MarketEvent, Meta, OverflowEntry, Provider, RawFrame, RawFrameKind, Record, SessionId, SystemEvent, UtcTime,
 };
 use providers::{MarketProvider, evidence};
 
@@ -49,24 +48,14 @@ impl Events {
             inc(&self.stats.gaps);
         }
         inc(&self.stats.system_events);
-        let rec = Record {
-            body: event,
-            meta: self.meta(at, at),
-        };
-        self.sink
-            .write(Stream::Events(self.provider), at, &rec)
-            .await
+        let rec = Record { body: event, meta: self.meta(at, at) };
+        self.sink.write(Stream::Events(self.provider), at, &rec).await
     }
 
     pub async fn overflow(&self, at: UtcTime, entry: OverflowEntry) -> Result<(), SinkError> {
         inc(&self.stats.overflow_entries);
-        let rec = Record {
-            body: entry,
-            meta: self.meta(at, at),
-        };
-        self.sink
-            .write(Stream::Overflow(self.provider), at, &rec)
-            .await
+        let rec = Record { body: entry, meta: self.meta(at, at) };
+        self.sink.write(Stream::Overflow(self.provider), at, &rec).await
     }
 
     pub async fn rejected(
@@ -77,12 +66,7 @@ impl Events {
         symbol: Option<String>,
         frame: &str,
     ) -> Result<(), SinkError> {
-        let event = SystemEvent::RecordRejected {
-            stage: stage.to_string(),
-            reason,
-            symbol,
-            evidence: evidence(frame),
-        };
+        let event = SystemEvent::RecordRejected { stage: stage.to_string(), reason, symbol, evidence: evidence(frame) };
         self.system(at, event).await
     }
 }
@@ -101,11 +85,7 @@ impl<P: MarketProvider> FrameProcessor<P> {
     }
 
     /// Archives `frame`, then returns the records that passed validation and the guard.
-    pub async fn process(
-        &mut self,
-        frame: &RawFrame,
-        passed: &mut Vec<Record<MarketEvent>>,
-    ) -> Result<(), SinkError> {
+    pub async fn process(&mut self, frame: &RawFrame, passed: &mut Vec<Record<MarketEvent>>) -> Result<(), SinkError> {
         passed.clear();
         let rt = frame.receive_time;
         let seq = self.seq.fetch_add(1, Relaxed) + 1;
@@ -120,10 +100,7 @@ impl<P: MarketProvider> FrameProcessor<P> {
             },
             meta: self.events.meta(rt, rt),
         };
-        self.events
-            .sink
-            .write(Stream::Raw(frame.provider), rt, &line)
-            .await?;
+        self.events.sink.write(Stream::Raw(frame.provider), rt, &line).await?;
         if !matches!(frame.kind, RawFrameKind::Ws | RawFrameKind::Rest) {
             return Ok(());
         }
@@ -131,24 +108,16 @@ impl<P: MarketProvider> FrameProcessor<P> {
             Ok(p) => p,
             Err(e) => {
                 inc(&self.events.stats.frames_malformed);
-                return self
-                    .events
-                    .rejected(rt, "normalize", e.to_string(), None, &frame.frame)
-                    .await;
+                return self.events.rejected(rt, "normalize", e.to_string(), None, &frame.frame).await;
             }
         };
         let raw_ref = raw_ref(frame.provider, rt, seq);
         for (event_time, event) in parsed {
             let symbol = event.symbol().to_string();
-            match self
-                .core
-                .observe(event_time, rt, event, Some(raw_ref.clone()))
-            {
+            match self.core.observe(event_time, rt, event, Some(raw_ref.clone())) {
                 Ok(rec) => passed.push(rec),
                 Err(Rejection { stage, reason }) => {
-                    self.events
-                        .rejected(rt, stage, reason, Some(symbol), &frame.frame)
-                        .await?
+                    self.events.rejected(rt, stage, reason, Some(symbol), &frame.frame).await?
                 }
             }
         }
@@ -159,9 +128,5 @@ impl<P: MarketProvider> FrameProcessor<P> {
 /// `raw/{provider}/YYYYMMDD/HH.jsonl#seq`: where the frame behind a record is archived.
 pub fn raw_ref(provider: Provider, receive_time: UtcTime, seq: u64) -> String {
     let k = receive_time.kst();
-    format!(
-        "raw/{provider}/{}/{:02}.jsonl#{seq}",
-        receive_time.kst_yyyymmdd(),
-        k.hour()
-    )
+    format!("raw/{provider}/{}/{:02}.jsonl#{seq}", receive_time.kst_yyyymmdd(), k.hour())
 }

@@ -23,6 +23,8 @@ pub struct Schedule {
     pub calendar: KrxCalendar,
     /// Crypto trades every day; KR stocks only on KRX trading days.
     pub market: Market,
+    /// The run ends here (`collect --until`): nothing fires at or after it.
+    pub until: Option<UtcTime>,
 }
 
 /// How many days ahead to look for the next trading day: more than any holiday run.
@@ -35,6 +37,10 @@ impl Schedule {
 
     /// The first firing time at or after `now`.
     pub fn next_at_or_after(&self, now: UtcTime) -> Option<UtcTime> {
+        self.next_unbounded(now).filter(|t| self.until.is_none_or(|u| *t < u))
+    }
+
+    fn next_unbounded(&self, now: UtcTime) -> Option<UtcTime> {
         let mut date = now.kst().date();
         for _ in 0..SEARCH_DAYS {
             if self.open_on(date) {
@@ -73,14 +79,12 @@ mod tests {
 
     fn track_a() -> Schedule {
         Schedule {
-            window: Window {
-                start: time(9, 0, 0, 0),
-                end: time(15, 30, 0, 0),
-            },
+            window: Window { start: time(9, 0, 0, 0), end: time(15, 30, 0, 0) },
             interval_ms: 600_000,
             end: End::Inclusive,
             calendar: KrxCalendar::new([jiff::civil::date(2026, 1, 15)]),
             market: Market::KrStocks,
+            until: None,
         }
     }
 
@@ -105,25 +109,15 @@ mod tests {
     fn skips_holidays_and_weekends() {
         let s = track_a();
         // After the close on Wed 14th: Thu 15th is a holiday → Fri 16th 09:00.
-        assert_eq!(
-            s.next_at_or_after(kst("2026-01-14T15:30:00.001")),
-            Some(kst("2026-01-16T09:00:00"))
-        );
+        assert_eq!(s.next_at_or_after(kst("2026-01-14T15:30:00.001")), Some(kst("2026-01-16T09:00:00")));
         // Saturday → Monday.
-        assert_eq!(
-            s.next_at_or_after(kst("2026-01-17T10:00:00")),
-            Some(kst("2026-01-19T09:00:00"))
-        );
-        let b = Schedule {
-            end: End::Exclusive,
-            interval_ms: 500,
-            ..track_a()
-        };
-        assert_eq!(
-            b.next_at_or_after(kst("2026-01-14T10:00:00.001")),
-            Some(kst("2026-01-14T10:00:00.500"))
-        );
+        assert_eq!(s.next_at_or_after(kst("2026-01-17T10:00:00")), Some(kst("2026-01-19T09:00:00")));
+        let b = Schedule { end: End::Exclusive, interval_ms: 500, ..track_a() };
+        assert_eq!(b.next_at_or_after(kst("2026-01-14T10:00:00.001")), Some(kst("2026-01-14T10:00:00.500")));
         assert!(!b.in_window(kst("2026-01-14T15:30:00")));
         assert!(s.in_window(kst("2026-01-14T15:30:00")));
+        let bounded = Schedule { until: Some(kst("2026-01-14T11:00:00")), ..track_a() };
+        assert_eq!(bounded.next_at_or_after(kst("2026-01-14T10:50:00.001")), None);
+        assert_eq!(bounded.next_at_or_after(kst("2026-01-14T10:49:00")), Some(kst("2026-01-14T10:50:00")));
     }
 }

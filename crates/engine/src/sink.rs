@@ -20,17 +20,10 @@ use model::{SessionId, UtcTime};
 use crate::stats::{Stats, add, inc};
 
 enum Msg {
-    Line {
-        stream: Stream,
-        at: UtcTime,
-        line: Vec<u8>,
-    },
+    Line { stream: Stream, at: UtcTime, line: Vec<u8> },
     Housekeep(UtcTime),
     Sync,
-    Close {
-        now: UtcTime,
-        reply: oneshot::Sender<Result<(), archive::ArchiveError>>,
-    },
+    Close { now: UtcTime, reply: oneshot::Sender<Result<(), archive::ArchiveError>> },
 }
 
 #[derive(Clone)]
@@ -107,27 +100,14 @@ impl Sink {
                 // leave the files for start-up recovery rather than pretend a clean close.
                 let _ = writer.sync();
             })
-            .map_err(|e| archive::ArchiveError::Io {
-                path: root.clone(),
-                source: e,
-            })?;
-        Ok((
-            Sink {
-                handle: SinkHandle { tx, stats },
-                thread,
-            },
-            recovery,
-        ))
+            .map_err(|e| archive::ArchiveError::Io { path: root.clone(), source: e })?;
+        Ok((Sink { handle: SinkHandle { tx, stats }, thread }, recovery))
     }
 
     /// Closes every file (manifest entries) and ends the writer thread.
     pub async fn close(self, now: UtcTime) -> Result<(), SinkError> {
         let (reply, rx) = oneshot::channel();
-        self.handle
-            .tx
-            .send(Msg::Close { now, reply })
-            .await
-            .map_err(|_| SinkError::Gone)?;
+        self.handle.tx.send(Msg::Close { now, reply }).await.map_err(|_| SinkError::Gone)?;
         let result = rx.await.map_err(|_| SinkError::Gone)?;
         let _ = tokio::task::spawn_blocking(move || self.thread.join()).await;
         result.map_err(SinkError::from)
@@ -137,39 +117,21 @@ impl Sink {
 impl SinkHandle {
     fn encode<T: Serialize>(value: &T) -> Vec<u8> {
         // Our record types serialize infallibly (no maps with non-string keys, no I/O).
-        serde_json::to_vec(value)
-            .unwrap_or_else(|e| format!("{{\"serialize_error\":\"{e}\"}}").into_bytes())
+        serde_json::to_vec(value).unwrap_or_else(|e| format!("{{\"serialize_error\":\"{e}\"}}").into_bytes())
     }
 
     /// Waits for room: used for everything that must not be dropped.
-    pub async fn write<T: Serialize>(
-        &self,
-        stream: Stream,
-        at: UtcTime,
-        value: &T,
-    ) -> Result<(), SinkError> {
+    pub async fn write<T: Serialize>(&self, stream: Stream, at: UtcTime, value: &T) -> Result<(), SinkError> {
         let line = Self::encode(value);
         inc(&self.stats.lines_published);
-        self.tx
-            .send(Msg::Line { stream, at, line })
-            .await
-            .map_err(|_| SinkError::Gone)
+        self.tx.send(Msg::Line { stream, at, line }).await.map_err(|_| SinkError::Gone)
     }
 
     /// Never waits: for data with a sample-down policy.
-    pub fn try_write<T: Serialize>(
-        &self,
-        stream: Stream,
-        at: UtcTime,
-        value: &T,
-    ) -> Result<(), Full> {
+    pub fn try_write<T: Serialize>(&self, stream: Stream, at: UtcTime, value: &T) -> Result<(), Full> {
         let permit = self.tx.try_reserve().map_err(|_| Full)?;
         inc(&self.stats.lines_published);
-        permit.send(Msg::Line {
-            stream,
-            at,
-            line: Self::encode(value),
-        });
+        permit.send(Msg::Line { stream, at, line: Self::encode(value) });
         Ok(())
     }
 

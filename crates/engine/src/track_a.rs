@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use archive::Stream;
-use model::{Clock, MarketEvent, Symbol, SystemEvent};
+use model::{Clock, MarketEvent, Record, Symbol, SystemEvent, UtcTime};
 use providers::MarketProvider;
 
 use crate::book::LatestBook;
@@ -26,71 +26,74 @@ pub struct TrackA<P> {
 impl<P: MarketProvider> TrackA<P> {
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) -> Result<(), SinkError> {
         let mut passed = Vec::new();
-        let mut from = self.clock.now();
+        let now = self.clock.now();
+        // Started inside the window between two grid times: take a cycle at once rather than
+        // leave the archive without a swing snapshot until the next grid time.
+        if self.schedule.in_window(now) && self.schedule.next_at_or_after(now) != Some(now) {
+            if !self.cycle(now, &mut passed, &stop).await? {
+                return Ok(());
+            }
+        }
+        let mut from = now.plus_millis(1);
         while let Some(cycle) = self.schedule.next_at_or_after(from) {
             tokio::select! {
                 _ = self.clock.sleep_until(cycle) => {}
                 _ = model::stopped(&mut stop) => return Ok(()),
             }
-            let next = cycle.plus_millis(self.schedule.interval_ms);
-            let mut done = 0usize;
-            for symbol in self.universe.iter() {
-                if *stop.borrow() {
-                    return Ok(());
-                }
-                let frame = match self.processor.provider.snapshot(symbol).await {
-                    Ok(f) => f,
-                    Err(e) => {
-                        let now = self.clock.now();
-                        let ev = &self.processor.events;
-                        ev.system(
-                            now,
-                            SystemEvent::Overrun {
-                                track: "swing".into(),
-                                detail: format!("snapshot {symbol} failed: {e}"),
-                            },
-                        )
-                        .await?;
-                        continue;
-                    }
-                };
-                self.processor.process(&frame, &mut passed).await?;
-                for rec in passed.drain(..) {
-                    if let MarketEvent::Snapshot(_) = &rec.body {
-                        self.book.apply(rec.meta.receive_time, &rec.body);
-                        let stream = Stream::Swing(rec.body.provider(), rec.body.market());
-                        self.processor
-                            .events
-                            .sink
-                            .write(stream, rec.meta.receive_time, &rec)
-                            .await?;
-                        inc(&self.processor.events.stats.swing_written);
-                    }
-                }
-                done += 1;
-            }
-            inc(&self.processor.events.stats.track_a_cycles);
-            let now = self.clock.now();
-            if now > next {
-                // The cycle ran into the next one; say so (issue 4 turns this into a swing gap marker
-                // when a cycle cannot finish).
-                let detail = format!(
-                    "cycle {cycle} covered {done}/{} symbols and ended at {now}, after the next cycle was due",
-                    self.universe.len()
-                );
-                self.processor
-                    .events
-                    .system(
-                        now,
-                        SystemEvent::Overrun {
-                            track: "swing".into(),
-                            detail,
-                        },
-                    )
-                    .await?;
+            if !self.cycle(cycle, &mut passed, &stop).await? {
+                return Ok(());
             }
             from = cycle.plus_millis(1);
         }
         Ok(())
+    }
+
+    /// One pass over the universe; false if stopped part-way.
+    async fn cycle(
+        &mut self,
+        cycle: UtcTime,
+        passed: &mut Vec<Record<MarketEvent>>,
+        stop: &watch::Receiver<bool>,
+    ) -> Result<bool, SinkError> {
+        let next = self.schedule.next_at_or_after(cycle.plus_millis(1));
+        let mut done = 0usize;
+        for symbol in self.universe.iter() {
+            if *stop.borrow() {
+                return Ok(false);
+            }
+            let frame = match self.processor.provider.snapshot(symbol).await {
+                Ok(f) => f,
+                Err(e) => {
+                    let now = self.clock.now();
+                    let detail = format!("snapshot {symbol} failed: {e}");
+                    self.processor.events.system(now, SystemEvent::Overrun { track: "swing".into(), detail }).await?;
+                    continue;
+                }
+            };
+            self.processor.process(&frame, passed).await?;
+            for rec in passed.drain(..) {
+                if let MarketEvent::Snapshot(_) = &rec.body {
+                    self.book.apply(rec.meta.receive_time, &rec.body);
+                    let stream = Stream::Swing(rec.body.provider(), rec.body.market());
+                    self.processor.events.sink.write(stream, rec.meta.receive_time, &rec).await?;
+                    inc(&self.processor.events.stats.swing_written);
+                }
+            }
+            done += 1;
+        }
+        inc(&self.processor.events.stats.track_a_cycles);
+        let now = self.clock.now();
+        if let Some(next) = next
+            && now > next
+        {
+            // The cycle ran into the next one; say so (the engine issue turns an unfinished
+            // cycle into a swing gap marker).
+            let detail = format!(
+                "cycle {cycle} covered {done}/{} symbols and ended at {now}, after the next cycle was due at {next}",
+                self.universe.len()
+            );
+            self.processor.events.system(now, SystemEvent::Overrun { track: "swing".into(), detail }).await?;
+        }
+        Ok(true)
     }
 }

@@ -68,11 +68,7 @@ impl TrackB {
                     meta.quality_flag = QualityFlag::Degraded;
                 }
                 let rec = Record { body: sample, meta };
-                match self.events.sink.try_write(
-                    Stream::Scalp(self.provider, self.market),
-                    now,
-                    &rec,
-                ) {
+                match self.events.sink.try_write(Stream::Scalp(self.provider, self.market), now, &rec) {
                     Ok(()) => inc(&self.events.stats.scalp_written),
                     Err(_) => {
                         inc(&self.events.stats.scalp_sampled_down);

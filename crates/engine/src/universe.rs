@@ -28,15 +28,9 @@ pub struct Filter {
 #[derive(Debug, thiserror::Error)]
 pub enum UniverseError {
     #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("{path}: not a universe file: {source}")]
-    Parse {
-        path: PathBuf,
-        source: serde_json::Error,
-    },
+    Parse { path: PathBuf, source: serde_json::Error },
 }
 
 pub fn path(root: &Path, date: &str, market: Market) -> PathBuf {
@@ -55,19 +49,15 @@ pub fn load_or_build(
     let file = path(root, date, market);
     match std::fs::read(&file) {
         Ok(bytes) => {
-            let u = serde_json::from_slice(&bytes).map_err(|source| UniverseError::Parse {
-                path: file.clone(),
-                source,
-            })?;
+            let u =
+                serde_json::from_slice(&bytes).map_err(|source| UniverseError::Parse { path: file.clone(), source })?;
             return Ok((u, true));
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(source) => return Err(UniverseError::Io { path: file, source }),
     }
-    let mut symbols: Vec<UniverseEntry> = listings()
-        .into_iter()
-        .filter(|l| l.prev_close >= filter.min_prev_close)
-        .collect();
+    let mut symbols: Vec<UniverseEntry> =
+        listings().into_iter().filter(|l| l.prev_close >= filter.min_prev_close).collect();
     symbols.sort_by(|a, b| a.symbol.cmp(&b.symbol));
     let u = UniverseFile {
         date: date.to_string(),
@@ -80,10 +70,7 @@ pub fn load_or_build(
     };
     write_atomic(
         &file,
-        &serde_json::to_vec_pretty(&u).map_err(|source| UniverseError::Parse {
-            path: file.clone(),
-            source,
-        })?,
+        &serde_json::to_vec_pretty(&u).map_err(|source| UniverseError::Parse { path: file.clone(), source })?,
     )?;
     Ok((u, false))
 }
@@ -98,10 +85,7 @@ impl UniverseFile {
 /// file or the new one, never half of one.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), UniverseError> {
     use std::io::Write;
-    let io = |source| UniverseError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
+    let io = |source| UniverseError::Io { path: path.to_path_buf(), source };
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(io)?;
     let tmp = path.with_extension("json.tmp");
@@ -109,9 +93,7 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), UniverseError> {
     f.write_all(bytes).map_err(io)?;
     f.sync_all().map_err(io)?;
     std::fs::rename(&tmp, path).map_err(io)?;
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io)
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)
 }
 
 #[cfg(test)]
@@ -119,51 +101,24 @@ mod tests {
     use super::*;
 
     fn entry(code: &str, pc: i64) -> UniverseEntry {
-        UniverseEntry {
-            symbol: Symbol::new(code).unwrap(),
-            name: code.into(),
-            prev_close: Price::from_int(pc),
-        }
+        UniverseEntry { symbol: Symbol::new(code).unwrap(), name: code.into(), prev_close: Price::from_int(pc) }
     }
 
     #[test]
     fn filters_once_and_reloads_the_same_day() {
         let dir = tempfile::tempdir().unwrap();
-        let filter = Filter {
-            min_prev_close: Price::from_int(4000),
-        };
-        let (u, loaded) = load_or_build(
-            dir.path(),
-            "20260114",
-            Market::KrStocks,
-            Provider::Sim,
-            filter.clone(),
-            || {
-                vec![
-                    entry("000020", 3995),
-                    entry("005930", 71500),
-                    entry("000100", 4000),
-                ]
-            },
-        )
-        .unwrap();
+        let filter = Filter { min_prev_close: Price::from_int(4000) };
+        let (u, loaded) =
+            load_or_build(dir.path(), "20260114", Market::KrStocks, Provider::Sim, filter.clone(), || {
+                vec![entry("000020", 3995), entry("005930", 71500), entry("000100", 4000)]
+            })
+            .unwrap();
         assert!(!loaded);
-        assert_eq!(
-            u.symbols(),
-            vec![
-                Symbol::new("000100").unwrap(),
-                Symbol::new("005930").unwrap()
-            ]
-        );
+        assert_eq!(u.symbols(), vec![Symbol::new("000100").unwrap(), Symbol::new("005930").unwrap()]);
         // A restart must not rebuild, even if the provider now lists something else.
-        let (again, loaded) = load_or_build(
-            dir.path(),
-            "20260114",
-            Market::KrStocks,
-            Provider::Sim,
-            filter,
-            || vec![entry("999990", 9000)],
-        )
+        let (again, loaded) = load_or_build(dir.path(), "20260114", Market::KrStocks, Provider::Sim, filter, || {
+            vec![entry("999990", 9000)]
+        })
         .unwrap();
         assert!(loaded);
         assert_eq!(again, u);

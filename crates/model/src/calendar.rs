@@ -12,9 +12,7 @@ pub struct KrxCalendar {
 
 impl KrxCalendar {
     pub fn new(holidays: impl IntoIterator<Item = Date>) -> Self {
-        KrxCalendar {
-            holidays: holidays.into_iter().collect(),
-        }
+        KrxCalendar { holidays: holidays.into_iter().collect() }
     }
 
     pub fn is_trading_day(&self, d: Date) -> bool {
@@ -47,14 +45,8 @@ mod tests {
         assert!(cal.is_trading_day(date(2026, 1, 2)));
         assert!(!cal.is_trading_day(date(2026, 1, 3)));
         // Sunday 2026-01-04 → Friday 2026-01-02.
-        assert_eq!(
-            cal.latest_trading_day(date(2026, 1, 4)),
-            Some(date(2026, 1, 2))
-        );
+        assert_eq!(cal.latest_trading_day(date(2026, 1, 4)), Some(date(2026, 1, 2)));
         // Thursday holiday → Wednesday.
-        assert_eq!(
-            cal.latest_trading_day(date(2026, 1, 1)),
-            Some(date(2025, 12, 31))
-        );
+        assert_eq!(cal.latest_trading_day(date(2026, 1, 1)), Some(date(2025, 12, 31)));
     }
 }

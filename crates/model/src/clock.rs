@@ -14,11 +14,7 @@ pub enum Clock {
     Real,
     /// Market time that starts at `origin` when the clock is created and runs `speed` times
     /// faster than the wall clock.
-    Sim {
-        origin: UtcTime,
-        started: Instant,
-        speed: f64,
-    },
+    Sim { origin: UtcTime, started: Instant, speed: f64 },
 }
 
 impl Clock {
@@ -28,11 +24,7 @@ impl Clock {
 
     /// `speed` must be finite and positive (the config and CLI validate it).
     pub fn simulated(origin: UtcTime, speed: f64) -> Self {
-        Clock::Sim {
-            origin,
-            started: Instant::now(),
-            speed,
-        }
+        Clock::Sim { origin, started: Instant::now(), speed }
     }
 
     pub fn is_simulated(&self) -> bool {
@@ -49,16 +41,10 @@ impl Clock {
     pub fn now(&self) -> UtcTime {
         match self {
             Clock::Real => {
-                let since = SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .unwrap_or_default();
+                let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
                 UtcTime::from_millis(since.as_millis() as i64)
             }
-            Clock::Sim {
-                origin,
-                started,
-                speed,
-            } => {
+            Clock::Sim { origin, started, speed } => {
                 let wall = started.elapsed().as_secs_f64();
                 origin.plus_millis((wall * speed * 1000.0) as i64)
             }
@@ -78,11 +64,7 @@ impl Clock {
 
     pub async fn sleep_until(&self, t: UtcTime) {
         match self {
-            Clock::Sim {
-                origin,
-                started,
-                speed,
-            } => {
+            Clock::Sim { origin, started, speed } => {
                 let market_ms = t.millis_since(*origin).max(0) as f64;
                 let wall = Duration::from_secs_f64(market_ms / 1000.0 / speed);
                 tokio::time::sleep_until(*started + wall).await;

@@ -215,23 +215,13 @@ pub enum SystemEvent {
         counters: serde_json::Value,
     },
     /// Start-up found a file left open by a crash and repaired it.
-    ArchiveRecovery {
-        file: String,
-        cut_bytes: u64,
-        kept_lines: u64,
-    },
+    ArchiveRecovery { file: String, cut_bytes: u64, kept_lines: u64 },
     /// Track A or B could not finish its work in time, or a queue overflowed.
     Overrun { track: String, detail: String },
 }
 
 impl SystemEvent {
-    pub fn gap(
-        start: UtcTime,
-        end: UtcTime,
-        scope: &str,
-        reason: &str,
-        detail: Option<String>,
-    ) -> Self {
+    pub fn gap(start: UtcTime, end: UtcTime, scope: &str, reason: &str, detail: Option<String>) -> Self {
         SystemEvent::GapMarker {
             gap_start_ts: start,
             gap_end_ts: end,

@@ -86,14 +86,8 @@ impl Symbol {
         if s.len() > SYMBOL_MAX {
             return Err(IdError::Symbol(s.into(), "longer than 20 characters"));
         }
-        if !s
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
-        {
-            return Err(IdError::Symbol(
-                s.into(),
-                "only letters, digits, '-', '.', '_' allowed",
-            ));
+        if !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_') {
+            return Err(IdError::Symbol(s.into(), "only letters, digits, '-', '.', '_' allowed"));
         }
         Ok(Self(s.into()))
     }

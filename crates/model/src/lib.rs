@@ -18,8 +18,8 @@ pub mod time;
 pub use calendar::KrxCalendar;
 pub use clock::Clock;
 pub use event::{
-    Level, MarketEvent, OverflowEntry, Quote, RawFrame, RawFrameKind, Record, ScalpSample, Side,
-    Snapshot, SystemEvent, Tick,
+    Level, MarketEvent, OverflowEntry, Quote, RawFrame, RawFrameKind, Record, ScalpSample, Side, Snapshot, SystemEvent,
+    Tick,
 };
 pub use ids::{IdError, Market, Provider, Symbol};
 pub use meta::{Meta, QualityFlag, SCHEMA_VERSION, SessionId};

@@ -99,14 +99,8 @@ impl Meta {
 }
 
 /// Field names every archived line must carry; `verify` checks them.
-pub const REQUIRED_META_FIELDS: &[&str] = &[
-    "schema_version",
-    "event_time",
-    "receive_time",
-    "session_id",
-    "mitigation_level",
-    "quality_flag",
-];
+pub const REQUIRED_META_FIELDS: &[&str] =
+    &["schema_version", "event_time", "receive_time", "session_id", "mitigation_level", "quality_flag"];
 
 #[cfg(test)]
 mod tests {

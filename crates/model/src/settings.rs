@@ -30,16 +30,12 @@ impl Interval {
 impl FromStr for Interval {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let d: jiff::SignedDuration = s
-            .trim()
-            .parse()
-            .map_err(|_| format!("{s:?} is not a duration (write e.g. 500ms, 30s, 10m, 1h)"))?;
+        let d: jiff::SignedDuration =
+            s.trim().parse().map_err(|_| format!("{s:?} is not a duration (write e.g. 500ms, 30s, 10m, 1h)"))?;
         if d.is_negative() || d.is_zero() {
             return Err(format!("{s:?} must be a positive duration"));
         }
-        Duration::try_from(d)
-            .map(Interval)
-            .map_err(|e| format!("{s:?}: {e}"))
+        Duration::try_from(d).map(Interval).map_err(|e| format!("{s:?}: {e}"))
     }
 }
 
@@ -117,27 +113,16 @@ impl Checker {
     pub fn check(&mut self, ok: bool, name: &str, message: impl fmt::Display) {
         if !ok {
             let key = self.key(name);
-            self.problems.push(Problem {
-                key,
-                message: message.to_string(),
-            });
+            self.problems.push(Problem { key, message: message.to_string() });
         }
     }
 
     pub fn range<T: PartialOrd + fmt::Display + Copy>(&mut self, name: &str, v: T, lo: T, hi: T) {
-        self.check(
-            lo <= v && v <= hi,
-            name,
-            format_args!("{v} is outside {lo}..={hi}"),
-        );
+        self.check(lo <= v && v <= hi, name, format_args!("{v} is outside {lo}..={hi}"));
     }
 
     pub fn window(&mut self, name: &str, w: &Window) {
-        self.check(
-            w.start < w.end,
-            name,
-            format_args!("start {} is not before end {}", w.start, w.end),
-        );
+        self.check(w.start < w.end, name, format_args!("start {} is not before end {}", w.start, w.end));
     }
 }
 
@@ -157,20 +142,13 @@ mod tests {
         assert_eq!("1h 30m".parse::<Interval>().unwrap().as_millis(), 5_400_000);
         assert!("-5s".parse::<Interval>().unwrap_err().contains("positive"));
         assert!("0s".parse::<Interval>().unwrap_err().contains("positive"));
-        assert!(
-            "ten minutes"
-                .parse::<Interval>()
-                .unwrap_err()
-                .contains("not a duration")
-        );
+        assert!("ten minutes".parse::<Interval>().unwrap_err().contains("not a duration"));
     }
 
     #[test]
     fn checker_names_nested_keys() {
         let mut c = Checker::default();
-        c.section("tracks", |c| {
-            c.section("scalp", |c| c.range("slots", 0u32, 1, 200))
-        });
+        c.section("tracks", |c| c.section("scalp", |c| c.range("slots", 0u32, 1, 200)));
         assert_eq!(c.problems[0].key, "tracks.scalp.slots");
     }
 }

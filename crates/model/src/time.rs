@@ -115,10 +115,7 @@ impl UtcTime {
             || {
                 s.parse::<jiff::Timestamp>()
                     .map(UtcTime::from_timestamp)
-                    .map_err(|e| TimeError {
-                        text: s.to_string(),
-                        why: e.to_string(),
-                    })
+                    .map_err(|e| TimeError { text: s.to_string(), why: e.to_string() })
             },
             Ok,
         )
@@ -141,9 +138,7 @@ fn parse_fast(b: &[u8]) -> Option<i64> {
         return None;
     }
     let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        b[r].iter().try_fold(0i64, |acc, &c| {
-            c.is_ascii_digit().then(|| acc * 10 + (c - b'0') as i64)
-        })
+        b[r].iter().try_fold(0i64, |acc, &c| c.is_ascii_digit().then(|| acc * 10 + (c - b'0') as i64))
     };
     let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
     let (h, mi, s, ms) = (num(11..13)?, num(14..16)?, num(17..19)?, num(20..23)?);
@@ -183,15 +178,7 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let mp = (5 * doy + 2) / 153;
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (
-        if m <= 2 {
-            yoe + era * 400 + 1
-        } else {
-            yoe + era * 400
-        },
-        m,
-        d,
-    )
+    (if m <= 2 { yoe + era * 400 + 1 } else { yoe + era * 400 }, m, d)
 }
 
 impl fmt::Display for UtcTime {
@@ -231,30 +218,16 @@ mod tests {
 
     #[test]
     fn formats_and_parses_like_jiff() {
-        for ms in [
-            0i64,
-            1_768_382_465_123,
-            951_782_400_000,
-            -86_400_001,
-            4_102_444_799_999,
-        ] {
+        for ms in [0i64, 1_768_382_465_123, 951_782_400_000, -86_400_001, 4_102_444_799_999] {
             let t = UtcTime::from_millis(ms);
             let ours = t.to_string();
-            let theirs = jiff::Timestamp::from_millisecond(ms)
-                .unwrap()
-                .strftime("%Y-%m-%dT%H:%M:%S%.3fZ")
-                .to_string();
+            let theirs = jiff::Timestamp::from_millisecond(ms).unwrap().strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
             if ms >= 0 {
                 assert_eq!(ours, theirs);
                 assert_eq!(UtcTime::parse(&ours).unwrap(), t);
             }
         }
-        assert_eq!(
-            UtcTime::parse("2026-01-14T18:31:05.123+09:00")
-                .unwrap()
-                .to_string(),
-            "2026-01-14T09:31:05.123Z"
-        );
+        assert_eq!(UtcTime::parse("2026-01-14T18:31:05.123+09:00").unwrap().to_string(), "2026-01-14T09:31:05.123Z");
         assert!(UtcTime::parse("2026-02-30T00:00:00.000Z").is_err());
     }
 

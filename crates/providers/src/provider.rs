@@ -14,17 +14,9 @@ use model::{Market, MarketEvent, Price, Provider, RawFrame, Symbol, UtcTime};
 pub enum ProviderError {
     /// The frame could not be understood; `frame` is the evidence (truncated).
     #[error("malformed {provider} frame ({why}): {frame}")]
-    Malformed {
-        provider: Provider,
-        why: String,
-        frame: String,
-    },
+    Malformed { provider: Provider, why: String, frame: String },
     #[error("{provider} request {what} failed: {why}")]
-    Request {
-        provider: Provider,
-        what: String,
-        why: String,
-    },
+    Request { provider: Provider, what: String, why: String },
     /// The stream ended without being asked to: always a failure to report and retry.
     #[error("{provider} stream ended unexpectedly: {why}")]
     StreamEnded { provider: Provider, why: String },
@@ -65,16 +57,10 @@ pub trait MarketProvider: Send + Sync + 'static {
     fn parse(&self, frame: &RawFrame) -> Result<Vec<(UtcTime, MarketEvent)>, ProviderError>;
 
     /// Every listed instrument for `day`, with its previous close.
-    fn universe(
-        &self,
-        day: Date,
-    ) -> impl Future<Output = Result<Vec<UniverseEntry>, ProviderError>> + Send;
+    fn universe(&self, day: Date) -> impl Future<Output = Result<Vec<UniverseEntry>, ProviderError>> + Send;
 
     /// A REST snapshot of one symbol, as the raw response frame.
-    fn snapshot(
-        &self,
-        symbol: &Symbol,
-    ) -> impl Future<Output = Result<RawFrame, ProviderError>> + Send;
+    fn snapshot(&self, symbol: &Symbol) -> impl Future<Output = Result<RawFrame, ProviderError>> + Send;
 
     /// Streams frames for the symbols in `subscriptions` (changes take effect as they
     /// arrive) into `out` until `stop` turns true. `out` is bounded: a full channel blocks

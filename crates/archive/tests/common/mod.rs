@@ -49,11 +49,7 @@ pub fn assert_manifests_match_files(root: &Path) -> u64 {
         for (rel, e) in &m.files {
             let bytes = std::fs::read(root.join(rel)).unwrap();
             assert_eq!(e.size, bytes.len() as u64, "{rel}");
-            assert_eq!(
-                e.lines,
-                bytes.iter().filter(|&&b| b == b'\n').count() as u64,
-                "{rel}"
-            );
+            assert_eq!(e.lines, bytes.iter().filter(|&&b| b == b'\n').count() as u64, "{rel}");
             assert_eq!(e.sha256, sha256_hex(&bytes), "{rel}");
             checked += 1;
         }
@@ -62,9 +58,5 @@ pub fn assert_manifests_match_files(root: &Path) -> u64 {
 }
 
 pub fn count_lines(root: &Path, rel: &str) -> usize {
-    std::fs::read(root.join(rel))
-        .unwrap()
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
+    std::fs::read(root.join(rel)).unwrap().iter().filter(|&&b| b == b'\n').count()
 }

@@ -94,10 +94,7 @@ impl SimConfig {
             seed: 1,
             symbols: 2000,
             step: Interval::from_millis(1000),
-            session: Window {
-                start: time(9, 0, 0, 0),
-                end: time(15, 30, 0, 0),
-            },
+            session: Window { start: time(9, 0, 0, 0), end: time(15, 30, 0, 0) },
             prev_close_median: d(4000),
             prev_close_sigma: 1.2,
             prev_close_min: d(500),
@@ -137,22 +134,14 @@ pub fn krx_tick_table() -> Vec<TickBand> {
         (None, 1_000),
     ]
     .into_iter()
-    .map(|(below, tick)| TickBand {
-        below: below.map(d),
-        tick: d(tick),
-    })
+    .map(|(below, tick)| TickBand { below: below.map(d), tick: d(tick) })
     .collect()
 }
 
 impl Validate for SimConfig {
     fn validate(&self, c: &mut Checker) {
         c.range("symbols", self.symbols, 1, 10_000);
-        c.range(
-            "step",
-            self.step,
-            Interval::from_millis(10),
-            Interval::from_millis(60_000),
-        );
+        c.range("step", self.step, Interval::from_millis(10), Interval::from_millis(60_000));
         c.window("session", &self.session);
         if self.session.start < self.session.end {
             let len = self.session.end.duration_since(self.session.start);
@@ -165,11 +154,7 @@ impl Validate for SimConfig {
         }
 
         let pos = |c: &mut Checker, name: &str, v: Decimal| {
-            c.check(
-                v > Decimal::ZERO,
-                name,
-                format_args!("{v} must be positive"),
-            );
+            c.check(v > Decimal::ZERO, name, format_args!("{v} must be positive"));
             c.check(
                 v.normalize().scale() <= MAX_PRICE_SCALE,
                 name,
@@ -179,67 +164,27 @@ impl Validate for SimConfig {
         pos(c, "prev_close_min", self.prev_close_min);
         pos(c, "prev_close_max", self.prev_close_max);
         pos(c, "prev_close_median", self.prev_close_median);
-        c.range(
-            "prev_close_max",
-            self.prev_close_max,
-            self.prev_close_min,
-            Decimal::from(1_000_000_000_000i64),
-        );
-        c.range(
-            "prev_close_median",
-            self.prev_close_median,
-            self.prev_close_min,
-            self.prev_close_max,
-        );
+        c.range("prev_close_max", self.prev_close_max, self.prev_close_min, Decimal::from(1_000_000_000i64));
+        c.range("prev_close_median", self.prev_close_median, self.prev_close_min, self.prev_close_max);
         c.range("prev_close_sigma", self.prev_close_sigma, 0.0, 5.0);
-        c.range(
-            "daily_limit",
-            self.daily_limit,
-            Decimal::new(1, 2),
-            Decimal::new(90, 2),
-        );
+        c.range("daily_limit", self.daily_limit, Decimal::new(1, 2), Decimal::new(90, 2));
         c.range("kospi_share", self.kospi_share, 0.0, 1.0);
         c.range("letter_code_share", self.letter_code_share, 0.0, 1.0);
         c.range("trades_per_second", self.trades_per_second, 0.0, 1_000.0);
         c.range("daily_volatility", self.daily_volatility, 0.0, 1.0);
         c.range("open_gap_sigma", self.open_gap_sigma, 0.0, 0.3);
-        c.range(
-            "burst_probability_per_minute",
-            self.burst_probability_per_minute,
-            0.0,
-            1.0,
-        );
+        c.range("burst_probability_per_minute", self.burst_probability_per_minute, 0.0, 1.0);
         c.range("burst_minutes_min", self.burst_minutes_min, 1, 240);
-        c.range(
-            "burst_minutes_max",
-            self.burst_minutes_max,
-            self.burst_minutes_min.max(1),
-            240,
-        );
-        c.range(
-            "burst_volume_multiplier",
-            self.burst_volume_multiplier,
-            1.0,
-            1_000.0,
-        );
-        c.range(
-            "burst_volatility_multiplier",
-            self.burst_volatility_multiplier,
-            1.0,
-            100.0,
-        );
+        c.range("burst_minutes_max", self.burst_minutes_max, self.burst_minutes_min.max(1), 240);
+        c.range("burst_volume_multiplier", self.burst_volume_multiplier, 1.0, 1_000.0);
+        c.range("burst_volatility_multiplier", self.burst_volatility_multiplier, 1.0, 100.0);
         c.range("burst_drift", self.burst_drift, 0.0, 1.0);
         c.range("quote_levels", self.quote_levels, 1, 20);
         c.range("lot_size_max", self.lot_size_max, 1, 10_000_000);
         c.range("size_skew", self.size_skew, 0.1, 20.0);
         c.range("burst_size_skew", self.burst_size_skew, 0.1, 20.0);
         c.range("book_size_max", self.book_size_max, 1, 100_000_000);
-        c.range(
-            "open_auction_size_max",
-            self.open_auction_size_max,
-            1,
-            100_000_000,
-        );
+        c.range("open_auction_size_max", self.open_auction_size_max, 1, 100_000_000);
         check_tick_table(c, &self.tick_sizes);
     }
 }
@@ -252,28 +197,16 @@ fn check_tick_table(c: &mut Checker, bands: &[TickBand]) {
     let mut prev: Option<Decimal> = None;
     for (i, b) in bands.iter().enumerate() {
         let last = i + 1 == bands.len();
-        c.check(
-            b.tick > Decimal::ZERO,
-            KEY,
-            format_args!("row {i}: tick {} must be positive", b.tick),
-        );
+        c.check(b.tick > Decimal::ZERO, KEY, format_args!("row {i}: tick {} must be positive", b.tick));
         c.check(
             b.tick.normalize().scale() <= MAX_PRICE_SCALE,
             KEY,
             format_args!("row {i}: tick {} has too many decimal places", b.tick),
         );
         match b.below {
-            None => c.check(
-                last,
-                KEY,
-                format_args!("row {i}: only the last row may omit `below`"),
-            ),
+            None => c.check(last, KEY, format_args!("row {i}: only the last row may omit `below`")),
             Some(below) => {
-                c.check(
-                    !last,
-                    KEY,
-                    "the last row must omit `below` (it covers all higher prices)",
-                );
+                c.check(!last, KEY, "the last row must omit `below` (it covers all higher prices)");
                 c.check(
                     below > prev.unwrap_or(Decimal::ZERO),
                     KEY,
@@ -283,19 +216,13 @@ fn check_tick_table(c: &mut Checker, bands: &[TickBand]) {
                 c.check(
                     multiple(b.tick),
                     KEY,
-                    format_args!(
-                        "row {i}: below {below} is not a multiple of tick {}",
-                        b.tick
-                    ),
+                    format_args!("row {i}: below {below} is not a multiple of tick {}", b.tick),
                 );
                 if let Some(next) = bands.get(i + 1) {
                     c.check(
                         multiple(next.tick),
                         KEY,
-                        format_args!(
-                            "row {i}: below {below} is not a multiple of the next tick {}",
-                            next.tick
-                        ),
+                        format_args!("row {i}: below {below} is not a multiple of the next tick {}", next.tick),
                     );
                 }
                 prev = Some(below);
@@ -328,13 +255,7 @@ mod tests {
         cfg.burst_minutes_max = 1;
         cfg.prev_close_min = Decimal::ZERO;
         let keys = problems(&cfg);
-        for k in [
-            "symbols",
-            "kospi_share",
-            "trades_per_second",
-            "burst_minutes_max",
-            "prev_close_min",
-        ] {
+        for k in ["symbols", "kospi_share", "trades_per_second", "burst_minutes_max", "prev_close_min"] {
             assert!(keys.iter().any(|x| x == k), "{k} not reported in {keys:?}");
         }
     }

@@ -20,19 +20,15 @@ pub struct SimProvider {
 }
 
 impl SimProvider {
-    pub fn new(cfg: &SimConfig, clock: Clock) -> Result<Self, String> {
-        let market = SimMarket::try_new(cfg, clock.now().kst().date()).map_err(|problems| {
-            problems
-                .iter()
-                .map(|p| format!("sim.{p}"))
-                .collect::<Vec<_>>()
-                .join("; ")
-        })?;
-        Ok(SimProvider {
-            cfg: cfg.clone(),
-            clock,
-            market: Mutex::new(market),
-        })
+    /// Builds the market of `day` (the expensive part) before any clock runs, so a fast
+    /// simulated clock does not race ahead while the market is generated.
+    pub fn market(cfg: &SimConfig, day: Date) -> Result<SimMarket, String> {
+        SimMarket::try_new(cfg, day)
+            .map_err(|problems| problems.iter().map(|p| format!("sim.{p}")).collect::<Vec<_>>().join("; "))
+    }
+
+    pub fn new(market: SimMarket, clock: Clock) -> Self {
+        SimProvider { cfg: market.config().clone(), clock, market: Mutex::new(market) }
     }
 
     /// The market of `at`'s Seoul date: a run that crosses midnight gets the next day's market.
@@ -46,13 +42,7 @@ impl SimProvider {
     }
 
     fn frame(&self, kind: RawFrameKind, channel: &str, frame: String) -> RawFrame {
-        RawFrame {
-            provider: Provider::Sim,
-            kind,
-            channel: channel.to_string(),
-            frame,
-            receive_time: self.clock.now(),
-        }
+        RawFrame { provider: Provider::Sim, kind, channel: channel.to_string(), frame, receive_time: self.clock.now() }
     }
 }
 
@@ -70,24 +60,21 @@ impl MarketProvider for SimProvider {
     }
 
     fn parse(&self, frame: &RawFrame) -> Result<Vec<(UtcTime, MarketEvent)>, ProviderError> {
-        wire::parse(&frame.frame)
-            .map(|e| vec![e])
-            .map_err(|e| ProviderError::Malformed {
-                provider: Provider::Sim,
-                why: e.problem.to_string(),
-                frame: evidence(&frame.frame),
-            })
+        wire::parse(&frame.frame).map(|e| vec![e]).map_err(|e| ProviderError::Malformed {
+            provider: Provider::Sim,
+            why: e.problem.to_string(),
+            frame: evidence(&frame.frame),
+        })
     }
 
     async fn universe(&self, day: Date) -> Result<Vec<UniverseEntry>, ProviderError> {
-        let m = SimMarket::new(&self.cfg, day);
+        let mut m = self.market.lock().unwrap_or_else(|p| p.into_inner());
+        if m.trading_day() != day {
+            *m = SimMarket::new(&self.cfg, day);
+        }
         Ok(m.listings()
             .iter()
-            .map(|l| UniverseEntry {
-                symbol: l.symbol.clone(),
-                name: l.name.clone(),
-                prev_close: l.prev_close,
-            })
+            .map(|l| UniverseEntry { symbol: l.symbol.clone(), name: l.name.clone(), prev_close: l.prev_close })
             .collect())
     }
 
@@ -95,9 +82,7 @@ impl MarketProvider for SimProvider {
         let now = self.clock.now();
         let text = {
             let mut m = self.market_at(now);
-            let idx = m
-                .index_of(symbol)
-                .ok_or_else(|| ProviderError::UnknownSymbol(symbol.clone()))?;
+            let idx = m.index_of(symbol).ok_or_else(|| ProviderError::UnknownSymbol(symbol.clone()))?;
             let snap = m.snapshot(idx, now);
             wire::encode_snapshot(now, &snap)
         };
@@ -110,15 +95,8 @@ impl MarketProvider for SimProvider {
         out: mpsc::Sender<RawFrame>,
         mut stop: watch::Receiver<bool>,
     ) -> Result<(), ProviderError> {
-        let ended = |why: &str| ProviderError::StreamEnded {
-            provider: Provider::Sim,
-            why: why.to_string(),
-        };
-        let send = |f: RawFrame| async {
-            out.send(f)
-                .await
-                .map_err(|_| ended("the pipeline stopped reading"))
-        };
+        let ended = |why: &str| ProviderError::StreamEnded { provider: Provider::Sim, why: why.to_string() };
+        let send = |f: RawFrame| async { out.send(f).await.map_err(|_| ended("the pipeline stopped reading")) };
         let step = self.cfg.step.as_millis() as i64;
         send(self.frame(RawFrameKind::Open, "ws", "{\"connected\":true}".into())).await?;
         let mut symbols = subscriptions.borrow_and_update().clone();
@@ -158,16 +136,10 @@ impl MarketProvider for SimProvider {
             }
             last = now;
         }
-        send(self.frame(
-            RawFrameKind::Close,
-            "ws",
-            "{\"closed\":\"requested\"}".into(),
-        ))
-        .await
+        send(self.frame(RawFrameKind::Close, "ws", "{\"closed\":\"requested\"}".into())).await
     }
 }
 
 fn subscribe_message(symbols: &[Symbol]) -> String {
-    serde_json::json!({ "subscribe": symbols.iter().map(Symbol::as_str).collect::<Vec<_>>() })
-        .to_string()
+    serde_json::json!({ "subscribe": symbols.iter().map(Symbol::as_str).collect::<Vec<_>>() }).to_string()
 }

@@ -191,11 +191,7 @@ impl Grid {
             .tick_sizes
             .iter()
             .flat_map(|b| [Some(b.tick), b.below].into_iter().flatten())
-            .chain([
-                cfg.prev_close_min,
-                cfg.prev_close_max,
-                cfg.prev_close_median,
-            ])
+            .chain([cfg.prev_close_min, cfg.prev_close_max, cfg.prev_close_median])
             .map(|d| d.normalize().scale())
             .max()
             .unwrap_or(0)
@@ -203,12 +199,7 @@ impl Grid {
         let bands = cfg
             .tick_sizes
             .iter()
-            .map(|b| {
-                (
-                    b.below.map_or(i64::MAX, |x| to_units(x, scale)),
-                    to_units(b.tick, scale).max(1),
-                )
-            })
+            .map(|b| (b.below.map_or(i64::MAX, |x| to_units(x, scale)), to_units(b.tick, scale).max(1)))
             .collect();
         Grid { bands, scale }
     }
@@ -342,11 +333,7 @@ impl Params {
     }
 
     fn trade_size(&self, rng: &mut Rng, bursting: bool) -> u64 {
-        let skew = if bursting {
-            self.burst_size_skew
-        } else {
-            self.size_skew
-        };
+        let skew = if bursting { self.burst_size_skew } else { self.size_skew };
         let extra = (self.lot_max as f64 * rng.f64().powf(skew)) as u64;
         (1 + extra).min(self.lot_max as u64)
     }
@@ -481,11 +468,7 @@ impl Params {
                 return false;
             }
         }
-        let rate = if bursting {
-            self.rate_per_step * self.burst_volume
-        } else {
-            self.rate_per_step
-        };
+        let rate = if bursting { self.rate_per_step * self.burst_volume } else { self.rate_per_step };
         let span = (last_off - 1).max(1) as f64;
         if rate > 0.0 {
             let per_ms = rate / span;
@@ -501,11 +484,7 @@ impl Params {
                     break;
                 }
                 prev_off = off;
-                let side = if rng.f64() < buy_p {
-                    Side::Buy
-                } else {
-                    Side::Sell
-                };
+                let side = if rng.f64() < buy_p { Side::Buy } else { Side::Sell };
                 let size = self.trade_size(&mut rng, bursting);
                 let price = match side {
                     Side::Buy => s.ask,
@@ -663,9 +642,8 @@ impl SimMarket {
         let session_ms = close.millis_since(open);
         let step_ms = cfg.step.as_millis() as i64;
         let n_steps = (session_ms / step_ms) as u32;
-        let day = (trading_day.year() as i64 * 10_000
-            + trading_day.month() as i64 * 100
-            + trading_day.day() as i64) as u64;
+        let day =
+            (trading_day.year() as i64 * 10_000 + trading_day.month() as i64 * 100 + trading_day.day() as i64) as u64;
         let params = Params {
             seed: cfg.seed,
             day,
@@ -707,42 +685,26 @@ impl SimMarket {
             let head = NAME_HEADS[r.usize(0..NAME_HEADS.len())];
             let tail = NAME_TAILS[r.usize(0..NAME_TAILS.len())];
             let mut name = format!("{head}{tail}");
-            if !names.insert(name.clone()) {
-                name = format!("{head}{tail}{}", &code[1..5]);
-                names.insert(name.clone());
+            let mut n = 1;
+            while !names.insert(name.clone()) {
+                n += 1;
+                name = format!("{head}{tail}{n}");
             }
             let mut rd = rng_for(cfg.seed, day, i as u64, 0, SALT_DAY);
             let pc = base * (cfg.daily_volatility * normal(&mut rd)).exp();
             let pc = (pc.round() as i64).clamp(min_u, max_u);
-            let pc = g
-                .nearest(pc)
-                .clamp(g.ceil(min_u), g.floor(max_u))
-                .max(g.tick(1));
+            let pc = g.nearest(pc).clamp(g.ceil(min_u), g.floor(max_u)).max(g.tick(1));
             let pc_d = Decimal::new(pc, scale);
-            let lo = g
-                .ceil(units((pc_d * (Decimal::ONE - limit)).ceil_to(scale)))
-                .max(g.tick(1));
+            let lo = g.ceil(units((pc_d * (Decimal::ONE - limit)).ceil_to(scale))).max(g.tick(1));
             let mut hi = g.floor(units((pc_d * (Decimal::ONE + limit)).floor_to(scale)));
             if g.up(g.up(lo)) > hi {
                 hi = g.up(g.up(lo));
             }
             let gap = cfg.open_gap_sigma * normal(&mut rd);
-            let open_px = g
-                .nearest((pc as f64 * gap.exp()).round() as i64)
-                .clamp(lo, g.down(hi));
-            let c = SymConst {
-                prev_close: pc,
-                open_px,
-                lo,
-                hi,
-            };
+            let open_px = g.nearest((pc as f64 * gap.exp()).round() as i64).clamp(lo, g.down(hi));
+            let c = SymConst { prev_close: pc, open_px, lo, hi };
             let symbol = Symbol::new(&code).expect("generated codes are valid symbols");
-            listings.push(Listing {
-                symbol,
-                name,
-                board,
-                prev_close: g.price(pc),
-            });
+            listings.push(Listing { symbol, name, board, prev_close: g.price(pc) });
             consts.push(c);
         }
         let cursors = consts
@@ -752,14 +714,7 @@ impl SimMarket {
                 Cursors { feed: s, lead: s }
             })
             .collect();
-        Ok(SimMarket {
-            cfg: cfg.clone(),
-            trading_day,
-            params,
-            listings,
-            consts,
-            cursors,
-        })
+        Ok(SimMarket { cfg: cfg.clone(), trading_day, params, listings, consts, cursors })
     }
 
     pub fn config(&self) -> &SimConfig {
@@ -787,9 +742,7 @@ impl SimMarket {
         &self.listings
     }
     pub fn index_of(&self, symbol: &Symbol) -> Option<usize> {
-        self.listings
-            .binary_search_by(|l| l.symbol.cmp(symbol))
-            .ok()
+        self.listings.binary_search_by(|l| l.symbol.cmp(symbol)).ok()
     }
 
     /// The tick size for `price` under the configured table.
@@ -812,14 +765,8 @@ impl SimMarket {
 
     fn state_at(&mut self, idx: usize, at: UtcTime) -> SymState {
         let cur = &mut self.cursors[idx];
-        let mut base = if cur.feed.step > cur.lead.step {
-            cur.feed
-        } else {
-            cur.lead
-        };
-        let partial = self
-            .params
-            .advance(idx, &self.consts[idx], &mut base, at, None);
+        let mut base = if cur.feed.step > cur.lead.step { cur.feed } else { cur.lead };
+        let partial = self.params.advance(idx, &self.consts[idx], &mut base, at, None);
         cur.lead = base;
         partial
     }
@@ -882,13 +829,8 @@ impl SimMarket {
             (false, true) => b,
             (false, false) => a,
         };
-        let mut emit = Emit {
-            from: from.as_millis(),
-            symbol: &self.listings[idx].symbol,
-            out,
-        };
-        self.params
-            .advance(idx, &self.consts[idx], &mut base, to, Some(&mut emit));
+        let mut emit = Emit { from: from.as_millis(), symbol: &self.listings[idx].symbol, out };
+        self.params.advance(idx, &self.consts[idx], &mut base, to, Some(&mut emit));
         cur.feed = base;
         if base.step > cur.lead.step {
             cur.lead = base;
@@ -935,11 +877,7 @@ fn make_codes(cfg: &SimConfig) -> Vec<(String, Board)> {
         push(format!("0{m:04}0"), Board::Kospi, &mut r2);
     }
     for m in kosdaq {
-        push(
-            format!("{}{:04}0", 1 + m / 10_000, m % 10_000),
-            Board::Kosdaq,
-            &mut r2,
-        );
+        push(format!("{}{:04}0", 1 + m / 10_000, m % 10_000), Board::Kosdaq, &mut r2);
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
     out

@@ -17,10 +17,7 @@ fn at(h: i8, m: i8, s: i8) -> UtcTime {
 }
 
 fn cfg(symbols: u32) -> SimConfig {
-    SimConfig {
-        symbols,
-        ..SimConfig::krx_default()
-    }
+    SimConfig { symbols, ..SimConfig::krx_default() }
 }
 
 fn on_grid(m: &SimMarket, p: Price) -> bool {
@@ -94,13 +91,7 @@ fn same_seed_and_day_give_the_same_market_however_it_is_queried() {
     assert_eq!(one.day_stats(idx, to), mixed.day_stats(idx, to));
 
     // A different seed is a different market.
-    let mut other = SimMarket::new(
-        &SimConfig {
-            seed: c.seed + 1,
-            ..c.clone()
-        },
-        day(),
-    );
+    let mut other = SimMarket::new(&SimConfig { seed: c.seed + 1, ..c.clone() }, day());
     assert_ne!(other.listings(), one.listings());
     let mut diff = Vec::new();
     other.events(idx, from, to, &mut diff);
@@ -108,19 +99,9 @@ fn same_seed_and_day_give_the_same_market_however_it_is_queried() {
 
     // Another day: same universe, different previous closes and paths.
     let next = SimMarket::new(&c, date(2026, 1, 15));
-    let codes = |m: &SimMarket| {
-        m.listings()
-            .iter()
-            .map(|l| l.symbol.clone())
-            .collect::<Vec<_>>()
-    };
+    let codes = |m: &SimMarket| m.listings().iter().map(|l| l.symbol.clone()).collect::<Vec<_>>();
     assert_eq!(codes(&next), codes(&one));
-    let moved = next
-        .listings()
-        .iter()
-        .zip(one.listings())
-        .filter(|(a, b)| a.prev_close != b.prev_close)
-        .count();
+    let moved = next.listings().iter().zip(one.listings()).filter(|(a, b)| a.prev_close != b.prev_close).count();
     assert!(moved > next.len() / 2);
 }
 
@@ -165,9 +146,7 @@ fn events_are_ordered_and_consistent_with_snapshots() {
     }
     assert_eq!(books, 1800);
     // The first trade is the opening auction at the open price.
-    let SimEvent::Trade(first) = &out[0] else {
-        panic!("first event is not a trade")
-    };
+    let SimEvent::Trade(first) = &out[0] else { panic!("first event is not a trade") };
     assert_eq!(first.time, open.plus_millis(1));
     let snap = m.snapshot(3, to);
     assert_eq!(snap.open, first.price);
@@ -175,14 +154,8 @@ fn events_are_ordered_and_consistent_with_snapshots() {
 
     // A snapshot in the middle of a step includes exactly the trades at or before it.
     let mut m2 = SimMarket::new(&cfg(20), day());
-    for ev in out
-        .iter()
-        .filter(|e| matches!(e, SimEvent::Trade(_)))
-        .take(40)
-    {
-        let SimEvent::Trade(t) = ev else {
-            unreachable!()
-        };
+    for ev in out.iter().filter(|e| matches!(e, SimEvent::Trade(_))).take(40) {
+        let SimEvent::Trade(t) = ev else { unreachable!() };
         let s = m2.snapshot(3, t.time);
         assert_eq!(s.volume, t.cum_volume);
         assert_eq!(s.last_price, t.price);
@@ -205,10 +178,7 @@ fn universe_looks_like_krx() {
     let codes: HashSet<&str> = l.iter().map(|x| x.symbol.as_str()).collect();
     assert_eq!(codes.len(), 2000, "codes unique");
     assert!(codes.iter().all(|c| c.len() == 6));
-    let lettered = l
-        .iter()
-        .filter(|x| x.symbol.as_str().bytes().any(|b| b.is_ascii_alphabetic()))
-        .count();
+    let lettered = l.iter().filter(|x| x.symbol.as_str().bytes().any(|b| b.is_ascii_alphabetic())).count();
     assert!((1..=60).contains(&lettered), "{lettered} lettered codes");
     let kospi = l.iter().filter(|x| x.board == Board::Kospi).count();
     assert_eq!(kospi, 700);
@@ -222,14 +192,8 @@ fn universe_looks_like_krx() {
         assert!(x.prev_close.0 >= Decimal::from(500) && x.prev_close.0 <= Decimal::from(1_000_000));
         assert!(!x.name.is_empty());
     }
-    let above = l
-        .iter()
-        .filter(|x| x.prev_close.0 >= Decimal::from(4000))
-        .count();
-    assert!(
-        (800..=1200).contains(&above),
-        "{above} of 2000 at or above 4000"
-    );
+    let above = l.iter().filter(|x| x.prev_close.0 >= Decimal::from(4000)).count();
+    assert!((800..=1200).contains(&above), "{above} of 2000 at or above 4000");
     for (i, x) in l.iter().enumerate().step_by(97) {
         assert_eq!(m.index_of(&x.symbol), Some(i));
     }
@@ -339,21 +303,12 @@ fn bursts_are_rare_and_quiet_symbols_trade_at_the_configured_rate() {
     }
     let n_flagged = flagged.iter().filter(|&&f| f).count();
     let n_burst = bursting.iter().filter(|&&b| b).count();
-    assert!(
-        (20..=500).contains(&n_flagged),
-        "{n_flagged} of 2000 symbols had a 5x minute"
-    );
+    assert!((20..=500).contains(&n_flagged), "{n_flagged} of 2000 symbols had a 5x minute");
     // Surges come from bursts, and bursts show up as surges.
     let false_alarms = (0..m.len()).filter(|&i| flagged[i] && !bursting[i]).count();
-    assert!(
-        false_alarms <= n_flagged / 20,
-        "{false_alarms} surges without a burst"
-    );
+    assert!(false_alarms <= n_flagged / 20, "{false_alarms} surges without a burst");
     let caught = (0..m.len()).filter(|&i| flagged[i] && bursting[i]).count();
-    assert!(
-        caught * 10 >= n_burst * 8,
-        "{caught} of {n_burst} bursts caught"
-    );
+    assert!(caught * 10 >= n_burst * 8, "{caught} of {n_burst} bursts caught");
 
     assert!(quiet_ratio.len() > 1500);
     let mean = quiet_ratio.iter().sum::<f64>() / quiet_ratio.len() as f64;
@@ -384,15 +339,10 @@ fn wire_round_trips() {
         assert_eq!(t, ev.time());
         assert_eq!(parsed, ev.to_market_event(), "{frame}");
     }
-    let SimEvent::Trade(tr) = &out[0] else {
-        panic!()
-    };
+    let SimEvent::Trade(tr) = &out[0] else { panic!() };
     let frame = wire::encode_trade(tr);
     assert!(frame.starts_with("{\"t\":\"trade\",\"s\":\""), "{frame}");
-    assert!(
-        frame.contains("\"ts\":\"2026-01-14T00:00:00.001Z\""),
-        "{frame}"
-    );
+    assert!(frame.contains("\"ts\":\"2026-01-14T00:00:00.001Z\""), "{frame}");
 
     let t = at(9, 4, 0);
     let snap = m.snapshot(2, t);
@@ -400,11 +350,7 @@ fn wire_round_trips() {
     let (pt, parsed) = wire::parse(&frame).unwrap();
     assert_eq!(pt, t);
     assert_eq!(parsed, MarketEvent::Snapshot(snap.clone()));
-    let bare = Snapshot {
-        bid_price: None,
-        ask_price: None,
-        ..snap
-    };
+    let bare = Snapshot { bid_price: None, ask_price: None, ..snap };
     let (_, parsed) = wire::parse(&wire::encode_snapshot(t, &bare)).unwrap();
     assert_eq!(parsed, MarketEvent::Snapshot(bare));
     assert_eq!(wire::MAPPER_VERSION, "sim/1");
@@ -427,36 +373,23 @@ fn wire_accepts_escapes_and_names_problems() {
             format!(r#"{{"t":"tick","s":"005930","ts":"{ts}"}}"#),
             |p| matches!(p, ParseProblem::UnknownType(t) if t == "tick"),
         ),
-        (r#"{"t":"trade","s":"005930"}"#.into(), |p| {
-            *p == ParseProblem::Missing("ts")
+        (r#"{"t":"trade","s":"005930"}"#.into(), |p| *p == ParseProblem::Missing("ts")),
+        (format!(r#"{{"t":"trade","s":"005930","p":"7x","q":"1","side":"buy","seq":1,"ts":"{ts}"}}"#), |p| {
+            matches!(p, ParseProblem::BadDecimal { field: "p", .. })
+        }),
+        (format!(r#"{{"t":"trade","s":"../x","ts":"{ts}"}}"#), |p| matches!(p, ParseProblem::BadSymbol(_))),
+        (r#"{"t":"trade","s":"005930","ts":"yesterday"}"#.into(), |p| matches!(p, ParseProblem::BadTime(_))),
+        (format!(r#"{{"t":"trade","s":"005930","p":"1","q":"1","side":"up","seq":1,"ts":"{ts}"}}"#), |p| {
+            matches!(p, ParseProblem::BadSide(_))
+        }),
+        (format!(r#"{{"t":"book","s":"005930","b":[],"a":[["1","1"]],"ts":"{ts}"}}"#), |p| {
+            *p == ParseProblem::EmptyBook("b")
         }),
         (
-            format!(
-                r#"{{"t":"trade","s":"005930","p":"7x","q":"1","side":"buy","seq":1,"ts":"{ts}"}}"#
-            ),
-            |p| matches!(p, ParseProblem::BadDecimal { field: "p", .. }),
+            format!(r#"{{"t":"book","s":"005930","b":[["1","1"]],"a":[["2","x"]],"ts":"{ts}"}}"#),
+            |p| matches!(p, ParseProblem::BadDecimal { field: "a", value } if value == "x"),
         ),
-        (format!(r#"{{"t":"trade","s":"../x","ts":"{ts}"}}"#), |p| {
-            matches!(p, ParseProblem::BadSymbol(_))
-        }),
-        (
-            r#"{"t":"trade","s":"005930","ts":"yesterday"}"#.into(),
-            |p| matches!(p, ParseProblem::BadTime(_)),
-        ),
-        (
-            format!(
-                r#"{{"t":"trade","s":"005930","p":"1","q":"1","side":"up","seq":1,"ts":"{ts}"}}"#
-            ),
-            |p| matches!(p, ParseProblem::BadSide(_)),
-        ),
-        (
-            format!(r#"{{"t":"book","s":"005930","b":[],"a":[["1","1"]],"ts":"{ts}"}}"#),
-            |p| *p == ParseProblem::EmptyBook("b"),
-        ),
-        (
-            format!(r#"{{"t":"snap","s":"005930","last":"1","ts":"{ts}"}}"#),
-            |p| *p == ParseProblem::Missing("open"),
-        ),
+        (format!(r#"{{"t":"snap","s":"005930","last":"1","ts":"{ts}"}}"#), |p| *p == ParseProblem::Missing("open")),
     ];
     for (frame, check) in cases {
         let err = wire::parse(&frame).unwrap_err();
@@ -477,10 +410,7 @@ fn sample_frames() -> Vec<String> {
     let mut out = Vec::new();
     m.events(1, at(8, 0, 0), at(9, 0, 3), &mut out);
     let mut frames: Vec<String> = out.iter().map(wire::encode).collect();
-    frames.push(wire::encode_snapshot(
-        at(9, 0, 3),
-        &m.snapshot(1, at(9, 0, 3)),
-    ));
+    frames.push(wire::encode_snapshot(at(9, 0, 3), &m.snapshot(1, at(9, 0, 3))));
     frames
 }
 
@@ -541,8 +471,5 @@ fn throughput() {
         m.snapshot(idx, at(15, 30, 0));
     }
     let steps = m.len() as f64 * 23_400.0;
-    println!(
-        "simulate: {:.1} ns/step",
-        start.elapsed().as_secs_f64() * 1e9 / steps
-    );
+    println!("simulate: {:.1} ns/step", start.elapsed().as_secs_f64() * 1e9 / steps);
 }

@@ -13,9 +13,7 @@ use std::borrow::Cow;
 use std::fmt::{self, Write as _};
 use std::str::FromStr;
 
-use model::{
-    Level, Market, MarketEvent, Price, Provider, Qty, Quote, Side, Snapshot, Symbol, Tick, UtcTime,
-};
+use model::{Level, Market, MarketEvent, Price, Provider, Qty, Quote, Side, Snapshot, Symbol, Tick, UtcTime};
 use serde::Deserialize;
 
 use super::market::{SimBook, SimEvent, SimTrade};
@@ -143,10 +141,7 @@ impl ParseError {
         while !frame.is_char_boundary(end) {
             end -= 1;
         }
-        ParseError {
-            problem,
-            frame: frame[..end].to_string(),
-        }
+        ParseError { problem, frame: frame[..end].to_string() }
     }
 }
 
@@ -175,6 +170,38 @@ impl<'de: 'a, 'a> Deserialize<'de> for Str<'a> {
     }
 }
 
+/// A book side, parsed straight into levels; a bad decimal is kept (not raised) so it can be
+/// reported with its field name.
+struct Levels(Result<Vec<Level>, String>);
+
+impl<'de> Deserialize<'de> for Levels {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Levels;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an array of [price, size] string pairs")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Levels, A::Error> {
+                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(10).min(64));
+                let mut bad = None;
+                while let Some((p, q)) = seq.next_element::<(Str<'de>, Str<'de>)>()? {
+                    if bad.is_some() {
+                        continue;
+                    }
+                    match (Price::from_str(&p.0), Qty::from_str(&q.0)) {
+                        (Ok(price), Ok(size)) => out.push(Level { price, size }),
+                        (Err(_), _) => bad = Some(p.0.chars().take(64).collect()),
+                        (_, Err(_)) => bad = Some(q.0.chars().take(64).collect()),
+                    }
+                }
+                Ok(Levels(bad.map_or(Ok(out), Err)))
+            }
+        }
+        d.deserialize_seq(V)
+    }
+}
+
 #[derive(Deserialize)]
 struct Frame<'a> {
     #[serde(borrow)]
@@ -194,10 +221,8 @@ struct Frame<'a> {
     #[serde(borrow)]
     cv: Option<Str<'a>>,
     // book
-    #[serde(borrow)]
-    b: Option<Vec<(Str<'a>, Str<'a>)>>,
-    #[serde(borrow)]
-    a: Option<Vec<(Str<'a>, Str<'a>)>>,
+    b: Option<Levels>,
+    a: Option<Levels>,
     // snapshot
     #[serde(borrow)]
     last: Option<Str<'a>>,
@@ -218,51 +243,32 @@ struct Frame<'a> {
 }
 
 fn need<'f, 'a>(v: &'f Option<Str<'a>>, field: &'static str) -> Result<&'f str, ParseProblem> {
-    v.as_ref()
-        .map(|s| s.0.as_ref())
-        .ok_or(ParseProblem::Missing(field))
+    v.as_ref().map(|s| s.0.as_ref()).ok_or(ParseProblem::Missing(field))
 }
 
 fn dec<T: FromStr>(text: &str, field: &'static str) -> Result<T, ParseProblem> {
-    text.parse().map_err(|_| ParseProblem::BadDecimal {
-        field,
-        value: text.chars().take(64).collect(),
-    })
+    text.parse().map_err(|_| ParseProblem::BadDecimal { field, value: text.chars().take(64).collect() })
 }
 
 fn field<T: FromStr>(v: &Option<Str<'_>>, name: &'static str) -> Result<T, ParseProblem> {
     dec(need(v, name)?, name)
 }
 
-fn opt_field<T: FromStr>(
-    v: &Option<Str<'_>>,
-    name: &'static str,
-) -> Result<Option<T>, ParseProblem> {
+fn opt_field<T: FromStr>(v: &Option<Str<'_>>, name: &'static str) -> Result<Option<T>, ParseProblem> {
     v.as_ref().map(|s| dec(&s.0, name)).transpose()
 }
 
-fn book_side(
-    v: &Option<Vec<(Str<'_>, Str<'_>)>>,
-    name: &'static str,
-) -> Result<Vec<Level>, ParseProblem> {
-    let raw = v.as_ref().ok_or(ParseProblem::Missing(name))?;
-    if raw.is_empty() {
-        return Err(ParseProblem::EmptyBook(name));
+fn book_side(v: Option<Levels>, name: &'static str) -> Result<Vec<Level>, ParseProblem> {
+    match v.ok_or(ParseProblem::Missing(name))?.0 {
+        Err(value) => Err(ParseProblem::BadDecimal { field: name, value }),
+        Ok(levels) if levels.is_empty() => Err(ParseProblem::EmptyBook(name)),
+        Ok(levels) => Ok(levels),
     }
-    raw.iter()
-        .map(|(p, q)| {
-            Ok(Level {
-                price: dec::<Price>(&p.0, name)?,
-                size: dec::<Qty>(&q.0, name)?,
-            })
-        })
-        .collect()
 }
 
-fn map(f: &Frame<'_>) -> Result<(UtcTime, MarketEvent), ParseProblem> {
+fn map(f: Frame<'_>) -> Result<(UtcTime, MarketEvent), ParseProblem> {
     let kind = need(&f.t, "t")?;
-    let symbol =
-        Symbol::new(need(&f.s, "s")?).map_err(|e| ParseProblem::BadSymbol(e.to_string()))?;
+    let symbol = Symbol::new(need(&f.s, "s")?).map_err(|e| ParseProblem::BadSymbol(e.to_string()))?;
     let ts = need(&f.ts, "ts")?;
     let time = UtcTime::parse(ts).map_err(|e| ParseProblem::BadTime(e.to_string()))?;
     let event = match kind {
@@ -284,8 +290,8 @@ fn map(f: &Frame<'_>) -> Result<(UtcTime, MarketEvent), ParseProblem> {
             })
         }
         "book" => {
-            let bids = book_side(&f.b, "b")?;
-            let asks = book_side(&f.a, "a")?;
+            let bids = book_side(f.b, "b")?;
+            let asks = book_side(f.a, "a")?;
             MarketEvent::Quote(Quote {
                 provider: Provider::Sim,
                 market: Market::KrStocks,
@@ -318,7 +324,7 @@ fn map(f: &Frame<'_>) -> Result<(UtcTime, MarketEvent), ParseProblem> {
 
 /// Parses one sim frame into its event time and normalized event.
 pub fn parse(frame: &str) -> Result<(UtcTime, MarketEvent), ParseError> {
-    let f: Frame<'_> = serde_json::from_str(frame)
-        .map_err(|e| ParseError::new(ParseProblem::Json(e.to_string()), frame))?;
-    map(&f).map_err(|p| ParseError::new(p, frame))
+    let f: Frame<'_> =
+        serde_json::from_str(frame).map_err(|e| ParseError::new(ParseProblem::Json(e.to_string()), frame))?;
+    map(f).map_err(|p| ParseError::new(p, frame))
 }

@@ -1,0 +1,85 @@
+//! The command line a user meets: help, bad input, bad config, verify's exit code.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn every_subcommand_has_help() {
+    for sub in [
+        vec!["--help"],
+        vec!["collect", "--help"],
+        vec!["verify", "--help"],
+        vec!["bench", "pipeline", "--help"],
+        vec!["config", "--help"],
+    ] {
+        let o = run(cmd().args(&sub));
+        assert!(o.status.success(), "{sub:?}: {}", text(&o));
+        assert!(text(&o).contains("Usage"), "{sub:?}");
+    }
+}
+
+#[test]
+fn bad_flags_get_one_clear_message() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["collect", "--speed", "0"], "must be a number above 0"),
+        (&["collect", "--speed", "fast"], "must be a number above 0"),
+        (&["collect", "--duration", "soon"], "not a duration"),
+        (&["collect", "--until", "25:00"], "HH:MM"),
+        (&["collect", "--start", "2026-13-01T09:00"], "YYYY-MM-DDTHH:MM"),
+        (&["collect", "--bogus"], "unexpected argument"),
+        (&["verify", "--date", "2026-01-14"], "YYYYMMDD"),
+        (&["collect", "--config", "/nonexistent/observer.yaml"], "/nonexistent/observer.yaml not found"),
+    ];
+    for (args, want) in cases {
+        let o = run(cmd().args(*args));
+        assert!(!o.status.success(), "{args:?} succeeded");
+        let t = text(&o);
+        assert!(t.contains(want), "{args:?}: expected {want:?} in:\n{t}");
+        assert!(!t.contains("panicked"), "{args:?} panicked:\n{t}");
+    }
+}
+
+#[test]
+fn bad_config_values_name_source_key_and_value() {
+    let o = run(cmd().args(["config"]).env("STOCK_OBSERVER__ARCHIVE__SCALP_WINDOW", "7m"));
+    assert!(!o.status.success());
+    let t = text(&o);
+    assert!(t.contains("STOCK_OBSERVER__ARCHIVE__SCALP_WINDOW") && t.contains("archive.scalp_window"), "{t}");
+    let o = run(cmd().args(["config"]).env("APP_ENV", "staging"));
+    assert!(!o.status.success() && text(&o).contains("staging"));
+    let o = run(cmd().args(["config"]).env("APP_ENV", "production"));
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("\"09:30:00\""), "production overlay sets the seed's Track B window");
+}
+
+#[test]
+fn credentials_without_an_adapter_are_refused_without_echoing_them() {
+    let o = run(cmd().args(["collect", "--duration", "1s"]).env("KIS_APP_KEY", "PSsecretKEY123"));
+    assert!(!o.status.success());
+    let t = text(&o);
+    assert!(t.contains("KIS_APP_KEY"), "{t}");
+    assert!(!t.contains("PSsecretKEY123"), "secret echoed: {t}");
+}
+
+#[test]
+fn verify_fails_on_a_missing_data_dir_and_a_damaged_file() {
+    let o = run(cmd().args(["verify", "--data-dir", "/nonexistent/data"]));
+    assert!(!o.status.success() && text(&o).contains("does not exist"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let o = run(cmd()
+        .args(["collect", "--speed", "60", "--start", "2026-01-14T10:00", "--duration", "2s", "--data-dir"])
+        .arg(&data));
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(run(cmd().args(["verify", "--data-dir"]).arg(&data)).status.success());
+    let raw = data.join("raw/sim/20260114/10.jsonl");
+    let mut bytes = std::fs::read(&raw).unwrap();
+    let i = bytes.len() / 2;
+    bytes[i] ^= 0x01;
+    std::fs::write(&raw, bytes).unwrap();
+    let o = run(cmd().args(["verify", "--data-dir"]).arg(&data));
+    assert!(!o.status.success());
+    assert!(text(&o).contains("raw/sim/20260114/10.jsonl") && text(&o).contains("sha256"), "{}", text(&o));
+}

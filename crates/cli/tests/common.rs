@@ -1,0 +1,55 @@
+//! Helpers for tests that run the real `stock-observer` binary.
+
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_stock-observer");
+
+/// A command with a clean environment for the binary: no broker credentials, the HTTP
+/// listener on an ephemeral port so parallel tests never collide, quieter logs.
+pub fn cmd() -> Command {
+    let mut c = Command::new(BIN);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("STOCK_OBSERVER__") || k.starts_with("KIS_") || k == "APP_ENV" {
+            c.env_remove(k);
+        }
+    }
+    c.env("STOCK_OBSERVER__HTTP__LISTEN", "127.0.0.1:0").env("RUST_LOG", "warn");
+    c
+}
+
+pub fn run(c: &mut Command) -> Output {
+    c.output().expect("run stock-observer")
+}
+
+pub fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// Every JSON line of every `.jsonl` file under `dir`.
+pub fn lines_under(dir: &Path) -> Vec<Value> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else { return out };
+    let mut paths: Vec<_> = entries.flatten().map(|e| e.path()).collect();
+    paths.sort();
+    for p in paths {
+        if p.is_dir() {
+            out.extend(lines_under(&p));
+        } else if p.extension().is_some_and(|e| e == "jsonl") {
+            let body = std::fs::read_to_string(&p).unwrap();
+            out.extend(
+                body.lines()
+                    .map(|l| serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("{}: {e}: {l}", p.display()))),
+            );
+        }
+    }
+    out
+}
+
+pub fn count_lines_under(dir: &Path) -> usize {
+    lines_under(dir).len()
+}

@@ -1,0 +1,40 @@
+//! One accelerated simulated hour: the archive holds exactly the swing snapshots and scalp
+//! samples the schedule calls for.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn one_simulated_hour_has_the_expected_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = run(cmd()
+        .args(["collect", "--speed", "120", "--start", "2026-01-14T10:00", "--until", "11:00", "--data-dir"])
+        .arg(&data));
+    assert!(out.status.success(), "{}", text(&out));
+
+    let universe: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(data.join("universe/20260114_kr_stocks.json")).unwrap()).unwrap();
+    let symbols = universe["count"].as_u64().unwrap() as usize;
+    assert!(symbols > 500, "universe of {symbols}");
+
+    // Track A: cycles at 10:00 (start), 10:10 … 10:50; 11:00 is the end of the run.
+    let swing = lines_under(&data.join("swing"));
+    assert_eq!(swing.len(), symbols * 6, "swing snapshots");
+    let hours: std::collections::BTreeSet<_> =
+        std::fs::read_dir(data.join("swing/sim/kr_stocks/20260114")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(hours.len(), 1, "{hours:?}");
+
+    // Track B: 41 slots × 2 Hz × 3600 s, within 1%.
+    let scalp = count_lines_under(&data.join("scalp"));
+    let expected = 41.0 * 2.0 * 3600.0;
+    let ratio = scalp as f64 / expected;
+    assert!((0.99..=1.0).contains(&ratio), "scalp samples {scalp} vs {expected} ({ratio:.4})");
+    // 5-minute scalp files: 12 in the hour.
+    let scalp_files = std::fs::read_dir(data.join("scalp/sim/kr_stocks/20260114")).unwrap().count();
+    assert_eq!(scalp_files, 12);
+
+    let verify = run(cmd().args(["verify", "--data-dir"]).arg(&data));
+    assert!(verify.status.success(), "{}", text(&verify));
+}
