@@ -277,13 +277,21 @@ impl<P: MarketProvider> Collector<P> {
                 None => std::future::pending().await,
             }
         };
-        tokio::select! {
-            _ = model::stopped(&mut outer) => {}
-            _ = reached_until => tracing::info!("--until reached"),
-            Some(res) = tasks.join_next() => {
-                failure = task_error(res);
-                if let Some(e) = &failure {
-                    tracing::error!(error = %e, "pipeline task failed; shutting down");
+        tokio::pin!(reached_until);
+        // A track whose schedule is over ends quietly; only a failure ends the run early.
+        loop {
+            tokio::select! {
+                _ = model::stopped(&mut outer) => break,
+                _ = &mut reached_until => {
+                    tracing::info!("the market clock reached --until");
+                    break;
+                }
+                Some(res) = tasks.join_next() => {
+                    if let Some(e) = task_error(res) {
+                        tracing::error!(error = %e, "pipeline task failed; shutting down");
+                        failure = Some(e);
+                        break;
+                    }
                 }
             }
         }

@@ -448,28 +448,3 @@ proptest! {
         let _ = wire::parse(&mangled);
     }
 }
-
-/// `cargo test --release -p so-providers -- --ignored --nocapture throughput`
-#[test]
-#[ignore]
-fn throughput() {
-    let frames = sample_frames();
-    let trades: Vec<&String> = frames.iter().filter(|f| f.contains("\"trade\"")).collect();
-    let books: Vec<&String> = frames.iter().filter(|f| f.contains("\"book\"")).collect();
-    for (name, set) in [("trade", &trades), ("book", &books)] {
-        let n = 1_000_000;
-        let start = std::time::Instant::now();
-        for i in 0..n {
-            std::hint::black_box(wire::parse(set[i % set.len()]).unwrap());
-        }
-        let secs = start.elapsed().as_secs_f64();
-        println!("parse {name}: {:.2} M frames/s", n as f64 / secs / 1e6);
-    }
-    let mut m = SimMarket::new(&SimConfig::krx_default(), day());
-    let start = std::time::Instant::now();
-    for idx in 0..m.len() {
-        m.snapshot(idx, at(15, 30, 0));
-    }
-    let steps = m.len() as f64 * 23_400.0;
-    println!("simulate: {:.1} ns/step", start.elapsed().as_secs_f64() * 1e9 / steps);
-}
