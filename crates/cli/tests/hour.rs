@@ -35,6 +35,25 @@ fn one_simulated_hour_has_the_expected_counts() {
     let scalp_files = std::fs::read_dir(data.join("scalp/sim/kr_stocks/20260114")).unwrap().count();
     assert_eq!(scalp_files, 12);
 
+    // Every stage's counters reconcile with each other and with what is on disk.
+    let events = lines_under(&data.join("system/events"));
+    let end = events.iter().find(|e| e["event_type"] == "session_end").expect("session_end event");
+    assert_eq!(end["clean"], true);
+    let c = &end["counters"];
+    let n = |k: &str| c[k].as_u64().unwrap_or_else(|| panic!("counter {k} missing"));
+    assert_eq!(n("events_normalized"), n("events_passed") + n("rejected_validate") + n("rejected_guard"));
+    assert_eq!(n("frames_received") as usize, count_lines_under(&data.join("raw")));
+    assert_eq!(n("scalp_written") as usize, scalp);
+    assert_eq!(n("swing_written") as usize, swing.len());
+    assert_eq!(n("track_a_cycles"), 6);
+    assert_eq!(n("lines_failed"), 0);
+    let summary = text(&out);
+    let all_lines = count_lines_under(&data);
+    assert!(
+        summary.contains(&format!("archive lines {all_lines:>10}  of {all_lines} published (0 failed)")),
+        "summary disagrees with the {all_lines} lines on disk:\n{summary}"
+    );
+
     let verify = run(cmd().args(["verify", "--data-dir"]).arg(&data));
     assert!(verify.status.success(), "{}", text(&verify));
 }

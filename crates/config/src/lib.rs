@@ -184,6 +184,7 @@ fn describe(err: figment::Error) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail's closure signature, not ours.
 mod tests {
     use super::*;
     use figment::Jail;

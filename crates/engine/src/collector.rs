@@ -230,7 +230,8 @@ impl<P: MarketProvider> Collector<P> {
             clock,
             book: book.clone(),
         };
-        tasks.spawn(track_a.run(inner_stop.clone()).map_ok());
+        let a_stop = inner_stop.clone();
+        tasks.spawn(async move { track_a.run(a_stop).await.map_err(CollectError::from) });
         let track_b = TrackB {
             provider: pid,
             market,
@@ -247,7 +248,8 @@ impl<P: MarketProvider> Collector<P> {
             book: book.clone(),
             events: events.clone(),
         };
-        tasks.spawn(track_b.run(inner_stop.clone()).map_ok());
+        let b_stop = inner_stop.clone();
+        tasks.spawn(async move { track_b.run(b_stop).await.map_err(CollectError::from) });
 
         // Housekeeping on the wall clock: fsync for durability, closing files whose window ended.
         {
@@ -326,15 +328,5 @@ fn task_error(res: Result<Result<(), CollectError>, tokio::task::JoinError>) -> 
         Ok(Ok(())) => None,
         Ok(Err(e)) => Some(e),
         Err(e) => Some(CollectError::Task(e.to_string())),
-    }
-}
-
-trait MapOk {
-    fn map_ok(self) -> impl std::future::Future<Output = Result<(), CollectError>> + Send;
-}
-
-impl<F: std::future::Future<Output = Result<(), SinkError>> + Send> MapOk for F {
-    fn map_ok(self) -> impl std::future::Future<Output = Result<(), CollectError>> + Send {
-        async move { self.await.map_err(CollectError::from) }
     }
 }

@@ -29,10 +29,11 @@ impl<P: MarketProvider> TrackA<P> {
         let now = self.clock.now();
         // Started inside the window between two grid times: take a cycle at once rather than
         // leave the archive without a swing snapshot until the next grid time.
-        if self.schedule.in_window(now) && self.schedule.next_at_or_after(now) != Some(now) {
-            if !self.cycle(now, &mut passed, &stop).await? {
-                return Ok(());
-            }
+        if self.schedule.in_window(now)
+            && self.schedule.next_at_or_after(now) != Some(now)
+            && !self.cycle(now, &mut passed, &stop).await?
+        {
+            return Ok(());
         }
         let mut from = now.plus_millis(1);
         while let Some(cycle) = self.schedule.next_at_or_after(from) {

@@ -67,7 +67,7 @@ pub enum QualityFlag {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Meta {
-    pub schema_version: String,
+    pub schema_version: std::borrow::Cow<'static, str>,
     /// When the exchange says it happened; for frames and events we originate, when we saw it.
     pub event_time: UtcTime,
     /// When our process received it (local clock).
@@ -86,7 +86,7 @@ pub struct Meta {
 impl Meta {
     pub fn new(event_time: UtcTime, receive_time: UtcTime, session_id: SessionId) -> Self {
         Meta {
-            schema_version: SCHEMA_VERSION.to_string(),
+            schema_version: std::borrow::Cow::Borrowed(SCHEMA_VERSION),
             event_time,
             receive_time,
             session_id,

@@ -94,12 +94,18 @@ impl UtcTime {
         format!("{:04}{:02}{:02}", d.year(), d.month(), d.day())
     }
 
-    /// Writes `2026-01-14T09:31:05.123Z` into `out` without allocating.
+    /// Writes `2026-01-14T09:31:05.123Z` into `out`.
     pub fn write_rfc3339(self, out: &mut Vec<u8>) {
+        let mut buf = [0u8; 24];
+        self.format_into(&mut buf);
+        out.extend_from_slice(&buf);
+    }
+
+    fn format_into(self, buf: &mut [u8; 24]) {
         let (days, ms) = (self.0.div_euclid(MS_PER_DAY), self.0.rem_euclid(MS_PER_DAY));
         let (y, m, d) = civil_from_days(days);
         let secs = ms / 1000;
-        let mut buf = *b"0000-00-00T00:00:00.000Z";
+        *buf = *b"0000-00-00T00:00:00.000Z";
         put(&mut buf[0..4], y);
         put(&mut buf[5..7], m);
         put(&mut buf[8..10], d);
@@ -107,7 +113,6 @@ impl UtcTime {
         put(&mut buf[14..16], (secs / 60) % 60);
         put(&mut buf[17..19], secs % 60);
         put(&mut buf[20..23], ms % 1000);
-        out.extend_from_slice(&buf);
     }
 
     pub fn parse(s: &str) -> Result<Self, TimeError> {
@@ -198,9 +203,9 @@ impl FromStr for UtcTime {
 
 impl Serialize for UtcTime {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut buf = Vec::with_capacity(24);
-        self.write_rfc3339(&mut buf);
-        // write_rfc3339 only emits ASCII.
+        let mut buf = [0u8; 24];
+        self.format_into(&mut buf);
+        // format_into only writes ASCII digits and separators.
         s.serialize_str(std::str::from_utf8(&buf).unwrap_or_default())
     }
 }
