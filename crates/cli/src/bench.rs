@@ -121,7 +121,11 @@ fn pipeline(args: PipelineArgs) -> anyhow::Result<ExitCode> {
         args.ticks, args.symbols, secs
     );
     println!("  {:.0} ticks/s", args.ticks as f64 / secs);
-    println!("  {:.1} MB/s archived ({} bytes of raw-frame lines, sha256 and fsync included)", bytes as f64 / secs / 1e6, bytes);
+    println!(
+        "  {:.1} MB/s archived ({} bytes of raw-frame lines, sha256 and fsync included)",
+        bytes as f64 / secs / 1e6,
+        bytes
+    );
     if temporary {
         std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
     }
