@@ -11,8 +11,8 @@ use clap::Subcommand;
 use archive::{ArchiveWriter, Stream};
 use engine::book::LatestBook;
 use engine::observer::ObserverCore;
-use engine::pipeline::{RawLine, raw_ref};
-use model::{Meta, Price, Provider, Qty, RawFrameKind, Record, SessionId, Side, Symbol, UtcTime};
+use engine::pipeline::{encode_raw_line, raw_ref};
+use model::{Meta, Price, Provider, Qty, RawFrame, RawFrameKind, SessionId, Side, Symbol, UtcTime};
 use providers::sim::{SimTrade, wire};
 
 #[derive(Subcommand)]
@@ -59,7 +59,7 @@ fn pipeline(args: PipelineArgs) -> anyhow::Result<ExitCode> {
     let symbols: Vec<Symbol> =
         (0..args.symbols).map(|i| Symbol::new(&format!("{:06}", 5930 + i * 10))).collect::<Result<_, _>>()?;
     eprintln!("preparing {} trade frames over {} symbols…", args.ticks, args.symbols);
-    let frames: Vec<(UtcTime, String)> = (0..args.ticks)
+    let frames: Vec<RawFrame> = (0..args.ticks)
         .map(|i| {
             let t = SimTrade {
                 time: start.plus_millis((i / 8) as i64),
@@ -70,7 +70,14 @@ fn pipeline(args: PipelineArgs) -> anyhow::Result<ExitCode> {
                 seq: i + 1,
                 cum_volume: Qty::from_int(1000 + i as i64),
             };
-            (t.time.plus_millis(3), wire::encode_trade(&t))
+            let receive_time = t.time.plus_millis(3);
+            RawFrame {
+                provider: Provider::Sim,
+                kind: RawFrameKind::Ws,
+                channel: "trade".into(),
+                frame: wire::encode_trade(&t),
+                receive_time,
+            }
         })
         .collect();
 
@@ -91,21 +98,17 @@ fn pipeline(args: PipelineArgs) -> anyhow::Result<ExitCode> {
     let book = LatestBook::default();
     let began = Instant::now();
     let mut line = Vec::with_capacity(512);
-    for (seq, (rt, frame)) in frames.iter().enumerate() {
-        let seq = seq as u64 + 1;
+    for (seq, frame) in frames.iter().enumerate() {
+        let (seq, rt) = (seq as u64 + 1, &frame.receive_time);
         line.clear();
-        let raw = Record {
-            body: RawLine { provider: Provider::Sim, kind: RawFrameKind::Ws, channel: "trade", seq, frame },
-            meta: Meta::new(*rt, *rt, session.clone()),
-        };
-        serde_json::to_writer(&mut line, &raw)?;
+        encode_raw_line(&mut line, frame, seq, &Meta::new(*rt, *rt, session.clone()));
         writer.append(Stream::Raw(Provider::Sim), *rt, &line)?;
-        let (event_time, event) = wire::parse(frame)?;
+        let (event_time, event) = wire::parse(&frame.frame)?;
         if let Ok(rec) = core.observe(event_time, *rt, event, Some(raw_ref(Provider::Sim, *rt, seq))) {
             book.apply(rec.meta.receive_time, &rec.body);
         }
     }
-    let end = frames.last().map_or(start, |f| f.0);
+    let end = frames.last().map_or(start, |f| f.receive_time);
     let summary = writer.close_all(end)?;
     let secs = began.elapsed().as_secs_f64();
     let s = stats.snapshot();

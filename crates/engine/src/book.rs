@@ -25,7 +25,11 @@ pub struct LatestBook {
 impl LatestBook {
     pub fn apply(&self, receive_time: UtcTime, event: &MarketEvent) {
         let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
-        let s = states.entry(event.symbol().clone()).or_default();
+        // Look up before inserting: the common case must not allocate a key.
+        if !states.contains_key(event.symbol()) {
+            states.insert(event.symbol().clone(), SymbolState::default());
+        }
+        let Some(s) = states.get_mut(event.symbol()) else { return };
         match event {
             MarketEvent::Tick(t) => {
                 s.last_price = Some(t.price);

@@ -90,17 +90,9 @@ impl<P: MarketProvider> FrameProcessor<P> {
         let rt = frame.receive_time;
         let seq = self.seq.fetch_add(1, Relaxed) + 1;
         inc(&self.events.stats.frames_received);
-        let line = Record {
-            body: RawLine {
-                provider: frame.provider,
-                kind: frame.kind,
-                channel: &frame.channel,
-                seq,
-                frame: &frame.frame,
-            },
-            meta: self.events.meta(rt, rt),
-        };
-        self.events.sink.write(Stream::Raw(frame.provider), rt, &line).await?;
+        let mut line = Vec::with_capacity(frame.frame.len() + RAW_LINE_OVERHEAD);
+        encode_raw_line(&mut line, frame, seq, &self.events.meta(rt, rt));
+        self.events.sink.write_line(Stream::Raw(frame.provider), rt, line).await?;
         if !matches!(frame.kind, RawFrameKind::Ws | RawFrameKind::Rest) {
             return Ok(());
         }
@@ -125,8 +117,102 @@ impl<P: MarketProvider> FrameProcessor<P> {
     }
 }
 
+/// Bytes a raw line adds around its frame (keys, times, session): sizes the line buffer once.
+pub const RAW_LINE_OVERHEAD: usize = 320;
+
+/// Encodes the raw-archive line of `frame`, byte for byte what serde would write for
+/// `Record<RawLine>` (a test holds the two equal), without serde's per-key escaping: this
+/// runs for every frame a provider sends, and only the frame and channel can need escaping.
+pub fn encode_raw_line(out: &mut Vec<u8>, frame: &RawFrame, seq: u64, meta: &Meta) {
+    fn string(out: &mut Vec<u8>, s: &str) {
+        // Writing a str into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, s);
+    }
+    out.extend_from_slice(b"{\"provider\":\"");
+    out.extend_from_slice(frame.provider.as_str().as_bytes());
+    out.extend_from_slice(b"\",\"kind\":\"");
+    out.extend_from_slice(frame.kind.as_str().as_bytes());
+    out.extend_from_slice(b"\",\"channel\":");
+    string(out, &frame.channel);
+    out.extend_from_slice(b",\"seq\":");
+    out.extend_from_slice(itoa_u64(seq, &mut [0u8; 20]));
+    out.extend_from_slice(b",\"frame\":");
+    string(out, &frame.frame);
+    out.extend_from_slice(b",\"schema_version\":");
+    string(out, &meta.schema_version);
+    out.extend_from_slice(b",\"event_time\":\"");
+    meta.event_time.write_rfc3339(out);
+    out.extend_from_slice(b"\",\"receive_time\":\"");
+    meta.receive_time.write_rfc3339(out);
+    out.extend_from_slice(b"\",\"session_id\":");
+    string(out, meta.session_id.as_str());
+    out.extend_from_slice(b",\"mitigation_level\":");
+    out.extend_from_slice(itoa_u64(meta.mitigation_level as u64, &mut [0u8; 20]));
+    out.extend_from_slice(b",\"quality_flag\":\"");
+    out.extend_from_slice(meta.quality_flag.as_str().as_bytes());
+    out.push(b'"');
+    if let Some(r) = &meta.raw_ref {
+        out.extend_from_slice(b",\"raw_ref\":");
+        string(out, r);
+    }
+    if let Some(m) = &meta.mapper_version {
+        out.extend_from_slice(b",\"mapper_version\":");
+        string(out, m);
+    }
+    out.push(b'}');
+}
+
+fn itoa_u64(mut v: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            return &buf[i..];
+        }
+    }
+}
+
 /// `raw/{provider}/YYYYMMDD/HH.jsonl#seq`: where the frame behind a record is archived.
 pub fn raw_ref(provider: Provider, receive_time: UtcTime, seq: u64) -> String {
     let k = receive_time.kst();
     format!("raw/{provider}/{}/{:02}.jsonl#{seq}", receive_time.kst_yyyymmdd(), k.hour())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hand_encoded_raw_line_equals_serde() {
+        let t = UtcTime::parse("2026-01-14T01:02:03.004Z").unwrap();
+        let frame = RawFrame {
+            provider: Provider::Sim,
+            kind: RawFrameKind::Ws,
+            channel: "tr\"ade\u{1}".into(),
+            frame: "{\"t\":\"trade\",\"s\":\"005930\"}\\\n한글".into(),
+            receive_time: t,
+        };
+        for level in [0u8, 2] {
+            let mut meta = Meta::new(t, t.plus_millis(7), SessionId::starting_at(t));
+            meta.mitigation_level = level;
+            if level > 0 {
+                meta.quality_flag = model::QualityFlag::Degraded;
+                meta.raw_ref = Some("raw/x#1".into());
+                meta.mapper_version = Some("sim/1".into());
+            }
+            let mut ours = Vec::new();
+            encode_raw_line(&mut ours, &frame, 18_446_744_073_709_551_615, &meta);
+            let body = RawLine {
+                provider: frame.provider,
+                kind: frame.kind,
+                channel: &frame.channel,
+                seq: u64::MAX,
+                frame: &frame.frame,
+            };
+            let theirs = serde_json::to_vec(&Record { body, meta }).unwrap();
+            assert_eq!(String::from_utf8(ours).unwrap(), String::from_utf8(theirs).unwrap());
+        }
+    }
 }

@@ -122,7 +122,11 @@ impl SinkHandle {
 
     /// Waits for room: used for everything that must not be dropped.
     pub async fn write<T: Serialize>(&self, stream: Stream, at: UtcTime, value: &T) -> Result<(), SinkError> {
-        let line = Self::encode(value);
+        self.write_line(stream, at, Self::encode(value)).await
+    }
+
+    /// Waits for room; `line` is one JSON document already encoded (see `pipeline::encode_raw_line`).
+    pub async fn write_line(&self, stream: Stream, at: UtcTime, line: Vec<u8>) -> Result<(), SinkError> {
         inc(&self.stats.lines_published);
         self.tx.send(Msg::Line { stream, at, line }).await.map_err(|_| SinkError::Gone)
     }

@@ -23,6 +23,19 @@ pub enum RawFrameKind {
     Close,
 }
 
+impl RawFrameKind {
+    /// The serialized name (what serde writes).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            RawFrameKind::Ws => "ws",
+            RawFrameKind::Rest => "rest",
+            RawFrameKind::Sent => "sent",
+            RawFrameKind::Open => "open",
+            RawFrameKind::Close => "close",
+        }
+    }
+}
+
 /// A frame exactly as received, archived before anything parses it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RawFrame {

@@ -65,6 +65,17 @@ pub enum QualityFlag {
     Gap,
 }
 
+impl QualityFlag {
+    /// The serialized name (what serde writes).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            QualityFlag::Normal => "normal",
+            QualityFlag::Degraded => "degraded",
+            QualityFlag::Gap => "gap",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Meta {
     pub schema_version: std::borrow::Cow<'static, str>,
