@@ -1,0 +1,81 @@
+//! A request-rate limiter on our `Clock` (GCRA, as governor and nautilus use): requests are
+//! handed start times spaced `1/rate` apart with a configured burst, so a fast simulated
+//! clock and the real one obey the same limit. `penalize` holds every request back after
+//! the server says we went too fast (KIS `EGW00201`, Upbit 429), whatever our own count says.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use model::{Clock, UtcTime};
+
+#[derive(Debug)]
+struct State {
+    /// Theoretical arrival time of the next request, in market milliseconds.
+    tat: f64,
+    /// No request starts before this (set by `penalize`).
+    hold_until: UtcTime,
+}
+
+#[derive(Debug)]
+pub struct RateLimiter {
+    clock: Clock,
+    interval_ms: f64,
+    tolerance_ms: f64,
+    state: Mutex<State>,
+}
+
+impl RateLimiter {
+    /// `per_second` > 0 and `burst` ≥ 1 (validated by the provider's config).
+    pub fn new(clock: Clock, per_second: f64, burst: u32) -> Self {
+        let interval_ms = 1000.0 / per_second;
+        RateLimiter {
+            clock,
+            interval_ms,
+            tolerance_ms: interval_ms * (burst.max(1) - 1) as f64,
+            state: Mutex::new(State { tat: 0.0, hold_until: UtcTime::from_millis(0) }),
+        }
+    }
+
+    /// Reserves the next start time and returns it (market time) without waiting.
+    pub fn reserve(&self) -> UtcTime {
+        let now = self.clock.now();
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let now_ms = now.max(s.hold_until).as_millis() as f64;
+        let tat = s.tat.max(now_ms);
+        let start = (tat - self.tolerance_ms).max(now_ms);
+        s.tat = tat + self.interval_ms;
+        UtcTime::from_millis(start.ceil() as i64)
+    }
+
+    /// Waits (on the clock) until a request may start.
+    pub async fn acquire(&self) {
+        let start = self.reserve();
+        if start > self.clock.now() {
+            self.clock.sleep_until(start).await;
+        }
+    }
+
+    /// Holds every request back for `d` of market time from now.
+    pub fn penalize(&self, d: Duration) {
+        let until = self.clock.now().plus(d);
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        s.hold_until = s.hold_until.max(until);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reservations_are_spaced_by_the_rate_after_the_burst() {
+        let origin = UtcTime::parse("2026-01-14T01:00:00.000Z").unwrap();
+        // A clock so slow that no time passes during the test.
+        let clock = Clock::simulated(origin, 1e-9);
+        let rl = RateLimiter::new(clock, 20.0, 3);
+        let starts: Vec<i64> = (0..6).map(|_| rl.reserve().millis_since(origin)).collect();
+        assert_eq!(starts, vec![0, 0, 0, 50, 100, 150]);
+        rl.penalize(Duration::from_secs(1));
+        assert!(rl.reserve().millis_since(origin) >= 1000);
+    }
+}

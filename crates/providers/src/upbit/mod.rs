@@ -1,0 +1,1 @@
+//! Upbit quotation API adapter and its protocol-faithful fake server.
