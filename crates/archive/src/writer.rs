@@ -45,6 +45,23 @@ struct OpenFile {
     unsynced: bool,
 }
 
+/// Asks the kernel to start writing the file's dirty pages now, without waiting. The
+/// periodic fsync then finds little left to do, so durability costs no long stall and disk
+/// writes overlap with our CPU work instead of piling up until the next fsync.
+#[cfg(target_os = "linux")]
+fn start_writeback(file: &File) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: plain syscall on a valid open descriptor; offset 0 and length 0 mean the
+    // whole file; SYNC_FILE_RANGE_WRITE only initiates write-out. A failure is harmless
+    // (the next fsync writes everything and reports any error), so the result is ignored.
+    unsafe {
+        libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn start_writeback(_file: &File) {}
+
 impl OpenFile {
     fn flush(&mut self) -> Result<(), ArchiveError> {
         if !self.buf.is_empty() {
@@ -52,6 +69,7 @@ impl OpenFile {
             self.hasher.update(&self.buf);
             self.buf.clear();
             self.unsynced = true;
+            start_writeback(&self.file);
         }
         Ok(())
     }

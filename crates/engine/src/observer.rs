@@ -7,7 +7,6 @@ use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 
-use model::settings::Window;
 use model::{KrxCalendar, Market, MarketEvent, Meta, QualityFlag, Record, SessionId, Symbol, UtcTime};
 
 use crate::config::{CalendarConfig, ObserverConfig};
@@ -29,8 +28,12 @@ impl Rejection {
     }
 }
 
-/// Remembers the last `capacity` trade ids so a replayed or re-sent trade is refused.
+/// Refuses a trade seen before. Numeric trade ids are per-symbol sequence numbers (the sim's
+/// `seq`, Upbit's `sequential_id`): one at or below the highest seen for its symbol is a
+/// duplicate or a replay after a reconnect, which needs no memory beyond one number per
+/// symbol. Other ids are remembered in a bounded set of the last `capacity`.
 struct Dedupe {
+    highest: HashMap<Symbol, u64>,
     seen: HashSet<u64>,
     order: VecDeque<u64>,
     capacity: usize,
@@ -40,6 +43,7 @@ struct Dedupe {
 impl Dedupe {
     fn new(capacity: usize) -> Self {
         Dedupe {
+            highest: HashMap::new(),
             seen: HashSet::with_capacity(capacity),
             order: VecDeque::with_capacity(capacity),
             capacity,
@@ -49,6 +53,19 @@ impl Dedupe {
 
     /// True if `(symbol, id)` was new.
     fn insert(&mut self, symbol: &Symbol, id: &str) -> bool {
+        if let Ok(seq) = id.parse::<u64>() {
+            return match self.highest.get_mut(symbol) {
+                Some(h) if seq <= *h => false,
+                Some(h) => {
+                    *h = seq;
+                    true
+                }
+                None => {
+                    self.highest.insert(symbol.clone(), seq);
+                    true
+                }
+            };
+        }
         let mut h = self.hasher.build_hasher();
         symbol.hash(&mut h);
         id.hash(&mut h);
@@ -66,14 +83,22 @@ impl Dedupe {
     }
 }
 
+fn time_ms(t: jiff::civil::Time) -> i64 {
+    ((t.hour() as i64 * 60 + t.minute() as i64) * 60 + t.second() as i64) * 1000
+        + t.subsec_nanosecond() as i64 / 1_000_000
+}
+
 pub struct ObserverCore {
     max_skew_ms: i64,
-    session_window: Window,
     calendar: KrxCalendar,
     session_id: SessionId,
     mapper_version: &'static str,
     mitigation: Arc<AtomicU8>,
     dedupe: Dedupe,
+    /// Session window in milliseconds of the Seoul day, and the last day checked against
+    /// the calendar: the market-hours guard runs for every event.
+    session_ms: (i64, i64),
+    open_day: Option<(i64, bool)>,
     /// Newest accepted event time per (symbol, kind), for the stale guard.
     newest: HashMap<(Symbol, &'static str), UtcTime>,
     stats: Arc<Stats>,
@@ -90,12 +115,13 @@ impl ObserverCore {
     ) -> Self {
         ObserverCore {
             max_skew_ms: cfg.max_clock_skew.as_millis() as i64,
-            session_window: calendar.session,
             calendar: calendar.krx(),
             session_id,
             mapper_version,
             mitigation,
             dedupe: Dedupe::new(cfg.dedupe_capacity),
+            session_ms: (time_ms(calendar.session.start), time_ms(calendar.session.end)),
+            open_day: None,
             newest: HashMap::new(),
             stats,
         }
@@ -189,11 +215,17 @@ impl ObserverCore {
         // auction prints at its end, so the end is inclusive). REST snapshots may be taken
         // at any time: their values are the session's, whenever we ask.
         if event.market() == Market::KrStocks && !matches!(event, MarketEvent::Snapshot(_)) {
-            let local = event_time.kst();
-            let t = local.time();
-            let open_day = self.calendar.is_trading_day(local.date());
-            if !open_day || t < self.session_window.start || t > self.session_window.end {
-                return Err(Rejection::guard(format!("outside_market_hours: {} KST", local)));
+            let (day, ms) = event_time.kst_day_ms();
+            let open_day = match self.open_day {
+                Some((d, open)) if d == day => open,
+                _ => {
+                    let open = self.calendar.is_trading_day(event_time.kst().date());
+                    self.open_day = Some((day, open));
+                    open
+                }
+            };
+            if !open_day || ms < self.session_ms.0 || ms > self.session_ms.1 {
+                return Err(Rejection::guard(format!("outside_market_hours: {} KST", event_time.kst())));
             }
         }
         if let MarketEvent::Tick(t) = event
@@ -236,7 +268,7 @@ impl ObserverCore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use model::settings::Interval;
+    use model::settings::{Interval, Window};
     use model::{Price, Provider, Qty, Quote, Tick};
 
     fn core() -> ObserverCore {
@@ -300,12 +332,32 @@ mod tests {
         let late = at("15:31:00");
         assert!(c.observe(late, late, tick("71500", "4"), None).unwrap_err().reason.contains("outside_market_hours"));
         assert!(c.observe(t, t, quote(71400, 71500), None).is_ok());
+        // A sequence number at or below the highest seen is a replay.
+        assert!(c.observe(t, t, tick("71500", "10"), None).is_ok());
+        assert!(c.observe(t, t, tick("71500", "9"), None).unwrap_err().reason.contains("duplicate"));
+        // Opaque ids are remembered exactly.
+        assert!(c.observe(t, t, tick("71500", "a-7"), None).is_ok());
+        assert!(c.observe(t, t, tick("71500", "a-7"), None).unwrap_err().reason.contains("duplicate"));
+        assert!(c.observe(t, t, tick("71500", "a-6"), None).is_ok());
         let older = t.plus_millis(-1);
         assert!(c.observe(older, t, quote(71400, 71500), None).unwrap_err().reason.contains("stale"));
         let s = c.stats.snapshot();
-        assert_eq!(s.events_normalized, 8);
-        assert_eq!(s.events_passed, 2);
+        assert_eq!(s.events_normalized, 13);
+        assert_eq!(s.events_passed, 5);
         assert_eq!(s.rejected_validate + s.rejected_guard + s.events_passed, s.events_normalized);
+    }
+
+    #[test]
+    fn session_bounds_are_inclusive_of_the_close() {
+        let mut c = core();
+        let close = at("15:30:00");
+        assert!(c.observe(close, close, tick("71500", "20"), None).is_ok());
+        let early = at("08:59:59.999");
+        assert!(
+            c.observe(early, early, tick("71500", "21"), None).unwrap_err().reason.contains("outside_market_hours")
+        );
+        let open = at("09:00:00");
+        assert!(c.observe(open, open, tick("71500", "22"), None).is_ok());
     }
 
     #[test]

@@ -88,6 +88,13 @@ impl UtcTime {
         UtcTime(ms - KST_OFFSET_MS)
     }
 
+    /// Seoul day number (days since 1970-01-01 in Seoul) and milliseconds into that day:
+    /// the cheap form of `kst()` for hot-path window checks.
+    pub fn kst_day_ms(self) -> (i64, i64) {
+        let local = self.0 + KST_OFFSET_MS;
+        (local.div_euclid(MS_PER_DAY), local.rem_euclid(MS_PER_DAY))
+    }
+
     /// `YYYYMMDD` of the Seoul date, as used in partition folders.
     pub fn kst_yyyymmdd(self) -> String {
         let d = self.kst().date();
