@@ -38,6 +38,7 @@ pub struct Settings {
     pub tracks: engine::config::TracksConfig,
     pub pipeline: engine::config::PipelineConfig,
     pub archive: archive::ArchiveConfig,
+    pub reconnect: engine::reconnect::ReconnectConfig,
     pub sim: providers::sim::SimConfig,
     pub http: api::HttpConfig,
     pub status: StatusConfig,
@@ -51,6 +52,7 @@ impl Validate for Settings {
         c.section("tracks", |c| self.tracks.validate(c));
         c.section("pipeline", |c| self.pipeline.validate(c));
         c.section("archive", |c| self.archive.validate(c));
+        c.section("reconnect", |c| self.reconnect.validate(c));
         c.section("sim", |c| self.sim.validate(c));
         c.section("http", |c| self.http.validate(c));
     }
@@ -65,6 +67,7 @@ impl Settings {
             tracks: self.tracks.clone(),
             pipeline: self.pipeline.clone(),
             archive: self.archive.clone(),
+            reconnect: self.reconnect.clone(),
         }
     }
 }

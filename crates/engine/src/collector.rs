@@ -17,6 +17,7 @@ use crate::book::LatestBook;
 use crate::config::EngineConfig;
 use crate::observer::ObserverCore;
 use crate::pipeline::{Events, FrameProcessor};
+use crate::reconnect::{Outage, Supervisor};
 use crate::schedule::{End, Schedule};
 use crate::sink::{Sink, SinkError};
 use crate::stats::{Stats, StatsSnapshot};
@@ -196,19 +197,33 @@ impl<P: MarketProvider> Collector<P> {
         // Provider stream → observer. The frames channel blocks the stream when full.
         let (frames_tx, mut frames_rx) = mpsc::channel::<RawFrame>(cfg.pipeline.frames_capacity);
         let (_subs_tx, subs_rx) = watch::channel(slots.as_ref().clone());
+        let outage = Arc::new(Outage::default());
         {
-            let provider = self.provider.clone();
+            let supervisor = Supervisor {
+                provider: self.provider.clone(),
+                clock,
+                events: events.clone(),
+                outage: outage.clone(),
+                backoff: cfg.reconnect.backoff.clone(),
+            };
             let stop = inner_stop.clone();
-            tasks.spawn(async move { provider.stream(subs_rx, frames_tx, stop).await.map_err(CollectError::from) });
+            tasks.spawn(async move { supervisor.run(subs_rx, frames_tx, stop).await.map_err(CollectError::from) });
         }
         {
             let mut p = processor();
             let book = book.clone();
+            let (events, slots) = (events.clone(), slots.clone());
             tasks.spawn(async move {
                 let mut passed = Vec::new();
                 // Runs until the stream drops its sender, so nothing queued is lost at shutdown.
                 while let Some(frame) = frames_rx.recv().await {
                     p.process(&frame, &mut passed).await?;
+                    if passed.is_empty() {
+                        continue;
+                    }
+                    if outage.is_open() {
+                        outage.on_data(frame.receive_time, &events, &slots).await?;
+                    }
                     for rec in &passed {
                         book.apply(rec.meta.receive_time, &rec.body);
                     }

@@ -142,4 +142,5 @@ pub struct EngineConfig {
     pub tracks: TracksConfig,
     pub pipeline: PipelineConfig,
     pub archive: archive::ArchiveConfig,
+    pub reconnect: crate::reconnect::ReconnectConfig,
 }

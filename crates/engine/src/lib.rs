@@ -7,6 +7,7 @@ pub mod collector;
 pub mod config;
 pub mod observer;
 pub mod pipeline;
+pub mod reconnect;
 pub mod schedule;
 pub mod sink;
 pub mod stats;

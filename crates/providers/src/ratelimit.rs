@@ -47,11 +47,19 @@ impl RateLimiter {
         UtcTime::from_millis(start.ceil() as i64)
     }
 
-    /// Waits (on the clock) until a request may start.
+    /// Waits (on the clock) until a request may start. A `penalize` that arrives while we
+    /// wait for an earlier reservation still holds us back.
     pub async fn acquire(&self) {
-        let start = self.reserve();
-        if start > self.clock.now() {
-            self.clock.sleep_until(start).await;
+        let mut start = self.reserve();
+        loop {
+            if start > self.clock.now() {
+                self.clock.sleep_until(start).await;
+            }
+            let hold = self.state.lock().unwrap_or_else(|p| p.into_inner()).hold_until;
+            if hold <= self.clock.now() {
+                return;
+            }
+            start = hold;
         }
     }
 

@@ -1,0 +1,174 @@
+//! `KisProvider`: the KIS adapter behind the `MarketProvider` seam.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use jiff::civil::{Date, Time};
+use tokio::sync::{mpsc, watch};
+
+use model::{Clock, Market, MarketEvent, Provider, Quote, RawFrame, RawFrameKind, Snapshot, Symbol, UtcTime};
+
+use super::config::{KisConfig, KisCredentials};
+use super::master::{self, Board};
+use super::rest::{DailyBar, HolidayRow, MinuteBar, Period, ProductInfo, RankRow, RestClient, StockInfo};
+use super::stream::{RegState, Registration, Registry, Session};
+use super::wire;
+use crate::provider::{MarketProvider, ProviderError, UniverseEntry, evidence};
+
+pub struct KisProvider {
+    clock: Clock,
+    rest: RestClient,
+    registry: Registry,
+    /// KIS allows one WebSocket per app key; a second `stream` call is refused here rather
+    /// than left to the server (which would kick a session with OPSP8996).
+    streaming: AtomicBool,
+}
+
+impl std::fmt::Debug for KisProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KisProvider").field("config", self.rest.config()).field("credentials", &"***").finish()
+    }
+}
+
+struct StreamingGuard<'a>(&'a AtomicBool);
+impl Drop for StreamingGuard<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+fn malformed(frame: &RawFrame, why: String) -> ProviderError {
+    ProviderError::Malformed { provider: Provider::Kis, why, frame: evidence(&frame.frame) }
+}
+
+impl KisProvider {
+    /// `cfg` must pass `Validate` (the config layer checks it first).
+    pub fn new(cfg: KisConfig, credentials: KisCredentials, clock: Clock) -> Result<Self, ProviderError> {
+        Ok(KisProvider {
+            clock,
+            rest: RestClient::new(cfg, credentials, clock)?,
+            registry: Arc::new(Mutex::new(BTreeMap::new())),
+            streaming: AtomicBool::new(false),
+        })
+    }
+
+    pub fn config(&self) -> &KisConfig {
+        self.rest.config()
+    }
+
+    /// The registrations of the current (or last) WebSocket session and their states.
+    pub fn registrations(&self) -> Vec<(Registration, RegState)> {
+        let reg = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+        reg.iter().map(|(r, s)| (r.clone(), s.clone())).collect()
+    }
+
+    pub async fn inquire_price(&self, symbol: &Symbol) -> Result<(RawFrame, Snapshot), ProviderError> {
+        self.rest.inquire_price(symbol).await
+    }
+    pub async fn orderbook(&self, symbol: &Symbol) -> Result<(RawFrame, Quote), ProviderError> {
+        self.rest.asking_price(symbol).await
+    }
+    pub async fn daily_bars(
+        &self,
+        symbol: &Symbol,
+        from: Date,
+        to: Date,
+        period: Period,
+        adjusted: bool,
+    ) -> Result<(RawFrame, Vec<DailyBar>), ProviderError> {
+        self.rest.daily_bars(symbol, from, to, period, adjusted).await
+    }
+    pub async fn minute_bars(&self, symbol: &Symbol, until: Time) -> Result<(RawFrame, Vec<MinuteBar>), ProviderError> {
+        self.rest.minute_bars(symbol, until).await
+    }
+    /// Real domain only.
+    pub async fn volume_rank(&self) -> Result<(RawFrame, Vec<RankRow>), ProviderError> {
+        self.rest.volume_rank().await
+    }
+    /// Real domain only; `None` when KIS has no such product.
+    pub async fn search_info(
+        &self,
+        pdno: &str,
+        prdt_type_cd: &str,
+    ) -> Result<(RawFrame, Option<ProductInfo>), ProviderError> {
+        self.rest.search_info(pdno, prdt_type_cd).await
+    }
+    /// Real domain only; `None` when KIS has no such stock.
+    pub async fn search_stock_info(&self, pdno: &str) -> Result<(RawFrame, Option<StockInfo>), ProviderError> {
+        self.rest.search_stock_info(pdno).await
+    }
+    /// Real domain only; KIS asks for about one call a day.
+    pub async fn holidays(&self, from: Date) -> Result<(RawFrame, Vec<HolidayRow>), ProviderError> {
+        self.rest.holidays(from).await
+    }
+
+    /// Both boards' master records.
+    pub async fn master(&self) -> Result<Vec<(Board, master::MasterRecord)>, ProviderError> {
+        let mut out = Vec::new();
+        for board in [Board::Kospi, Board::Kosdaq] {
+            let zip = self.rest.master_zip(board.file_name()).await?;
+            let bad = |why: String| ProviderError::Malformed {
+                provider: Provider::Kis,
+                why: format!("{}: {why}", board.file_name()),
+                frame: String::new(),
+            };
+            let mst = master::unzip_mst(&zip).map_err(bad)?;
+            out.extend(master::parse_mst(&mst, board).map_err(bad)?.into_iter().map(|r| (board, r)));
+        }
+        Ok(out)
+    }
+}
+
+impl MarketProvider for KisProvider {
+    fn id(&self) -> Provider {
+        Provider::Kis
+    }
+
+    fn market(&self) -> Market {
+        Market::KrStocks
+    }
+
+    fn mapper_version(&self) -> &'static str {
+        wire::MAPPER_VERSION
+    }
+
+    fn parse(&self, frame: &RawFrame) -> Result<Vec<(UtcTime, MarketEvent)>, ProviderError> {
+        match frame.kind {
+            RawFrameKind::Ws => wire::parse_ws(&frame.frame, frame.receive_time).map_err(|e| malformed(frame, e)),
+            // A REST snapshot has no exchange time; it is as of its receipt.
+            RawFrameKind::Rest if frame.channel == wire::TR_PRICE => wire::snapshot_body(&frame.frame)
+                .map(|s| vec![(frame.receive_time, MarketEvent::Snapshot(s))])
+                .map_err(|e| malformed(frame, e)),
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    /// Today's master files; KIS publishes no historical masters, so `day` only labels the call.
+    async fn universe(&self, _day: Date) -> Result<Vec<UniverseEntry>, ProviderError> {
+        let records: Vec<_> = self.master().await?.into_iter().map(|(_, r)| r).collect();
+        Ok(master::to_universe(&records, &self.rest.config().universe_groups))
+    }
+
+    async fn snapshot(&self, symbol: &Symbol) -> Result<RawFrame, ProviderError> {
+        self.rest.inquire_price(symbol).await.map(|(f, _)| f)
+    }
+
+    async fn stream(
+        &self,
+        subscriptions: watch::Receiver<Vec<Symbol>>,
+        out: mpsc::Sender<RawFrame>,
+        stop: watch::Receiver<bool>,
+    ) -> Result<(), ProviderError> {
+        if self.streaming.swap(true, Ordering::AcqRel) {
+            return Err(ProviderError::Request {
+                provider: Provider::Kis,
+                what: "stream".into(),
+                why: "a WebSocket session is already open for this app key (KIS allows one)".into(),
+            });
+        }
+        let _guard = StreamingGuard(&self.streaming);
+        let session = Session { rest: &self.rest, registry: self.registry.clone(), clock: self.clock };
+        session.run(subscriptions, out, stop).await
+    }
+}

@@ -1,0 +1,254 @@
+//! `KisConfig` (the `providers.kis` section) and the credentials, which come from the
+//! environment only and never reach Debug output, logs, errors or the archive.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+use model::settings::{Checker, Interval, Validate};
+
+/// Real (실전) or mock (모의투자) domains; they need separate key pairs (spec §1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum KisEnv {
+    #[default]
+    Real,
+    Mock,
+}
+
+impl KisEnv {
+    pub fn default_rest_base(self) -> &'static str {
+        match self {
+            KisEnv::Real => "https://openapi.koreainvestment.com:9443",
+            KisEnv::Mock => "https://openapivts.koreainvestment.com:29443",
+        }
+    }
+    pub fn default_ws_base(self) -> &'static str {
+        match self {
+            KisEnv::Real => "ws://ops.koreainvestment.com:21000",
+            KisEnv::Mock => "ws://ops.koreainvestment.com:31000",
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KisEnv::Real => "real",
+            KisEnv::Mock => "mock",
+        }
+    }
+}
+
+/// A value that differs between the real and the mock domain.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PerEnv<T> {
+    pub real: T,
+    pub mock: T,
+}
+
+impl<T: Copy> PerEnv<T> {
+    pub fn get(&self, env: KisEnv) -> T {
+        match env {
+            KisEnv::Real => self.real,
+            KisEnv::Mock => self.mock,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KisConfig {
+    pub enabled: bool,
+    pub env: KisEnv,
+    /// Overrides the spec's REST base for `env` (the fake server, a proxy).
+    pub rest_base: Option<String>,
+    /// Overrides the spec's WebSocket base for `env`.
+    pub ws_base: Option<String>,
+    /// The official samples connect to `<ws base>/tryitout`; the server ignores the path.
+    pub ws_path: String,
+    /// Folder holding `kospi_code.mst.zip` and `kosdaq_code.mst.zip`.
+    pub master_base: String,
+    /// Master-file group codes kept in the universe (`ST` shares; `EF` ETFs, `EN` ETNs, …).
+    pub universe_groups: Vec<String>,
+    /// Where the access token is cached between runs (KIS allows about one issuance a day).
+    pub token_cache: PathBuf,
+    /// `P` individual, `B` corporate.
+    pub custtype: String,
+    /// REST calls per second (KIS notice 2026-04-20: 18 real, 1 mock).
+    pub rate_per_second: PerEnv<f64>,
+    pub burst: u32,
+    /// How long every request is held back after `EGW00201`.
+    pub penalty: Interval,
+    /// Back-off after an HTTP 429/5xx that is not a KIS error body.
+    pub server_error_backoff: Interval,
+    /// Retries of one REST call after rate-limit or server errors before giving up.
+    pub max_retries: u32,
+    /// Wall-clock timeout of one HTTP request or WebSocket connect.
+    pub request_timeout: Interval,
+    /// A cached token is replaced this long before it expires.
+    pub token_refresh_before: Interval,
+    /// KIS answers `EGW00133` to a second token request within a minute.
+    pub token_min_interval: Interval,
+    /// An approval key older than this is reissued before a new WebSocket session.
+    pub approval_max_age: Interval,
+    /// KIS caps approval issuance at 1 call/s.
+    pub approval_min_interval: Interval,
+    /// Registrations per WebSocket session, summed over TRs (spec §6: 41).
+    pub max_registrations: u32,
+    /// Subscribe the order book (`H0STASP0`) beside trades (`H0STCNT0`).
+    pub orderbook: bool,
+    /// With nothing received for this long the session is treated as dead. KIS sends
+    /// PINGPONG every 10–20 s, so silence well beyond that means a stalled server.
+    pub ws_idle_timeout: Interval,
+}
+
+impl Default for KisConfig {
+    fn default() -> Self {
+        KisConfig {
+            enabled: false,
+            env: KisEnv::Real,
+            rest_base: None,
+            ws_base: None,
+            ws_path: "/tryitout".into(),
+            master_base: "https://new.real.download.dws.co.kr/common/master/".into(),
+            universe_groups: vec!["ST".into()],
+            token_cache: PathBuf::from("data/state/kis_token.json"),
+            custtype: "P".into(),
+            rate_per_second: PerEnv { real: 18.0, mock: 1.0 },
+            burst: 1,
+            penalty: Interval::from_millis(1000),
+            server_error_backoff: Interval::from_millis(1000),
+            max_retries: 5,
+            request_timeout: Interval::from_millis(10_000),
+            token_refresh_before: Interval::from_millis(10 * 60_000),
+            token_min_interval: Interval::from_millis(61_000),
+            approval_max_age: Interval::from_millis(23 * 3_600_000),
+            approval_min_interval: Interval::from_millis(1100),
+            max_registrations: 41,
+            orderbook: true,
+            ws_idle_timeout: Interval::from_millis(60_000),
+        }
+    }
+}
+
+impl KisConfig {
+    pub fn rest_base(&self) -> &str {
+        self.rest_base.as_deref().unwrap_or(self.env.default_rest_base()).trim_end_matches('/')
+    }
+    pub fn ws_url(&self) -> String {
+        let base = self.ws_base.as_deref().unwrap_or(self.env.default_ws_base()).trim_end_matches('/');
+        format!("{base}{}", self.ws_path)
+    }
+    pub fn rate(&self) -> f64 {
+        self.rate_per_second.get(self.env)
+    }
+}
+
+fn url_ok(s: &str, schemes: &[&str]) -> bool {
+    schemes.iter().any(|p| s.starts_with(p)) && !s.contains(char::is_whitespace)
+}
+
+impl Validate for KisConfig {
+    fn validate(&self, c: &mut Checker) {
+        if let Some(b) = &self.rest_base {
+            c.check(url_ok(b, &["http://", "https://"]), "rest_base", format_args!("{b:?} is not an http(s) URL"));
+        }
+        if let Some(b) = &self.ws_base {
+            c.check(url_ok(b, &["ws://", "wss://"]), "ws_base", format_args!("{b:?} is not a ws:// URL"));
+        }
+        c.check(
+            url_ok(&self.master_base, &["http://", "https://"]),
+            "master_base",
+            format_args!("{:?} is not an http(s) URL", self.master_base),
+        );
+        c.check(self.ws_path.is_empty() || self.ws_path.starts_with('/'), "ws_path", "must be empty or start with '/'");
+        c.check(!self.token_cache.as_os_str().is_empty(), "token_cache", "must be a file path");
+        c.check(self.custtype == "P" || self.custtype == "B", "custtype", "must be P (individual) or B (corporate)");
+        c.section("rate_per_second", |c| {
+            c.range("real", self.rate_per_second.real, 0.01, 1000.0);
+            c.range("mock", self.rate_per_second.mock, 0.01, 1000.0);
+        });
+        c.range("burst", self.burst, 1, 100);
+        c.range("max_retries", self.max_retries, 0, 100);
+        c.range("max_registrations", self.max_registrations, 1, 1000);
+        c.check(
+            self.token_refresh_before < Interval::from_millis(12 * 3_600_000),
+            "token_refresh_before",
+            "must be under 12h (tokens live 24h)",
+        );
+    }
+}
+
+/// App key and secret, read from `KIS_APP_KEY` / `KIS_APP_SECRET`. Market data needs no
+/// account number (only orders and execution notices do).
+#[derive(Clone)]
+pub struct KisCredentials {
+    pub(crate) app_key: SecretString,
+    pub(crate) app_secret: SecretString,
+}
+
+pub const ENV_APP_KEY: &str = "KIS_APP_KEY";
+pub const ENV_APP_SECRET: &str = "KIS_APP_SECRET";
+
+impl KisCredentials {
+    pub fn new(app_key: SecretString, app_secret: SecretString) -> Self {
+        KisCredentials { app_key, app_secret }
+    }
+
+    /// Errors name the missing variable, never a value.
+    pub fn from_env() -> Result<Self, String> {
+        let get = |name: &str| match std::env::var(name) {
+            Ok(v) if !v.trim().is_empty() => Ok(SecretString::from(v.trim().to_string())),
+            _ => Err(format!("environment variable {name} is not set")),
+        };
+        Ok(KisCredentials { app_key: get(ENV_APP_KEY)?, app_secret: get(ENV_APP_SECRET)? })
+    }
+
+    pub(crate) fn key(&self) -> &str {
+        self.app_key.expose_secret()
+    }
+    pub(crate) fn secret(&self) -> &str {
+        self.app_secret.expose_secret()
+    }
+}
+
+impl fmt::Debug for KisCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("KisCredentials { app_key: ***, app_secret: *** }")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_follow_the_spec_and_validate() {
+        let cfg = KisConfig::default();
+        assert_eq!(cfg.rate(), 18.0);
+        assert_eq!(KisConfig { env: KisEnv::Mock, ..cfg.clone() }.rate(), 1.0);
+        assert_eq!(cfg.ws_url(), "ws://ops.koreainvestment.com:21000/tryitout");
+        let mut c = Checker::default();
+        cfg.validate(&mut c);
+        assert!(c.problems.is_empty(), "{:?}", c.problems);
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let cfg = KisConfig { custtype: "X".into(), burst: 0, ..KisConfig::default() };
+        let mut c = Checker::default();
+        c.section("kis", |c| cfg.validate(c));
+        let keys: Vec<&str> = c.problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["kis.custtype", "kis.burst"]);
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let r: Result<KisConfig, _> = serde_json::from_str(r#"{"rate_per_second":{"real":18,"mock":1},"oops":1}"#);
+        assert!(r.unwrap_err().to_string().contains("oops"));
+        let ok: KisConfig = serde_json::from_str(r#"{"env":"mock","penalty":"2s"}"#).unwrap();
+        assert_eq!(ok.env, KisEnv::Mock);
+        assert_eq!(ok.penalty.as_millis(), 2000);
+    }
+}

@@ -1,0 +1,479 @@
+//! The fake's REST side: tokenP, Approval, quotation endpoints and the master files.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use rust_decimal::Decimal;
+use serde_json::{Value, json};
+
+use model::{Symbol, UtcTime};
+
+use super::{IssuedToken, Shared, bump, guard};
+use crate::kis::config::KisEnv;
+use crate::kis::master::{self, Board};
+use crate::kis::rest::{PATH_APPROVAL, PATH_TOKEN, QUOTATIONS, endpoint};
+use crate::sim::Board as SimBoard;
+
+pub(super) fn router(shared: Arc<Shared>) -> Router {
+    Router::new().fallback(handle).with_state(shared)
+}
+
+fn json_response(status: StatusCode, v: Value) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json; charset=utf-8")], v.to_string()).into_response()
+}
+
+/// REST error body (spec §3.9); the gateway answers most of them with HTTP 500.
+fn kis_error(code: &str, msg: &str) -> Response {
+    json_response(StatusCode::INTERNAL_SERVER_ERROR, json!({"rt_cd": "1", "msg_cd": code, "msg1": msg}))
+}
+
+/// Token endpoint error body (its own shape, spec §2.1).
+fn token_error(status: StatusCode, code: &str, desc: &str) -> Response {
+    json_response(status, json!({"error_description": desc, "error_code": code}))
+}
+
+fn n(d: Decimal) -> String {
+    d.normalize().to_string()
+}
+
+fn random_text(len: usize, alphabet: &[u8]) -> String {
+    let mut r = fastrand::Rng::new();
+    (0..len).map(|_| alphabet[r.usize(0..alphabet.len())] as char).collect()
+}
+
+async fn handle(State(s): State<Arc<Shared>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let path = uri.path().to_string();
+    match (method, path.as_str()) {
+        (Method::POST, PATH_TOKEN) => token(&s, &body),
+        (Method::POST, PATH_APPROVAL) => approval(&s, &body),
+        (Method::GET, p) if p.starts_with("/common/master/") => master_file(&s, &p["/common/master/".len()..]),
+        (Method::GET, p) if p.starts_with(QUOTATIONS) => quotation(&s, &p[QUOTATIONS.len()..], uri.query(), &headers),
+        _ => (StatusCode::NOT_FOUND, "Not Found").into_response(),
+    }
+}
+
+fn credentials_ok(s: &Shared, key: Option<&str>, secret: Option<&str>) -> bool {
+    key == Some(s.cfg.app_key.as_str()) && secret == Some(s.cfg.app_secret.as_str())
+}
+
+fn token(s: &Shared, body: &[u8]) -> Response {
+    bump(&s.counters.token_calls);
+    let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let field = |k: &str| v.get(k).and_then(Value::as_str);
+    if field("grant_type") != Some("client_credentials") {
+        return token_error(StatusCode::FORBIDDEN, "EGW00002", "grant_type 이 유효하지 않습니다.");
+    }
+    if !credentials_ok(s, field("appkey"), field("appsecret")) {
+        bump(&s.counters.auth_rejections);
+        return token_error(StatusCode::FORBIDDEN, "EGW00103", "유효하지 않은 AppKey입니다.");
+    }
+    let now = s.clock.now();
+    let epoch = s.faults.token_epoch();
+    let mut a = guard(&s.auth);
+    let min = s.cfg.token_min_interval.as_millis() as i64;
+    if a.last_token_call.is_some_and(|t| now.millis_since(t) < min) {
+        bump(&s.counters.token_refusals);
+        return token_error(StatusCode::FORBIDDEN, "EGW00133", "접근토큰 발급 잠시 후 다시 시도하세요(1분당 1회)");
+    }
+    a.last_token_call = Some(now);
+    let reuse = s.cfg.token_reuse_window.as_millis() as i64;
+    let current = a.current.clone().filter(|(tok, issued)| {
+        now.millis_since(*issued) < reuse && a.tokens.get(tok).is_some_and(|t| t.epoch == epoch && t.expires_at > now)
+    });
+    let (tok, expires_at) = match current {
+        Some((tok, _)) => {
+            let exp = a.tokens.get(&tok).map_or(now, |t| t.expires_at);
+            (tok, exp)
+        }
+        None => {
+            let tok = format!(
+                "eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzUxMiJ9.{}",
+                random_text(300, b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
+            );
+            let expires_at = now.plus(s.cfg.token_lifetime.get());
+            a.tokens.insert(tok.clone(), IssuedToken { expires_at, epoch });
+            a.current = Some((tok.clone(), now));
+            bump(&s.counters.tokens_issued);
+            (tok, expires_at)
+        }
+    };
+    let k = expires_at.kst();
+    let expired_text =
+        format!("{:04}-{:02}-{:02} {:02}:{:02}:{:02}", k.year(), k.month(), k.day(), k.hour(), k.minute(), k.second());
+    json_response(
+        StatusCode::OK,
+        json!({
+            "access_token": tok,
+            "access_token_token_expired": expired_text,
+            "token_type": "Bearer",
+            "expires_in": expires_at.millis_since(now) / 1000,
+        }),
+    )
+}
+
+fn approval(s: &Shared, body: &[u8]) -> Response {
+    let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let field = |k: &str| v.get(k).and_then(Value::as_str);
+    // The approval endpoint calls the secret `secretkey`, not `appsecret`.
+    if field("grant_type") != Some("client_credentials") || !credentials_ok(s, field("appkey"), field("secretkey")) {
+        bump(&s.counters.auth_rejections);
+        return token_error(StatusCode::FORBIDDEN, "EGW00103", "유효하지 않은 AppKey입니다.");
+    }
+    let now = s.clock.now();
+    let mut a = guard(&s.auth);
+    let min = s.cfg.approval_min_interval.as_millis() as i64;
+    if a.last_approval.is_some_and(|t| now.millis_since(t) < min) {
+        bump(&s.counters.rate_rejections);
+        return kis_error("EGW00201", "초당 거래건수를 초과하였습니다.");
+    }
+    a.last_approval = Some(now);
+    let hex = |len| random_text(len, b"0123456789abcdef");
+    let key = format!("{}-{}-{}-{}-{}", hex(8), hex(4), hex(4), hex(4), hex(12));
+    a.approvals.insert(key.clone());
+    bump(&s.counters.approvals_issued);
+    json_response(StatusCode::OK, json!({ "approval_key": key }))
+}
+
+fn master_file(s: &Shared, file: &str) -> Response {
+    let board = match file {
+        "kospi_code.mst.zip" => Board::Kospi,
+        "kosdaq_code.mst.zip" => Board::Kosdaq,
+        _ => return (StatusCode::NOT_FOUND, "Not Found").into_response(),
+    };
+    let mut mst = Vec::new();
+    {
+        let m = s.market();
+        for l in m.listings() {
+            let on_board =
+                matches!((l.board, board), (SimBoard::Kospi, Board::Kospi) | (SimBoard::Kosdaq, Board::Kosdaq));
+            if on_board {
+                let isin = format!("KR7{}003", l.symbol.as_str());
+                mst.extend(master::build_line(l.symbol.as_str(), &isin, &l.name, "ST", &n(l.prev_close.0), board));
+                mst.push(b'\n');
+            }
+        }
+    }
+    match master::zip_mst(board, &mst) {
+        Ok(z) => ([(header::CONTENT_TYPE, "application/zip")], z).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e).into_response(),
+    }
+}
+
+/// Query parameters by upper-cased name (KIS matches names case-insensitively).
+fn query_map(q: Option<&str>) -> HashMap<String, String> {
+    let decode = |v: &str| {
+        let b = v.as_bytes();
+        let mut out = Vec::with_capacity(b.len());
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] == b'%' && i + 2 < b.len() {
+                let hex = |c: u8| (c as char).to_digit(16);
+                if let (Some(hi), Some(lo)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                    let x = (hi * 16 + lo) as u8;
+                    out.push(x);
+                    i += 3;
+                    continue;
+                }
+            }
+            out.push(if b[i] == b'+' { b' ' } else { b[i] });
+            i += 1;
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    q.unwrap_or_default()
+        .split('&')
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (k.to_ascii_uppercase(), decode(v))
+        })
+        .collect()
+}
+
+fn ok(mut v: Value) -> Response {
+    v["rt_cd"] = json!("0");
+    v["msg_cd"] = json!("MCA00000");
+    v["msg1"] = json!("정상처리 되었습니다.");
+    json_response(StatusCode::OK, v)
+}
+
+fn no_data(s: &Shared) -> Response {
+    json_response(
+        StatusCode::OK,
+        json!({"rt_cd": "7", "msg_cd": s.cfg.no_data_msg_cd, "msg1": "조회할 자료가 없습니다"}),
+    )
+}
+
+/// The token bucket per app key, on the market clock (spec §9.2).
+fn admit(s: &Shared) -> bool {
+    let now = s.clock.now();
+    let rate = s.cfg.rate_per_second;
+    let mut b = guard(&s.bucket);
+    let elapsed = now.millis_since(b.at).max(0) as f64 / 1000.0;
+    b.tokens = (b.tokens + elapsed * rate).min(rate.max(1.0));
+    b.at = now;
+    if b.tokens < 1.0 {
+        return false;
+    }
+    b.tokens -= 1.0;
+    let second = now.as_millis().div_euclid(1000);
+    if b.second != second {
+        b.second = second;
+        b.in_second = 0;
+    }
+    b.in_second += 1;
+    s.counters.max_per_second.fetch_max(b.in_second, std::sync::atomic::Ordering::SeqCst);
+    true
+}
+
+fn quotation(s: &Shared, name: &str, query: Option<&str>, h: &HeaderMap) -> Response {
+    bump(&s.counters.rest_requests);
+    if let Some(status) = s.faults.take_failure() {
+        bump(&s.counters.injected_failures);
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        return (status, "<html><body>upstream unavailable</body></html>").into_response();
+    }
+    let hv = |k: &str| h.get(k).and_then(|v| v.to_str().ok());
+    if !credentials_ok(s, hv("appkey"), hv("appsecret")) {
+        bump(&s.counters.auth_rejections);
+        return kis_error("EGW00103", "유효하지 않은 AppKey입니다.");
+    }
+    if !admit(s) {
+        bump(&s.counters.rate_rejections);
+        return kis_error("EGW00201", "초당 거래건수를 초과하였습니다.");
+    }
+    let now = s.clock.now();
+    let token = hv("authorization").and_then(|a| a.strip_prefix("Bearer ")).unwrap_or_default();
+    {
+        let a = guard(&s.auth);
+        match a.tokens.get(token) {
+            None => {
+                bump(&s.counters.auth_rejections);
+                return kis_error("EGW00121", "유효하지 않은 token 입니다.");
+            }
+            Some(t) if t.epoch != s.faults.token_epoch() || t.expires_at <= now => {
+                bump(&s.counters.expired_token_rejections);
+                return kis_error("EGW00123", "기간이 만료된 token 입니다.");
+            }
+            Some(_) => {}
+        }
+    }
+    if !matches!(hv("custtype"), Some("P" | "B")) {
+        bump(&s.counters.auth_rejections);
+        return kis_error("EGW00208", "고객타입(custtype)이 유효하지 않습니다.");
+    }
+    let Some(&(_, tr_id, on_mock)) = endpoint::ALL.iter().find(|e| e.0 == name) else {
+        return (StatusCode::NOT_FOUND, "Not Found").into_response();
+    };
+    if hv("tr_id") != Some(tr_id) {
+        bump(&s.counters.auth_rejections);
+        return kis_error("EGW00206", "API 호출 권한이 없습니다.");
+    }
+    if !on_mock && s.cfg.env == KisEnv::Mock {
+        return kis_error("EGW00213", "모의투자 TR 이 아닙니다.");
+    }
+    let q = query_map(query);
+    let get = |k: &str| q.get(k).map(String::as_str).unwrap_or_default();
+    let resp = match name {
+        "inquire-price" => price(s, get("FID_INPUT_ISCD"), now),
+        "inquire-asking-price-exp-ccn" => asking(s, get("FID_INPUT_ISCD"), now),
+        "inquire-daily-itemchartprice" => daily(s, get("FID_INPUT_ISCD"), now),
+        "inquire-time-itemchartprice" => minute(s, get("FID_INPUT_ISCD"), now),
+        "volume-rank" => volume_rank(s, now),
+        "search-info" => search_info(s, get("PDNO"), get("PRDT_TYPE_CD"), false),
+        "search-stock-info" => search_info(s, get("PDNO"), get("PRDT_TYPE_CD"), true),
+        "chk-holiday" => holidays(get("BASS_DT")),
+        _ => None,
+    };
+    match resp {
+        Some(r) => {
+            bump(&s.counters.rest_ok);
+            r
+        }
+        None => no_data(s),
+    }
+}
+
+fn lookup(s: &Shared, code: &str) -> Option<usize> {
+    let sym = Symbol::new(code).ok()?;
+    s.market().index_of(&sym)
+}
+
+fn sign(d: Decimal) -> &'static str {
+    if d > Decimal::ZERO {
+        "2"
+    } else if d < Decimal::ZERO {
+        "5"
+    } else {
+        "3"
+    }
+}
+
+fn price(s: &Shared, code: &str, now: UtcTime) -> Option<Response> {
+    let idx = lookup(s, code)?;
+    let mut m = s.market();
+    let st = m.day_stats(idx, now);
+    let l = m.listings()[idx].clone();
+    let tick = m.tick_size(st.last);
+    drop(m);
+    let prev = l.prev_close.0;
+    let vrss = st.last.0 - prev;
+    let ctrt = if prev.is_zero() { Decimal::ZERO } else { vrss / prev * Decimal::from(100) };
+    let vwap = if st.volume.0.is_zero() { st.last.0 } else { st.traded_value / st.volume.0 };
+    let or_last = |p: Option<model::Price>| n(p.map_or(Decimal::ZERO, |p| p.0));
+    Some(ok(json!({"output": {
+        "iscd_stat_cls_code": "55", "marg_rate": "20.00", "rprs_mrkt_kor_name": "KOSPI", "bstp_kor_isnm": "전기·전자",
+        "temp_stop_yn": "N", "stck_prpr": n(st.last.0), "prdy_vrss": n(vrss), "prdy_vrss_sign": sign(vrss),
+        "prdy_ctrt": format!("{:.2}", ctrt.round_dp(2)), "acml_tr_pbmn": n(st.traded_value.round()),
+        "acml_vol": n(st.volume.0), "stck_oprc": or_last(st.open), "stck_hgpr": or_last(st.high),
+        "stck_lwpr": or_last(st.low), "stck_mxpr": n(st.limit_high.0), "stck_llam": n(st.limit_low.0),
+        "stck_sdpr": n(prev), "wghn_avrg_stck_prc": format!("{:.2}", vwap.round_dp(2)), "aspr_unit": n(tick),
+        "stck_shrn_iscd": l.symbol.as_str(), "vi_cls_code": "N",
+    }})))
+}
+
+fn asking(s: &Shared, code: &str, now: UtcTime) -> Option<Response> {
+    let idx = lookup(s, code)?;
+    let mut m = s.market();
+    let st = m.day_stats(idx, now);
+    let tick = m.tick_size(st.bid);
+    let prev = m.listings()[idx].prev_close.0;
+    drop(m);
+    let mut o1 = serde_json::Map::new();
+    o1.insert("aspr_acpt_hour".into(), json!(super::records::hhmmss(now)));
+    for i in 1..=10u32 {
+        let step = tick * Decimal::from(i - 1);
+        // Sizes are a deterministic function of level and symbol: the sim keeps no resting book.
+        let size = Decimal::from(100 * (i as usize + idx % 7));
+        o1.insert(format!("askp{i}"), json!(n(st.ask.0 + step)));
+        o1.insert(format!("bidp{i}"), json!(n((st.bid.0 - step).max(Decimal::ZERO))));
+        o1.insert(format!("askp_rsqn{i}"), json!(n(size)));
+        o1.insert(format!("bidp_rsqn{i}"), json!(n(size)));
+        o1.insert(format!("askp_rsqn_icdc{i}"), json!("0"));
+        o1.insert(format!("bidp_rsqn_icdc{i}"), json!("0"));
+    }
+    Some(ok(json!({
+        "output1": o1,
+        "output2": {"antc_mkop_cls_code": "311", "stck_prpr": n(st.last.0), "stck_sdpr": n(prev),
+                    "antc_cnpr": "0", "antc_vol": "0", "stck_shrn_iscd": code, "vi_cls_code": "N"},
+    })))
+}
+
+fn daily(s: &Shared, code: &str, now: UtcTime) -> Option<Response> {
+    let idx = lookup(s, code)?;
+    let mut m = s.market();
+    let st = m.day_stats(idx, now);
+    let l = m.listings()[idx].clone();
+    drop(m);
+    let mut rows = Vec::new();
+    if let (Some(o), Some(h), Some(lo)) = (st.open, st.high, st.low) {
+        rows.push(json!({
+            "stck_bsop_date": now.kst_yyyymmdd(), "stck_oprc": n(o.0), "stck_hgpr": n(h.0), "stck_lwpr": n(lo.0),
+            "stck_clpr": n(st.last.0), "acml_vol": n(st.volume.0), "acml_tr_pbmn": n(st.traded_value.round()),
+            "flng_cls_code": "00", "prtt_rate": "0.00", "mod_yn": "N", "prdy_vrss_sign": sign(st.last.0 - l.prev_close.0),
+            "prdy_vrss": n(st.last.0 - l.prev_close.0), "revl_issu_reas": "",
+        }));
+    }
+    Some(ok(json!({
+        "output1": {"stck_prpr": n(st.last.0), "stck_prdy_clpr": n(l.prev_close.0), "acml_vol": n(st.volume.0),
+                    "hts_kor_isnm": l.name, "stck_mxpr": n(st.limit_high.0), "stck_llam": n(st.limit_low.0)},
+        "output2": rows,
+    })))
+}
+
+fn minute(s: &Shared, code: &str, now: UtcTime) -> Option<Response> {
+    let idx = lookup(s, code)?;
+    let mut m = s.market();
+    let st = m.day_stats(idx, now);
+    let l = m.listings()[idx].clone();
+    drop(m);
+    let k = now.kst();
+    let row = json!({
+        "stck_bsop_date": now.kst_yyyymmdd(), "stck_cntg_hour": format!("{:02}{:02}00", k.hour(), k.minute()),
+        "stck_prpr": n(st.last.0), "stck_oprc": n(st.last.0), "stck_hgpr": n(st.last.0), "stck_lwpr": n(st.last.0),
+        "cntg_vol": "0", "acml_tr_pbmn": n(st.traded_value.round()),
+    });
+    Some(ok(json!({
+        "output1": {"stck_prpr": n(st.last.0), "stck_prdy_clpr": n(l.prev_close.0), "acml_vol": n(st.volume.0),
+                    "hts_kor_isnm": l.name},
+        "output2": [row],
+    })))
+}
+
+fn volume_rank(s: &Shared, now: UtcTime) -> Option<Response> {
+    let mut m = s.market();
+    let mut all = Vec::with_capacity(m.len());
+    for idx in 0..m.len() {
+        let st = m.day_stats(idx, now);
+        all.push((st.volume.0, idx, st));
+    }
+    all.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    let out: Vec<Value> = all
+        .iter()
+        .take(30)
+        .enumerate()
+        .map(|(rank, (_, idx, st))| {
+            let l = &m.listings()[*idx];
+            json!({
+                "hts_kor_isnm": l.name, "mksc_shrn_iscd": l.symbol.as_str(), "data_rank": (rank + 1).to_string(),
+                "stck_prpr": n(st.last.0), "prdy_vrss_sign": sign(st.last.0 - l.prev_close.0),
+                "prdy_vrss": n(st.last.0 - l.prev_close.0), "acml_vol": n(st.volume.0),
+                "acml_tr_pbmn": n(st.traded_value.round()),
+            })
+        })
+        .collect();
+    drop(m);
+    Some(ok(json!({ "output": out })))
+}
+
+fn search_info(s: &Shared, pdno: &str, prdt_type: &str, stock: bool) -> Option<Response> {
+    if prdt_type != "300" {
+        return None;
+    }
+    let idx = lookup(s, pdno)?;
+    let l = s.market().listings()[idx].clone();
+    let code = l.symbol.as_str();
+    let isin = format!("KR7{code}003");
+    let v = if stock {
+        json!({"output": {
+            "pdno": format!("00000A{code}"), "prdt_type_cd": "300",
+            "mket_id_cd": if l.board == SimBoard::Kospi { "STK" } else { "KSQ" },
+            "scty_grp_id_cd": "ST", "excg_dvsn_cd": if l.board == SimBoard::Kospi { "02" } else { "03" },
+            "setl_mmdd": "12", "lstg_stqt": "10000000", "papr": "500", "kospi200_item_yn": "N",
+            "prdt_name": l.name, "prdt_abrv_name": l.name, "std_pdno": isin, "tr_stop_yn": "N", "admn_item_yn": "N",
+            "thdt_clpr": n(l.prev_close.0), "stck_kind_cd": "101",
+        }})
+    } else {
+        json!({"output": {
+            "pdno": format!("00000A{code}"), "prdt_type_cd": "300", "prdt_name": l.name, "prdt_abrv_name": l.name,
+            "prdt_eng_abrv_name": "", "std_pdno": isin, "shtn_pdno": code, "prdt_clsf_cd": "101010",
+        }})
+    };
+    let mut v = v;
+    v["rt_cd"] = json!("0");
+    v["msg_cd"] = json!("KIOK0530");
+    v["msg1"] = json!(format!("{:<80}", "조회되었습니다"));
+    Some(json_response(StatusCode::OK, v))
+}
+
+fn holidays(bass_dt: &str) -> Option<Response> {
+    let start = crate::kis::wire::yyyymmdd(bass_dt).ok()?;
+    let mut rows = Vec::new();
+    let mut d = start;
+    for _ in 0..24 {
+        let open = !matches!(d.weekday(), jiff::civil::Weekday::Saturday | jiff::civil::Weekday::Sunday);
+        let yn = |b: bool| if b { "Y" } else { "N" };
+        rows.push(json!({
+            "bass_dt": format!("{:04}{:02}{:02}", d.year(), d.month(), d.day()),
+            "wday_dvsn_cd": format!("{:02}", d.weekday().to_sunday_one_offset()),
+            "bzdy_yn": yn(open), "tr_day_yn": yn(open), "opnd_yn": yn(open), "sttl_day_yn": yn(open),
+        }));
+        d = d.tomorrow().ok()?;
+    }
+    Some(ok(json!({ "output": rows })))
+}
