@@ -8,10 +8,9 @@ use tokio::sync::watch;
 
 use engine::Collector;
 use model::{Clock, UtcTime};
-use providers::sim::SimProvider;
+use providers::sim::SimMarket;
 
-/// Broker credentials that would select a real provider instead of the simulated market.
-const CREDENTIAL_VARS: &[&str] = &["KIS_APP_KEY", "KIS_APP_SECRET"];
+use crate::sources::{self, Binds, Mode};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -47,14 +46,14 @@ fn parse_hhmm(s: &str) -> Result<Time, String> {
 /// Highest supported acceleration: beyond it the simulated day outruns one core.
 const MAX_SPEED: f64 = 10_000.0;
 
-fn parse_speed(s: &str) -> Result<f64, String> {
+pub fn parse_speed(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if v.is_finite() && v > 0.0 && v <= MAX_SPEED => Ok(v),
         _ => Err(format!("{s:?} must be a number above 0 and at most {MAX_SPEED}")),
     }
 }
 
-fn parse_start(s: &str) -> Result<DateTime, String> {
+pub fn parse_start(s: &str) -> Result<DateTime, String> {
     DateTime::strptime("%Y-%m-%dT%H:%M", s)
         .map_err(|_| format!("{s:?} is not a Seoul date and time in YYYY-MM-DDTHH:MM form"))
 }
@@ -62,21 +61,30 @@ fn parse_start(s: &str) -> Result<DateTime, String> {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let loaded = crate::load_config(args.config.as_deref())?;
     let settings = loaded.settings;
-    if let Some(var) = CREDENTIAL_VARS.iter().find(|v| std::env::var_os(v).is_some()) {
-        bail!(
-            "{var} is set, but this build has no KIS adapter yet; unset the KIS_* variables to record the simulated market"
-        );
-    }
+    let mode = sources::mode(&settings);
 
-    let calendar = settings.calendar.krx();
-    let start = match args.start {
-        Some(dt) => UtcTime::from_kst(dt),
-        None => {
-            let today = Clock::real().now().kst().date();
-            let day = calendar
-                .latest_trading_day(today)
-                .context("no trading day in the last year: check calendar.holidays")?;
-            UtcTime::from_kst(DateTime::from_parts(day, settings.calendar.session.start))
+    let (clock, start, market) = match mode {
+        Mode::Live => {
+            if args.speed != 1.0 || args.start.is_some() {
+                bail!("--speed and --start only apply to the simulated market (source: sim)");
+            }
+            let clock = Clock::real();
+            (clock, clock.now(), None)
+        }
+        Mode::Sim => {
+            let start = match args.start {
+                Some(dt) => UtcTime::from_kst(dt),
+                None => default_start(&settings)?,
+            };
+            // The market is generated before the clock starts, so a fast clock does not run
+            // ahead while it is built.
+            let market = SimMarket::try_new(&settings.sim, start.kst().date()).map_err(|p| {
+                anyhow::anyhow!(
+                    "invalid sim config: {}",
+                    p.iter().map(|p| format!("sim.{p}")).collect::<Vec<_>>().join("; ")
+                )
+            })?;
+            (Clock::simulated(start, args.speed), start, Some(market))
         }
     };
     let until = match args.until {
@@ -89,23 +97,32 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
-    let market = SimProvider::market(&settings.sim, start.kst().date())
-        .map_err(|p| anyhow::anyhow!("invalid sim config: {p}"))?;
-    let clock = Clock::simulated(start, args.speed);
-    eprintln!(
-        "no broker credentials configured: recording the built-in simulated market (sim, seed {}, {} symbols) from {} KST at {}x",
-        settings.sim.seed,
-        settings.sim.symbols,
-        start.kst(),
-        args.speed
-    );
 
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
     runtime.block_on(async move {
-        let provider = SimProvider::new(market, clock);
-        let detail = serde_json::json!({ "seed": settings.sim.seed, "symbols": settings.sim.symbols });
-        let collector = Collector::new(settings.engine(), provider, clock, args.data_dir.clone(), detail);
+        let fakes = match market {
+            Some(market) => {
+                let with_upbit = settings.providers.upbit.enabled;
+                let fakes = sources::start_fakes(&settings, market, clock, &Binds::any(), with_upbit).await?;
+                eprintln!(
+                    "no broker credentials configured: recording the simulated market (seed {}, {} symbols{}) through the real adapters against fake servers on loopback, from {} KST at {}x",
+                    settings.sim.seed,
+                    settings.sim.symbols,
+                    if with_upbit { ", plus the 24-hour crypto market" } else { "" },
+                    start.kst(),
+                    args.speed
+                );
+                fakes
+            }
+            None => sources::Fakes { kis: None, upbit: None },
+        };
+        let adapters = sources::adapters(&settings, mode, clock, &args.data_dir, &fakes)?;
+        let detail = match mode {
+            Mode::Sim => serde_json::json!({ "mode": "sim", "seed": settings.sim.seed, "symbols": settings.sim.symbols }),
+            Mode::Live => serde_json::json!({ "mode": "live" }),
+        };
+        let collector = Collector::new(settings.engine(), adapters, clock, args.data_dir.clone(), detail);
         let live = collector.live.clone();
         let (stop_tx, stop_rx) = watch::channel(false);
 
@@ -132,10 +149,23 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let result = collector.run(stop_rx, until).await;
         let _ = stop_tx.send(true);
         let _ = status.await;
+        drop(fakes);
         let summary = result.with_context(|| format!("collecting into {}", args.data_dir.display()))?;
         crate::status::print_summary(&summary, &args.data_dir);
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// 09:00 (session open) of the latest KRX trading day on or before today, so a demo always
+/// runs in market hours, weekends included.
+pub fn default_start(settings: &config::Settings) -> anyhow::Result<UtcTime> {
+    let today = Clock::real().now().kst().date();
+    let day = settings
+        .calendar
+        .krx()
+        .latest_trading_day(today)
+        .context("no trading day in the last year: check calendar.holidays")?;
+    Ok(UtcTime::from_kst(DateTime::from_parts(day, settings.calendar.session.start)))
 }
 
 async fn sleep_opt(d: Option<Duration>) {

@@ -3,6 +3,8 @@
 
 mod bench;
 mod collect;
+mod sim;
+mod sources;
 mod status;
 mod verify;
 
@@ -26,6 +28,8 @@ struct Cli {
 enum Command {
     /// Record market data until Ctrl-C, --duration or --until (the main job).
     Collect(collect::Args),
+    /// Serve the simulated market over the real KIS and Upbit wire protocols on loopback.
+    Sim(sim::Args),
     /// Check archive integrity: every line parses and carries the common meta, every closed
     /// file matches its manifest. Exits non-zero with a report of each problem.
     Verify(verify::Args),
@@ -57,6 +61,7 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Collect(args) => collect::run(args),
+        Command::Sim(args) => sim::run(args),
         Command::Verify(args) => verify::run(args),
         Command::Config(args) => print_config(args),
         Command::Bench(b) => bench::run(b),

@@ -54,11 +54,11 @@ fn bad_config_values_name_source_key_and_value() {
 }
 
 #[test]
-fn credentials_without_an_adapter_are_refused_without_echoing_them() {
+fn incomplete_credentials_are_refused_without_echoing_them() {
     let o = run(cmd().args(["collect", "--duration", "1s"]).env("KIS_APP_KEY", "PSsecretKEY123"));
     assert!(!o.status.success());
     let t = text(&o);
-    assert!(t.contains("KIS_APP_KEY"), "{t}");
+    assert!(t.contains("KIS_APP_SECRET"), "{t}");
     assert!(!t.contains("PSsecretKEY123"), "secret echoed: {t}");
 }
 
@@ -74,12 +74,12 @@ fn verify_fails_on_a_missing_data_dir_and_a_damaged_file() {
         .arg(&data));
     assert!(o.status.success(), "{}", text(&o));
     assert!(run(cmd().args(["verify", "--data-dir"]).arg(&data)).status.success());
-    let raw = data.join("raw/sim/20260114/10.jsonl");
+    let raw = data.join("raw/kis/20260114/10.jsonl");
     let mut bytes = std::fs::read(&raw).unwrap();
     let i = bytes.len() / 2;
     bytes[i] ^= 0x01;
     std::fs::write(&raw, bytes).unwrap();
     let o = run(cmd().args(["verify", "--data-dir"]).arg(&data));
     assert!(!o.status.success());
-    assert!(text(&o).contains("raw/sim/20260114/10.jsonl") && text(&o).contains("sha256"), "{}", text(&o));
+    assert!(text(&o).contains("raw/kis/20260114/10.jsonl") && text(&o).contains("sha256"), "{}", text(&o));
 }

@@ -40,7 +40,7 @@ fn sigkill_then_restart_verifies_and_records_the_gap() {
         }
     };
     std::thread::spawn(move || for _ in lines {});
-    let raw = data.join("raw/sim/20260114/10.jsonl");
+    let raw = data.join("raw/kis/20260114/10.jsonl");
     let deadline = Instant::now() + Duration::from_secs(60);
     while std::fs::metadata(&raw).map(|m| m.len()).unwrap_or(0) < 200_000 {
         assert!(Instant::now() < deadline, "no raw data after 60 s");

@@ -23,7 +23,7 @@ fn one_simulated_hour_has_the_expected_counts() {
     let swing = lines_under(&data.join("swing"));
     assert_eq!(swing.len(), symbols * 6, "swing snapshots");
     let hours: std::collections::BTreeSet<_> =
-        std::fs::read_dir(data.join("swing/sim/kr_stocks/20260114")).unwrap().map(|e| e.unwrap().file_name()).collect();
+        std::fs::read_dir(data.join("swing/kis/kr_stocks/20260114")).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(hours.len(), 1, "{hours:?}");
 
     // Track B: 41 slots × 2 Hz × 3600 s, within 1%.
@@ -32,7 +32,7 @@ fn one_simulated_hour_has_the_expected_counts() {
     let ratio = scalp as f64 / expected;
     assert!((0.99..=1.0).contains(&ratio), "scalp samples {scalp} vs {expected} ({ratio:.4})");
     // 5-minute scalp files: 12 in the hour.
-    let scalp_files = std::fs::read_dir(data.join("scalp/sim/kr_stocks/20260114")).unwrap().count();
+    let scalp_files = std::fs::read_dir(data.join("scalp/kis/kr_stocks/20260114")).unwrap().count();
     assert_eq!(scalp_files, 12);
 
     // Every stage's counters reconcile with each other and with what is on disk.

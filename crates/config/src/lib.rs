@@ -29,9 +29,31 @@ pub struct StatusConfig {
     pub interval: Interval,
 }
 
+/// Where market data comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// `sim` when no broker credentials are in the environment, else `live`.
+    Auto,
+    /// Every enabled provider's adapter talks to its fake server on loopback, driven by the
+    /// seeded simulated market on the (optionally accelerated) simulated clock.
+    Sim,
+    /// Adapters talk to the providers' configured endpoints on the real clock.
+    Live,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProvidersConfig {
+    pub kis: providers::kis::KisConfig,
+    pub upbit: providers::upbit::UpbitConfig,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
+    pub source: Source,
+    pub providers: ProvidersConfig,
     pub calendar: engine::config::CalendarConfig,
     pub universe: engine::config::UniverseConfig,
     pub observer: engine::config::ObserverConfig,
@@ -40,6 +62,8 @@ pub struct Settings {
     pub archive: archive::ArchiveConfig,
     pub reconnect: engine::reconnect::ReconnectConfig,
     pub sim: providers::sim::SimConfig,
+    /// The 24-hour crypto market behind the fake Upbit server.
+    pub sim_crypto: providers::upbit::sim_market::CryptoSimConfig,
     pub http: api::HttpConfig,
     pub status: StatusConfig,
 }
@@ -53,7 +77,12 @@ impl Validate for Settings {
         c.section("pipeline", |c| self.pipeline.validate(c));
         c.section("archive", |c| self.archive.validate(c));
         c.section("reconnect", |c| self.reconnect.validate(c));
+        c.section("providers", |c| {
+            c.section("kis", |c| self.providers.kis.validate(c));
+            c.section("upbit", |c| self.providers.upbit.validate(c));
+        });
         c.section("sim", |c| self.sim.validate(c));
+        c.section("sim_crypto", |c| self.sim_crypto.validate(c));
         c.section("http", |c| self.http.validate(c));
     }
 }

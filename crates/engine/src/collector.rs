@@ -1,15 +1,20 @@
-//! `collect`: opens the archive (recovering from a crash), builds the day's universe, and runs
-//! the provider stream, the observer, Track A, Track B and the archive housekeeping until
-//! told to stop; then drains every queue and closes the archive cleanly.
+//! `collect`: opens the archive (recovering from a crash), then for each provider builds the
+//! day's universe and runs its stream (under the reconnect supervisor), observer, Track A
+//! and Track B, plus the archive housekeeping, until told to stop; then drains every queue
+//! and closes the archive cleanly. All providers share one archive sink and one session.
 
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU64};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering::Relaxed};
 
+use jiff::civil::{Time, time};
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
+use model::settings::Window;
 use model::{Clock, Market, Provider, RawFrame, SessionId, Symbol, SystemEvent, UtcTime};
 use providers::MarketProvider;
 
@@ -19,7 +24,7 @@ use crate::observer::ObserverCore;
 use crate::pipeline::{Events, FrameProcessor};
 use crate::reconnect::{Outage, Supervisor};
 use crate::schedule::{End, Schedule};
-use crate::sink::{Sink, SinkError};
+use crate::sink::{Sink, SinkError, SinkHandle};
 use crate::stats::{Stats, StatsSnapshot};
 use crate::track_a::TrackA;
 use crate::track_b::TrackB;
@@ -41,12 +46,12 @@ pub enum CollectError {
 #[derive(Debug)]
 pub struct Live {
     pub session: SessionId,
-    pub provider: Provider,
-    pub market: Market,
+    pub providers: Vec<(Provider, Market)>,
     pub clock: Clock,
     pub started: UtcTime,
     pub stats: Arc<Stats>,
     pub mitigation: Arc<AtomicU8>,
+    /// Summed over providers.
     pub universe_size: AtomicU64,
     pub slots: AtomicU64,
 }
@@ -60,19 +65,197 @@ pub struct Summary {
     pub stats: StatsSnapshot,
 }
 
-pub struct Collector<P> {
+type Tasks = JoinSet<Result<(), CollectError>>;
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What a provider's pipeline needs from the run it joins.
+pub struct RunContext {
     pub config: EngineConfig,
-    pub provider: Arc<P>,
     pub data_dir: PathBuf,
     pub live: Arc<Live>,
-    /// Describes the source in the session-start event (e.g. seed and speed of the sim).
+    pub sink: SinkHandle,
+    pub stop: watch::Receiver<bool>,
+    pub until: Option<UtcTime>,
+}
+
+impl RunContext {
+    fn events(&self, provider: Provider) -> Events {
+        Events {
+            sink: self.sink.clone(),
+            provider,
+            session: self.live.session.clone(),
+            stats: self.live.stats.clone(),
+            mitigation: self.live.mitigation.clone(),
+        }
+    }
+}
+
+/// A provider the collector can run, whatever its concrete type.
+pub trait Launch: Send + Sync {
+    fn id(&self) -> Provider;
+    fn market(&self) -> Market;
+    /// Builds the day's universe and spawns the provider's tasks into `tasks`.
+    fn launch<'a>(
+        self: Arc<Self>,
+        ctx: &'a RunContext,
+        tasks: &'a mut Tasks,
+    ) -> BoxFuture<'a, Result<(), CollectError>>;
+}
+
+impl<P: MarketProvider> Launch for P {
+    fn id(&self) -> Provider {
+        MarketProvider::id(self)
+    }
+    fn market(&self) -> Market {
+        MarketProvider::market(self)
+    }
+    fn launch<'a>(
+        self: Arc<Self>,
+        ctx: &'a RunContext,
+        tasks: &'a mut Tasks,
+    ) -> BoxFuture<'a, Result<(), CollectError>> {
+        Box::pin(launch_provider(self, ctx, tasks))
+    }
+}
+
+/// A window covering the whole Seoul day: crypto trades around the clock (seed 001 §2.3–2.4).
+const ALL_DAY: Window = Window { start: time(0, 0, 0, 0), end: Time::MAX };
+
+async fn launch_provider<P: MarketProvider>(
+    provider: Arc<P>,
+    ctx: &RunContext,
+    tasks: &mut Tasks,
+) -> Result<(), CollectError> {
+    let cfg = &ctx.config;
+    let live = &ctx.live;
+    let clock = live.clock;
+    let (pid, market) = (provider.id(), provider.market());
+    let stats = live.stats.clone();
+    let events = ctx.events(pid);
+    let now = clock.now();
+
+    // The day's universe, fixed for the day. The price floor is the KR stock rule (seed 001
+    // §2.2); crypto takes every listed pair of the quote market until its filter lands.
+    let listings = provider.universe(now.kst().date()).await?;
+    let filter = Filter {
+        min_prev_close: if market == Market::KrStocks { cfg.universe.min_prev_close } else { model::Price::ZERO },
+    };
+    let (uni, _reloaded) = {
+        let root = ctx.data_dir.clone();
+        let date = now.kst_yyyymmdd();
+        tokio::task::spawn_blocking(move || universe::load_or_build(&root, &date, market, pid, filter, || listings))
+            .await
+            .map_err(|e| CollectError::Task(e.to_string()))??
+    };
+    let symbols: Arc<Vec<Symbol>> = Arc::new(uni.symbols());
+    // Until the trigger engine chooses them, the slots are the first N universe symbols.
+    let slots: Arc<Vec<Symbol>> = Arc::new(symbols.iter().take(cfg.tracks.scalp.slots).cloned().collect());
+    live.universe_size.fetch_add(symbols.len() as u64, Relaxed);
+    live.slots.fetch_add(slots.len() as u64, Relaxed);
+
+    let book = Arc::new(LatestBook::default());
+    let seq = Arc::new(AtomicU64::new(0));
+    let calendar = cfg.calendar.krx();
+    let processor = || FrameProcessor {
+        provider: provider.clone(),
+        core: ObserverCore::new(
+            &cfg.observer,
+            &cfg.calendar,
+            live.session.clone(),
+            provider.mapper_version(),
+            live.mitigation.clone(),
+            stats.clone(),
+        ),
+        events: events.clone(),
+        seq: seq.clone(),
+    };
+    let schedule = |window: Window, interval_ms: i64, end: End| Schedule {
+        window: if market == Market::Crypto { ALL_DAY } else { window },
+        interval_ms,
+        end,
+        calendar: calendar.clone(),
+        market,
+        until: ctx.until,
+    };
+
+    // Provider stream → observer. The frames channel blocks the stream when full.
+    let (frames_tx, mut frames_rx) = mpsc::channel::<RawFrame>(cfg.pipeline.frames_capacity);
+    let (subs_tx, subs_rx) = watch::channel(slots.as_ref().clone());
+    let outage = Arc::new(Outage::default());
+    let supervisor = Supervisor {
+        provider: provider.clone(),
+        clock,
+        events: events.clone(),
+        outage: outage.clone(),
+        backoff: cfg.reconnect.backoff.clone(),
+    };
+    let stop = ctx.stop.clone();
+    tasks.spawn(async move {
+        // The subscription sender lives as long as the stream: the slot manager will use it.
+        let _subs_tx = subs_tx;
+        supervisor.run(subs_rx, frames_tx, stop).await.map_err(CollectError::from)
+    });
+    {
+        let mut p = processor();
+        let (book, events, slots) = (book.clone(), events.clone(), slots.clone());
+        tasks.spawn(async move {
+            let mut passed = Vec::new();
+            // Runs until the stream drops its sender, so nothing queued is lost at shutdown.
+            while let Some(frame) = frames_rx.recv().await {
+                p.process(&frame, &mut passed).await?;
+                if passed.is_empty() {
+                    continue;
+                }
+                if outage.is_open() {
+                    outage.on_data(frame.receive_time, &events, &slots).await?;
+                }
+                for rec in &passed {
+                    book.apply(rec.meta.receive_time, &rec.body);
+                }
+            }
+            Ok(())
+        });
+    }
+    let track_a = TrackA {
+        processor: processor(),
+        universe: symbols.clone(),
+        schedule: schedule(cfg.tracks.swing.window, cfg.tracks.swing.interval.as_millis() as i64, End::Inclusive),
+        clock,
+        book: book.clone(),
+    };
+    let stop = ctx.stop.clone();
+    tasks.spawn(async move { track_a.run(stop).await.map_err(CollectError::from) });
+    let track_b = TrackB {
+        provider: pid,
+        market,
+        slots,
+        schedule: schedule(
+            cfg.tracks.scalp.window,
+            cfg.tracks.scalp.sample_interval.as_millis() as i64,
+            End::Exclusive,
+        ),
+        clock,
+        book,
+        events,
+    };
+    let stop = ctx.stop.clone();
+    tasks.spawn(async move { track_b.run(stop).await.map_err(CollectError::from) });
+    Ok(())
+}
+
+pub struct Collector {
+    pub config: EngineConfig,
+    pub providers: Vec<Arc<dyn Launch>>,
+    pub data_dir: PathBuf,
+    pub live: Arc<Live>,
+    /// Describes the source in the session-start event (e.g. sim seed and fake servers).
     pub source_detail: serde_json::Value,
 }
 
-impl<P: MarketProvider> Collector<P> {
+impl Collector {
     pub fn new(
         config: EngineConfig,
-        provider: P,
+        providers: Vec<Arc<dyn Launch>>,
         clock: Clock,
         data_dir: PathBuf,
         source_detail: serde_json::Value,
@@ -80,8 +263,7 @@ impl<P: MarketProvider> Collector<P> {
         let started = clock.now();
         let live = Arc::new(Live {
             session: SessionId::starting_at(started),
-            provider: provider.id(),
-            market: provider.market(),
+            providers: providers.iter().map(|p| (p.id(), p.market())).collect(),
             clock,
             started,
             stats: Arc::default(),
@@ -89,189 +271,86 @@ impl<P: MarketProvider> Collector<P> {
             universe_size: AtomicU64::new(0),
             slots: AtomicU64::new(0),
         });
-        Collector { config, provider: Arc::new(provider), data_dir, live, source_detail }
+        Collector { config, providers, data_dir, live, source_detail }
     }
 
     /// Runs until `stop` turns true or the market clock reaches `until`, then shuts down
     /// cleanly. Nothing is scheduled at or after `until`.
     pub async fn run(self, stop: watch::Receiver<bool>, until: Option<UtcTime>) -> Result<Summary, CollectError> {
-        let cfg = &self.config;
         let live = self.live.clone();
         let clock = live.clock;
-        let (pid, market) = (live.provider, live.market);
         let stats = live.stats.clone();
 
         let (sink, recovery) = {
             let (root, acfg, session, stats) =
-                (self.data_dir.clone(), cfg.archive.clone(), live.session.clone(), stats.clone());
-            let (now, cap) = (clock.now(), cfg.pipeline.archive_capacity);
+                (self.data_dir.clone(), self.config.archive.clone(), live.session.clone(), stats.clone());
+            let (now, cap) = (clock.now(), self.config.pipeline.archive_capacity);
             tokio::task::spawn_blocking(move || Sink::start(root, &acfg, now, &session, cap, stats))
                 .await
                 .map_err(|e| CollectError::Task(e.to_string()))??
         };
-        let events = Events {
+        let (inner_stop_tx, inner_stop) = watch::channel(false);
+        let ctx = RunContext {
+            config: self.config.clone(),
+            data_dir: self.data_dir.clone(),
+            live: live.clone(),
             sink: sink.handle.clone(),
-            provider: pid,
-            session: live.session.clone(),
-            stats: stats.clone(),
-            mitigation: live.mitigation.clone(),
+            stop: inner_stop.clone(),
+            until,
         };
 
         let now = clock.now();
-        if recovery.crashed {
-            let start = recovery.last_good.unwrap_or(now);
-            let detail = format!(
-                "previous session {} ended without a clean shutdown; {} file(s) repaired, {} closed",
-                recovery.previous_session.as_deref().unwrap_or("unknown"),
-                recovery.repaired.len(),
-                recovery.closed.len()
-            );
-            tracing::warn!("{detail}");
-            events.system(now, SystemEvent::gap(start, now, "all", "crash_restart", Some(detail))).await?;
-        }
-        for r in &recovery.repaired {
-            tracing::warn!(file = %r.file, cut_bytes = r.cut_bytes, "cut a torn line left by a crash");
-            events
-                .system(
-                    now,
-                    SystemEvent::ArchiveRecovery {
-                        file: r.file.clone(),
-                        cut_bytes: r.cut_bytes,
-                        kept_lines: r.kept_lines,
-                    },
-                )
-                .await?;
-        }
-        let detail = json!({ "provider": pid, "market": market, "speed": clock.speed(), "source": self.source_detail });
-        events
-            .system(
-                now,
-                SystemEvent::SessionStart {
-                    source: pid.to_string(),
-                    version: env!("CARGO_PKG_VERSION").into(),
-                    detail,
-                },
-            )
-            .await?;
-
-        // The day's universe, fixed for the day.
-        let day = now.kst().date();
-        let listings = self.provider.universe(day).await?;
-        let filter = Filter { min_prev_close: cfg.universe.min_prev_close };
-        let (uni, _reloaded) = {
-            let root = self.data_dir.clone();
-            let date = now.kst_yyyymmdd();
-            tokio::task::spawn_blocking(move || universe::load_or_build(&root, &date, market, pid, filter, || listings))
-                .await
-                .map_err(|e| CollectError::Task(e.to_string()))??
-        };
-        let symbols: Arc<Vec<Symbol>> = Arc::new(uni.symbols());
-        // Until the trigger engine chooses them, the slots are the first N universe symbols.
-        let slots: Arc<Vec<Symbol>> = Arc::new(symbols.iter().take(cfg.tracks.scalp.slots).cloned().collect());
-        live.universe_size.store(symbols.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        live.slots.store(slots.len() as u64, std::sync::atomic::Ordering::Relaxed);
-
-        let book = Arc::new(LatestBook::default());
-        let seq = Arc::new(AtomicU64::new(0));
-        let calendar = cfg.calendar.krx();
-        let core = || {
-            ObserverCore::new(
-                &cfg.observer,
-                &cfg.calendar,
-                live.session.clone(),
-                self.provider.mapper_version(),
-                live.mitigation.clone(),
-                stats.clone(),
-            )
-        };
-        let processor = || FrameProcessor {
-            provider: self.provider.clone(),
-            core: core(),
-            events: events.clone(),
-            seq: seq.clone(),
-        };
-
-        let (inner_stop_tx, inner_stop) = watch::channel(false);
-        let mut tasks: JoinSet<Result<(), CollectError>> = JoinSet::new();
-
-        // Provider stream → observer. The frames channel blocks the stream when full.
-        let (frames_tx, mut frames_rx) = mpsc::channel::<RawFrame>(cfg.pipeline.frames_capacity);
-        let (_subs_tx, subs_rx) = watch::channel(slots.as_ref().clone());
-        let outage = Arc::new(Outage::default());
-        {
-            let supervisor = Supervisor {
-                provider: self.provider.clone(),
-                clock,
-                events: events.clone(),
-                outage: outage.clone(),
-                backoff: cfg.reconnect.backoff.clone(),
+        for (pid, market) in &live.providers {
+            let events = ctx.events(*pid);
+            if recovery.crashed {
+                let start = recovery.last_good.unwrap_or(now);
+                let detail = format!(
+                    "previous session {} ended without a clean shutdown; {} file(s) repaired, {} closed",
+                    recovery.previous_session.as_deref().unwrap_or("unknown"),
+                    recovery.repaired.len(),
+                    recovery.closed.len()
+                );
+                tracing::warn!("{detail}");
+                events.system(now, SystemEvent::gap(start, now, "all", "crash_restart", Some(detail))).await?;
+            }
+            let detail =
+                json!({ "provider": pid, "market": market, "speed": clock.speed(), "source": self.source_detail });
+            let start = SystemEvent::SessionStart {
+                source: pid.to_string(),
+                version: env!("CARGO_PKG_VERSION").into(),
+                detail,
             };
-            let stop = inner_stop.clone();
-            tasks.spawn(async move { supervisor.run(subs_rx, frames_tx, stop).await.map_err(CollectError::from) });
+            events.system(now, start).await?;
         }
-        {
-            let mut p = processor();
-            let book = book.clone();
-            let (events, slots) = (events.clone(), slots.clone());
-            tasks.spawn(async move {
-                let mut passed = Vec::new();
-                // Runs until the stream drops its sender, so nothing queued is lost at shutdown.
-                while let Some(frame) = frames_rx.recv().await {
-                    p.process(&frame, &mut passed).await?;
-                    if passed.is_empty() {
-                        continue;
-                    }
-                    if outage.is_open() {
-                        outage.on_data(frame.receive_time, &events, &slots).await?;
-                    }
-                    for rec in &passed {
-                        book.apply(rec.meta.receive_time, &rec.body);
-                    }
-                }
-                Ok(())
-            });
+        // Repairs are facts about files, not providers: the first provider's events carry them.
+        if let Some((pid, _)) = live.providers.first() {
+            for r in &recovery.repaired {
+                tracing::warn!(file = %r.file, cut_bytes = r.cut_bytes, "cut a torn line left by a crash");
+                let ev = SystemEvent::ArchiveRecovery {
+                    file: r.file.clone(),
+                    cut_bytes: r.cut_bytes,
+                    kept_lines: r.kept_lines,
+                };
+                ctx.events(*pid).system(now, ev).await?;
+            }
         }
-        let track_a = TrackA {
-            processor: processor(),
-            universe: symbols.clone(),
-            schedule: Schedule {
-                window: cfg.tracks.swing.window,
-                interval_ms: cfg.tracks.swing.interval.as_millis() as i64,
-                end: End::Inclusive,
-                calendar: calendar.clone(),
-                market,
-                until,
-            },
-            clock,
-            book: book.clone(),
-        };
-        let a_stop = inner_stop.clone();
-        tasks.spawn(async move { track_a.run(a_stop).await.map_err(CollectError::from) });
-        let track_b = TrackB {
-            provider: pid,
-            market,
-            slots: slots.clone(),
-            schedule: Schedule {
-                window: cfg.tracks.scalp.window,
-                interval_ms: cfg.tracks.scalp.sample_interval.as_millis() as i64,
-                end: End::Exclusive,
-                calendar,
-                market,
-                until,
-            },
-            clock,
-            book: book.clone(),
-            events: events.clone(),
-        };
-        let b_stop = inner_stop.clone();
-        tasks.spawn(async move { track_b.run(b_stop).await.map_err(CollectError::from) });
+
+        let mut tasks: Tasks = JoinSet::new();
+        let mut failure = None;
+        for p in &self.providers {
+            if let Err(e) = p.clone().launch(&ctx, &mut tasks).await {
+                tracing::error!(provider = %p.id(), error = %e, "provider failed to start; shutting down");
+                failure = Some(e);
+                break;
+            }
+        }
 
         // Housekeeping on the wall clock: fsync for durability, closing files whose window ended.
         {
             let handle = sink.handle.clone();
             let mut stop = inner_stop.clone();
-            let fsync = cfg.archive.fsync_interval.get();
-            let house = cfg.pipeline.housekeeping_interval.get();
+            let fsync = self.config.archive.fsync_interval.get();
+            let house = self.config.pipeline.housekeeping_interval.get();
             tasks.spawn(async move {
                 let mut sync_tick = tokio::time::interval(fsync);
                 let mut house_tick = tokio::time::interval(house);
@@ -285,9 +364,8 @@ impl<P: MarketProvider> Collector<P> {
             });
         }
 
-        // Wait for the stop request or for a task to fail.
+        // Wait for the stop request, --until, or a task failure.
         let mut outer = stop;
-        let mut failure = None;
         let reached_until = async {
             match until {
                 Some(t) => clock.sleep_until(t).await,
@@ -296,7 +374,7 @@ impl<P: MarketProvider> Collector<P> {
         };
         tokio::pin!(reached_until);
         // A track whose schedule is over ends quietly; only a failure ends the run early.
-        loop {
+        while failure.is_none() {
             tokio::select! {
                 _ = model::stopped(&mut outer) => break,
                 _ = &mut reached_until => {
@@ -307,7 +385,6 @@ impl<P: MarketProvider> Collector<P> {
                     if let Some(e) = task_error(res) {
                         tracing::error!(error = %e, "pipeline task failed; shutting down");
                         failure = Some(e);
-                        break;
                     }
                 }
             }
@@ -322,8 +399,11 @@ impl<P: MarketProvider> Collector<P> {
 
         let ended = clock.now();
         let counters = serde_json::to_value(stats.snapshot()).unwrap_or_default();
-        events.system(ended, SystemEvent::SessionEnd { clean: failure.is_none(), counters }).await?;
-        drop(events);
+        for (pid, _) in &live.providers {
+            let end = SystemEvent::SessionEnd { clean: failure.is_none(), counters: counters.clone() };
+            ctx.events(*pid).system(ended, end).await?;
+        }
+        drop(ctx);
         sink.close(ended).await?;
         if let Some(e) = failure {
             return Err(e);

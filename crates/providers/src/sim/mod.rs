@@ -8,7 +8,6 @@
 //! - [`wire`]: the sim's compact JSON frames and their parser.
 
 mod config;
-mod feed;
 mod market;
 pub mod wire;
 
@@ -16,5 +15,4 @@ pub mod wire;
 mod tests;
 
 pub use config::{MAX_PRICE_SCALE, SimConfig, TickBand, krx_tick_table};
-pub use feed::SimProvider;
 pub use market::{Board, DayStats, Listing, SimBook, SimEvent, SimMarket, SimTrade};

@@ -57,6 +57,9 @@ pub struct FakeConfig {
     pub status_interval: Interval,
     /// Delay between an error frame and the close (about 150–180 ms observed).
     pub error_close_delay: Interval,
+    /// Where REST and WebSocket listen; port 0 picks a free one.
+    pub rest_bind: std::net::SocketAddr,
+    pub ws_bind: std::net::SocketAddr,
 }
 
 impl Default for FakeConfig {
@@ -72,6 +75,8 @@ impl Default for FakeConfig {
             idle_timeout: Interval::from_millis(120_000),
             status_interval: Interval::from_millis(10_000),
             error_close_delay: Interval::from_millis(150),
+            rest_bind: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            ws_bind: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         }
     }
 }
@@ -249,6 +254,7 @@ impl Drop for FakeUpbit {
 /// Binds REST and WebSocket listeners on loopback (ephemeral ports) and serves until the
 /// returned `FakeUpbit` is dropped.
 pub async fn serve(cfg: FakeConfig, clock: Clock) -> std::io::Result<FakeUpbit> {
+    let (rest_bind, ws_bind) = (cfg.rest_bind, cfg.ws_bind);
     let now = clock.now();
     let market = CryptoMarket::try_new(&cfg.market, CryptoMarket::day_of(now)).map_err(|p| {
         let text: Vec<String> = p.iter().map(|p| p.to_string()).collect();
@@ -275,8 +281,8 @@ pub async fn serve(cfg: FakeConfig, clock: Clock) -> std::io::Result<FakeUpbit> 
         connects: Mutex::new(VecDeque::new()),
         feed,
     });
-    let rest = TcpListener::bind(("127.0.0.1", 0)).await?;
-    let ws = TcpListener::bind(("127.0.0.1", 0)).await?;
+    let rest = TcpListener::bind(rest_bind).await?;
+    let ws = TcpListener::bind(ws_bind).await?;
     let (rest_addr, ws_addr) = (rest.local_addr()?, ws.local_addr()?);
     let app = Router::new()
         .route("/v1/market/all", get(market_all))

@@ -50,6 +50,9 @@ pub struct FakeKisConfig {
     pub batch_max: usize,
     /// `msg_cd` of the search-* "no data" answer (unconfirmed in public sources).
     pub no_data_msg_cd: String,
+    /// Where REST and WebSocket listen; port 0 picks a free one.
+    pub rest_bind: SocketAddr,
+    pub ws_bind: SocketAddr,
 }
 
 impl FakeKisConfig {
@@ -74,6 +77,8 @@ impl FakeKisConfig {
             book_width: 62,
             batch_max: 11,
             no_data_msg_cd: "KIOK0560".into(),
+            rest_bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            ws_bind: SocketAddr::from(([127, 0, 0, 1], 0)),
         }
     }
 }
@@ -308,6 +313,7 @@ pub async fn serve(
     faults: FaultSwitch,
 ) -> std::io::Result<FakeKis> {
     let counters = Arc::new(Counters::default());
+    let cfg_binds = (cfg.rest_bind, cfg.ws_bind);
     let shared = Arc::new(Shared {
         bucket: Mutex::new(Bucket { tokens: cfg.rate_per_second, at: clock.now(), second: 0, in_second: 0 }),
         cfg,
@@ -319,8 +325,8 @@ pub async fn serve(
         acc: Mutex::new(HashMap::new()),
         next_conn: AtomicU64::new(1),
     });
-    let rest_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let ws_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let rest_listener = tokio::net::TcpListener::bind(cfg_binds.0).await?;
+    let ws_listener = tokio::net::TcpListener::bind(cfg_binds.1).await?;
     let rest_addr = rest_listener.local_addr()?;
     let ws_addr = ws_listener.local_addr()?;
     let app = rest::router(shared.clone());

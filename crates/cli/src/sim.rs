@@ -1,0 +1,57 @@
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use jiff::civil::DateTime;
+
+use model::{Clock, UtcTime};
+use providers::sim::SimMarket;
+
+use crate::sources::{self, Binds};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// KIS REST listens here; KIS WebSocket, Upbit REST and Upbit WebSocket on the next
+    /// three ports. Port 0 picks free ports.
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:0")]
+    bind: SocketAddr,
+    /// Configuration file (sim market, fake-server behaviour).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Run the simulated clock N times faster than real time.
+    #[arg(long, value_name = "N", default_value_t = 1.0, value_parser = crate::collect::parse_speed)]
+    speed: f64,
+    /// Start the simulated clock at this Seoul date and time (default: 09:00 of the latest
+    /// trading day on or before today).
+    #[arg(long, value_name = "YYYY-MM-DDTHH:MM", value_parser = crate::collect::parse_start)]
+    start: Option<DateTime>,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let settings = crate::load_config(args.config.as_deref())?.settings;
+    let start = match args.start {
+        Some(dt) => UtcTime::from_kst(dt),
+        None => crate::collect::default_start(&settings)?,
+    };
+    let market = SimMarket::try_new(&settings.sim, start.kst().date()).map_err(|p| {
+        anyhow::anyhow!("invalid sim config: {}", p.iter().map(|p| format!("sim.{p}")).collect::<Vec<_>>().join("; "))
+    })?;
+    let binds = Binds::from_base(args.bind)?;
+    let clock = Clock::simulated(start, args.speed);
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let fakes = sources::start_fakes(&settings, market, clock, &binds, true).await?;
+        if let Some(k) = &fakes.kis {
+            println!("KIS   REST {}  WebSocket {}  master files {}", k.rest_base(), k.ws_base(), k.master_base());
+        }
+        if let Some(u) = &fakes.upbit {
+            println!("Upbit REST {}  WebSocket {}", u.rest_base(), u.ws_url());
+        }
+        println!("simulated market from {} KST at {}x; Ctrl-C stops", start.kst(), args.speed);
+        tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+        drop(fakes);
+        Ok(ExitCode::SUCCESS)
+    })
+}
