@@ -3,6 +3,7 @@
 
 mod bench;
 mod collect;
+mod replay;
 mod sim;
 mod sources;
 mod status;
@@ -30,6 +31,9 @@ enum Command {
     Collect(collect::Args),
     /// Serve the simulated market over the real KIS and Upbit wire protocols on loopback.
     Sim(sim::Args),
+    /// Re-run normalization and the tracks over recorded raw frames into a new archive;
+    /// the swing and scalp files equal the original's.
+    Replay(replay::Args),
     /// Check archive integrity: every line parses and carries the common meta, every closed
     /// file matches its manifest. Exits non-zero with a report of each problem.
     Verify(verify::Args),
@@ -62,6 +66,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Collect(args) => collect::run(args),
         Command::Sim(args) => sim::run(args),
+        Command::Replay(args) => replay::run(args),
         Command::Verify(args) => verify::run(args),
         Command::Config(args) => print_config(args),
         Command::Bench(b) => bench::run(b),

@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use model::settings::Window;
-use model::{Clock, Market, Provider, RawFrame, SessionId, Symbol, SystemEvent, UtcTime};
+use model::{Clock, Market, Provider, RawFrame, RawFrameKind, SessionId, Symbol, SystemEvent, UtcTime};
 use providers::MarketProvider;
 
 use crate::book::LatestBook;
@@ -27,7 +27,7 @@ use crate::schedule::{End, Schedule};
 use crate::sink::{Sink, SinkError, SinkHandle};
 use crate::stats::{Stats, StatsSnapshot};
 use crate::track_a::TrackA;
-use crate::track_b::TrackB;
+use crate::track_b::{Sampler, TrackBClock};
 use crate::universe::{self, Filter, UniverseError};
 
 #[derive(Debug, thiserror::Error)]
@@ -168,6 +168,7 @@ async fn launch_provider<P: MarketProvider>(
         ),
         events: events.clone(),
         seq: seq.clone(),
+        last_level: 0,
     };
     let schedule = |window: Window, interval_ms: i64, end: End| Schedule {
         window: if market == Market::Crypto { ALL_DAY } else { window },
@@ -180,6 +181,7 @@ async fn launch_provider<P: MarketProvider>(
 
     // Provider stream → observer. The frames channel blocks the stream when full.
     let (frames_tx, mut frames_rx) = mpsc::channel::<RawFrame>(cfg.pipeline.frames_capacity);
+    let clock_frames = frames_tx.clone();
     let (subs_tx, subs_rx) = watch::channel(slots.as_ref().clone());
     let outage = Arc::new(Outage::default());
     let supervisor = Supervisor {
@@ -198,11 +200,17 @@ async fn launch_provider<P: MarketProvider>(
     {
         let mut p = processor();
         let (book, events, slots) = (book.clone(), events.clone(), slots.clone());
+        let mut sampler = Sampler::new(pid, market, book.clone(), events.clone(), false);
         tasks.spawn(async move {
             let mut passed = Vec::new();
-            // Runs until the stream drops its sender, so nothing queued is lost at shutdown.
+            // Runs until the stream and Track B's clock drop their senders, so nothing
+            // queued is lost at shutdown.
             while let Some(frame) = frames_rx.recv().await {
                 p.process(&frame, &mut passed).await?;
+                if frame.kind == RawFrameKind::Clock {
+                    sampler.sample(&frame.frame, frame.receive_time, p.last_level).await?;
+                    continue;
+                }
                 if passed.is_empty() {
                     continue;
                 }
@@ -221,13 +229,11 @@ async fn launch_provider<P: MarketProvider>(
         universe: symbols.clone(),
         schedule: schedule(cfg.tracks.swing.window, cfg.tracks.swing.interval.as_millis() as i64, End::Inclusive),
         clock,
-        book: book.clone(),
     };
     let stop = ctx.stop.clone();
     tasks.spawn(async move { track_a.run(stop).await.map_err(CollectError::from) });
-    let track_b = TrackB {
+    let track_b = TrackBClock {
         provider: pid,
-        market,
         slots,
         schedule: schedule(
             cfg.tracks.scalp.window,
@@ -235,7 +241,7 @@ async fn launch_provider<P: MarketProvider>(
             End::Exclusive,
         ),
         clock,
-        book,
+        frames: clock_frames,
         events,
     };
     let stop = ctx.stop.clone();

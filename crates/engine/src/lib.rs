@@ -8,6 +8,7 @@ pub mod config;
 pub mod observer;
 pub mod pipeline;
 pub mod reconnect;
+pub mod replay;
 pub mod schedule;
 pub mod sink;
 pub mod stats;

@@ -77,6 +77,8 @@ pub struct FrameProcessor<P> {
     pub core: ObserverCore,
     pub events: Events,
     pub seq: Arc<AtomicU64>,
+    /// Mitigation level recorded with the last raw frame, for records derived in band from it.
+    pub last_level: u8,
 }
 
 impl<P: MarketProvider> FrameProcessor<P> {
@@ -91,7 +93,9 @@ impl<P: MarketProvider> FrameProcessor<P> {
         let seq = self.seq.fetch_add(1, Relaxed) + 1;
         inc(&self.events.stats.frames_received);
         let mut line = Vec::with_capacity(frame.frame.len() + RAW_LINE_OVERHEAD);
-        encode_raw_line(&mut line, frame, seq, &self.events.meta(rt, rt));
+        let meta = self.events.meta(rt, rt);
+        self.last_level = meta.mitigation_level;
+        encode_raw_line(&mut line, frame, seq, &meta);
         self.events.sink.write_line(Stream::Raw(frame.provider), rt, line).await?;
         if !matches!(frame.kind, RawFrameKind::Ws | RawFrameKind::Rest) {
             return Ok(());

@@ -9,7 +9,6 @@ use archive::Stream;
 use model::{Clock, MarketEvent, Record, Symbol, SystemEvent, UtcTime};
 use providers::MarketProvider;
 
-use crate::book::LatestBook;
 use crate::pipeline::FrameProcessor;
 use crate::schedule::Schedule;
 use crate::sink::SinkError;
@@ -20,7 +19,6 @@ pub struct TrackA<P> {
     pub universe: Arc<Vec<Symbol>>,
     pub schedule: Schedule,
     pub clock: Clock,
-    pub book: Arc<LatestBook>,
 }
 
 impl<P: MarketProvider> TrackA<P> {
@@ -73,8 +71,9 @@ impl<P: MarketProvider> TrackA<P> {
             };
             self.processor.process(&frame, passed).await?;
             for rec in passed.drain(..) {
+                // Snapshots stay out of Track B's book: it is fed in band by the stream only,
+                // so a replay rebuilds the same book.
                 if let MarketEvent::Snapshot(_) = &rec.body {
-                    self.book.apply(rec.meta.receive_time, &rec.body);
                     let stream = Stream::Swing(rec.body.provider(), rec.body.market());
                     self.processor.events.sink.write(stream, rec.meta.receive_time, &rec).await?;
                     inc(&self.processor.events.stats.swing_written);

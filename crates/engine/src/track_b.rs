@@ -2,15 +2,24 @@
 //! each slot symbol goes to `scalp/{provider}/{market}/YYYYMMDD/HH_MM_SS.jsonl`, with the
 //! age of its newest data.
 //!
+//! Sampling is in band: the timer (`TrackBClock`) does not read the book; it puts a clock
+//! frame into the provider's frame queue, and the observer takes the samples (`Sampler`)
+//! when it reaches that frame, after every frame queued before it. The clock frame is
+//! archived with the raw frames, so `replay` samples exactly the same states.
+//!
 //! Samples are the one kind of data with a sample-down policy: if the archive queue is full
 //! a sample is not waited for; it is counted and its symbol written to the overflow ledger.
 
 use std::sync::Arc;
 
-use tokio::sync::watch;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, watch};
 
 use archive::Stream;
-use model::{Clock, Market, OverflowEntry, Provider, QualityFlag, Record, ScalpSample, Symbol};
+use model::{
+    Clock, Market, Meta, OverflowEntry, Provider, QualityFlag, RawFrame, RawFrameKind, Record, ScalpSample, Symbol,
+    UtcTime,
+};
 
 use crate::book::{LatestBook, SymbolState};
 use crate::pipeline::Events;
@@ -18,23 +27,31 @@ use crate::schedule::Schedule;
 use crate::sink::SinkError;
 use crate::stats::inc;
 
-pub struct TrackB {
+pub const SAMPLED_DOWN: &str = "sampled_down_queue_full";
+pub const CLOCK_CHANNEL: &str = "track_b";
+
+/// The text of a Track B clock frame.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tick {
+    pub due: UtcTime,
+    pub interval_ms: u64,
+    /// The slot symbols to sample, in order.
+    pub slots: Vec<Symbol>,
+}
+
+/// Puts a clock frame into the frame queue at every due sampling time.
+pub struct TrackBClock {
     pub provider: Provider,
-    pub market: Market,
     /// The slot symbols. Fixed in this version; the slot manager will change them.
     pub slots: Arc<Vec<Symbol>>,
     pub schedule: Schedule,
     pub clock: Clock,
-    pub book: Arc<LatestBook>,
+    pub frames: mpsc::Sender<RawFrame>,
     pub events: Events,
 }
 
-pub const SAMPLED_DOWN: &str = "sampled_down_queue_full";
-
-impl TrackB {
+impl TrackBClock {
     pub async fn run(self, mut stop: watch::Receiver<bool>) -> Result<(), SinkError> {
-        let mut states: Vec<SymbolState> = Vec::with_capacity(self.slots.len());
-        let mut dropped: Vec<Symbol> = Vec::new();
         let interval = self.schedule.interval_ms;
         let mut from = self.clock.now();
         while let Some(due) = self.schedule.next_at_or_after(from) {
@@ -43,32 +60,81 @@ impl TrackB {
                 _ = model::stopped(&mut stop) => return Ok(()),
             }
             let now = self.clock.now();
-            // A sampler that wakes late still takes the due sample (stamped with its due
-            // time, received now); lateness past a whole interval is counted, not hidden.
+            // A timer that wakes late still asks for the due sample (stamped with its due
+            // time); lateness past a whole interval is counted, not hidden.
             if now.millis_since(due) >= interval {
                 inc(&self.events.stats.scalp_late);
             }
-            self.book.read(&self.slots, &mut states);
-            for (symbol, st) in self.slots.iter().zip(&states) {
-                let sample = ScalpSample {
-                    provider: self.provider,
-                    market: self.market,
-                    symbol: symbol.clone(),
-                    bid_price: st.bid_price,
-                    ask_price: st.ask_price,
-                    bid_size: st.bid_size,
-                    ask_size: st.ask_size,
-                    last_price: st.last_price,
-                    volume: st.volume,
-                    data_age_ms: st.updated.map(|u| now.millis_since(u)),
-                    sample_interval_ms: interval as u64,
-                };
-                let mut meta = self.events.meta(due, now);
-                if meta.mitigation_level > 0 {
-                    meta.quality_flag = QualityFlag::Degraded;
-                }
-                let rec = Record { body: sample, meta };
-                match self.events.sink.try_write(Stream::Scalp(self.provider, self.market), now, &rec) {
+            let tick = Tick { due, interval_ms: interval as u64, slots: self.slots.as_ref().clone() };
+            let frame = RawFrame {
+                provider: self.provider,
+                kind: RawFrameKind::Clock,
+                channel: CLOCK_CHANNEL.into(),
+                frame: serde_json::to_string(&tick).unwrap_or_default(),
+                receive_time: now,
+            };
+            if self.frames.send(frame).await.is_err() {
+                return Ok(()); // the observer has stopped: the run is ending
+            }
+            from = due.plus_millis(1);
+        }
+        Ok(())
+    }
+}
+
+/// Takes the samples a clock frame asks for, from the book the observer keeps.
+pub struct Sampler {
+    pub provider: Provider,
+    pub market: Market,
+    pub book: Arc<LatestBook>,
+    pub events: Events,
+    /// Replay writes every sample (waiting for room); a live run samples down when full.
+    pub wait_for_room: bool,
+    states: Vec<SymbolState>,
+}
+
+impl Sampler {
+    pub fn new(provider: Provider, market: Market, book: Arc<LatestBook>, events: Events, wait_for_room: bool) -> Self {
+        Sampler { provider, market, book, events, wait_for_room, states: Vec::new() }
+    }
+
+    /// Samples for the clock frame `text` received at `received`; `level` is the mitigation
+    /// level recorded with that frame.
+    pub async fn sample(&mut self, text: &str, received: UtcTime, level: u8) -> Result<(), SinkError> {
+        let Ok(tick) = serde_json::from_str::<Tick>(text) else {
+            // Our own frame: unreadable only if the archive was edited; keep going.
+            tracing::warn!(frame = text, "unreadable Track B clock frame");
+            return Ok(());
+        };
+        self.book.read(&tick.slots, &mut self.states);
+        let mut dropped = Vec::new();
+        for (symbol, st) in tick.slots.iter().zip(&self.states) {
+            let sample = ScalpSample {
+                provider: self.provider,
+                market: self.market,
+                symbol: symbol.clone(),
+                bid_price: st.bid_price,
+                ask_price: st.ask_price,
+                bid_size: st.bid_size,
+                ask_size: st.ask_size,
+                last_price: st.last_price,
+                volume: st.volume,
+                // A frame stamped a moment after the clock frame may already be applied.
+                data_age_ms: st.updated.map(|u| received.millis_since(u).max(0)),
+                sample_interval_ms: tick.interval_ms,
+            };
+            let mut meta = Meta::new(tick.due, received, self.events.session.clone());
+            meta.mitigation_level = level;
+            if level > 0 {
+                meta.quality_flag = QualityFlag::Degraded;
+            }
+            let rec = Record { body: sample, meta };
+            let stream = Stream::Scalp(self.provider, self.market);
+            if self.wait_for_room {
+                self.events.sink.write(stream, received, &rec).await?;
+                inc(&self.events.stats.scalp_written);
+            } else {
+                match self.events.sink.try_write(stream, received, &rec) {
                     Ok(()) => inc(&self.events.stats.scalp_written),
                     Err(_) => {
                         inc(&self.events.stats.scalp_sampled_down);
@@ -76,19 +142,18 @@ impl TrackB {
                     }
                 }
             }
-            for symbol in dropped.drain(..) {
-                let entry = OverflowEntry {
-                    timestamp: due,
-                    provider: self.provider,
-                    symbol,
-                    // The symbol held a slot; the sample itself could not be kept.
-                    candidate_score: 1.0,
-                    cutoff_rank: self.slots.len() as u32,
-                    decision_reason: SAMPLED_DOWN.to_string(),
-                };
-                self.events.overflow(now, entry).await?;
-            }
-            from = due.plus_millis(1);
+        }
+        for symbol in dropped {
+            let entry = OverflowEntry {
+                timestamp: tick.due,
+                provider: self.provider,
+                symbol,
+                // The symbol held a slot; the sample itself could not be kept.
+                candidate_score: 1.0,
+                cutoff_rank: tick.slots.len() as u32,
+                decision_reason: SAMPLED_DOWN.to_string(),
+            };
+            self.events.overflow(received, entry).await?;
         }
         Ok(())
     }

@@ -21,6 +21,9 @@ pub enum RawFrameKind {
     Sent,
     Open,
     Close,
+    /// A Track B sampling instant, in band with the frames, so a replay samples the same
+    /// state at the same moments (the frame text names the track and its due time).
+    Clock,
 }
 
 impl RawFrameKind {
@@ -32,6 +35,7 @@ impl RawFrameKind {
             RawFrameKind::Sent => "sent",
             RawFrameKind::Open => "open",
             RawFrameKind::Close => "close",
+            RawFrameKind::Clock => "clock",
         }
     }
 }

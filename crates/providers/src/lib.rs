@@ -5,3 +5,44 @@ pub mod sim;
 pub mod upbit;
 
 pub use provider::{MarketProvider, ProviderError, UniverseEntry, evidence};
+
+use model::{MarketEvent, Provider, RawFrame, UtcTime};
+
+/// A provider's frame → model mapping, usable without a connection (replay, ETL, benches).
+#[derive(Clone, Copy)]
+pub struct Mapper {
+    pub version: &'static str,
+    pub market: model::Market,
+    pub parse: fn(&RawFrame) -> Result<Vec<(UtcTime, MarketEvent)>, ProviderError>,
+}
+
+fn parse_sim(frame: &RawFrame) -> Result<Vec<(UtcTime, MarketEvent)>, ProviderError> {
+    if !matches!(frame.kind, model::RawFrameKind::Ws | model::RawFrameKind::Rest) {
+        return Ok(Vec::new());
+    }
+    sim::wire::parse(&frame.frame).map(|e| vec![e]).map_err(|e| ProviderError::Malformed {
+        provider: Provider::Sim,
+        why: e.problem.to_string(),
+        frame: evidence(&frame.frame),
+    })
+}
+
+/// The current mapper of `provider`, if this build has one.
+pub fn mapper(provider: Provider) -> Option<Mapper> {
+    match provider {
+        Provider::Kis => Some(Mapper {
+            version: kis::wire::MAPPER_VERSION,
+            market: model::Market::KrStocks,
+            parse: kis::parse_frame,
+        }),
+        Provider::Upbit => Some(Mapper {
+            version: upbit::wire::MAPPER_VERSION,
+            market: model::Market::Crypto,
+            parse: upbit::wire::parse,
+        }),
+        Provider::Sim => {
+            Some(Mapper { version: sim::wire::MAPPER_VERSION, market: model::Market::KrStocks, parse: parse_sim })
+        }
+        Provider::Kiwoom | Provider::Alpaca => None,
+    }
+}

@@ -38,6 +38,18 @@ impl Drop for StreamingGuard<'_> {
     }
 }
 
+/// The KIS frame → model mapping, free of any connection, so `replay` can use it.
+pub fn parse_frame(frame: &RawFrame) -> Result<Vec<(UtcTime, MarketEvent)>, ProviderError> {
+    match frame.kind {
+        RawFrameKind::Ws => wire::parse_ws(&frame.frame, frame.receive_time).map_err(|e| malformed(frame, e)),
+        // A REST snapshot has no exchange time; it is as of its receipt.
+        RawFrameKind::Rest if frame.channel == wire::TR_PRICE => wire::snapshot_body(&frame.frame)
+            .map(|s| vec![(frame.receive_time, MarketEvent::Snapshot(s))])
+            .map_err(|e| malformed(frame, e)),
+        _ => Ok(Vec::new()),
+    }
+}
+
 fn malformed(frame: &RawFrame, why: String) -> ProviderError {
     ProviderError::Malformed { provider: Provider::Kis, why, frame: evidence(&frame.frame) }
 }
@@ -134,14 +146,7 @@ impl MarketProvider for KisProvider {
     }
 
     fn parse(&self, frame: &RawFrame) -> Result<Vec<(UtcTime, MarketEvent)>, ProviderError> {
-        match frame.kind {
-            RawFrameKind::Ws => wire::parse_ws(&frame.frame, frame.receive_time).map_err(|e| malformed(frame, e)),
-            // A REST snapshot has no exchange time; it is as of its receipt.
-            RawFrameKind::Rest if frame.channel == wire::TR_PRICE => wire::snapshot_body(&frame.frame)
-                .map(|s| vec![(frame.receive_time, MarketEvent::Snapshot(s))])
-                .map_err(|e| malformed(frame, e)),
-            _ => Ok(Vec::new()),
-        }
+        parse_frame(frame)
     }
 
     /// Today's master files; KIS publishes no historical masters, so `day` only labels the call.

@@ -17,7 +17,7 @@ mod rest;
 mod stream;
 pub mod wire;
 
-pub use adapter::KisProvider;
+pub use adapter::{KisProvider, parse_frame};
 pub use config::{ENV_APP_KEY, ENV_APP_SECRET, KisConfig, KisCredentials, KisEnv, PerEnv};
 pub use rest::{DailyBar, HolidayRow, MinuteBar, Period, ProductInfo, RankRow, StockInfo, endpoint};
 pub use stream::{RegState, Registration, request_json, wanted};

@@ -298,7 +298,7 @@ fn parse_text(text: &str, rest_kind: Option<Kind>) -> Result<Result<Vec<(UtcTime
 /// frame as evidence.
 pub fn parse(frame: &RawFrame) -> Result<Vec<(UtcTime, MarketEvent)>, ProviderError> {
     let rest_kind = match frame.kind {
-        RawFrameKind::Sent | RawFrameKind::Open | RawFrameKind::Close => return Ok(Vec::new()),
+        RawFrameKind::Sent | RawFrameKind::Open | RawFrameKind::Close | RawFrameKind::Clock => return Ok(Vec::new()),
         RawFrameKind::Ws => None,
         RawFrameKind::Rest => Some(match frame.channel.as_str() {
             CH_TICKER => Kind::Ticker,

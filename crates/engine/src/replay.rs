@@ -1,0 +1,198 @@
+//! `replay`: feeds archived raw frames back through normalization, the observer core and
+//! the tracks' in-band steps, and writes the swing and scalp records they yield. Because
+//! everything a derived record depends on is in the raw archive (frames, receive times,
+//! sequence numbers, session and mitigation level, Track B's clock frames), a replay with
+//! the same mappers reproduces the original swing and scalp files byte for byte. Samples a
+//! live run sampled down (each in its overflow ledger) are present in a replay.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
+
+use serde::Deserialize;
+
+use archive::Stream;
+use model::{MarketEvent, Meta, Provider, RawFrame, RawFrameKind, SessionId, UtcTime};
+
+use crate::book::LatestBook;
+use crate::config::EngineConfig;
+use crate::observer::ObserverCore;
+use crate::pipeline::{Events, raw_ref};
+use crate::sink::{Sink, SinkError};
+use crate::stats::Stats;
+use crate::track_b::Sampler;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}:{line}: not a raw archive line: {why}")]
+    Line { path: PathBuf, line: usize, why: String },
+    #[error("the output folder must differ from the archive being replayed ({0})")]
+    SameDir(PathBuf),
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+}
+
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct ReplayReport {
+    pub frames: u64,
+    pub swing: u64,
+    pub scalp: u64,
+    pub rejected: u64,
+    pub malformed: u64,
+    /// Providers whose frames this build has no mapper for.
+    pub skipped: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct RawLine {
+    provider: Provider,
+    kind: RawFrameKind,
+    channel: String,
+    seq: u64,
+    frame: String,
+    #[serde(flatten)]
+    meta: Meta,
+}
+
+fn jsonl_files(dir: &Path) -> Result<Vec<PathBuf>, ReplayError> {
+    let mut out = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(source) => return Err(ReplayError::Io { path: dir.to_path_buf(), source }),
+    };
+    let mut paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+    paths.sort();
+    for p in paths {
+        if p.is_dir() {
+            out.extend(jsonl_files(&p)?);
+        } else if p.extension().is_some_and(|e| e == "jsonl") {
+            out.push(p);
+        }
+    }
+    Ok(out)
+}
+
+/// Replays `archive/raw` into `out` (a fresh archive folder).
+pub async fn replay(archive: &Path, out: &Path, cfg: &EngineConfig) -> Result<ReplayReport, ReplayError> {
+    if archive.canonicalize().ok() == out.canonicalize().ok() && out.exists() {
+        return Err(ReplayError::SameDir(out.to_path_buf()));
+    }
+    let raw = archive.join("raw");
+    let mut report = ReplayReport::default();
+    let stats = Arc::new(Stats::default());
+    let mut sink: Option<Sink> = None;
+    let mut last = UtcTime::from_millis(0);
+
+    let mut providers: Vec<PathBuf> = match std::fs::read_dir(&raw) {
+        Ok(e) => e.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect(),
+        Err(source) => return Err(ReplayError::Io { path: raw, source }),
+    };
+    providers.sort();
+    for dir in providers {
+        let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let Some((pid, mapper)) = name.parse::<Provider>().ok().and_then(|p| providers::mapper(p).map(|m| (p, m)))
+        else {
+            report.skipped.push(name);
+            continue;
+        };
+        let mitigation = Arc::new(AtomicU8::new(0));
+        let book = Arc::new(LatestBook::default());
+        // Per session: Track A's core sees REST frames, the stream's core the rest, as live.
+        let mut state: Option<(SessionId, ObserverCore, ObserverCore, Sampler)> = None;
+        for path in jsonl_files(&dir)? {
+            let text =
+                std::fs::read_to_string(&path).map_err(|source| ReplayError::Io { path: path.clone(), source })?;
+            for (i, line) in text.lines().enumerate() {
+                let l: RawLine = serde_json::from_str(line).map_err(|e| ReplayError::Line {
+                    path: path.clone(),
+                    line: i + 1,
+                    why: e.to_string(),
+                })?;
+                let rt = l.meta.receive_time;
+                last = last.max(rt);
+                if sink.is_none() {
+                    let (s, _) = Sink::start(
+                        out.to_path_buf(),
+                        &cfg.archive,
+                        rt,
+                        &l.meta.session_id,
+                        cfg.pipeline.archive_capacity,
+                        stats.clone(),
+                    )?;
+                    sink = Some(s);
+                }
+                let Some(handle) = sink.as_ref().map(|s| s.handle.clone()) else { continue };
+                mitigation.store(l.meta.mitigation_level, Relaxed);
+                if state.as_ref().is_none_or(|(s, ..)| *s != l.meta.session_id) {
+                    let session = l.meta.session_id.clone();
+                    let core = || {
+                        ObserverCore::new(
+                            &cfg.observer,
+                            &cfg.calendar,
+                            session.clone(),
+                            mapper.version,
+                            mitigation.clone(),
+                            stats.clone(),
+                        )
+                    };
+                    let events = Events {
+                        sink: handle.clone(),
+                        provider: pid,
+                        session: session.clone(),
+                        stats: stats.clone(),
+                        mitigation: mitigation.clone(),
+                    };
+                    let sampler = Sampler::new(pid, mapper.market, book.clone(), events, true);
+                    let (rest, ws) = (core(), core());
+                    state = Some((session, rest, ws, sampler));
+                }
+                let Some((_, core_rest, core_ws, sampler)) = state.as_mut() else { continue };
+                report.frames += 1;
+                let frame = RawFrame {
+                    provider: l.provider,
+                    kind: l.kind,
+                    channel: l.channel,
+                    frame: l.frame,
+                    receive_time: rt,
+                };
+                match frame.kind {
+                    RawFrameKind::Clock => {
+                        sampler.sample(&frame.frame, rt, l.meta.mitigation_level).await?;
+                        report.scalp = stats.scalp_written.load(Relaxed);
+                    }
+                    RawFrameKind::Rest | RawFrameKind::Ws => {
+                        let parsed = match (mapper.parse)(&frame) {
+                            Ok(p) => p,
+                            Err(_) => {
+                                report.malformed += 1;
+                                continue;
+                            }
+                        };
+                        let core = if frame.kind == RawFrameKind::Rest { &mut *core_rest } else { &mut *core_ws };
+                        for (et, event) in parsed {
+                            match core.observe(et, rt, event, Some(raw_ref(pid, rt, l.seq))) {
+                                Ok(rec) if frame.kind == RawFrameKind::Rest => {
+                                    if let MarketEvent::Snapshot(_) = &rec.body {
+                                        let stream = Stream::Swing(rec.body.provider(), rec.body.market());
+                                        handle.write(stream, rt, &rec).await?;
+                                        report.swing += 1;
+                                    }
+                                }
+                                Ok(rec) => book.apply(rec.meta.receive_time, &rec.body),
+                                Err(_) => report.rejected += 1,
+                            }
+                        }
+                    }
+                    RawFrameKind::Sent | RawFrameKind::Open | RawFrameKind::Close => {}
+                }
+            }
+        }
+    }
+    if let Some(s) = sink {
+        s.close(last).await?;
+    }
+    Ok(report)
+}
