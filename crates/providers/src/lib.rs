@@ -8,15 +8,18 @@ pub use provider::{MarketProvider, ProviderError, UniverseEntry, evidence};
 
 use model::{MarketEvent, Provider, RawFrame, UtcTime};
 
+/// Normalized events of one frame, each with its exchange event time.
+pub type Parsed = Vec<(UtcTime, MarketEvent)>;
+
 /// A provider's frame → model mapping, usable without a connection (replay, ETL, benches).
 #[derive(Clone, Copy)]
 pub struct Mapper {
     pub version: &'static str,
     pub market: model::Market,
-    pub parse: fn(&RawFrame) -> Result<Vec<(UtcTime, MarketEvent)>, ProviderError>,
+    pub parse: fn(&RawFrame) -> Result<Parsed, ProviderError>,
 }
 
-fn parse_sim(frame: &RawFrame) -> Result<Vec<(UtcTime, MarketEvent)>, ProviderError> {
+fn parse_sim(frame: &RawFrame) -> Result<Parsed, ProviderError> {
     if !matches!(frame.kind, model::RawFrameKind::Ws | model::RawFrameKind::Rest) {
         return Ok(Vec::new());
     }
