@@ -21,6 +21,8 @@ pub enum Bench {
     /// raw archive append (before parsing) → normalize → validate → guard → enrich → latest
     /// state for Track B — and report ticks/s and archived bytes/s.
     Pipeline(PipelineArgs),
+    /// Database ingest rate (market_ticks) and query latency (1-year daily bars, latest price).
+    Db(crate::db::BenchDbArgs),
 }
 
 #[derive(clap::Args)]
@@ -43,6 +45,7 @@ pub struct PipelineArgs {
 pub fn run(b: Bench) -> anyhow::Result<ExitCode> {
     match b {
         Bench::Pipeline(args) => pipeline(args),
+        Bench::Db(args) => crate::db::run_bench(args),
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod bench;
 mod collect;
+mod db;
 mod replay;
 mod sim;
 mod sources;
@@ -37,6 +38,11 @@ enum Command {
     /// Check archive integrity: every line parses and carries the common meta, every closed
     /// file matches its manifest. Exits non-zero with a report of each problem.
     Verify(verify::Args),
+    /// The query database: apply migrations, show their state and the storage mode.
+    #[command(subcommand)]
+    Db(db::Db),
+    /// Load one archive day into the database and reconcile row counts per table.
+    Etl(db::EtlArgs),
     /// Load and validate the configuration, then print the effective values.
     Config(ConfigArgs),
     /// Measure throughput (results go in docs/benchmarks.md).
@@ -68,6 +74,8 @@ fn main() -> ExitCode {
         Command::Sim(args) => sim::run(args),
         Command::Replay(args) => replay::run(args),
         Command::Verify(args) => verify::run(args),
+        Command::Db(cmd) => load_config(None).and_then(|l| db::run_db(cmd, &l.settings.store)),
+        Command::Etl(args) => load_config(None).and_then(|l| db::run_etl(args, &l.settings.store)),
         Command::Config(args) => print_config(args),
         Command::Bench(b) => bench::run(b),
     };

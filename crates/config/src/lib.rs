@@ -64,6 +64,7 @@ pub struct Settings {
     pub sim: providers::sim::SimConfig,
     /// The 24-hour crypto market behind the fake Upbit server.
     pub sim_crypto: providers::upbit::sim_market::CryptoSimConfig,
+    pub store: store::StoreConfig,
     pub http: api::HttpConfig,
     pub status: StatusConfig,
 }
@@ -83,6 +84,7 @@ impl Validate for Settings {
         });
         c.section("sim", |c| self.sim.validate(c));
         c.section("sim_crypto", |c| self.sim_crypto.validate(c));
+        c.section("store", |c| self.store.validate(c));
         c.section("http", |c| self.http.validate(c));
     }
 }

@@ -1,0 +1,332 @@
+//! `stock-observer db migrate|status`, `stock-observer etl` and `stock-observer bench db`: the
+//! query database (crates/store). The store section of the configuration is passed in by the
+//! caller; `--url` (or `STOCK_OBSERVER__STORE__URL`) overrides its `url`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+
+use model::{Market, Price, Provider, Qty, QualityFlag, Side, Symbol};
+use store::{
+    Backend, Bar, BarInterval, BarQuery, BarTable, EtlOptions, MarketTickRow, MigrationState, RowMeta, Store,
+    StoreConfig,
+};
+
+#[derive(Subcommand)]
+pub enum Db {
+    /// Apply pending SQL migrations, each in one transaction; refuses if an applied file changed.
+    Migrate(DbArgs),
+    /// Show the storage mode and each migration (applied, skipped, pending, changed); exits
+    /// non-zero if a migration is pending or an applied file changed.
+    Status(DbArgs),
+}
+
+#[derive(Args)]
+pub struct DbArgs {
+    /// Archive directory; the embedded database is `<DIR>/observer.db`.
+    #[arg(long, value_name = "DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// Database URL (`postgres://user@host:port/db` or `sqlite:///path`); the password comes
+    /// from STOCK_OBSERVER__STORE__PASSWORD or PGPASSWORD. Default: the store.url setting,
+    /// else the embedded SQLite file.
+    #[arg(long, value_name = "URL", env = "STOCK_OBSERVER__STORE__URL")]
+    pub url: Option<String>,
+}
+
+#[derive(Args)]
+pub struct EtlArgs {
+    /// Archive partition date to load (Asia/Seoul), YYYYMMDD.
+    #[arg(long, value_name = "YYYYMMDD")]
+    pub date: String,
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// Rows per write transaction (default: store.batch_rows).
+    #[arg(long, value_name = "N")]
+    pub batch_rows: Option<usize>,
+    /// Also append the reconciliation report (an `etl_reconcile` event) to this JSONL file.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Apply pending migrations first.
+    #[arg(long)]
+    pub migrate: bool,
+}
+
+#[derive(Args)]
+pub struct BenchDbArgs {
+    /// Database to measure (PostgreSQL or sqlite:// URL); default: a fresh SQLite file in a
+    /// temporary directory. Use an empty, disposable database: the benchmark writes into it.
+    #[arg(long, value_name = "URL", env = "STOCK_OBSERVER__STORE__URL")]
+    pub url: Option<String>,
+    /// market_ticks rows to ingest.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub rows: u64,
+    /// Rows per write transaction.
+    #[arg(long, default_value_t = 10_000)]
+    pub batch_rows: usize,
+    /// Symbols the ticks and daily bars are spread over.
+    #[arg(long, default_value_t = 41)]
+    pub symbols: u32,
+    /// Timed executions of each query.
+    #[arg(long, default_value_t = 2_000)]
+    pub queries: u32,
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
+}
+
+async fn open(base: &StoreConfig, db: &DbArgs) -> anyhow::Result<Store> {
+    let mut cfg = base.clone();
+    if db.url.is_some() {
+        cfg.url = db.url.clone();
+    }
+    let store = Store::open(&cfg, &db.data_dir).await?;
+    Ok(store)
+}
+
+/// `db migrate` / `db status`.
+pub fn run_db(cmd: Db, base: &StoreConfig) -> anyhow::Result<ExitCode> {
+    runtime()?.block_on(async {
+        match cmd {
+            Db::Migrate(args) => {
+                let store = open(base, &args).await?;
+                let report = store.migrate().await.with_context(|| format!("migrating {}", store.describe()))?;
+                eprintln!("{} ({} mode)", store.describe(), report.mode);
+                for m in &report.applied {
+                    eprintln!("applied  {m}");
+                }
+                for m in &report.skipped {
+                    eprintln!("skipped  {m} (other storage mode)");
+                }
+                if report.applied.is_empty() && report.skipped.is_empty() {
+                    eprintln!("up to date");
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            Db::Status(args) => {
+                let store = open(base, &args).await?;
+                let st = store.status().await.with_context(|| format!("reading {}", store.describe()))?;
+                println!("{} — mode: {}", store.describe(), describe_mode(&st.mode));
+                for m in &st.migrations {
+                    let state = match &m.state {
+                        MigrationState::Applied { applied_at } => format!("applied {applied_at}"),
+                        MigrationState::Skipped { mode } => format!("skipped (not for {mode} mode)"),
+                        MigrationState::Pending => "PENDING".into(),
+                        MigrationState::Changed { recorded, current } => {
+                            format!("CHANGED since applied (recorded {recorded:.12}…, file {current:.12}…)")
+                        }
+                        MigrationState::Unknown => "UNKNOWN to this binary".into(),
+                    };
+                    println!("{:03}_{:<24} {state}", m.version, m.name);
+                }
+                if let Some(p) = st.problem() {
+                    return Err(anyhow::Error::new(p));
+                }
+                if st.pending() > 0 {
+                    eprintln!("{} pending; run `stock-observer db migrate`", st.pending());
+                    return Ok(ExitCode::FAILURE);
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+        }
+    })
+}
+
+fn describe_mode(mode: &str) -> &'static str {
+    match mode {
+        "sqlite" => "sqlite (embedded)",
+        "timescale" => "timescale (TimescaleDB hypertables, compression, continuous aggregates)",
+        _ => "native (PostgreSQL daily range partitions, rollups maintained by the store)",
+    }
+}
+
+/// `etl --date YYYYMMDD`: prints the reconciliation report (JSON) and fails if it does not
+/// reconcile.
+pub fn run_etl(args: EtlArgs, base: &StoreConfig) -> anyhow::Result<ExitCode> {
+    runtime()?.block_on(async {
+        let store = open(base, &args.db).await?;
+        if args.migrate {
+            store.migrate().await?;
+        }
+        let opts = EtlOptions {
+            date: args.date.clone(),
+            batch_rows: args.batch_rows.unwrap_or(base.batch_rows),
+            progress: true,
+        };
+        let report = store::run_etl(&store, &args.db.data_dir, &opts).await.with_context(|| {
+            format!("etl {} from {} into {}", args.date, args.db.data_dir.display(), store.describe())
+        })?;
+        let body = report.to_event_body();
+        println!("{}", serde_json::to_string_pretty(&body)?);
+        if let Some(path) = &args.report {
+            append_line(path, &serde_json::to_string(&body)?)?;
+        }
+        for t in report.tables.iter().filter(|t| !t.ok) {
+            eprintln!("{}: archive implies {} rows, database has {}", t.table.name(), t.expected, t.in_db);
+        }
+        Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    })
+}
+
+fn append_line(path: &Path, line: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    writeln!(f, "{line}").with_context(|| format!("writing {}", path.display()))
+}
+
+/// `bench db`: ingest rate of market_ticks and latency of the two hot queries.
+pub fn run_bench(args: BenchDbArgs) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        args.rows > 0 && args.symbols > 0 && args.batch_rows > 0 && args.queries > 0,
+        "counts must be positive"
+    );
+    let tmp = std::env::temp_dir().join(format!("stock-observer-bench-db-{}", std::process::id()));
+    let result = runtime()?.block_on(bench(&args, &tmp));
+    let _ = std::fs::remove_dir_all(&tmp);
+    result
+}
+
+async fn bench(args: &BenchDbArgs, tmp: &Path) -> anyhow::Result<ExitCode> {
+    let cfg = StoreConfig { url: args.url.clone(), batch_rows: args.batch_rows, ..StoreConfig::default() };
+    let store = Store::open(&cfg, tmp).await?;
+    store.migrate().await.context("migrating the benchmark database")?;
+    eprintln!("bench db: {} ({} mode)", store.describe(), store.mode().as_str());
+
+    // Ticks over one trading day, 09:00 KST onwards, symbols interleaved as a feed delivers them.
+    let day = store::parse_day("20260114").map_err(anyhow::Error::msg)?;
+    store.maintain(day, 1).await?;
+    let (day_start, _) = store::day_range(day);
+    let t0 = day_start.plus_millis(9 * 3_600_000);
+    let symbols: Vec<Symbol> =
+        (0..args.symbols).map(|i| Symbol::new(&format!("{:06}", 5930 + i * 10))).collect::<Result<_, _>>()?;
+    let session = "sess_20260114_090000".to_string();
+    let make = |i: u64| -> MarketTickRow {
+        let s = &symbols[(i % symbols.len() as u64) as usize];
+        let time = t0.plus_millis((i / symbols.len() as u64) as i64 * 7);
+        MarketTickRow {
+            provider: Provider::Sim,
+            market: Market::KrStocks,
+            symbol: s.clone(),
+            time,
+            trade_id: i.to_string(),
+            price: Price::from_int(70_000 + (i % 50) as i64 * 100),
+            volume: Qty::from_int(1 + (i % 97) as i64),
+            side: Some(if i.is_multiple_of(2) { Side::Buy } else { Side::Sell }),
+            cum_volume: Some(Qty::from_int(i as i64)),
+            change: None,
+            meta: RowMeta {
+                schema_version: model::SCHEMA_VERSION.into(),
+                receive_time: time.plus_millis(3),
+                session_id: session.clone(),
+                mitigation_level: 0,
+                quality_flag: QualityFlag::Normal,
+                raw_ref: Some(format!("raw/sim/20260114/09.jsonl#{i}")),
+            },
+        }
+    };
+    let mut written = 0u64;
+    let mut busy = std::time::Duration::ZERO;
+    let mut i = 0u64;
+    while i < args.rows {
+        let n = (args.batch_rows as u64).min(args.rows - i);
+        // Rows are built outside the timed section: the figure is the database's rate.
+        let batch: Vec<MarketTickRow> = (i..i + n).map(make).collect();
+        let started = Instant::now();
+        written += store.write_market_ticks(batch).await?;
+        busy += started.elapsed();
+        i += n;
+    }
+    let ingest = written as f64 / busy.as_secs_f64();
+    println!(
+        "ingest market_ticks: {written} rows in {:.2} s = {:.0} rows/s (batches of {})",
+        busy.as_secs_f64(),
+        ingest,
+        args.batch_rows
+    );
+
+    // One year of daily bars per symbol.
+    let mut bars = Vec::new();
+    for d in 0..365i64 {
+        let bar_time = day_start.plus_millis(-d * 86_400_000);
+        for (k, s) in symbols.iter().enumerate() {
+            let p = Price::from_int(50_000 + (d * 37 + k as i64 * 11) % 5_000);
+            bars.push(Bar {
+                provider: Provider::Sim,
+                market: Market::KrStocks,
+                symbol: s.clone(),
+                bar_time,
+                open: p,
+                high: Price(p.0 + rust_decimal::Decimal::from(500)),
+                low: Price(p.0 - rust_decimal::Decimal::from(500)),
+                close: p,
+                volume: Qty::from_int(1_000_000 + d),
+                coverage_ratio: 1.0,
+                count: 390,
+                meta: None,
+            });
+        }
+    }
+    for chunk in bars.chunks(10_000) {
+        store.write_bars(BarTable::Scalp(BarInterval::D1), chunk.to_vec()).await?;
+    }
+    let year = BarQuery {
+        symbol: symbols[0].clone(),
+        provider: None,
+        interval: BarInterval::D1,
+        from: day_start.plus_millis(-365 * 86_400_000),
+        to: day_start.plus_millis(86_400_000),
+    };
+    let got = store.bars(year.clone()).await?.len();
+    anyhow::ensure!(got == 365, "1-year query returned {got} bars, expected 365");
+    let daily = time_queries(args.queries, |_| {
+        let q = year.clone();
+        let store = &store;
+        async move { store.bars(q).await.map(|_| ()) }
+    })
+    .await?;
+    println!("1-year daily bars (365 rows, one symbol): p50 {:.3} ms  p99 {:.3} ms", daily.0, daily.1);
+    let latest = time_queries(args.queries, |k| {
+        let s = symbols[k as usize % symbols.len()].clone();
+        let store = &store;
+        async move { store.latest_price(s, None).await.map(|_| ()) }
+    })
+    .await?;
+    println!("latest price (one symbol): p50 {:.3} ms  p99 {:.3} ms", latest.0, latest.1);
+    println!(
+        "{}",
+        serde_json::json!({
+            "backend": store.mode().as_str(),
+            "ingest_rows": written, "ingest_rows_per_s": ingest.round(),
+            "daily_1y_p50_ms": daily.0, "daily_1y_p99_ms": daily.1,
+            "latest_p50_ms": latest.0, "latest_p99_ms": latest.1,
+        })
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// p50 and p99 in milliseconds over `n` calls (after 50 warm-up calls).
+async fn time_queries<F, Fut>(n: u32, mut f: F) -> anyhow::Result<(f64, f64)>
+where
+    F: FnMut(u32) -> Fut,
+    Fut: std::future::Future<Output = Result<(), store::StoreError>>,
+{
+    for k in 0..50 {
+        f(k).await?;
+    }
+    let mut times = Vec::with_capacity(n as usize);
+    for k in 0..n {
+        let started = Instant::now();
+        f(k).await?;
+        times.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    times.sort_by(|a, b| a.total_cmp(b));
+    let pct = |p: f64| times[((times.len() as f64 - 1.0) * p).round() as usize];
+    Ok((pct(0.50), pct(0.99)))
+}

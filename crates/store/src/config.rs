@@ -1,0 +1,122 @@
+use model::settings::{Checker, Interval, Validate};
+use serde::{Deserialize, Serialize};
+
+/// How PostgreSQL stores time series.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum TimescaleChoice {
+    /// TimescaleDB when the server offers the extension, native partitions otherwise.
+    #[default]
+    Auto,
+    /// Refuse to migrate a server without TimescaleDB.
+    Require,
+    /// Native partitions even when TimescaleDB is available.
+    Off,
+}
+
+/// The `store` section of the configuration.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `postgres://user@host:port/db` (password from `STOCK_OBSERVER__STORE__PASSWORD` or
+    /// `PGPASSWORD`, never here), `sqlite:///path/observer.db`, or absent for the embedded
+    /// SQLite file `<data-dir>/observer.db`.
+    pub url: Option<String>,
+    /// Rows per write transaction (ETL and live sink).
+    pub batch_rows: usize,
+    /// PostgreSQL connections in the pool.
+    pub pool_size: usize,
+    pub timescale: TimescaleChoice,
+    /// Native mode: daily partitions created this many days ahead by maintenance.
+    pub partitions_ahead_days: u32,
+    /// Keep market_ticks this long (absent: forever). The archive stays the source of truth.
+    pub ticks_retention: Option<Interval>,
+    /// Keep scalp_ticks this long (absent: forever).
+    pub samples_retention: Option<Interval>,
+    pub live_sink: LiveSinkConfig,
+}
+
+/// Writing ticks and samples to the database while recording (`store.live_sink`).
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LiveSinkConfig {
+    pub enabled: bool,
+    /// Rows the sink holds before it drops new ones (recording never waits for the database).
+    pub queue_rows: usize,
+    /// A partial batch is written after this long.
+    pub flush_interval: Interval,
+    /// After a failed write, batches are dropped (and counted) for this long before the next
+    /// attempt, so a dead database costs one connection attempt per interval.
+    pub retry_after: Interval,
+}
+
+impl Default for LiveSinkConfig {
+    fn default() -> Self {
+        LiveSinkConfig {
+            enabled: false,
+            queue_rows: 100_000,
+            flush_interval: Interval::from_millis(1_000),
+            retry_after: Interval::from_millis(5_000),
+        }
+    }
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            url: None,
+            batch_rows: 10_000,
+            pool_size: 4,
+            timescale: TimescaleChoice::Auto,
+            partitions_ahead_days: 7,
+            ticks_retention: None,
+            samples_retention: None,
+            live_sink: LiveSinkConfig::default(),
+        }
+    }
+}
+
+impl Validate for StoreConfig {
+    fn validate(&self, c: &mut Checker) {
+        if let Some(url) = &self.url {
+            c.check(
+                url.starts_with("postgres://") || url.starts_with("postgresql://") || url.starts_with("sqlite://"),
+                "url",
+                "must start with postgres://, postgresql:// or sqlite://",
+            );
+            c.check(
+                !crate::url_has_password(url),
+                "url",
+                "must not contain a password; set STOCK_OBSERVER__STORE__PASSWORD or PGPASSWORD",
+            );
+        }
+        c.range("batch_rows", self.batch_rows, 1, 1_000_000);
+        c.range("pool_size", self.pool_size, 1, 64);
+        c.range("partitions_ahead_days", self.partitions_ahead_days, 1, 366);
+        c.section("live_sink", |c| {
+            c.range("queue_rows", self.live_sink.queue_rows, 1, 10_000_000);
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(cfg: &StoreConfig) -> Vec<String> {
+        let mut c = Checker::default();
+        c.section("store", |c| cfg.validate(c));
+        c.problems.iter().map(|p| p.to_string()).collect()
+    }
+
+    #[test]
+    fn default_is_valid_and_bad_values_name_the_key() {
+        assert!(problems(&StoreConfig::default()).is_empty());
+        let bad = StoreConfig { url: Some("postgres://u:secret@h/db".into()), batch_rows: 0, ..StoreConfig::default() };
+        let p = problems(&bad);
+        assert!(p.iter().any(|m| m.starts_with("store.url:") && !m.contains("secret")), "{p:?}");
+        assert!(p.iter().any(|m| m.starts_with("store.batch_rows:")), "{p:?}");
+        let unknown = serde_json::from_str::<StoreConfig>(r#"{"urll":"x"}"#);
+        assert!(unknown.is_err());
+    }
+}

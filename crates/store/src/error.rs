@@ -1,0 +1,68 @@
+use std::path::PathBuf;
+
+/// Everything the store can fail at. Messages name the table, file or migration involved and
+/// never include connection secrets (URLs are reported without their password).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("postgres: {0}")]
+    Postgres(String),
+    #[error("postgres pool: {0}")]
+    Pool(String),
+    #[error("invalid store url {url}: {why}")]
+    Url { url: String, why: String },
+    #[error(
+        "migration {version:03}_{name} was changed after it was applied (recorded sha256 {recorded}, file now {current}); \
+         restore the file or write a new migration"
+    )]
+    MigrationChanged { version: u32, name: String, recorded: String, current: String },
+    #[error("migration {version:03}_{name} failed (nothing of it was applied): {why}")]
+    MigrationFailed { version: u32, name: String, why: String },
+    #[error(
+        "the database has migration {version:03}_{name} that this binary does not know; is it older than the database?"
+    )]
+    UnknownMigration { version: u32, name: String },
+    #[error("schema is not migrated ({pending} pending); run `stock-observer db migrate`")]
+    NotMigrated { pending: usize },
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}:{line}: {why}")]
+    Line { path: PathBuf, line: u64, why: String },
+    #[error("bad value in column {column}: {why}")]
+    Decode { column: &'static str, why: String },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("background task failed: {0}")]
+    Task(String),
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        // `{:#}`-style detail: the server's message, not just "db error".
+        let msg = match e.as_db_error() {
+            Some(db) => format!("{}: {}", db.code().code(), db.message()),
+            None => e.to_string(),
+        };
+        StoreError::Postgres(msg)
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for StoreError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        StoreError::Pool(e.to_string())
+    }
+}
+
+impl From<tokio::task::JoinError> for StoreError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        StoreError::Task(e.to_string())
+    }
+}
+
+impl StoreError {
+    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> StoreError {
+        let path = path.into();
+        move |source| StoreError::Io { path, source }
+    }
+}

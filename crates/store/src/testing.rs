@@ -1,0 +1,172 @@
+//! Test support (feature `testing`): a real PostgreSQL server started on loopback for the
+//! duration of a test, and a writer of small, exactly known archive days.
+//!
+//! The server comes from the Debian `postgresql-15` package (`/usr/lib/postgresql/15/bin`, or
+//! `SO_PG_BIN`). PostgreSQL refuses to run as root, so as root the cluster is created and run
+//! as the `postgres` system user the package installs. Failing to start is an error with the
+//! reason, never a silent skip.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use tempfile::TempDir;
+
+pub struct PgServer {
+    dir: TempDir,
+    bin: PathBuf,
+    port: u16,
+    as_postgres: bool,
+}
+
+fn pg_bin() -> PathBuf {
+    std::env::var_os("SO_PG_BIN").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/usr/lib/postgresql/15/bin"))
+}
+
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false)
+}
+
+fn describe(what: &str, o: &Output) -> String {
+    format!(
+        "{what} failed ({}): {}{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+impl PgServer {
+    /// initdb + pg_ctl start on a free loopback port; stopped and deleted on drop.
+    pub fn start() -> Result<PgServer, String> {
+        let bin = pg_bin();
+        if !bin.join("initdb").exists() {
+            return Err(format!(
+                "PostgreSQL server binaries not found in {} (install the postgresql-15 package or set SO_PG_BIN)",
+                bin.display()
+            ));
+        }
+        let dir = tempfile::Builder::new().prefix("so-pg-").tempdir().map_err(|e| format!("temp dir: {e}"))?;
+        let as_postgres = is_root();
+        if as_postgres {
+            let o = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path())
+                .output()
+                .map_err(|e| format!("chown: {e}"))?;
+            if !o.status.success() {
+                return Err(describe("chown to user postgres (does the user exist?)", &o));
+            }
+        }
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .map_err(|e| format!("free port: {e}"))?;
+        let server = PgServer { dir, bin, port, as_postgres };
+        let data = server.data_dir();
+        let o = server.run(
+            "initdb",
+            &["-D", &data.to_string_lossy(), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync"],
+        )?;
+        if !o.status.success() {
+            return Err(describe("initdb", &o));
+        }
+        server.pg_start()?;
+        Ok(server)
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn run(&self, tool: &str, args: &[&str]) -> Result<Output, String> {
+        let exe = self.bin.join(tool);
+        let mut cmd = if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&exe);
+            c
+        } else {
+            Command::new(&exe)
+        };
+        cmd.args(args).current_dir(self.dir.path()).output().map_err(|e| format!("running {}: {e}", exe.display()))
+    }
+
+    fn pg_start(&self) -> Result<(), String> {
+        let sock = self.dir.path().to_string_lossy().to_string();
+        let opts = format!(
+            "-p {} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
+             -c full_page_writes=off -c max_connections=50",
+            self.port
+        );
+        let log = self.dir.path().join("server.log");
+        let o = self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.data_dir().to_string_lossy(),
+                "-o",
+                &opts,
+                "-l",
+                &log.to_string_lossy(),
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
+        )?;
+        if !o.status.success() {
+            let tail = std::fs::read_to_string(&log).unwrap_or_default();
+            return Err(format!("{}\nserver log:\n{tail}", describe("pg_ctl start", &o)));
+        }
+        Ok(())
+    }
+
+    /// Stops the server (fast shutdown), keeping its data for `restart`.
+    pub fn stop(&self) -> Result<(), String> {
+        let o = self.run("pg_ctl", &["-D", &self.data_dir().to_string_lossy(), "-m", "fast", "-w", "stop"])?;
+        if !o.status.success() {
+            return Err(describe("pg_ctl stop", &o));
+        }
+        Ok(())
+    }
+
+    pub fn restart(&self) -> Result<(), String> {
+        self.pg_start()
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `postgres://postgres@127.0.0.1:PORT/postgres`
+    pub fn url(&self) -> String {
+        self.url_db("postgres")
+    }
+
+    pub fn url_db(&self, db: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
+    }
+
+    /// Creates a fresh database (each test gets its own on a shared server).
+    pub fn create_db(&self, name: &str) -> Result<String, String> {
+        let o = self.run("createdb", &["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres", name]);
+        // createdb is in the same bin dir; fall back to psql-less error text.
+        let o = o?;
+        if !o.status.success() {
+            return Err(describe("createdb", &o));
+        }
+        Ok(self.url_db(name))
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for PgServer {
+    fn drop(&mut self) {
+        let _ = self.run("pg_ctl", &["-D", &self.data_dir().to_string_lossy(), "-m", "immediate", "-w", "stop"]);
+    }
+}
+
+pub mod fixture;
