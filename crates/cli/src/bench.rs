@@ -13,7 +13,9 @@ use engine::book::LatestBook;
 use engine::observer::ObserverCore;
 use engine::pipeline::{encode_raw_line, raw_ref};
 use model::{Meta, Price, Provider, Qty, RawFrame, RawFrameKind, SessionId, Side, Symbol, UtcTime};
+use providers::kis::fake::{TradeAcc, trade_record};
 use providers::sim::{SimTrade, wire};
+use rust_decimal::Decimal;
 
 #[derive(Subcommand)]
 pub enum Bench {
@@ -33,6 +35,13 @@ pub struct PipelineArgs {
     /// Distinct symbols the ticks are spread over (a Track B slot set).
     #[arg(long, default_value_t = 41)]
     symbols: u32,
+    /// Frame format: `kis` (H0STCNT0, the reference provider and collect's default path) or
+    /// `sim` (the sim's JSON frames).
+    #[arg(long, default_value = "kis", value_parser = ["kis", "sim"])]
+    provider: String,
+    /// Trade records per frame (KIS batches several when a symbol is busy).
+    #[arg(long, default_value_t = 1)]
+    records_per_frame: u32,
     /// Configuration file (archive buffer, observer limits).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -62,27 +71,51 @@ fn pipeline(args: PipelineArgs) -> anyhow::Result<ExitCode> {
     let symbols: Vec<Symbol> =
         (0..args.symbols).map(|i| Symbol::new(&format!("{:06}", 5930 + i * 10))).collect::<Result<_, _>>()?;
     eprintln!("preparing {} trade frames over {} symbols…", args.ticks, args.symbols);
-    let frames: Vec<RawFrame> = (0..args.ticks)
-        .map(|i| {
-            let t = SimTrade {
-                time: start.plus_millis((i / 8) as i64),
-                symbol: symbols[(i % args.symbols as u64) as usize].clone(),
-                price: Price::from_int(71_500 + 100 * (i % 7) as i64),
-                size: Qty::from_int(1 + (i % 50) as i64),
-                side: if i % 2 == 0 { Side::Buy } else { Side::Sell },
-                seq: i + 1,
-                cum_volume: Qty::from_int(1000 + i as i64),
-            };
-            let receive_time = t.time.plus_millis(3);
-            RawFrame {
-                provider: Provider::Sim,
-                kind: RawFrameKind::Ws,
-                channel: "trade".into(),
-                frame: wire::encode_trade(&t),
-                receive_time,
-            }
+    let trades: Vec<SimTrade> = (0..args.ticks)
+        .map(|i| SimTrade {
+            time: start.plus_millis((i / 8) as i64),
+            symbol: symbols[(i % args.symbols as u64) as usize].clone(),
+            price: Price::from_int(71_500 + 100 * (i % 7) as i64),
+            size: Qty::from_int(1 + (i % 50) as i64),
+            side: if i % 2 == 0 { Side::Buy } else { Side::Sell },
+            seq: i + 1,
+            cum_volume: Qty::from_int(1000 + i as i64),
         })
         .collect();
+    let per = args.records_per_frame.max(1) as usize;
+    let pid: Provider = args.provider.parse()?;
+    let frames: Vec<RawFrame> = match pid {
+        Provider::Kis => {
+            let mut accs: std::collections::HashMap<Symbol, TradeAcc> = Default::default();
+            trades
+                .chunks(per)
+                .map(|chunk| {
+                    let records: Vec<String> = chunk
+                        .iter()
+                        .map(|t| {
+                            let acc = accs.entry(t.symbol.clone()).or_default();
+                            let best = (t.price.0 - Decimal::from(100), t.price.0);
+                            trade_record(t, Decimal::from(70_000), best, acc, 47)
+                        })
+                        .collect();
+                    let text = format!("0|H0STCNT0|{:03}|{}", chunk.len(), records.join("^"));
+                    let receive_time = chunk[chunk.len() - 1].time.plus_millis(3);
+                    RawFrame { provider: pid, kind: RawFrameKind::Ws, channel: "H0STCNT0".into(), frame: text, receive_time }
+                })
+                .collect()
+        }
+        _ => trades
+            .iter()
+            .map(|t| RawFrame {
+                provider: pid,
+                kind: RawFrameKind::Ws,
+                channel: "trade".into(),
+                frame: wire::encode_trade(t),
+                receive_time: t.time.plus_millis(3),
+            })
+            .collect(),
+    };
+    let mapper = providers::mapper(pid).context("no mapper for that provider")?;
 
     let session = SessionId::starting_at(start);
     let cfg = settings.observer.clone();
@@ -105,10 +138,12 @@ fn pipeline(args: PipelineArgs) -> anyhow::Result<ExitCode> {
         let (seq, rt) = (seq as u64 + 1, &frame.receive_time);
         line.clear();
         encode_raw_line(&mut line, frame, seq, &Meta::new(*rt, *rt, session.clone()));
-        writer.append(Stream::Raw(Provider::Sim), *rt, &line)?;
-        let (event_time, event) = wire::parse(&frame.frame)?;
-        if let Ok(rec) = core.observe(event_time, *rt, event, Some(raw_ref(Provider::Sim, *rt, seq))) {
-            book.apply(rec.meta.receive_time, &rec.body);
+        writer.append(Stream::Raw(pid), *rt, &line)?;
+        let raw_ref = raw_ref(pid, *rt, seq);
+        for (event_time, event) in (mapper.parse)(frame)? {
+            if let Ok(rec) = core.observe(event_time, *rt, event, Some(raw_ref.clone())) {
+                book.apply(rec.meta.receive_time, &rec.body);
+            }
         }
     }
     let end = frames.last().map_or(start, |f| f.receive_time);
@@ -123,8 +158,11 @@ fn pipeline(args: PipelineArgs) -> anyhow::Result<ExitCode> {
     );
     let bytes = summary.bytes_written;
     println!(
-        "bench pipeline: {} ticks over {} symbols in {:.3} s (one thread, fsync at close)",
-        args.ticks, args.symbols, secs
+        "bench pipeline: {} ticks over {} symbols, {} frames ({pid}, {per} record(s) per frame) in {:.3} s (one thread, fsync at close)",
+        args.ticks,
+        args.symbols,
+        frames.len(),
+        secs
     );
     println!("  {:.0} ticks/s", args.ticks as f64 / secs);
     println!(
