@@ -1,0 +1,78 @@
+//! Broker credentials from the environment appear in no log line, error message, panic
+//! output or archive file, through a whole live run against the fake KIS server.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::Stdio;
+
+use common::*;
+
+/// The keys the fake KIS server accepts (crates/cli/src/sources.rs).
+const KEY: &str = "PSsimFAKEappKEY0000000000000000000000";
+const SECRET: &str = "sim-fake-app-secret";
+
+fn leaks_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else { return out };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(leaks_under(&p));
+        } else if let Ok(bytes) = std::fs::read(&p) {
+            let text = String::from_utf8_lossy(&bytes);
+            if text.contains(KEY) || text.contains(SECRET) {
+                out.push(p.display().to_string());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn kis_key_and_secret_never_leak() {
+    let mut sim = cmd().args(["sim", "--speed", "1"]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut lines = BufReader::new(sim.stdout.take().unwrap()).lines();
+    let kis = lines.next().unwrap().unwrap();
+    let words: Vec<&str> = kis.split_whitespace().collect();
+    let (rest, ws, master) = (words[2], words[4], words[7]);
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = run(cmd()
+        .args(["collect", "--duration", "4s", "--data-dir"])
+        .arg(&data)
+        .env("RUST_LOG", "debug")
+        .env("KIS_APP_KEY", KEY)
+        .env("KIS_APP_SECRET", SECRET)
+        .env("STOCK_OBSERVER__SOURCE", "live")
+        .env("STOCK_OBSERVER__PROVIDERS__KIS__REST_BASE", rest)
+        .env("STOCK_OBSERVER__PROVIDERS__KIS__WS_BASE", ws)
+        .env("STOCK_OBSERVER__PROVIDERS__KIS__MASTER_BASE", master)
+        .env("STOCK_OBSERVER__PROVIDERS__KIS__TOKEN_CACHE", data.join("state/kis_token.json")));
+    let _ = sim.kill();
+    let _ = sim.wait();
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    // The run really used the credentials: it connected and subscribed.
+    let raw = lines_under(&data.join("raw/kis"));
+    assert!(raw.iter().any(|l| l["kind"] == "sent" && l["frame"].as_str().unwrap_or("").contains("H0STCNT0")), "no subscribe sent");
+    assert!(!t.contains(KEY) && !t.contains(SECRET), "a credential leaked into the output:\n{t}");
+    assert_eq!(leaks_under(&data), Vec::<String>::new(), "a credential leaked into these files");
+
+    // A wrong secret is refused with an error that does not echo it either.
+    let wrong = "wrong-secret-value-123";
+    let out = run(cmd()
+        .args(["collect", "--duration", "2s", "--data-dir"])
+        .arg(dir.path().join("d2"))
+        .env("KIS_APP_KEY", KEY)
+        .env("KIS_APP_SECRET", wrong)
+        .env("STOCK_OBSERVER__SOURCE", "live")
+        .env("STOCK_OBSERVER__PROVIDERS__KIS__REST_BASE", "http://127.0.0.1:9")
+        .env("STOCK_OBSERVER__PROVIDERS__KIS__WS_BASE", "ws://127.0.0.1:9")
+        .env("STOCK_OBSERVER__PROVIDERS__KIS__MASTER_BASE", "http://127.0.0.1:9/"));
+    let t = text(&out);
+    assert!(!t.contains(wrong) && !t.contains(KEY), "{t}");
+    assert!(!t.contains("panicked"), "{t}");
+}
