@@ -23,6 +23,9 @@ pub enum Bench {
     /// raw archive append (before parsing) → normalize → validate → guard → enrich → latest
     /// state for Track B — and report ticks/s and archived bytes/s.
     Pipeline(PipelineArgs),
+    /// Parse and normalize realistic provider frames on the current thread and report
+    /// frames/s and records/s (no archive, no observer core).
+    Parse(ParseArgs),
     /// Database ingest rate (market_ticks) and query latency (1-year daily bars, latest price).
     Db(crate::db::BenchDbArgs),
 }
@@ -51,9 +54,93 @@ pub struct PipelineArgs {
     data_dir: Option<PathBuf>,
 }
 
+#[derive(clap::Args)]
+pub struct ParseArgs {
+    /// `kis` (H0STCNT0 trade frames) or `upbit` (WebSocket trade, ticker and orderbook
+    /// messages in DEFAULT format, with exponent-form prices).
+    #[arg(long, value_parser = ["kis", "upbit"])]
+    provider: String,
+    /// Number of frames.
+    #[arg(long, default_value_t = 1_000_000)]
+    frames: u64,
+    /// KIS trade records per frame.
+    #[arg(long, default_value_t = 1)]
+    records_per_frame: u32,
+}
+
+/// Upbit WebSocket messages as the real server sends them (spec golden frames), with the
+/// varying fields filled in per message.
+fn upbit_message(i: u64) -> String {
+    let price = 100_473_000 + (i % 97) * 1000;
+    match i % 4 {
+        0 | 1 => format!(
+            r#"{{"type":"trade","code":"KRW-BTC","timestamp":{ts},"trade_date":"2026-11-24","trade_time":"01:07:42","trade_timestamp":{ts},"trade_price":{price}.00000000,"trade_volume":0.000{v:05},"ask_bid":"BID","prev_closing_price":100571000.00000000,"change":"FALL","change_price":98000.00000000,"sequential_id":{sid},"best_ask_price":{price},"best_ask_size":0.43139478,"best_bid_price":100465000,"best_bid_size":0.01990656,"stream_type":"REALTIME"}}"#,
+            ts = 1_795_000_000_000u64 + i,
+            v = 14208 + i % 1000,
+            sid = 17_950_000_000_000_000u64 + i,
+        ),
+        2 => format!(
+            r#"{{"type":"ticker","code":"KRW-ETH","opening_price":5183000,"high_price":5231000,"low_price":5155000,"trade_price":{p},"prev_closing_price":5183000.00000000,"acc_trade_price":78039261076.51241000,"change":"RISE","change_price":4000.00000000,"signed_change_price":4000.00000000,"change_rate":0.0007717538,"signed_change_rate":0.0007717538,"ask_bid":"ASK","trade_volume":0.03103806,"acc_trade_volume":2429.58834336,"trade_date":"20261124","trade_time":"074102","trade_timestamp":{ts},"acc_ask_volume":1146.25573608,"acc_bid_volume":1283.33260728,"highest_52_week_price":5767800.00000000,"highest_52_week_date":"2026-03-28","lowest_52_week_price":2070000.00000000,"lowest_52_week_date":"2025-12-30","market_state":"ACTIVE","is_trading_suspended":false,"delisting_date":null,"market_warning":"NONE","timestamp":{ts},"acc_trade_price_24h":228827082483.70729000,"acc_trade_volume_24h":7158.80283560,"stream_type":"REALTIME"}}"#,
+            p = 5_187_000 + (i % 50) * 1000,
+            ts = 1_795_000_000_000u64 + i,
+        ),
+        _ => format!(
+            r#"{{"type":"orderbook","code":"KRW-BTC","timestamp":{ts},"total_ask_size":2.51469375,"total_bid_size":1.63815297,"orderbook_units":[{{"ask_price":1.16539E8,"bid_price":1.16538E8,"ask_size":0.02054761,"bid_size":0.08120946}},{{"ask_price":1.1654E8,"bid_price":1.16537E8,"ask_size":0.0133,"bid_size":0.5}},{{"ask_price":1.16541E8,"bid_price":1.16536E8,"ask_size":1.2,"bid_size":0.25}}],"stream_type":"REALTIME","level":0}}"#,
+            ts = 1_795_000_000_000u64 + i,
+        ),
+    }
+}
+
+fn parse(args: ParseArgs) -> anyhow::Result<ExitCode> {
+    let pid: Provider = args.provider.parse()?;
+    let mapper = providers::mapper(pid).context("no mapper for that provider")?;
+    let start = UtcTime::from_kst("2026-11-24T10:00:00".parse()?);
+    let per = args.records_per_frame.max(1) as u64;
+    eprintln!("preparing {} {pid} frames…", args.frames);
+    let frames: Vec<RawFrame> = (0..args.frames)
+        .map(|i| {
+            let text = match pid {
+                Provider::Kis => {
+                    let mut acc = TradeAcc::default();
+                    let records: Vec<String> = (0..per)
+                        .map(|j| {
+                            let t = SimTrade {
+                                time: start.plus_millis((i * per + j) as i64),
+                                symbol: Symbol::new(&format!("{:06}", 5930 + (i % 41) * 10)).unwrap_or_else(|_| unreachable!()),
+                                price: Price::from_int(71_500 + 100 * ((i + j) % 7) as i64),
+                                size: Qty::from_int(1 + ((i + j) % 50) as i64),
+                                side: if j % 2 == 0 { Side::Buy } else { Side::Sell },
+                                seq: i * per + j + 1,
+                                cum_volume: Qty::from_int(1000 + (i * per + j) as i64),
+                            };
+                            let best = (t.price.0 - Decimal::from(100), t.price.0);
+                            trade_record(&t, Decimal::from(70_000), best, &mut acc, 47)
+                        })
+                        .collect();
+                    format!("0|H0STCNT0|{per:03}|{}", records.join("^"))
+                }
+                _ => upbit_message(i),
+            };
+            RawFrame { provider: pid, kind: RawFrameKind::Ws, channel: "ws".into(), frame: text, receive_time: start }
+        })
+        .collect();
+    let bytes: usize = frames.iter().map(|f| f.frame.len()).sum();
+    let began = Instant::now();
+    let mut records = 0u64;
+    for f in &frames {
+        records += (mapper.parse)(f)?.len() as u64;
+    }
+    let secs = began.elapsed().as_secs_f64();
+    println!("bench parse: {} {pid} frames ({} bytes), {records} records in {secs:.3} s (one thread)", frames.len(), bytes);
+    println!("  {:.0} frames/s", frames.len() as f64 / secs);
+    println!("  {:.0} records/s", records as f64 / secs);
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn run(b: Bench) -> anyhow::Result<ExitCode> {
     match b {
         Bench::Pipeline(args) => pipeline(args),
+        Bench::Parse(args) => parse(args),
         Bench::Db(args) => crate::db::run_bench(args),
     }
 }
