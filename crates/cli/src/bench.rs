@@ -96,6 +96,8 @@ fn parse(args: ParseArgs) -> anyhow::Result<ExitCode> {
     let mapper = providers::mapper(pid).context("no mapper for that provider")?;
     let start = UtcTime::from_kst("2026-11-24T10:00:00".parse()?);
     let per = args.records_per_frame.max(1) as u64;
+    let symbols: Vec<Symbol> =
+        (0..41).map(|i| Symbol::new(&format!("{:06}", 5930 + i * 10))).collect::<Result<_, _>>()?;
     eprintln!("preparing {} {pid} frames…", args.frames);
     let frames: Vec<RawFrame> = (0..args.frames)
         .map(|i| {
@@ -106,7 +108,7 @@ fn parse(args: ParseArgs) -> anyhow::Result<ExitCode> {
                         .map(|j| {
                             let t = SimTrade {
                                 time: start.plus_millis((i * per + j) as i64),
-                                symbol: Symbol::new(&format!("{:06}", 5930 + (i % 41) * 10)).unwrap_or_else(|_| unreachable!()),
+                                symbol: symbols[(i % 41) as usize].clone(),
                                 price: Price::from_int(71_500 + 100 * ((i + j) % 7) as i64),
                                 size: Qty::from_int(1 + ((i + j) % 50) as i64),
                                 side: if j % 2 == 0 { Side::Buy } else { Side::Sell },
@@ -131,7 +133,11 @@ fn parse(args: ParseArgs) -> anyhow::Result<ExitCode> {
         records += (mapper.parse)(f)?.len() as u64;
     }
     let secs = began.elapsed().as_secs_f64();
-    println!("bench parse: {} {pid} frames ({} bytes), {records} records in {secs:.3} s (one thread)", frames.len(), bytes);
+    println!(
+        "bench parse: {} {pid} frames ({} bytes), {records} records in {secs:.3} s (one thread)",
+        frames.len(),
+        bytes
+    );
     println!("  {:.0} frames/s", frames.len() as f64 / secs);
     println!("  {:.0} records/s", records as f64 / secs);
     Ok(ExitCode::SUCCESS)
@@ -187,7 +193,13 @@ fn pipeline(args: PipelineArgs) -> anyhow::Result<ExitCode> {
                         .collect();
                     let text = format!("0|H0STCNT0|{:03}|{}", chunk.len(), records.join("^"));
                     let receive_time = chunk[chunk.len() - 1].time.plus_millis(3);
-                    RawFrame { provider: pid, kind: RawFrameKind::Ws, channel: "H0STCNT0".into(), frame: text, receive_time }
+                    RawFrame {
+                        provider: pid,
+                        kind: RawFrameKind::Ws,
+                        channel: "H0STCNT0".into(),
+                        frame: text,
+                        receive_time,
+                    }
                 })
                 .collect()
         }

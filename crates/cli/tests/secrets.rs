@@ -57,7 +57,10 @@ fn kis_key_and_secret_never_leak() {
     assert!(out.status.success(), "{t}");
     // The run really used the credentials: it connected and subscribed.
     let raw = lines_under(&data.join("raw/kis"));
-    assert!(raw.iter().any(|l| l["kind"] == "sent" && l["frame"].as_str().unwrap_or("").contains("H0STCNT0")), "no subscribe sent");
+    assert!(
+        raw.iter().any(|l| l["kind"] == "sent" && l["frame"].as_str().unwrap_or("").contains("H0STCNT0")),
+        "no subscribe sent"
+    );
     assert!(!t.contains(KEY) && !t.contains(SECRET), "a credential leaked into the output:\n{t}");
     assert_eq!(leaks_under(&data), Vec::<String>::new(), "a credential leaked into these files");
 
