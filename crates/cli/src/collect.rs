@@ -1,5 +1,6 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -122,7 +123,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             Mode::Sim => serde_json::json!({ "mode": "sim", "seed": settings.sim.seed, "symbols": settings.sim.symbols }),
             Mode::Live => serde_json::json!({ "mode": "live" }),
         };
-        let collector = Collector::new(settings.engine(), adapters, clock, args.data_dir.clone(), detail);
+        let mut collector = Collector::new(settings.engine(), adapters, clock, args.data_dir.clone(), detail);
+        let live_sink = crate::live::start(&settings.store, &args.data_dir).await?;
+        if let Some(sink) = &live_sink {
+            collector.tap = Some(Arc::new(crate::live::LiveTap(sink.clone())));
+            eprintln!("live database sink on: {}", settings.store.url.as_deref().unwrap_or("embedded SQLite"));
+        }
         let live = collector.live.clone();
         let (stop_tx, stop_rx) = watch::channel(false);
 
@@ -150,8 +156,24 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let _ = stop_tx.send(true);
         let _ = status.await;
         drop(fakes);
+        let sink_report = match live_sink {
+            Some(s) => crate::live::finish(s).await,
+            None => None,
+        };
         let summary = result.with_context(|| format!("collecting into {}", args.data_dir.display()))?;
         crate::status::print_summary(&summary, &args.data_dir);
+        if let Some(r) = sink_report {
+            println!(
+                "  live database sink: {} rows stored, {} failed ({} write errors), {} dropped (queue full)",
+                r.rows_stored, r.rows_failed, r.write_errors, r.dropped_queue_full
+            );
+            if r.rows_failed + r.dropped_queue_full > 0 {
+                println!(
+                    "  the database missed rows{}; fill it from the archive with: stock-observer etl --date YYYYMMDD",
+                    r.last_error.map(|e| format!(" (last error: {e})")).unwrap_or_default()
+                );
+            }
+        }
         Ok(ExitCode::SUCCESS)
     })
 }

@@ -26,6 +26,7 @@ use crate::reconnect::{Outage, Supervisor};
 use crate::schedule::{End, Schedule};
 use crate::sink::{Sink, SinkError, SinkHandle};
 use crate::stats::{Stats, StatsSnapshot};
+use crate::tap::Tap;
 use crate::track_a::TrackA;
 use crate::track_b::{Sampler, TrackBClock};
 use crate::universe::{self, Filter, UniverseError};
@@ -76,6 +77,7 @@ pub struct RunContext {
     pub sink: SinkHandle,
     pub stop: watch::Receiver<bool>,
     pub until: Option<UtcTime>,
+    pub tap: Option<Arc<dyn Tap>>,
 }
 
 impl RunContext {
@@ -201,6 +203,8 @@ async fn launch_provider<P: MarketProvider>(
         let mut p = processor();
         let (book, events, slots) = (book.clone(), events.clone(), slots.clone());
         let mut sampler = Sampler::new(pid, market, book.clone(), events.clone(), false);
+        sampler.tap = ctx.tap.clone();
+        let tap = ctx.tap.clone();
         tasks.spawn(async move {
             let mut passed = Vec::new();
             // Runs until the stream and Track B's clock drop their senders, so nothing
@@ -219,6 +223,9 @@ async fn launch_provider<P: MarketProvider>(
                 }
                 for rec in &passed {
                     book.apply(rec.meta.receive_time, &rec.body);
+                    if let Some(tap) = &tap {
+                        tap.market_event(rec);
+                    }
                 }
             }
             Ok(())
@@ -229,6 +236,7 @@ async fn launch_provider<P: MarketProvider>(
         universe: symbols.clone(),
         schedule: schedule(cfg.tracks.swing.window, cfg.tracks.swing.interval.as_millis() as i64, End::Inclusive),
         clock,
+        tap: ctx.tap.clone(),
     };
     let stop = ctx.stop.clone();
     tasks.spawn(async move { track_a.run(stop).await.map_err(CollectError::from) });
@@ -256,6 +264,8 @@ pub struct Collector {
     pub live: Arc<Live>,
     /// Describes the source in the session-start event (e.g. sim seed and fake servers).
     pub source_detail: serde_json::Value,
+    /// Sinks beside the archive (the live database sink).
+    pub tap: Option<Arc<dyn Tap>>,
 }
 
 impl Collector {
@@ -277,7 +287,7 @@ impl Collector {
             universe_size: AtomicU64::new(0),
             slots: AtomicU64::new(0),
         });
-        Collector { config, providers, data_dir, live, source_detail }
+        Collector { config, providers, data_dir, live, source_detail, tap: None }
     }
 
     /// Runs until `stop` turns true or the market clock reaches `until`, then shuts down
@@ -303,6 +313,7 @@ impl Collector {
             sink: sink.handle.clone(),
             stop: inner_stop.clone(),
             until,
+            tap: self.tap.clone(),
         };
 
         let now = clock.now();

@@ -12,6 +12,7 @@ pub mod replay;
 pub mod schedule;
 pub mod sink;
 pub mod stats;
+pub mod tap;
 pub mod track_a;
 pub mod track_b;
 pub mod universe;

@@ -19,6 +19,7 @@ pub struct TrackA<P> {
     pub universe: Arc<Vec<Symbol>>,
     pub schedule: Schedule,
     pub clock: Clock,
+    pub tap: Option<Arc<dyn crate::tap::Tap>>,
 }
 
 impl<P: MarketProvider> TrackA<P> {
@@ -76,6 +77,9 @@ impl<P: MarketProvider> TrackA<P> {
                 if let MarketEvent::Snapshot(_) = &rec.body {
                     let stream = Stream::Swing(rec.body.provider(), rec.body.market());
                     self.processor.events.sink.write(stream, rec.meta.receive_time, &rec).await?;
+                    if let Some(tap) = &self.tap {
+                        tap.market_event(&rec);
+                    }
                     inc(&self.processor.events.stats.swing_written);
                 }
             }

@@ -26,6 +26,7 @@ use crate::pipeline::Events;
 use crate::schedule::Schedule;
 use crate::sink::SinkError;
 use crate::stats::inc;
+use crate::tap::Tap;
 
 pub const SAMPLED_DOWN: &str = "sampled_down_queue_full";
 pub const CLOCK_CHANNEL: &str = "track_b";
@@ -90,12 +91,13 @@ pub struct Sampler {
     pub events: Events,
     /// Replay writes every sample (waiting for room); a live run samples down when full.
     pub wait_for_room: bool,
+    pub tap: Option<Arc<dyn Tap>>,
     states: Vec<SymbolState>,
 }
 
 impl Sampler {
     pub fn new(provider: Provider, market: Market, book: Arc<LatestBook>, events: Events, wait_for_room: bool) -> Self {
-        Sampler { provider, market, book, events, wait_for_room, states: Vec::new() }
+        Sampler { provider, market, book, events, wait_for_room, tap: None, states: Vec::new() }
     }
 
     /// Samples for the clock frame `text` received at `received`; `level` is the mitigation
@@ -130,17 +132,20 @@ impl Sampler {
             }
             let rec = Record { body: sample, meta };
             let stream = Stream::Scalp(self.provider, self.market);
-            if self.wait_for_room {
+            let kept = if self.wait_for_room {
                 self.events.sink.write(stream, received, &rec).await?;
-                inc(&self.events.stats.scalp_written);
+                true
             } else {
-                match self.events.sink.try_write(stream, received, &rec) {
-                    Ok(()) => inc(&self.events.stats.scalp_written),
-                    Err(_) => {
-                        inc(&self.events.stats.scalp_sampled_down);
-                        dropped.push(symbol.clone());
-                    }
+                self.events.sink.try_write(stream, received, &rec).is_ok()
+            };
+            if kept {
+                inc(&self.events.stats.scalp_written);
+                if let Some(tap) = &self.tap {
+                    tap.sample(&rec);
                 }
+            } else {
+                inc(&self.events.stats.scalp_sampled_down);
+                dropped.push(symbol.clone());
             }
         }
         for symbol in dropped {
