@@ -11,7 +11,7 @@ use clap::Subcommand;
 use archive::{ArchiveWriter, Stream};
 use engine::book::LatestBook;
 use engine::observer::ObserverCore;
-use engine::pipeline::{encode_raw_line, raw_ref};
+use engine::pipeline::{RawRefs, encode_raw_line};
 use model::{Meta, Price, Provider, Qty, RawFrame, RawFrameKind, SessionId, Side, Symbol, UtcTime};
 use providers::kis::fake::{TradeAcc, trade_record};
 use providers::sim::{SimTrade, wire};
@@ -231,6 +231,7 @@ fn pipeline(args: PipelineArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("opening {}", dir.display()))?;
 
     let book = LatestBook::default();
+    let mut refs = RawRefs::default();
     let began = Instant::now();
     let mut line = Vec::with_capacity(512);
     for (seq, frame) in frames.iter().enumerate() {
@@ -238,7 +239,7 @@ fn pipeline(args: PipelineArgs) -> anyhow::Result<ExitCode> {
         line.clear();
         encode_raw_line(&mut line, frame, seq, &Meta::new(*rt, *rt, session.clone()));
         writer.append(Stream::Raw(pid), *rt, &line)?;
-        let raw_ref = raw_ref(pid, *rt, seq);
+        let raw_ref = refs.get(pid, *rt, seq);
         for (event_time, event) in (mapper.parse)(frame)? {
             if let Ok(rec) = core.observe(event_time, *rt, event, Some(raw_ref.clone())) {
                 book.apply(rec.meta.receive_time, &rec.body);

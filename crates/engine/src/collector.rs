@@ -21,7 +21,7 @@ use providers::MarketProvider;
 use crate::book::LatestBook;
 use crate::config::EngineConfig;
 use crate::observer::ObserverCore;
-use crate::pipeline::{Events, FrameProcessor};
+use crate::pipeline::{Events, FrameProcessor, RawRefs};
 use crate::reconnect::{Outage, Supervisor};
 use crate::schedule::{End, Schedule};
 use crate::sink::{Sink, SinkError, SinkHandle};
@@ -170,6 +170,7 @@ async fn launch_provider<P: MarketProvider>(
         ),
         events: events.clone(),
         seq: seq.clone(),
+        refs: RawRefs::default(),
         last_level: 0,
     };
     let schedule = |window: Window, interval_ms: i64, end: End| Schedule {

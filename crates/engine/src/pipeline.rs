@@ -77,6 +77,7 @@ pub struct FrameProcessor<P> {
     pub core: ObserverCore,
     pub events: Events,
     pub seq: Arc<AtomicU64>,
+    pub refs: RawRefs,
     /// Mitigation level recorded with the last raw frame, for records derived in band from it.
     pub last_level: u8,
 }
@@ -107,7 +108,7 @@ impl<P: MarketProvider> FrameProcessor<P> {
                 return self.events.rejected(rt, "normalize", e.to_string(), None, &frame.frame).await;
             }
         };
-        let raw_ref = raw_ref(frame.provider, rt, seq);
+        let raw_ref = self.refs.get(frame.provider, rt, seq);
         for (event_time, event) in parsed {
             let symbol = event.symbol().to_string();
             match self.core.observe(event_time, rt, event, Some(raw_ref.clone())) {
@@ -144,10 +145,16 @@ pub fn encode_raw_line(out: &mut Vec<u8>, frame: &RawFrame, seq: u64, meta: &Met
     string(out, &frame.frame);
     out.extend_from_slice(b",\"schema_version\":");
     string(out, &meta.schema_version);
+    // A raw frame's event time is its receive time: format it once.
+    let event = meta.event_time.rfc3339_bytes();
     out.extend_from_slice(b",\"event_time\":\"");
-    meta.event_time.write_rfc3339(out);
+    out.extend_from_slice(&event);
     out.extend_from_slice(b"\",\"receive_time\":\"");
-    meta.receive_time.write_rfc3339(out);
+    if meta.receive_time == meta.event_time {
+        out.extend_from_slice(&event);
+    } else {
+        meta.receive_time.write_rfc3339(out);
+    }
     out.extend_from_slice(b"\",\"session_id\":");
     string(out, meta.session_id.as_str());
     out.extend_from_slice(b",\"mitigation_level\":");
@@ -180,8 +187,36 @@ fn itoa_u64(mut v: u64, buf: &mut [u8; 20]) -> &[u8] {
 
 /// `raw/{provider}/YYYYMMDD/HH.jsonl#seq`: where the frame behind a record is archived.
 pub fn raw_ref(provider: Provider, receive_time: UtcTime, seq: u64) -> String {
-    let k = receive_time.kst();
-    format!("raw/{provider}/{}/{:02}.jsonl#{seq}", receive_time.kst_yyyymmdd(), k.hour())
+    RawRefs::default().get(provider, receive_time, seq)
+}
+
+/// Builds `raw_ref`s, keeping the file part for the current hour: it is needed for every
+/// frame and changes once an hour.
+#[derive(Debug, Default)]
+pub struct RawRefs {
+    key: Option<(Provider, i64)>,
+    prefix: String,
+}
+
+const MS_PER_HOUR: i64 = 3_600_000;
+
+impl RawRefs {
+    pub fn get(&mut self, provider: Provider, receive_time: UtcTime, seq: u64) -> String {
+        // Seoul is a whole number of hours from UTC, so UTC hours are Seoul hours.
+        let key = (provider, receive_time.as_millis().div_euclid(MS_PER_HOUR));
+        if self.key != Some(key) {
+            let k = receive_time.kst();
+            self.prefix = format!("raw/{provider}/{}/{:02}.jsonl#", receive_time.kst_yyyymmdd(), k.hour());
+            self.key = Some(key);
+        }
+        let mut buf = [0u8; 20];
+        let digits = itoa_u64(seq, &mut buf);
+        let mut s = String::with_capacity(self.prefix.len() + digits.len());
+        s.push_str(&self.prefix);
+        // itoa_u64 writes ASCII digits only.
+        s.push_str(std::str::from_utf8(digits).unwrap_or_default());
+        s
+    }
 }
 
 #[cfg(test)]
@@ -218,5 +253,14 @@ mod tests {
             let theirs = serde_json::to_vec(&Record { body, meta }).unwrap();
             assert_eq!(String::from_utf8(ours).unwrap(), String::from_utf8(theirs).unwrap());
         }
+    }
+
+    #[test]
+    fn raw_refs_follow_the_seoul_hour() {
+        let mut refs = RawRefs::default();
+        let t = UtcTime::parse("2026-01-14T14:59:59.999Z").unwrap();
+        assert_eq!(refs.get(Provider::Kis, t, 7), "raw/kis/20260114/23.jsonl#7");
+        assert_eq!(refs.get(Provider::Kis, t.plus_millis(1), 8), "raw/kis/20260115/00.jsonl#8");
+        assert_eq!(refs.get(Provider::Upbit, t.plus_millis(1), 9), "raw/upbit/20260115/00.jsonl#9");
     }
 }

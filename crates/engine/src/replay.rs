@@ -17,7 +17,7 @@ use model::{MarketEvent, Meta, Provider, RawFrame, RawFrameKind, SessionId, UtcT
 use crate::book::LatestBook;
 use crate::config::EngineConfig;
 use crate::observer::ObserverCore;
-use crate::pipeline::{Events, raw_ref};
+use crate::pipeline::{Events, RawRefs};
 use crate::sink::{Sink, SinkError};
 use crate::stats::Stats;
 use crate::track_b::Sampler;
@@ -100,6 +100,7 @@ pub async fn replay(archive: &Path, out: &Path, cfg: &EngineConfig) -> Result<Re
         };
         let mitigation = Arc::new(AtomicU8::new(0));
         let book = Arc::new(LatestBook::default());
+        let mut refs = RawRefs::default();
         // Per session: Track A's core sees REST frames, the stream's core the rest, as live.
         let mut state: Option<(SessionId, ObserverCore, ObserverCore, Sampler)> = None;
         for path in jsonl_files(&dir)? {
@@ -173,7 +174,7 @@ pub async fn replay(archive: &Path, out: &Path, cfg: &EngineConfig) -> Result<Re
                         };
                         let core = if frame.kind == RawFrameKind::Rest { &mut *core_rest } else { &mut *core_ws };
                         for (et, event) in parsed {
-                            match core.observe(et, rt, event, Some(raw_ref(pid, rt, l.seq))) {
+                            match core.observe(et, rt, event, Some(refs.get(pid, rt, l.seq))) {
                                 Ok(rec) if frame.kind == RawFrameKind::Rest => {
                                     if let MarketEvent::Snapshot(_) = &rec.body {
                                         let stream = Stream::Swing(rec.body.provider(), rec.body.market());

@@ -108,6 +108,13 @@ impl UtcTime {
         out.extend_from_slice(&buf);
     }
 
+    /// The 24 ASCII bytes of `write_rfc3339`, for callers that reuse them.
+    pub fn rfc3339_bytes(self) -> [u8; 24] {
+        let mut buf = [0u8; 24];
+        self.format_into(&mut buf);
+        buf
+    }
+
     fn format_into(self, buf: &mut [u8; 24]) {
         let (days, ms) = (self.0.div_euclid(MS_PER_DAY), self.0.rem_euclid(MS_PER_DAY));
         let (y, m, d) = civil_from_days(days);
