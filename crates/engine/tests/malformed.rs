@@ -1,0 +1,75 @@
+//! A frame the parser cannot read is kept in the raw archive and reported with its
+//! evidence; the frames after it are processed as usual.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use model::settings::{Interval, Window};
+use model::{Clock, Provider, RawFrame, RawFrameKind, SessionId, UtcTime};
+use providers::kis::{KisConfig, KisCredentials, KisProvider};
+use so_engine::config::{CalendarConfig, ObserverConfig};
+use so_engine::observer::ObserverCore;
+use so_engine::pipeline::{Events, FrameProcessor, RawRefs};
+use so_engine::sink::Sink;
+use so_engine::stats::Stats;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_frames_are_archived_and_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = UtcTime::from_kst("2026-01-14T10:00:00".parse().unwrap());
+    let clock = Clock::simulated(t0, 1.0);
+    let session = SessionId::starting_at(t0);
+    let stats = Arc::new(Stats::default());
+    let acfg = archive::ArchiveConfig::default();
+    let (sink, _) = Sink::start(dir.path().to_path_buf(), &acfg, t0, &session, 1024, stats.clone()).unwrap();
+    let creds = KisCredentials::new("k".to_string().into(), "s".to_string().into());
+    let provider = Arc::new(KisProvider::new(KisConfig::default(), creds, clock).unwrap());
+    let ocfg =
+        ObserverConfig { max_clock_skew: "10s".parse::<Interval>().unwrap(), dedupe_capacity: 64, evidence_bytes: 512 };
+    let cal = CalendarConfig {
+        holidays: vec![],
+        session: Window { start: jiff::civil::time(9, 0, 0, 0), end: jiff::civil::time(15, 30, 0, 0) },
+    };
+    let events = Events {
+        sink: sink.handle.clone(),
+        provider: Provider::Kis,
+        session: session.clone(),
+        stats: stats.clone(),
+        mitigation: Arc::default(),
+    };
+    let core = ObserverCore::new(&ocfg, &cal, session, "kis/1", Arc::default(), stats.clone());
+    let mut p = FrameProcessor {
+        provider,
+        core,
+        events,
+        seq: Arc::new(AtomicU64::new(0)),
+        refs: RawRefs::default(),
+        last_level: 0,
+    };
+    let garbage = "0|H0STCNT0|002|005930^100000^not-a-price";
+    let frame = |text: &str| RawFrame {
+        provider: Provider::Kis,
+        kind: RawFrameKind::Ws,
+        channel: "ws".into(),
+        frame: text.into(),
+        receive_time: t0,
+    };
+    let mut passed = Vec::new();
+    p.process(&frame(garbage), &mut passed).await.unwrap();
+    assert!(passed.is_empty());
+    p.process(&frame("{\"header\":{\"tr_id\":\"PINGPONG\"}}"), &mut passed).await.unwrap();
+    drop(p);
+    sink.close(t0.plus_millis(1000)).await.unwrap();
+
+    let raw = std::fs::read_to_string(dir.path().join("raw/kis/20260114/10.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = raw.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2, "both frames archived, the bad one first");
+    assert_eq!(lines[0]["frame"], garbage);
+    let events = std::fs::read_to_string(dir.path().join("system/events/kis/20260114.jsonl")).unwrap();
+    let rejected: serde_json::Value = serde_json::from_str(events.lines().next().unwrap()).unwrap();
+    assert_eq!(rejected["event_type"], "record_rejected");
+    assert_eq!(rejected["stage"], "normalize");
+    assert!(rejected["evidence"].as_str().unwrap().contains("not-a-price"), "{rejected}");
+    let s = stats.snapshot();
+    assert_eq!((s.frames_received, s.frames_malformed), (2, 1));
+}
