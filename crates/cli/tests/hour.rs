@@ -31,6 +31,8 @@ fn one_simulated_hour_has_the_expected_counts() {
     let expected = 41.0 * 2.0 * 3600.0;
     let ratio = scalp as f64 / expected;
     assert!((0.99..=1.0).contains(&ratio), "scalp samples {scalp} vs {expected} ({ratio:.4})");
+    let first = lines_under(&data.join("scalp")).into_iter().next().unwrap();
+    assert_eq!(first["mapper_version"], "kis/1", "samples carry the mapper that derived them: {first}");
     // 5-minute scalp files: 12 in the hour.
     let scalp_files = std::fs::read_dir(data.join("scalp/kis/kr_stocks/20260114")).unwrap().count();
     assert_eq!(scalp_files, 12);

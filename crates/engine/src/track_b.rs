@@ -127,6 +127,8 @@ impl Sampler {
             };
             let mut meta = Meta::new(tick.due, received, self.events.session.clone());
             meta.mitigation_level = level;
+            // Samples are derived from the provider's frames: they carry its mapper version.
+            meta.mapper_version = providers::mapper(self.provider).map(|m| std::borrow::Cow::Borrowed(m.version));
             if level > 0 {
                 meta.quality_flag = QualityFlag::Degraded;
             }
