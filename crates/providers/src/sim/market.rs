@@ -22,6 +22,7 @@ use model::{Market, Price, Provider, Qty, Side, Snapshot, Symbol, UtcTime};
 use rust_decimal::Decimal;
 
 use super::config::SimConfig;
+use super::random::{normal, rng_for};
 
 /// The KRX board a symbol is listed on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -143,31 +144,6 @@ const SALT_BURST: u64 = 0x4255_5253;
 const SALT_UNIVERSE: u64 = 0x554e_4956;
 const SALT_LISTING: u64 = 0x4c49_5354;
 const SALT_DAY: u64 = 0x4441_5921;
-
-fn splitmix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
-fn key(seed: u64, day: u64, sym: u64, k: u64, salt: u64) -> u64 {
-    let mut h = splitmix(seed ^ salt);
-    h = splitmix(h ^ day);
-    h = splitmix(h ^ sym);
-    splitmix(h ^ k)
-}
-
-fn rng_for(seed: u64, day: u64, sym: u64, k: u64, salt: u64) -> Rng {
-    Rng::with_seed(key(seed, day, sym, k, salt))
-}
-
-fn normal(rng: &mut Rng) -> f64 {
-    // Box–Muller; 1 - u is in (0, 1] so the log is finite.
-    let u1 = 1.0 - rng.f64();
-    let u2 = rng.f64();
-    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
-}
 
 // ---------------------------------------------------------------------------------------
 // The price grid, in integer units of 10^-scale.

@@ -9,6 +9,7 @@
 
 mod config;
 mod market;
+pub(crate) mod random;
 pub mod wire;
 
 #[cfg(test)]

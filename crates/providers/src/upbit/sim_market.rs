@@ -15,8 +15,9 @@
 
 use std::collections::VecDeque;
 
-use fastrand::Rng;
 use jiff::civil::Date;
+
+use crate::sim::random::{normal, rng_for};
 use model::settings::{Checker, Interval, Problem, Validate};
 use model::{Price, Qty, Side, Symbol, UtcTime};
 use rust_decimal::Decimal;
@@ -195,31 +196,11 @@ impl Validate for CryptoSimConfig {
 }
 
 // ---------------------------------------------------------------------------------------
-// Deterministic hashing (same construction as `sim::market`).
+// Deterministic hashing (`sim::random`, with this market's own salts).
 
 const SALT_STEP: u64 = 0x5550_5354;
 const SALT_BOOK: u64 = 0x5550_424b;
 const SALT_DAY: u64 = 0x5550_4459;
-
-fn splitmix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
-fn rng_for(seed: u64, day: u64, sym: u64, k: u64, salt: u64) -> Rng {
-    let mut h = splitmix(seed ^ salt);
-    h = splitmix(h ^ day);
-    h = splitmix(h ^ sym);
-    Rng::with_seed(splitmix(h ^ k))
-}
-
-fn normal(rng: &mut Rng) -> f64 {
-    let u1 = 1.0 - rng.f64();
-    let u2 = rng.f64();
-    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
-}
 
 fn units(d: Decimal) -> i64 {
     let mut v = d;
