@@ -39,12 +39,24 @@ pub struct Health {
     pub last_record_time: Option<UtcTime>,
     pub universe: u64,
     pub slots: u64,
+    pub slot_capacity: u64,
+    pub hz: f64,
+    pub mitigation_level: u8,
+    /// connected, connecting, reconnecting or degraded.
+    pub connection: String,
+    pub reconnects_today: u64,
+    pub gaps_today: u64,
+    /// Track B samples written over samples asked for, today.
+    pub recording_rate: f64,
+    /// Anomaly-day conditions tripped today.
+    pub anomalies_today: Vec<String>,
     pub files_open: u64,
 }
 
 pub fn health(live: &Live) -> Health {
     let now = live.clock.now();
     let last = live.stats.last_record_ms.load(Relaxed);
+    let day = live.day();
     Health {
         status: "ok".into(),
         uptime_seconds: now.millis_since(live.started) / 1000,
@@ -54,6 +66,14 @@ pub fn health(live: &Live) -> Health {
         last_record_time: (last > 0).then(|| UtcTime::from_millis(last)),
         universe: live.universe_size.load(Relaxed),
         slots: live.slots.load(Relaxed),
+        slot_capacity: live.slot_capacity.load(Relaxed),
+        hz: live.hz(),
+        mitigation_level: live.mitigation.load(Relaxed),
+        connection: live.connection_state().into(),
+        reconnects_today: day.reconnects,
+        gaps_today: day.gaps,
+        recording_rate: day.recording_rate(),
+        anomalies_today: day.tripped,
         files_open: live.stats.files_open.load(Relaxed),
     }
 }

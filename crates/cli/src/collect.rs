@@ -34,6 +34,10 @@ pub struct Args {
     /// trading day on or before today, so a demo always runs in market hours).
     #[arg(long, value_name = "YYYY-MM-DDTHH:MM", value_parser = parse_start)]
     start: Option<DateTime>,
+    /// Inject a fault into the simulated market at a market time of the first day, for a
+    /// duration (repeatable). Kinds: ws_disconnect, ws_silent, rest_429, rest_5xx, cpu_pressure.
+    #[arg(long = "fault", value_name = "KIND@HH:MM:SS+DUR")]
+    faults: Vec<crate::faults::Fault>,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -99,6 +103,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         None => None,
     };
 
+    if mode == Mode::Live && !args.faults.is_empty() {
+        bail!("--fault only applies to the simulated market (source: sim)");
+    }
+    let faults = crate::faults::schedule(&args.faults, start)?;
+
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
     runtime.block_on(async move {
@@ -116,7 +125,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 );
                 fakes
             }
-            None => sources::Fakes { kis: None, upbit: None },
+            None => sources::Fakes { kis: None, upbit: None, kis_faults: Default::default() },
         };
         let adapters = sources::adapters(&settings, mode, clock, &args.data_dir, &fakes)?;
         let detail = match mode {
@@ -131,6 +140,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         let live = collector.live.clone();
         let (stop_tx, stop_rx) = watch::channel(false);
+        let targets = Arc::new(crate::faults::Targets { kis: fakes.kis_faults.clone(), pressure: live.pressure.clone() });
+        for (fault, on, off) in faults {
+            tokio::spawn(crate::faults::run(fault, on, off, clock, targets.clone()));
+        }
 
         if settings.http.enabled {
             let addr = api::serve(&settings.http, live.clone(), stop_rx.clone()).await?;

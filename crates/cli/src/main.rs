@@ -4,6 +4,7 @@
 mod bench;
 mod collect;
 mod db;
+mod faults;
 mod live;
 mod replay;
 mod sim;

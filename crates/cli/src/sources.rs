@@ -42,6 +42,8 @@ const FAKE_APP_SECRET: &str = "sim-fake-app-secret";
 pub struct Fakes {
     pub kis: Option<FakeKis>,
     pub upbit: Option<FakeUpbit>,
+    /// The fake KIS server's fault switches (`collect --fault`).
+    pub kis_faults: FaultSwitch,
 }
 
 /// Where `sim` listens: KIS REST on `base`, KIS WebSocket on the next port, Upbit REST and
@@ -79,7 +81,8 @@ pub async fn start_fakes(
     let mut kcfg = FakeKisConfig::new(settings.providers.kis.env, FAKE_APP_KEY, FAKE_APP_SECRET);
     kcfg.rest_bind = binds.kis_rest;
     kcfg.ws_bind = binds.kis_ws;
-    let kis = providers::kis::fake::serve(kcfg, Arc::new(Mutex::new(market)), clock, FaultSwitch::default())
+    let kis_faults = FaultSwitch::default();
+    let kis = providers::kis::fake::serve(kcfg, Arc::new(Mutex::new(market)), clock, kis_faults.clone())
         .await
         .with_context(|| format!("starting the fake KIS server on {} / {}", binds.kis_rest, binds.kis_ws))?;
     let upbit =
@@ -96,7 +99,7 @@ pub async fn start_fakes(
         } else {
             None
         };
-    Ok(Fakes { kis: Some(kis), upbit })
+    Ok(Fakes { kis: Some(kis), upbit, kis_faults })
 }
 
 /// The adapters for this run.

@@ -10,10 +10,12 @@ use tokio::sync::watch;
 use engine::{Live, StatsSnapshot, Summary};
 
 fn line(live: &Live, s: &StatsSnapshot, prev: &StatsSnapshot, secs: f64) -> String {
+    use std::sync::atomic::Ordering::Relaxed;
     let rate = |now: u64, before: u64| (now.saturating_sub(before)) as f64 / secs;
     let t = live.clock.now().kst();
+    let day = live.day();
     format!(
-        "{} KST x{} | raw {} ({:.0}/s) | swing {} ({:.0}/s) | scalp {} ({:.0}/s) | slots {}/{} | files {} open, {} closed | rejects {} | gaps {}",
+        "{} KST x{} | raw {} ({:.0}/s) | swing {} ({:.0}/s) | scalp {} ({:.0}/s) | slots {}/{} of {} | {} Hz L{} | {} | reconnects {} | gaps {} | rec {:.1}% | files {} open | rejects {}",
         t.time().strftime("%H:%M:%S"),
         live.clock.speed(),
         s.frames_received,
@@ -22,12 +24,17 @@ fn line(live: &Live, s: &StatsSnapshot, prev: &StatsSnapshot, secs: f64) -> Stri
         rate(s.swing_written, prev.swing_written),
         s.scalp_written,
         rate(s.scalp_written, prev.scalp_written),
-        live.slots.load(std::sync::atomic::Ordering::Relaxed),
-        live.universe_size.load(std::sync::atomic::Ordering::Relaxed),
+        live.slots.load(Relaxed),
+        live.slot_capacity.load(Relaxed),
+        live.universe_size.load(Relaxed),
+        live.hz(),
+        live.mitigation.load(Relaxed),
+        live.connection_state(),
+        day.reconnects,
+        day.gaps,
+        day.recording_rate() * 100.0,
         s.files_open,
-        s.files_closed,
         s.rejected_validate + s.rejected_guard + s.frames_malformed,
-        s.gaps,
     )
 }
 

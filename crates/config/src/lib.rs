@@ -61,6 +61,9 @@ pub struct Settings {
     pub pipeline: engine::config::PipelineConfig,
     pub archive: archive::ArchiveConfig,
     pub reconnect: engine::reconnect::ReconnectConfig,
+    pub mitigation: engine::mitigation::MitigationConfig,
+    pub watchdog: engine::watchdog::WatchdogConfig,
+    pub anomaly: engine::anomaly::AnomalyConfig,
     pub sim: providers::sim::SimConfig,
     /// The 24-hour crypto market behind the fake Upbit server.
     pub sim_crypto: providers::upbit::sim_market::CryptoSimConfig,
@@ -78,6 +81,9 @@ impl Validate for Settings {
         c.section("pipeline", |c| self.pipeline.validate(c));
         c.section("archive", |c| self.archive.validate(c));
         c.section("reconnect", |c| self.reconnect.validate(c));
+        c.section("mitigation", |c| self.mitigation.validate(c));
+        c.section("watchdog", |c| self.watchdog.validate(c));
+        c.section("anomaly", |c| self.anomaly.validate(c));
         c.section("providers", |c| {
             c.section("kis", |c| self.providers.kis.validate(c));
             c.section("upbit", |c| self.providers.upbit.validate(c));
@@ -99,6 +105,9 @@ impl Settings {
             pipeline: self.pipeline.clone(),
             archive: self.archive.clone(),
             reconnect: self.reconnect.clone(),
+            mitigation: self.mitigation.clone(),
+            watchdog: self.watchdog.clone(),
+            anomaly: self.anomaly.clone(),
         }
     }
 }

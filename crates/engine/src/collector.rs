@@ -6,8 +6,8 @@
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 
 use jiff::civil::{Time, time};
 use serde_json::json;
@@ -15,14 +15,19 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use model::settings::Window;
-use model::{Clock, Market, Provider, RawFrame, RawFrameKind, SessionId, Symbol, SystemEvent, UtcTime};
+use model::{
+    Clock, Market, MarketEvent, Provider, QualityFlag, RawFrame, RawFrameKind, SessionId, Symbol, SystemEvent, UtcTime,
+};
 use providers::MarketProvider;
 
+use crate::anomaly::Day;
 use crate::book::LatestBook;
 use crate::config::EngineConfig;
 use crate::observer::ObserverCore;
 use crate::pipeline::{Events, FrameProcessor, RawRefs};
-use crate::reconnect::{Outage, Supervisor};
+use crate::health::HealthTask;
+use crate::mitigation::Pressure;
+use crate::reconnect::{EvidenceRequest, Outage, Supervisor};
 use crate::schedule::{End, Schedule};
 use crate::sink::{Sink, SinkError, SinkHandle};
 use crate::stats::{Stats, StatsSnapshot};
@@ -30,6 +35,7 @@ use crate::tap::Tap;
 use crate::track_a::TrackA;
 use crate::track_b::{Sampler, TrackBClock};
 use crate::universe::{self, Filter, UniverseError};
+use crate::watchdog::{Activity, Watchdog};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CollectError {
@@ -55,6 +61,46 @@ pub struct Live {
     /// Summed over providers.
     pub universe_size: AtomicU64,
     pub slots: AtomicU64,
+    /// Slot capacity summed over providers (41 per market by default).
+    pub slot_capacity: AtomicU64,
+    /// Track B's sampling rate at each mitigation level.
+    pub hz_by_level: [f64; 3],
+    /// Forced readings from fault scripts.
+    pub pressure: Arc<Pressure>,
+    /// The day so far (reconnects, gaps, recording rate, tripped anomaly conditions).
+    pub day: Mutex<Day>,
+    /// Set by the watchdog while a provider runs in degrade mode.
+    pub degraded: Arc<AtomicBool>,
+    outages: Mutex<Vec<Arc<Outage>>>,
+}
+
+impl Live {
+    pub fn outages(&self) -> Vec<Arc<Outage>> {
+        self.outages.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// `connected`, `reconnecting` or `degraded`, over all providers.
+    pub fn connection_state(&self) -> &'static str {
+        let outages = self.outages();
+        if outages.iter().any(|o| o.is_open()) {
+            "reconnecting"
+        } else if self.degraded.load(Relaxed) {
+            "degraded"
+        } else if outages.iter().all(|o| o.connected.load(Relaxed)) {
+            "connected"
+        } else {
+            "connecting"
+        }
+    }
+
+    /// Track B's sampling rate now.
+    pub fn hz(&self) -> f64 {
+        self.hz_by_level[self.mitigation.load(Relaxed).min(2) as usize]
+    }
+
+    pub fn day(&self) -> Day {
+        self.day.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -172,6 +218,7 @@ async fn launch_provider<P: MarketProvider>(
         seq: seq.clone(),
         refs: RawRefs::default(),
         last_level: 0,
+        quality: QualityFlag::Normal,
     };
     let schedule = |window: Window, interval_ms: i64, end: End| Schedule {
         window: if market == Market::Crypto { ALL_DAY } else { window },
@@ -187,31 +234,43 @@ async fn launch_provider<P: MarketProvider>(
     let clock_frames = frames_tx.clone();
     let (subs_tx, subs_rx) = watch::channel(slots.as_ref().clone());
     let outage = Arc::new(Outage::default());
+    live.outages.lock().unwrap_or_else(|p| p.into_inner()).push(outage.clone());
+    live.slot_capacity.fetch_add(cfg.tracks.scalp.slots as u64, Relaxed);
+    let activity = Arc::new(Activity::default());
     let supervisor = Supervisor {
         provider: provider.clone(),
         clock,
         events: events.clone(),
         outage: outage.clone(),
-        backoff: cfg.reconnect.backoff.clone(),
+        config: cfg.reconnect.clone(),
     };
     let stop = ctx.stop.clone();
-    tasks.spawn(async move {
-        // The subscription sender lives as long as the stream: the slot manager will use it.
-        let _subs_tx = subs_tx;
-        supervisor.run(subs_rx, frames_tx, stop).await.map_err(CollectError::from)
-    });
+    {
+        let subs_rx = subs_rx.clone();
+        tasks.spawn(async move {
+            // The subscription sender lives as long as the stream: the slot manager will use it.
+            let _subs_tx = subs_tx;
+            supervisor.run(subs_rx, frames_tx, stop).await.map_err(CollectError::from)
+        });
+    }
     {
         let mut p = processor();
-        let (book, events, slots) = (book.clone(), events.clone(), slots.clone());
+        let (book, events, subs, outage, activity) =
+            (book.clone(), events.clone(), subs_rx.clone(), outage.clone(), activity.clone());
         let mut sampler = Sampler::new(pid, market, book.clone(), events.clone(), false);
         sampler.tap = ctx.tap.clone();
         let tap = ctx.tap.clone();
+        let gauges_stats = stats.clone();
         tasks.spawn(async move {
             let mut passed = Vec::new();
             // Runs until the stream and Track B's clock drop their senders, so nothing
             // queued is lost at shutdown.
             while let Some(frame) = frames_rx.recv().await {
+                // Queue lag in wall-clock terms: the thresholds are about this machine.
+                let lag = clock.now().millis_since(frame.receive_time).max(0) as f64 / clock.speed().max(1.0);
+                gauges_stats.gauges.queue_lag_ms.fetch_max(lag as u64, Relaxed);
                 p.process(&frame, &mut passed).await?;
+                activity.on_frame(frame.receive_time);
                 if frame.kind == RawFrameKind::Clock {
                     sampler.sample(&frame.frame, frame.receive_time, p.last_level).await?;
                     continue;
@@ -220,9 +279,11 @@ async fn launch_provider<P: MarketProvider>(
                     continue;
                 }
                 if outage.is_open() {
+                    let slots = subs.borrow().clone();
                     outage.on_data(frame.receive_time, &events, &slots).await?;
                 }
                 for rec in &passed {
+                    activity.on_data(rec.meta.receive_time, rec.body.symbol());
                     book.apply(rec.meta.receive_time, &rec.body);
                     if let Some(tap) = &tap {
                         tap.market_event(rec);
@@ -230,6 +291,43 @@ async fn launch_provider<P: MarketProvider>(
                 }
             }
             Ok(())
+        });
+    }
+    // Marked evidence after a gap: a REST snapshot of each slot symbol, next to the marker.
+    {
+        let (tx, mut rx) = mpsc::unbounded_channel::<EvidenceRequest>();
+        outage.set_evidence(tx);
+        let mut p = processor();
+        p.quality = QualityFlag::Gap;
+        let mut stop = ctx.stop.clone();
+        tasks.spawn(async move {
+            let mut passed = Vec::new();
+            loop {
+                let req = tokio::select! {
+                    r = rx.recv() => match r { Some(r) => r, None => return Ok(()) },
+                    _ = model::stopped(&mut stop) => return Ok(()),
+                };
+                for symbol in &req.symbols {
+                    let frame = match p.provider.snapshot(symbol).await {
+                        Ok(f) => f,
+                        Err(e) => {
+                            tracing::warn!(%symbol, error = %e, "gap evidence snapshot failed");
+                            continue;
+                        }
+                    };
+                    p.process(&frame, &mut passed).await?;
+                    for rec in passed.drain(..) {
+                        if let MarketEvent::Snapshot(snapshot) = rec.body {
+                            let ev = SystemEvent::GapSnapshot {
+                                gap_start_ts: req.gap_start,
+                                gap_end_ts: req.gap_end,
+                                snapshot,
+                            };
+                            p.events.system(rec.meta.receive_time, ev).await?;
+                        }
+                    }
+                }
+            }
         });
     }
     let track_a = TrackA {
@@ -241,20 +339,33 @@ async fn launch_provider<P: MarketProvider>(
     };
     let stop = ctx.stop.clone();
     tasks.spawn(async move { track_a.run(stop).await.map_err(CollectError::from) });
+    let scalp = &cfg.tracks.scalp;
+    let track_b_schedule = schedule(scalp.window, scalp.sample_interval.as_millis() as i64, End::Exclusive);
     let track_b = TrackBClock {
         provider: pid,
-        slots,
-        schedule: schedule(
-            cfg.tracks.scalp.window,
-            cfg.tracks.scalp.sample_interval.as_millis() as i64,
-            End::Exclusive,
-        ),
+        slots: subs_rx.clone(),
+        schedule: track_b_schedule.clone(),
+        intervals: [scalp.interval_ms(0), scalp.interval_ms(1), scalp.interval_ms(2)],
+        mitigation: live.mitigation.clone(),
+        paused: outage.clone(),
         clock,
         frames: clock_frames,
-        events,
+        events: events.clone(),
     };
     let stop = ctx.stop.clone();
     tasks.spawn(async move { track_b.run(stop).await.map_err(CollectError::from) });
+    let watchdog = Watchdog {
+        config: cfg.watchdog.clone(),
+        clock,
+        schedule: track_b_schedule,
+        activity,
+        outage,
+        slots: subs_rx,
+        events,
+        degraded: live.degraded.clone(),
+    };
+    let stop = ctx.stop.clone();
+    tasks.spawn(async move { watchdog.run(stop).await.map_err(CollectError::from) });
     Ok(())
 }
 
@@ -277,6 +388,12 @@ impl Collector {
         data_dir: PathBuf,
         source_detail: serde_json::Value,
     ) -> Self {
+        let mut config = config;
+        // The skew allowance is for transport delay, which is wall-clock time; on an
+        // accelerated clock every real millisecond of delay reads as `speed` market ones.
+        // The allowance in force is recorded in session_start so replay applies the same.
+        let skew = config.observer.max_clock_skew.as_millis() as f64 * clock.speed().max(1.0);
+        config.observer.max_clock_skew = model::settings::Interval::from_millis(skew as u64);
         let started = clock.now();
         let live = Arc::new(Live {
             session: SessionId::starting_at(started),
@@ -287,6 +404,12 @@ impl Collector {
             mitigation: Arc::default(),
             universe_size: AtomicU64::new(0),
             slots: AtomicU64::new(0),
+            slot_capacity: AtomicU64::new(0),
+            hz_by_level: [0, 1, 2].map(|l| 1000.0 / config.tracks.scalp.interval_ms(l) as f64),
+            pressure: Arc::default(),
+            day: Mutex::default(),
+            degraded: Arc::default(),
+            outages: Mutex::default(),
         });
         Collector { config, providers, data_dir, live, source_detail, tap: None }
     }
@@ -332,7 +455,13 @@ impl Collector {
                 events.system(now, SystemEvent::gap(start, now, "all", "crash_restart", Some(detail))).await?;
             }
             let detail =
-                json!({ "provider": pid, "market": market, "speed": clock.speed(), "source": self.source_detail });
+                json!({
+                "provider": pid,
+                "market": market,
+                "speed": clock.speed(),
+                "max_clock_skew_ms": self.config.observer.max_clock_skew.as_millis(),
+                "source": self.source_detail,
+            });
             let start = SystemEvent::SessionStart {
                 source: pid.to_string(),
                 version: env!("CARGO_PKG_VERSION").into(),
@@ -361,6 +490,17 @@ impl Collector {
                 failure = Some(e);
                 break;
             }
+        }
+
+        if failure.is_none() {
+            let health = HealthTask {
+                config: self.config.clone(),
+                live: live.clone(),
+                data_dir: self.data_dir.clone(),
+                events: live.providers.iter().map(|(pid, _)| ctx.events(*pid)).collect(),
+            };
+            let stop = inner_stop.clone();
+            tasks.spawn(async move { health.run(stop).await.map_err(CollectError::from) });
         }
 
         // Housekeeping on the wall clock: fsync for durability, closing files whose window ended.

@@ -78,9 +78,22 @@ pub struct SwingConfig {
 pub struct ScalpConfig {
     /// Track B sampling interval at mitigation level 0 (500ms = 2 Hz).
     pub sample_interval: Interval,
+    /// Sampling intervals at mitigation levels 1 and 2 (seed 001 §2.10: 1 Hz, 0.5 Hz).
+    pub mitigated_intervals: [Interval; 2],
     /// Concurrent slot symbols per market.
     pub slots: usize,
     pub window: Window,
+}
+
+impl ScalpConfig {
+    /// The sampling interval in force at a mitigation level (levels above 2 act as 2).
+    pub fn interval_ms(&self, level: u8) -> u64 {
+        match level {
+            0 => self.sample_interval.as_millis(),
+            1 => self.mitigated_intervals[0].as_millis(),
+            _ => self.mitigated_intervals[1].as_millis(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -107,6 +120,15 @@ impl Validate for TracksConfig {
                 (10..=60_000).contains(&ms) && 60_000 % ms == 0,
                 "sample_interval",
                 format_args!("{} must be within 10ms..=60s and divide a minute evenly", self.scalp.sample_interval),
+            );
+            let [l1, l2] = self.scalp.mitigated_intervals.map(|i| i.as_millis());
+            c.check(
+                ms < l1 && l1 < l2 && l1 % ms == 0 && l2 % l1 == 0 && 60_000 % l2 == 0,
+                "mitigated_intervals",
+                format_args!(
+                    "[{}, {}] must grow from sample_interval, each a multiple of the one before, dividing a minute",
+                    self.scalp.mitigated_intervals[0], self.scalp.mitigated_intervals[1]
+                ),
             );
             c.range("slots", self.scalp.slots, 1, 1000);
             c.window("window", &self.scalp.window);
@@ -143,4 +165,7 @@ pub struct EngineConfig {
     pub pipeline: PipelineConfig,
     pub archive: archive::ArchiveConfig,
     pub reconnect: crate::reconnect::ReconnectConfig,
+    pub mitigation: crate::mitigation::MitigationConfig,
+    pub watchdog: crate::watchdog::WatchdogConfig,
+    pub anomaly: crate::anomaly::AnomalyConfig,
 }

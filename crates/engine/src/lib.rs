@@ -2,10 +2,13 @@
 //! `Collector`. Data flows one way (provider frame → observer → sinks); only subscription
 //! changes flow back to the provider.
 
+pub mod anomaly;
 pub mod book;
 pub mod collector;
 pub mod config;
+pub mod health;
 pub mod observer;
+pub mod mitigation;
 pub mod pipeline;
 pub mod reconnect;
 pub mod replay;
@@ -16,6 +19,7 @@ pub mod tap;
 pub mod track_a;
 pub mod track_b;
 pub mod universe;
+pub mod watchdog;
 
 pub use collector::{CollectError, Collector, Live, Summary};
 pub use config::EngineConfig;

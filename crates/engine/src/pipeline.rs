@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use archive::Stream;
 use model::{
-    Market, MarketEvent, Meta, OverflowEntry, Provider, RawFrame, RawFrameKind, Record, SessionId, SystemEvent, UtcTime,
+    Market, MarketEvent, Meta, OverflowEntry, Provider, QualityFlag, RawFrame, RawFrameKind, Record, SessionId, SystemEvent, UtcTime,
 };
 use providers::{MarketProvider, evidence};
 
@@ -44,8 +44,9 @@ impl Events {
     }
 
     pub async fn system(&self, at: UtcTime, event: SystemEvent) -> Result<(), SinkError> {
-        if matches!(event, SystemEvent::GapMarker { .. }) {
+        if let SystemEvent::GapMarker { gap_seconds, .. } = &event {
             inc(&self.stats.gaps);
+            self.stats.gauges.push_gap(*gap_seconds);
         }
         inc(&self.stats.system_events);
         let rec = Record { body: event, meta: self.meta(at, at) };
@@ -80,6 +81,9 @@ pub struct FrameProcessor<P> {
     pub refs: RawRefs,
     /// Mitigation level recorded with the last raw frame, for records derived in band from it.
     pub last_level: u8,
+    /// `Gap` for the REST snapshots taken as evidence after a stream gap: their raw lines
+    /// and records say so, and replay keeps them out of the swing files.
+    pub quality: QualityFlag,
 }
 
 impl<P: MarketProvider> FrameProcessor<P> {
@@ -94,7 +98,8 @@ impl<P: MarketProvider> FrameProcessor<P> {
         let seq = self.seq.fetch_add(1, Relaxed) + 1;
         inc(&self.events.stats.frames_received);
         let mut line = Vec::with_capacity(frame.frame.len() + RAW_LINE_OVERHEAD);
-        let meta = self.events.meta(rt, rt);
+        let mut meta = self.events.meta(rt, rt);
+        meta.quality_flag = self.quality;
         self.last_level = meta.mitigation_level;
         encode_raw_line(&mut line, frame, seq, &meta);
         self.events.sink.write_line(Stream::Raw(frame.provider), rt, line).await?;
@@ -112,7 +117,12 @@ impl<P: MarketProvider> FrameProcessor<P> {
         for (event_time, event) in parsed {
             let symbol = event.symbol().to_string();
             match self.core.observe(event_time, rt, event, Some(raw_ref.clone())) {
-                Ok(rec) => passed.push(rec),
+                Ok(mut rec) => {
+                    if self.quality == QualityFlag::Gap {
+                        rec.meta.quality_flag = QualityFlag::Gap;
+                    }
+                    passed.push(rec)
+                }
                 Err(Rejection { stage, reason }) => {
                     self.events.rejected(rt, stage, reason, Some(symbol), &frame.frame).await?
                 }

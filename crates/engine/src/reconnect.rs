@@ -7,9 +7,10 @@
 
 use std::sync::Arc;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 
 use model::settings::{Checker, Interval, Validate};
 use model::{Clock, RawFrame, Symbol, SystemEvent, UtcTime};
@@ -23,6 +24,9 @@ use crate::sink::SinkError;
 pub struct ReconnectConfig {
     /// Waits before successive attempts; the last one repeats (seed: 1, 2, 5, 10, 20, 30, 60 s).
     pub backoff: Vec<Interval>,
+    /// Continuous failure this long pauses scalp recording and marks the day anomalous
+    /// (seed 001 §2.11: 5 minutes).
+    pub pause_scalp_after: Interval,
 }
 
 impl Validate for ReconnectConfig {
@@ -34,15 +38,33 @@ impl Validate for ReconnectConfig {
 #[derive(Debug, Clone)]
 struct Open {
     start: UtcTime,
+    /// The gap marker's reason code; `reason` is the detail.
+    code: &'static str,
     reason: String,
     attempt: u32,
     backoff_seconds: u64,
 }
 
-/// The outage in progress, shared by the stream supervisor and the observer task.
+/// A request for marked evidence after a gap: REST snapshots of `symbols`.
+#[derive(Debug, Clone)]
+pub struct EvidenceRequest {
+    pub gap_start: UtcTime,
+    pub gap_end: UtcTime,
+    pub symbols: Vec<Symbol>,
+}
+
+/// The outage in progress, shared by the stream supervisor, the watchdog and the observer
+/// task, plus the switches the outage drives.
 #[derive(Debug, Default)]
 pub struct Outage {
     open: Mutex<Option<Open>>,
+    /// Scalp recording is paused (continuous failure past `pause_scalp_after`).
+    pub scalp_paused: AtomicBool,
+    /// Whether a stream session is currently up (for the status line).
+    pub connected: AtomicBool,
+    /// Asks the supervisor to drop the current session and connect again (the watchdog).
+    pub restart: Notify,
+    evidence: Mutex<Option<mpsc::UnboundedSender<EvidenceRequest>>>,
 }
 
 impl Outage {
@@ -54,11 +76,35 @@ impl Outage {
         self.lock().is_some()
     }
 
+    /// Where snapshots of the slot symbols are asked for when an outage closes.
+    pub fn set_evidence(&self, tx: mpsc::UnboundedSender<EvidenceRequest>) {
+        *self.evidence.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
+    }
+
+    /// Opens an outage that began at `start` (the watchdog: the last data, not the restart).
+    pub fn open_at(&self, start: UtcTime, code: &'static str, reason: String) {
+        let mut open = self.lock();
+        if open.is_none() {
+            *open = Some(Open { start, code, reason, attempt: 0, backoff_seconds: 0 });
+        }
+    }
+
     /// Called by the observer for a frame that yielded data: closes the outage, if any.
     pub async fn on_data(&self, now: UtcTime, events: &Events, slots: &[Symbol]) -> Result<(), SinkError> {
-        let Some(o) = self.lock().take() else { return Ok(()) };
-        let level = events.mitigation.load(std::sync::atomic::Ordering::Relaxed);
-        events.system(now, SystemEvent::gap(o.start, now, "scalp", "ws_disconnect", Some(o.reason))).await?;
+        let o = {
+            let mut open = self.lock();
+            // Data received before the outage began was queued behind it: it proves nothing.
+            match open.as_ref() {
+                Some(o) if now > o.start => open.take(),
+                _ => None,
+            }
+        };
+        let Some(o) = o else { return Ok(()) };
+        let level = events.mitigation.load(Relaxed);
+        // A frame stamped before the outage opened (queued behind it) still ends it; the
+        // marker never runs backwards.
+        let end = now.max(o.start);
+        events.system(now, SystemEvent::gap(o.start, end, "scalp", o.code, Some(o.reason))).await?;
         let event = SystemEvent::ReconnectionEvent {
             timestamp: now,
             attempt_no: o.attempt,
@@ -67,7 +113,20 @@ impl Outage {
             recovered_slot_list: slots.to_vec(),
             mitigation_level_after: level,
         };
-        events.system(now, event).await
+        events.system(now, event).await?;
+        if self.scalp_paused.swap(false, Relaxed) {
+            let ev = SystemEvent::SelfHealing {
+                action: "scalp_resumed".into(),
+                level: 0,
+                reason: "the stream delivers data again".into(),
+                detail: None,
+            };
+            events.system(now, ev).await?;
+        }
+        if let Some(tx) = self.evidence.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            let _ = tx.send(EvidenceRequest { gap_start: o.start, gap_end: now, symbols: slots.to_vec() });
+        }
+        Ok(())
     }
 }
 
@@ -76,7 +135,7 @@ pub struct Supervisor<P> {
     pub clock: Clock,
     pub events: Events,
     pub outage: Arc<Outage>,
-    pub backoff: Vec<Interval>,
+    pub config: ReconnectConfig,
 }
 
 impl<P: MarketProvider> Supervisor<P> {
@@ -87,29 +146,43 @@ impl<P: MarketProvider> Supervisor<P> {
         out: mpsc::Sender<RawFrame>,
         mut stop: watch::Receiver<bool>,
     ) -> Result<(), SinkError> {
+        let backoff = &self.config.backoff;
         loop {
-            let result = self.provider.stream(subscriptions.clone(), out.clone(), stop.clone()).await;
+            self.outage.connected.store(true, Relaxed);
+            let result = tokio::select! {
+                r = self.provider.stream(subscriptions.clone(), out.clone(), stop.clone()) => r.map_err(|e| e.to_string()),
+                _ = self.outage.restart.notified() => Err("session restarted by the watchdog".to_string()),
+            };
+            self.outage.connected.store(false, Relaxed);
             if *stop.borrow() {
                 return Ok(());
             }
             let why = match result {
                 Ok(()) => "the stream ended without being asked to".to_string(),
-                Err(e) => e.to_string(),
+                Err(e) => e,
             };
             let now = self.clock.now();
             // Attempts made so far in this outage, and the one that just failed (if any).
-            let (done, failed) = {
+            let (done, failed, since) = {
                 let mut open = self.outage.lock();
                 match open.as_mut() {
-                    // Still no data since the outage began: this attempt failed.
-                    Some(o) => (o.attempt, Some((o.attempt, o.backoff_seconds))),
+                    // No data since the outage began: the last attempt failed (or, for an
+                    // outage the watchdog opened, the silent session is the first failure).
+                    Some(o) if o.attempt > 0 => (o.attempt, Some((o.attempt, o.backoff_seconds)), o.start),
+                    Some(o) => (0, None, o.start),
                     None => {
-                        *open = Some(Open { start: now, reason: why.clone(), attempt: 0, backoff_seconds: 0 });
-                        (0, None)
+                        *open = Some(Open {
+                            start: now,
+                            code: "ws_disconnect",
+                            reason: why.clone(),
+                            attempt: 0,
+                            backoff_seconds: 0,
+                        });
+                        (0, None, now)
                     }
                 }
             };
-            let level = self.events.mitigation.load(std::sync::atomic::Ordering::Relaxed);
+            let level = self.events.mitigation.load(Relaxed);
             if let Some((attempt_no, backoff_seconds)) = failed {
                 let event = SystemEvent::ReconnectionEvent {
                     timestamp: now,
@@ -121,12 +194,35 @@ impl<P: MarketProvider> Supervisor<P> {
                 };
                 self.events.system(now, event).await?;
             }
+            let failing_ms = now.millis_since(since);
+            if failing_ms >= self.config.pause_scalp_after.as_millis() as i64
+                && !self.outage.scalp_paused.swap(true, Relaxed)
+            {
+                // Seed 001 §2.11: recording scalp data with no stream behind it would only
+                // write empty samples; stop, say so loudly, and mark the day.
+                tracing::error!(provider = %self.provider.id(), "stream down for {failing_ms} ms: scalp recording paused");
+                let ev = SystemEvent::SelfHealing {
+                    action: "scalp_paused".into(),
+                    level: 2,
+                    reason: format!("reconnection failing for {}s", failing_ms / 1000),
+                    detail: Some(serde_json::json!({ "since": since, "last_error": why })),
+                };
+                self.events.system(now, ev).await?;
+                let day = SystemEvent::AnomalyDay {
+                    condition: "reconnect_failing".into(),
+                    value: (failing_ms / 1000) as f64,
+                    threshold: self.config.pause_scalp_after.get().as_secs_f64(),
+                    date: now.kst_yyyymmdd(),
+                };
+                self.events.system(now, day).await?;
+            }
             tracing::warn!(provider = %self.provider.id(), reason = %why, "stream lost; reconnecting");
-            let wait = self.backoff[(done as usize).min(self.backoff.len() - 1)];
+            let wait = backoff[(done as usize).min(backoff.len() - 1)];
             if let Some(o) = self.outage.lock().as_mut() {
                 o.attempt = done + 1;
                 o.backoff_seconds = wait.get().as_secs();
             }
+            crate::stats::inc(&self.events.stats.reconnect_attempts);
             tokio::select! {
                 _ = self.clock.sleep(wait.get()) => {}
                 _ = model::stopped(&mut stop) => return Ok(()),

@@ -81,6 +81,7 @@ pub async fn replay(archive: &Path, out: &Path, cfg: &EngineConfig) -> Result<Re
         return Err(ReplayError::SameDir(out.to_path_buf()));
     }
     let raw = archive.join("raw");
+    let skews = session_skews(archive);
     let mut report = ReplayReport::default();
     let stats = Arc::new(Stats::default());
     let mut sink: Option<Sink> = None;
@@ -129,9 +130,13 @@ pub async fn replay(archive: &Path, out: &Path, cfg: &EngineConfig) -> Result<Re
                 mitigation.store(l.meta.mitigation_level, Relaxed);
                 if state.as_ref().is_none_or(|(s, ..)| *s != l.meta.session_id) {
                     let session = l.meta.session_id.clone();
+                    let mut observer = cfg.observer.clone();
+                    if let Some(ms) = skews.get(session.as_str()) {
+                        observer.max_clock_skew = model::settings::Interval::from_millis(*ms);
+                    }
                     let core = || {
                         ObserverCore::new(
-                            &cfg.observer,
+                            &observer,
                             &cfg.calendar,
                             session.clone(),
                             mapper.version,
@@ -176,7 +181,9 @@ pub async fn replay(archive: &Path, out: &Path, cfg: &EngineConfig) -> Result<Re
                         for (et, event) in parsed {
                             match core.observe(et, rt, event, Some(refs.get(pid, rt, l.seq))) {
                                 Ok(rec) if frame.kind == RawFrameKind::Rest => {
-                                    if let MarketEvent::Snapshot(_) = &rec.body {
+                                    // Gap evidence went to the event log, not to swing.
+                                    let evidence = l.meta.quality_flag == model::QualityFlag::Gap;
+                                    if let (MarketEvent::Snapshot(_), false) = (&rec.body, evidence) {
                                         let stream = Stream::Swing(rec.body.provider(), rec.body.market());
                                         handle.write(stream, rt, &rec).await?;
                                         report.swing += 1;
@@ -196,4 +203,23 @@ pub async fn replay(archive: &Path, out: &Path, cfg: &EngineConfig) -> Result<Re
         s.close(last).await?;
     }
     Ok(report)
+}
+
+/// The skew allowance each session ran with (its session_start event), so replay validates
+/// timestamps exactly as the live run did, whatever its clock speed.
+fn session_skews(archive: &Path) -> std::collections::HashMap<String, u64> {
+    let mut out = std::collections::HashMap::new();
+    let Ok(providers) = std::fs::read_dir(archive.join("system/events")) else { return out };
+    for dir in providers.flatten() {
+        for file in jsonl_files(&dir.path()).unwrap_or_default() {
+            let Ok(text) = std::fs::read_to_string(&file) else { continue };
+            for line in text.lines().filter(|l| l.contains("\"session_start\"")) {
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+                if let (Some(s), Some(ms)) = (v["session_id"].as_str(), v["detail"]["max_clock_skew_ms"].as_u64()) {
+                    out.insert(s.to_string(), ms);
+                }
+            }
+        }
+    }
+    out
 }

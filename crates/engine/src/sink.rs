@@ -84,9 +84,14 @@ impl Sink {
                             }
                         }
                         Msg::Sync => {
+                            // Wall time on purpose: disk latency is a property of the machine,
+                            // whatever the market clock's speed.
+                            let started = std::time::Instant::now();
                             if let Err(e) = writer.sync() {
                                 tracing::error!(error = %e, "archive fsync failed");
                             }
+                            let ms = started.elapsed().as_millis() as u64;
+                            stats.gauges.write_latency_ms.fetch_max(ms, Relaxed);
                         }
                         Msg::Close { now, reply } => {
                             let _ = reply.send(writer.close_all(now).map(|_| ()));

@@ -17,6 +17,8 @@ macro_rules! counters {
             $($(#[$m])* pub $name: AtomicU64,)+
             /// Receive time (ms) of the newest record that passed the observer core.
             pub last_record_ms: AtomicI64,
+            /// Readings for the mitigation controller, not counters.
+            pub gauges: Gauges,
         }
 
         #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
@@ -74,6 +76,43 @@ counters! {
     files_closed,
     files_open,
     track_a_cycles,
+    /// Track A cycles cut short by the next cycle's due time (each with a swing gap marker).
+    track_a_incomplete,
+    /// Samples Track B's schedule asked for (slots × due times, outside paused periods).
+    scalp_expected,
+    /// Reconnection attempts made after a stream was lost.
+    reconnect_attempts,
+    mitigation_changes,
+    slot_changes,
+    /// Watchdog session restarts and degrade-mode entries.
+    watchdog_actions,
+}
+
+/// Worst readings since the mitigation controller last looked; each is taken (reset to 0)
+/// by the reader so one slow moment counts once.
+#[derive(Debug, Default)]
+pub struct Gauges {
+    /// How long a frame waited between arrival and the observer, in wall-clock ms.
+    pub queue_lag_ms: AtomicU64,
+    /// Longest flush + fsync of the archive, in wall-clock ms.
+    pub write_latency_ms: AtomicU64,
+    /// Lengths (s) of the gap markers written since the health task last looked.
+    pub gap_seconds: std::sync::Mutex<Vec<i64>>,
+}
+
+impl Gauges {
+    pub fn take_queue_lag_ms(&self) -> u64 {
+        self.queue_lag_ms.swap(0, Relaxed)
+    }
+    pub fn take_write_latency_ms(&self) -> u64 {
+        self.write_latency_ms.swap(0, Relaxed)
+    }
+    pub fn push_gap(&self, seconds: i64) {
+        self.gap_seconds.lock().unwrap_or_else(|p| p.into_inner()).push(seconds);
+    }
+    pub fn take_gaps(&self) -> Vec<i64> {
+        std::mem::take(&mut *self.gap_seconds.lock().unwrap_or_else(|p| p.into_inner()))
+    }
 }
 
 pub fn inc(c: &AtomicU64) {

@@ -61,6 +61,24 @@ impl<P: MarketProvider> TrackA<P> {
             if *stop.borrow() {
                 return Ok(false);
             }
+            let now = self.clock.now();
+            if let Some(next) = next
+                && now >= next
+            {
+                // The next cycle is due: it starts on time, and what this one missed is a
+                // swing gap, recorded with how far it got.
+                let left = self.universe.len() - done;
+                let detail = format!(
+                    "cycle {cycle} covered {done}/{} symbols before the next cycle was due at {next}; {left} not snapshotted (from {symbol})",
+                    self.universe.len()
+                );
+                tracing::warn!("{detail}");
+                inc(&self.processor.events.stats.track_a_incomplete);
+                let gap = SystemEvent::gap(cycle, now, "swing", "cycle_overrun", Some(detail));
+                self.processor.events.system(now, gap).await?;
+                inc(&self.processor.events.stats.track_a_cycles);
+                return Ok(true);
+            }
             let frame = match self.processor.provider.snapshot(symbol).await {
                 Ok(f) => f,
                 Err(e) => {
@@ -86,18 +104,6 @@ impl<P: MarketProvider> TrackA<P> {
             done += 1;
         }
         inc(&self.processor.events.stats.track_a_cycles);
-        let now = self.clock.now();
-        if let Some(next) = next
-            && now > next
-        {
-            // The cycle ran into the next one; say so (the engine issue turns an unfinished
-            // cycle into a swing gap marker).
-            let detail = format!(
-                "cycle {cycle} covered {done}/{} symbols and ended at {now}, after the next cycle was due at {next}",
-                self.universe.len()
-            );
-            self.processor.events.system(now, SystemEvent::Overrun { track: "swing".into(), detail }).await?;
-        }
         Ok(true)
     }
 }

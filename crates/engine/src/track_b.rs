@@ -11,6 +11,7 @@
 //! a sample is not waited for; it is counted and its symbol written to the overflow ledger.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
@@ -25,7 +26,8 @@ use crate::book::{LatestBook, SymbolState};
 use crate::pipeline::Events;
 use crate::schedule::Schedule;
 use crate::sink::SinkError;
-use crate::stats::inc;
+use crate::reconnect::Outage;
+use crate::stats::{add, inc};
 use crate::tap::Tap;
 
 pub const SAMPLED_DOWN: &str = "sampled_down_queue_full";
@@ -43,30 +45,46 @@ pub struct Tick {
 /// Puts a clock frame into the frame queue at every due sampling time.
 pub struct TrackBClock {
     pub provider: Provider,
-    /// The slot symbols. Fixed in this version; the slot manager will change them.
-    pub slots: Arc<Vec<Symbol>>,
+    /// The slot symbols, as the slot manager last chose them.
+    pub slots: watch::Receiver<Vec<Symbol>>,
+    /// The schedule at level 0; its interval is replaced by the one the level calls for.
     pub schedule: Schedule,
+    /// Sampling interval per mitigation level (ms).
+    pub intervals: [u64; 3],
+    pub mitigation: Arc<AtomicU8>,
+    /// While set (the stream has failed past the configured time) no samples are asked for.
+    pub paused: Arc<Outage>,
     pub clock: Clock,
     pub frames: mpsc::Sender<RawFrame>,
     pub events: Events,
 }
 
 impl TrackBClock {
-    pub async fn run(self, mut stop: watch::Receiver<bool>) -> Result<(), SinkError> {
-        let interval = self.schedule.interval_ms;
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>) -> Result<(), SinkError> {
         let mut from = self.clock.now();
-        while let Some(due) = self.schedule.next_at_or_after(from) {
+        loop {
+            let level = self.mitigation.load(Relaxed).min(2);
+            // Lower Hz keeps the same grid: 1 s and 2 s ticks are a subset of the 500 ms ones.
+            self.schedule.interval_ms = self.intervals[level as usize] as i64;
+            let Some(due) = self.schedule.next_at_or_after(from) else { return Ok(()) };
             tokio::select! {
                 _ = self.clock.sleep_until(due) => {}
                 _ = model::stopped(&mut stop) => return Ok(()),
             }
+            from = due.plus_millis(1);
+            if self.paused.scalp_paused.load(Relaxed) {
+                continue;
+            }
+            let interval = self.schedule.interval_ms;
             let now = self.clock.now();
             // A timer that wakes late still asks for the due sample (stamped with its due
             // time); lateness past a whole interval is counted, not hidden.
             if now.millis_since(due) >= interval {
                 inc(&self.events.stats.scalp_late);
             }
-            let tick = Tick { due, interval_ms: interval as u64, slots: self.slots.as_ref().clone() };
+            let slots = self.slots.borrow().clone();
+            add(&self.events.stats.scalp_expected, slots.len() as u64);
+            let tick = Tick { due, interval_ms: interval as u64, slots };
             let frame = RawFrame {
                 provider: self.provider,
                 kind: RawFrameKind::Clock,
@@ -77,9 +95,7 @@ impl TrackBClock {
             if self.frames.send(frame).await.is_err() {
                 return Ok(()); // the observer has stopped: the run is ending
             }
-            from = due.plus_millis(1);
         }
-        Ok(())
     }
 }
 

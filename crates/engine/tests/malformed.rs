@@ -45,6 +45,7 @@ async fn malformed_frames_are_archived_and_reported() {
         seq: Arc::new(AtomicU64::new(0)),
         refs: RawRefs::default(),
         last_level: 0,
+        quality: model::QualityFlag::Normal,
     };
     let garbage = "0|H0STCNT0|002|005930^100000^not-a-price";
     let frame = |text: &str| RawFrame {

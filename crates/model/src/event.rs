@@ -235,6 +235,30 @@ pub enum SystemEvent {
     ArchiveRecovery { file: String, cut_bytes: u64, kept_lines: u64 },
     /// Track A or B could not finish its work in time, or a queue overflowed.
     Overrun { track: String, detail: String },
+    /// The mitigation level changed (seed 001 §2.10), with the readings that moved it.
+    Mitigation { from: u8, to: u8, sample_interval_ms: u64, reason: String, metrics: serde_json::Value },
+    /// The watchdog or the reconnection manager acted on a provider session without a human:
+    /// `restart_session`, `degrade`, `recover`, `scalp_paused`, `scalp_resumed`.
+    SelfHealing {
+        action: String,
+        level: u8,
+        reason: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        detail: Option<serde_json::Value>,
+    },
+    /// An anomaly-day condition tripped (seed 001 §2.8); the day's retention is extended.
+    AnomalyDay { condition: String, value: f64, threshold: f64, date: String },
+    /// A REST snapshot of a slot symbol taken right after a stream gap closed: marked evidence
+    /// of the state after the hole, never a substitute for the ticks missed in it.
+    GapSnapshot { gap_start_ts: UtcTime, gap_end_ts: UtcTime, snapshot: Snapshot },
+    /// The slot manager changed the slot list; every score it used is in `candidates`.
+    SlotDecision {
+        slots: Vec<Symbol>,
+        added: Vec<Symbol>,
+        removed: Vec<Symbol>,
+        #[serde(default)]
+        candidates: serde_json::Value,
+    },
 }
 
 impl SystemEvent {
