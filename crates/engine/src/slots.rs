@@ -561,9 +561,31 @@ mod tests {
         let bad = SlotConfig { slots: 0, hysteresis: -0.1, max_changes_per_round: 0, min_score: 1.5, ..config(41) };
         assert_eq!(check(&bad), ["slots.slots", "slots.hysteresis", "slots.max_changes_per_round", "slots.min_score"]);
         let text =
-            r#"{"slots": 41, "min_dwell": "5m", "hysteresis": 0.1, "max_changes_per_round": 8, "min_score": 0.3}"#;
+            r#"{"slots": 41, "min_dwell": "5m", "hysteresis": 0.1, "max_changes_per_round": 8, "min_score": 0.25}"#;
         let cfg: SlotConfig = serde_json::from_str(text).unwrap();
         assert_eq!(cfg.min_dwell.as_millis(), 300_000);
         assert!(serde_json::from_str::<SlotConfig>(&text.replace("min_score", "minscore")).is_err());
+    }
+
+    #[test]
+    fn monitor_candidates_drive_the_slots() {
+        use crate::triggers::CandidateMonitor;
+        use crate::triggers::tests::{at as t, config as trigger_config, flat};
+        let mut monitor = CandidateMonitor::new(trigger_config());
+        let universe = syms(&["U1", "U2", "U3", "U4"]);
+        let mut m = SlotManager::new(config(2), universe.clone(), t(0));
+        // Every symbol trades 1000 per 10 minutes; at minute 40, U3 surges 6x, U4 4x.
+        for i in 0..=4 {
+            for (s, last) in [("U1", 1000), ("U2", 1000), ("U3", 6000), ("U4", 4000)] {
+                let cum = 1000 * i + if i == 4 { last - 1000 } else { 0 };
+                monitor.on_snapshot(t(10 * i), &flat(s, cum));
+            }
+        }
+        let cands = monitor.evaluate(t(40));
+        assert_eq!(cands.iter().map(|c| c.symbol.as_str()).collect::<Vec<_>>(), ["U3", "U4"]);
+        let d = m.decide(t(40), &cands, monitor.manual_exclude());
+        assert_eq!(names(&d.slots), ["U4", "U3"]);
+        assert_eq!((names(&d.added), names(&d.removed)), (vec!["U3", "U4"], vec!["U2", "U1"]));
+        assert!(d.overflow.is_empty());
     }
 }

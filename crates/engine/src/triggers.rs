@@ -723,7 +723,7 @@ pub(crate) mod tests {
     }
 
     /// Minutes after a fixed, whole-second instant (09:00 KST on 2026-01-14).
-    fn at(minutes: i64) -> UtcTime {
+    pub(crate) fn at(minutes: i64) -> UtcTime {
         UtcTime::from_millis(1_768_348_800_000 + minutes * MIN)
     }
 
@@ -731,7 +731,7 @@ pub(crate) mod tests {
         Interval::from_millis(ms as u64)
     }
 
-    fn config() -> TriggerConfig {
+    pub(crate) fn config() -> TriggerConfig {
         TriggerConfig {
             evaluate_interval: iv(10 * SEC),
             baseline_window: iv(60 * MIN),
@@ -779,7 +779,7 @@ pub(crate) mod tests {
     }
 
     /// A flat-priced snapshot: only volume moves.
-    fn flat(symbol: &str, volume: i64) -> Snapshot {
+    pub(crate) fn flat(symbol: &str, volume: i64) -> Snapshot {
         snap(symbol, "100", "100", "100", "100", volume)
     }
 
