@@ -14,10 +14,12 @@ pub mod reconnect;
 pub mod replay;
 pub mod schedule;
 pub mod sink;
+pub mod slots;
 pub mod stats;
 pub mod tap;
 pub mod track_a;
 pub mod track_b;
+pub mod triggers;
 pub mod universe;
 pub mod watchdog;
 
