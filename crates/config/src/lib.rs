@@ -64,6 +64,8 @@ pub struct Settings {
     pub mitigation: engine::mitigation::MitigationConfig,
     pub watchdog: engine::watchdog::WatchdogConfig,
     pub anomaly: engine::anomaly::AnomalyConfig,
+    pub triggers: engine::triggers::TriggerConfig,
+    pub slots: engine::slots::SlotConfig,
     pub sim: providers::sim::SimConfig,
     /// The 24-hour crypto market behind the fake Upbit server.
     pub sim_crypto: providers::upbit::sim_market::CryptoSimConfig,
@@ -84,6 +86,24 @@ impl Validate for Settings {
         c.section("mitigation", |c| self.mitigation.validate(c));
         c.section("watchdog", |c| self.watchdog.validate(c));
         c.section("anomaly", |c| self.anomaly.validate(c));
+        c.section("triggers", |c| {
+            self.triggers.validate(c);
+            // Track A snapshots feed the surge and volatility signals: one cycle's signal must
+            // still count when the next cycle's arrives.
+            c.check(
+                self.triggers.max_signal_age >= self.tracks.swing.interval,
+                "max_signal_age",
+                format_args!("{} must be at least tracks.swing.interval ({})", self.triggers.max_signal_age, self.tracks.swing.interval),
+            );
+        });
+        c.section("slots", |c| {
+            self.slots.validate(c);
+            c.check(
+                self.slots.slots == self.tracks.scalp.slots,
+                "slots",
+                format_args!("{} must equal tracks.scalp.slots ({})", self.slots.slots, self.tracks.scalp.slots),
+            );
+        });
         c.section("providers", |c| {
             c.section("kis", |c| self.providers.kis.validate(c));
             c.section("upbit", |c| self.providers.upbit.validate(c));
@@ -108,6 +128,8 @@ impl Settings {
             mitigation: self.mitigation.clone(),
             watchdog: self.watchdog.clone(),
             anomaly: self.anomaly.clone(),
+            triggers: self.triggers.clone(),
+            slots: self.slots.clone(),
         }
     }
 }

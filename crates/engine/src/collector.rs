@@ -29,6 +29,9 @@ use crate::health::HealthTask;
 use crate::mitigation::Pressure;
 use crate::reconnect::{EvidenceRequest, Outage, Supervisor};
 use crate::schedule::{End, Schedule};
+use crate::selector::Selector;
+use crate::slots::SlotManager;
+use crate::triggers::CandidateMonitor;
 use crate::sink::{Sink, SinkError, SinkHandle};
 use crate::stats::{Stats, StatsSnapshot};
 use crate::tap::Tap;
@@ -202,6 +205,7 @@ async fn launch_provider<P: MarketProvider>(
     live.slots.fetch_add(slots.len() as u64, Relaxed);
 
     let book = Arc::new(LatestBook::default());
+    let monitor = Arc::new(Mutex::new(CandidateMonitor::new(cfg.triggers.clone())));
     let seq = Arc::new(AtomicU64::new(0));
     let calendar = cfg.calendar.krx();
     let processor = || FrameProcessor {
@@ -247,16 +251,24 @@ async fn launch_provider<P: MarketProvider>(
     let stop = ctx.stop.clone();
     {
         let subs_rx = subs_rx.clone();
-        tasks.spawn(async move {
-            // The subscription sender lives as long as the stream: the slot manager will use it.
-            let _subs_tx = subs_tx;
-            supervisor.run(subs_rx, frames_tx, stop).await.map_err(CollectError::from)
-        });
+        tasks.spawn(async move { supervisor.run(subs_rx, frames_tx, stop).await.map_err(CollectError::from) });
     }
+    let selector = Selector {
+        provider: provider.clone(),
+        monitor: monitor.clone(),
+        manager: SlotManager::new(cfg.slots.clone(), symbols.as_ref().clone(), now),
+        every: cfg.triggers.evaluate_interval,
+        schedule: schedule(cfg.tracks.scalp.window, cfg.tracks.scalp.sample_interval.as_millis() as i64, End::Exclusive),
+        subs: subs_tx,
+        events: events.clone(),
+        clock,
+    };
+    let stop = ctx.stop.clone();
+    tasks.spawn(async move { selector.run(stop).await.map_err(CollectError::from) });
     {
         let mut p = processor();
-        let (book, events, subs, outage, activity) =
-            (book.clone(), events.clone(), subs_rx.clone(), outage.clone(), activity.clone());
+        let (book, events, subs, outage, activity, monitor) =
+            (book.clone(), events.clone(), subs_rx.clone(), outage.clone(), activity.clone(), monitor.clone());
         let mut sampler = Sampler::new(pid, market, book.clone(), events.clone(), false);
         sampler.tap = ctx.tap.clone();
         let tap = ctx.tap.clone();
@@ -284,6 +296,9 @@ async fn launch_provider<P: MarketProvider>(
                 }
                 for rec in &passed {
                     activity.on_data(rec.meta.receive_time, rec.body.symbol());
+                    if let MarketEvent::Tick(t) = &rec.body {
+                        monitor.lock().unwrap_or_else(|p| p.into_inner()).on_tick(rec.meta.receive_time, t);
+                    }
                     book.apply(rec.meta.receive_time, &rec.body);
                     if let Some(tap) = &tap {
                         tap.market_event(rec);
@@ -336,6 +351,7 @@ async fn launch_provider<P: MarketProvider>(
         schedule: schedule(cfg.tracks.swing.window, cfg.tracks.swing.interval.as_millis() as i64, End::Inclusive),
         clock,
         tap: ctx.tap.clone(),
+        monitor: monitor.clone(),
     };
     let stop = ctx.stop.clone();
     tasks.spawn(async move { track_a.run(stop).await.map_err(CollectError::from) });

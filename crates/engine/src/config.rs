@@ -168,4 +168,6 @@ pub struct EngineConfig {
     pub mitigation: crate::mitigation::MitigationConfig,
     pub watchdog: crate::watchdog::WatchdogConfig,
     pub anomaly: crate::anomaly::AnomalyConfig,
+    pub triggers: crate::triggers::TriggerConfig,
+    pub slots: crate::slots::SlotConfig,
 }

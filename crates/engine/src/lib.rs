@@ -13,6 +13,7 @@ pub mod pipeline;
 pub mod reconnect;
 pub mod replay;
 pub mod schedule;
+pub mod selector;
 pub mod sink;
 pub mod slots;
 pub mod stats;

@@ -20,6 +20,8 @@ pub struct TrackA<P> {
     pub schedule: Schedule,
     pub clock: Clock,
     pub tap: Option<Arc<dyn crate::tap::Tap>>,
+    /// The trigger engine reads every snapshot (volume surge, volatility).
+    pub monitor: Arc<std::sync::Mutex<crate::triggers::CandidateMonitor>>,
 }
 
 impl<P: MarketProvider> TrackA<P> {
@@ -92,7 +94,8 @@ impl<P: MarketProvider> TrackA<P> {
             for rec in passed.drain(..) {
                 // Snapshots stay out of Track B's book: it is fed in band by the stream only,
                 // so a replay rebuilds the same book.
-                if let MarketEvent::Snapshot(_) = &rec.body {
+                if let MarketEvent::Snapshot(snap) = &rec.body {
+                    self.monitor.lock().unwrap_or_else(|p| p.into_inner()).on_snapshot(rec.meta.receive_time, snap);
                     let stream = Stream::Swing(rec.body.provider(), rec.body.market());
                     self.processor.events.sink.write(stream, rec.meta.receive_time, &rec).await?;
                     if let Some(tap) = &self.tap {

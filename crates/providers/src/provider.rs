@@ -8,7 +8,7 @@ use std::future::Future;
 use jiff::civil::Date;
 use tokio::sync::{mpsc, watch};
 
-use model::{Market, MarketEvent, Price, Provider, RawFrame, Symbol, UtcTime};
+use model::{Market, MarketEvent, Price, Provider, Qty, RawFrame, Symbol, UtcTime};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProviderError {
@@ -65,6 +65,12 @@ pub trait MarketProvider: Send + Sync + 'static {
     /// Streams frames for the symbols in `subscriptions` (changes take effect as they
     /// arrive) into `out` until `stop` turns true. `out` is bounded: a full channel blocks
     /// the stream, which is the pipeline's back-pressure policy for market data.
+    /// The provider's volume ranking (symbols by day volume, best first), where it has one:
+    /// one of the trigger engine's inputs.
+    fn volume_ranking(&self) -> impl Future<Output = Result<Vec<(Symbol, Qty)>, ProviderError>> + Send {
+        std::future::ready(Ok(Vec::new()))
+    }
+
     fn stream(
         &self,
         subscriptions: watch::Receiver<Vec<Symbol>>,

@@ -133,6 +133,11 @@ impl KisProvider {
 }
 
 impl MarketProvider for KisProvider {
+    async fn volume_ranking(&self) -> Result<Vec<(Symbol, model::Qty)>, ProviderError> {
+        let (_, rows) = self.rest.volume_rank().await?;
+        Ok(rows.into_iter().map(|r| (r.symbol, r.volume)).collect())
+    }
+
     fn id(&self) -> Provider {
         Provider::Kis
     }

@@ -1,0 +1,83 @@
+//! Runs the trigger engine and the slot manager on the market clock (seed 001 §3.2): every
+//! `triggers.evaluate_interval` inside Track B's window it scores the candidates, lets the
+//! slot manager decide, sends a changed slot list to the provider's stream (the adapter keeps
+//! it within the registration limit), writes every candidate left without a slot to the
+//! overflow ledger, and logs each decision with the inputs of every score it used.
+
+use std::sync::{Arc, Mutex};
+
+use serde_json::json;
+use tokio::sync::watch;
+
+use model::settings::Interval;
+use model::{Clock, Symbol, SystemEvent};
+use providers::MarketProvider;
+
+use crate::pipeline::Events;
+use crate::schedule::Schedule;
+use crate::sink::SinkError;
+use crate::slots::SlotManager;
+use crate::stats::inc;
+use crate::triggers::CandidateMonitor;
+
+pub struct Selector<P> {
+    pub provider: Arc<P>,
+    pub monitor: Arc<Mutex<CandidateMonitor>>,
+    pub manager: SlotManager,
+    pub every: Interval,
+    /// Track B's window: slots only matter while it samples.
+    pub schedule: Schedule,
+    pub subs: watch::Sender<Vec<Symbol>>,
+    pub events: Events,
+    pub clock: Clock,
+}
+
+impl<P: MarketProvider> Selector<P> {
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>) -> Result<(), SinkError> {
+        let mut ranking_failed = false;
+        loop {
+            tokio::select! {
+                _ = self.clock.sleep(self.every.get()) => {}
+                _ = model::stopped(&mut stop) => return Ok(()),
+            }
+            let now = self.clock.now();
+            if !self.schedule.in_window(now) {
+                continue;
+            }
+            match self.provider.volume_ranking().await {
+                Ok(r) => {
+                    ranking_failed = false;
+                    self.monitor.lock().unwrap_or_else(|p| p.into_inner()).on_ranking(now, &r);
+                }
+                // Once per failure streak: the other inputs still score candidates.
+                Err(e) if !ranking_failed => {
+                    ranking_failed = true;
+                    tracing::warn!(provider = %self.events.provider, error = %e, "volume ranking unavailable");
+                }
+                Err(_) => {}
+            }
+            let (candidates, exclude) = {
+                let mut m = self.monitor.lock().unwrap_or_else(|p| p.into_inner());
+                (m.evaluate(now), m.manual_exclude().to_vec())
+            };
+            let decision = self.manager.decide(now, &candidates, &exclude);
+            self.monitor.lock().unwrap_or_else(|p| p.into_inner()).on_slots(now, self.manager.slots());
+            for o in &decision.overflow {
+                self.events.overflow(now, o.entry(now, self.events.provider)).await?;
+            }
+            if decision.changed() {
+                inc(&self.events.stats.slot_changes);
+                let scored: Vec<_> = candidates.iter().filter(|c| c.has_signal()).collect();
+                let ev = SystemEvent::SlotDecision {
+                    slots: decision.slots.clone(),
+                    added: decision.added.clone(),
+                    removed: decision.removed.clone(),
+                    candidates: json!(scored),
+                };
+                self.events.system(now, ev).await?;
+                tracing::info!(added = ?decision.added, removed = ?decision.removed, "slots changed");
+                let _ = self.subs.send(decision.slots);
+            }
+        }
+    }
+}
