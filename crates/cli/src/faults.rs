@@ -108,7 +108,10 @@ mod tests {
     #[test]
     fn parses_and_names_what_is_wrong() {
         let f: Fault = "ws_disconnect@10:15:00+45s".parse().unwrap();
-        assert_eq!(f, Fault { kind: Kind::WsDisconnect, at: jiff::civil::time(10, 15, 0, 0), duration: Duration::from_secs(45) });
+        assert_eq!(
+            f,
+            Fault { kind: Kind::WsDisconnect, at: jiff::civil::time(10, 15, 0, 0), duration: Duration::from_secs(45) }
+        );
         assert_eq!("cpu_pressure@11:00:00+20m".parse::<Fault>().unwrap().duration, Duration::from_secs(1200));
         assert!("ws_flap@10:00:00+1s".parse::<Fault>().unwrap_err().contains("unknown fault kind \"ws_flap\""));
         assert!("ws_silent@25:00:00+1s".parse::<Fault>().unwrap_err().contains("not a time of day"));

@@ -93,7 +93,10 @@ impl Validate for Settings {
             c.check(
                 self.triggers.max_signal_age >= self.tracks.swing.interval,
                 "max_signal_age",
-                format_args!("{} must be at least tracks.swing.interval ({})", self.triggers.max_signal_age, self.tracks.swing.interval),
+                format_args!(
+                    "{} must be at least tracks.swing.interval ({})",
+                    self.triggers.max_signal_age, self.tracks.swing.interval
+                ),
             );
         });
         c.section("slots", |c| {

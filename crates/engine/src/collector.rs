@@ -23,20 +23,20 @@ use providers::MarketProvider;
 use crate::anomaly::Day;
 use crate::book::LatestBook;
 use crate::config::EngineConfig;
-use crate::observer::ObserverCore;
-use crate::pipeline::{Events, FrameProcessor, RawRefs};
 use crate::health::HealthTask;
 use crate::mitigation::Pressure;
+use crate::observer::ObserverCore;
+use crate::pipeline::{Events, FrameProcessor, RawRefs};
 use crate::reconnect::{EvidenceRequest, Outage, Supervisor};
 use crate::schedule::{End, Schedule};
 use crate::selector::Selector;
-use crate::slots::SlotManager;
-use crate::triggers::CandidateMonitor;
 use crate::sink::{Sink, SinkError, SinkHandle};
+use crate::slots::SlotManager;
 use crate::stats::{Stats, StatsSnapshot};
 use crate::tap::Tap;
 use crate::track_a::TrackA;
 use crate::track_b::{Sampler, TrackBClock};
+use crate::triggers::CandidateMonitor;
 use crate::universe::{self, Filter, UniverseError};
 use crate::watchdog::{Activity, Watchdog};
 
@@ -258,7 +258,11 @@ async fn launch_provider<P: MarketProvider>(
         monitor: monitor.clone(),
         manager: SlotManager::new(cfg.slots.clone(), symbols.as_ref().clone(), now),
         every: cfg.triggers.evaluate_interval,
-        schedule: schedule(cfg.tracks.scalp.window, cfg.tracks.scalp.sample_interval.as_millis() as i64, End::Exclusive),
+        schedule: schedule(
+            cfg.tracks.scalp.window,
+            cfg.tracks.scalp.sample_interval.as_millis() as i64,
+            End::Exclusive,
+        ),
         subs: subs_tx,
         events: events.clone(),
         clock,
@@ -470,8 +474,7 @@ impl Collector {
                 tracing::warn!("{detail}");
                 events.system(now, SystemEvent::gap(start, now, "all", "crash_restart", Some(detail))).await?;
             }
-            let detail =
-                json!({
+            let detail = json!({
                 "provider": pid,
                 "market": market,
                 "speed": clock.speed(),

@@ -45,11 +45,7 @@ impl Validate for MitigationConfig {
             format_args!("{} must be at least sample_interval", self.sustain),
         );
         for (name, [l1, l2]) in [("cpu_percent", self.cpu_percent), ("memory_percent", self.memory_percent)] {
-            c.check(
-                0.0 < l1 && l1 < l2 && l2 <= 100.0,
-                name,
-                format_args!("[{l1}, {l2}] must rise within 0..=100"),
-            );
+            c.check(0.0 < l1 && l1 < l2 && l2 <= 100.0, name, format_args!("[{l1}, {l2}] must rise within 0..=100"));
         }
         for (name, [l1, l2]) in [("disk_write_latency", self.disk_write_latency), ("queue_lag", self.queue_lag)] {
             c.check(l1.as_millis() < l2.as_millis(), name, format_args!("[{l1}, {l2}] must rise"));

@@ -8,7 +8,8 @@ use serde::Serialize;
 
 use archive::Stream;
 use model::{
-    Market, MarketEvent, Meta, OverflowEntry, Provider, QualityFlag, RawFrame, RawFrameKind, Record, SessionId, SystemEvent, UtcTime,
+    Market, MarketEvent, Meta, OverflowEntry, Provider, QualityFlag, RawFrame, RawFrameKind, Record, SessionId,
+    SystemEvent, UtcTime,
 };
 use providers::{MarketProvider, evidence};
 

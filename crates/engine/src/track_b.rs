@@ -24,9 +24,9 @@ use model::{
 
 use crate::book::{LatestBook, SymbolState};
 use crate::pipeline::Events;
+use crate::reconnect::Outage;
 use crate::schedule::Schedule;
 use crate::sink::SinkError;
-use crate::reconnect::Outage;
 use crate::stats::{add, inc};
 use crate::tap::Tap;
 

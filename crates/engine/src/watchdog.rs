@@ -53,7 +53,11 @@ impl Validate for WatchdogConfig {
             "check_interval",
             format_args!("{} must be shorter than silence", self.check_interval),
         );
-        c.check(self.stale_multiple >= 1.0, "stale_multiple", format_args!("{} must be at least 1", self.stale_multiple));
+        c.check(
+            self.stale_multiple >= 1.0,
+            "stale_multiple",
+            format_args!("{} must be at least 1", self.stale_multiple),
+        );
         c.check(
             self.stale_min.as_millis() <= self.stale_max.as_millis(),
             "stale_min",
@@ -182,8 +186,10 @@ impl Watchdog {
             let position = self.activity.position().unwrap_or(now).min(now);
             let silent_ms = position.millis_since(since);
             if silent_ms >= silence {
-                let again = last_restart.is_some_and(|r| now.millis_since(r) <= self.config.degrade_within.as_millis() as i64);
-                let (action, level) = if again && degraded_since.is_none() { ("degrade", 2) } else { ("restart_session", 1) };
+                let again =
+                    last_restart.is_some_and(|r| now.millis_since(r) <= self.config.degrade_within.as_millis() as i64);
+                let (action, level) =
+                    if again && degraded_since.is_none() { ("degrade", 2) } else { ("restart_session", 1) };
                 tracing::error!(provider = %self.events.provider, silent_ms, action, "no data from a connected stream");
                 let ev = SystemEvent::SelfHealing {
                     action: action.into(),

@@ -1,0 +1,184 @@
+//! A scripted full KRX day (09:00–15:30) at high clock speed against the fake KIS server,
+//! with faults injected from the command line, asserting what the archive must show: the
+//! universe, Track A cycles, the disconnect's gap marker and backoff, overflow entries,
+//! mitigation steps, watchdog restarts and degrade mode, and the scalp recording rate.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde_json::Value;
+
+use common::{cmd, lines_under, run, text};
+
+const DAY: &str = "20261123";
+const SPEED: &str = "200";
+/// Sensitive triggers, so that more symbols compete than there are slots.
+const MIN_SCORE: f64 = 0.05;
+
+fn ms(v: &Value, key: &str) -> i64 {
+    let s = v[key].as_str().unwrap_or_else(|| panic!("{key} missing in {v}"));
+    model::UtcTime::parse(s).unwrap().as_millis()
+}
+
+fn kst_ms(hhmmss: &str) -> i64 {
+    model::UtcTime::from_kst(format!("2026-11-23T{hhmmss}").parse().unwrap()).as_millis()
+}
+
+fn events(data: &Path) -> Vec<Value> {
+    lines_under(&data.join("system/events/kis"))
+}
+
+#[test]
+fn a_scripted_krx_day_leaves_the_evidence_the_seed_asks_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = run(cmd()
+        .args(["collect", "--data-dir"])
+        .arg(&data)
+        .args(["--speed", SPEED, "--start", "2026-11-23T09:00", "--until", "15:31"])
+        .args(["--fault", "ws_disconnect@10:15:00+45s"])
+        .args(["--fault", "cpu_pressure@11:00:00+15m"])
+        .args(["--fault", "ws_silent@13:00:00+70s"])
+        .args(["--fault", "ws_silent@13:03:00+70s"])
+        // A smaller market keeps Track A's REST cycles well inside the interval at this
+        // speed; only forced pressure may move mitigation, whatever else runs on the machine.
+        .env("STOCK_OBSERVER__SIM__SYMBOLS", "300")
+        .env("STOCK_OBSERVER__SLOTS__MIN_SCORE", MIN_SCORE.to_string())
+        .env("STOCK_OBSERVER__TRIGGERS__VOLUME_SURGE_RATIO", "1.2")
+        .env("STOCK_OBSERVER__TRIGGERS__VOLATILITY_RATIO", "1.2")
+        .env("STOCK_OBSERVER__TRIGGERS__PRICE_SPIKE_PCT", "1.0")
+        .env("STOCK_OBSERVER__MITIGATION__CPU_PERCENT", "[99.5, 99.9]")
+        .env("STOCK_OBSERVER__MITIGATION__MEMORY_PERCENT", "[99.5, 99.9]")
+        .env("STOCK_OBSERVER__MITIGATION__QUEUE_LAG", "[1h, 2h]")
+        .env("STOCK_OBSERVER__MITIGATION__DISK_WRITE_LATENCY", "[1h, 2h]"));
+    assert!(out.status.success(), "collect failed:\n{}", text(&out));
+    let ev = events(&data);
+    let of = |t: &'static str| ev.iter().filter(move |e| e["event_type"] == t);
+
+    // One universe file for the day; its symbols are what Track A must cover.
+    let unis: Vec<_> = std::fs::read_dir(data.join("universe")).unwrap().flatten().collect();
+    assert_eq!(unis.len(), 1, "{unis:?}");
+    let uni: Value = serde_json::from_slice(&std::fs::read(unis[0].path()).unwrap()).unwrap();
+    let universe = uni["count"].as_u64().unwrap() as usize;
+    assert!(universe > 50, "universe of {universe}");
+
+    // 40 Track A cycles (09:00 … 15:30), each covering every universe symbol.
+    let swing = lines_under(&data.join("swing"));
+    let mut cycles: BTreeMap<i64, std::collections::BTreeSet<String>> = BTreeMap::new();
+    for s in &swing {
+        let bucket = (ms(s, "receive_time") - kst_ms("09:00:00")) / 600_000;
+        cycles.entry(bucket).or_default().insert(s["symbol"].as_str().unwrap().to_string());
+    }
+    assert_eq!(cycles.len(), 40, "cycles: {:?}", cycles.iter().map(|(k, v)| (*k, v.len())).collect::<Vec<_>>());
+    for (k, symbols) in &cycles {
+        assert_eq!(symbols.len(), universe, "cycle {k} covered {} of {universe}", symbols.len());
+    }
+    assert_eq!(of("gap_marker").filter(|g| g["scope"] == "swing").count(), 0, "no Track A cycle may overrun");
+
+    // The disconnect at 10:15:00 for 45 s: one gap marker of 45 s ± one backoff step.
+    let all_gaps: Vec<_> = of("gap_marker").collect();
+    let disconnects: Vec<_> = of("gap_marker")
+        .filter(|g| g["reason"] == "ws_disconnect")
+        .filter(|g| (kst_ms("10:14:00")..kst_ms("10:30:00")).contains(&ms(g, "gap_start_ts")))
+        .collect();
+    assert_eq!(disconnects.len(), 1, "{all_gaps:#?}");
+    let gap = disconnects[0];
+    let start = ms(gap, "gap_start_ts");
+    assert!((kst_ms("10:15:00")..kst_ms("10:15:02")).contains(&start), "{gap}");
+    let secs = gap["gap_seconds"].as_i64().unwrap();
+    assert!((45..=45 + 30).contains(&secs), "gap of {secs}s: {gap}");
+    // The attempts in that outage follow the seed's backoff, and the slots are recovered.
+    let attempts: Vec<_> =
+        of("reconnection_event").filter(|r| (start..=ms(gap, "gap_end_ts")).contains(&ms(r, "receive_time"))).collect();
+    let backoffs: Vec<i64> = attempts.iter().map(|a| a["backoff_seconds"].as_i64().unwrap()).collect();
+    assert!([1, 2, 5, 10, 20, 30, 60].starts_with(&backoffs), "backoffs {backoffs:?}");
+    let last = attempts.last().unwrap();
+    assert_eq!(last["result"], "SUCCESS", "{last}");
+    assert!(attempts[..attempts.len() - 1].iter().all(|a| a["result"] == "FAIL"));
+    assert_eq!(last["recovered_slot_list"].as_array().unwrap().len(), 41, "{last}");
+    // Marked evidence next to the marker: a REST snapshot of each slot symbol.
+    let evidence = of("gap_snapshot").filter(|g| ms(g, "gap_start_ts") == start).count();
+    assert_eq!(evidence, 41);
+
+    // More candidates than slots: overflow entries with the seed's fields, rank and reasons.
+    let overflow = lines_under(&data.join("system/overflow"));
+    assert!(overflow.iter().any(|o| o["decision_reason"] == "slot_full"), "no slot_full entries");
+    for o in &overflow {
+        assert_eq!(o["cutoff_rank"], 41, "{o}");
+        let score = o["candidate_score"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&score), "{o}");
+        let reason = o["decision_reason"].as_str().unwrap();
+        match reason {
+            "low_score" => assert!(score < MIN_SCORE, "{o}"),
+            "slot_full" | "dwell_protected" | "hysteresis" | "change_limit" => assert!(score >= MIN_SCORE, "{o}"),
+            "sampled_down_queue_full" | "manual_exclude" => {}
+            other => panic!("unknown reason {other}: {o}"),
+        }
+        for k in ["timestamp", "provider", "symbol", "mitigation_level", "session_id"] {
+            assert!(!o[k].is_null(), "{k} missing: {o}");
+        }
+    }
+
+    // Forced CPU pressure from 11:00 for 15 min: level 1 at 11:05, 2 at 11:10, back down
+    // once the pressure ends (11:15): 1 at 11:20, 0 at 11:25; Hz 2 → 1 → 0.5 → 1 → 2.
+    let steps: Vec<(i64, i64, i64)> = of("mitigation")
+        .map(|m| (m["to"].as_i64().unwrap(), m["sample_interval_ms"].as_i64().unwrap(), ms(m, "receive_time")))
+        .collect();
+    assert_eq!(steps.iter().map(|s| (s.0, s.1)).collect::<Vec<_>>(), vec![(1, 1000), (2, 2000), (1, 1000), (0, 500)]);
+    for (step, expected) in steps.iter().zip(["11:05:00", "11:10:00", "11:20:00", "11:25:00"]) {
+        assert!((step.2 - kst_ms(expected)).abs() <= 20_000, "step {step:?} expected near {expected}");
+    }
+    let scalp = lines_under(&data.join("scalp"));
+    let at_half_hz = scalp
+        .iter()
+        .filter(|s| (kst_ms("11:11:00")..kst_ms("11:14:00")).contains(&ms(s, "event_time")))
+        .all(|s| s["sample_interval_ms"] == 2000 && s["mitigation_level"] == 2);
+    assert!(at_half_hz, "samples between 11:11 and 11:14 must be at 0.5 Hz, level 2");
+
+    // Silence at 13:00 restarts the session; a second silence within 5 minutes degrades.
+    let healing: Vec<_> = of("self_healing")
+        .filter(|h| h["action"] == "restart_session" || h["action"] == "degrade")
+        .map(|h| (h["action"].as_str().unwrap().to_string(), ms(h, "receive_time")))
+        .collect();
+    assert!(healing.len() >= 2, "{healing:?}");
+    assert_eq!(healing[0].0, "restart_session");
+    assert!((kst_ms("13:01:00")..kst_ms("13:01:30")).contains(&healing[0].1), "{healing:?}");
+    let degrade = healing.iter().find(|h| h.0 == "degrade").expect("degrade mode entered");
+    assert!((kst_ms("13:04:00")..kst_ms("13:05:00")).contains(&degrade.1), "{healing:?}");
+    assert!(of("self_healing").any(|h| h["action"] == "recover"), "degrade mode must end");
+
+    // Scalp recording rate outside gaps: samples present / samples due at the Hz in force.
+    let gaps: Vec<(i64, i64)> = of("gap_marker")
+        .filter(|g| g["scope"] != "swing")
+        .map(|g| (ms(g, "gap_start_ts"), ms(g, "gap_end_ts")))
+        .collect();
+    let in_gap = |t: i64| gaps.iter().any(|(a, b)| (*a..=*b).contains(&t));
+    let interval_at = |t: i64| steps.iter().filter(|s| s.2 <= t).last().map_or(500, |s| s.1);
+    let (open, close) = (kst_ms("09:00:00"), kst_ms("15:30:00"));
+    let mut due = 0u64;
+    let mut t = open;
+    while t < close {
+        // Level changes land between grid points; skip a minute around each, where the
+        // interval in force depends on when the change was read.
+        let near_change = steps.iter().any(|s| (t - s.2).abs() < 60_000);
+        if !in_gap(t) && !near_change && (t - open) % interval_at(t) == 0 {
+            due += 41;
+        }
+        t += 500;
+    }
+    let present = scalp
+        .iter()
+        .filter(|s| {
+            let t = ms(s, "event_time");
+            !in_gap(t) && !steps.iter().any(|st| (t - st.2).abs() < 60_000)
+        })
+        .count() as u64;
+    let rate = present as f64 / due as f64;
+    assert!(rate >= 0.99, "recording rate {rate:.4} ({present} of {due})");
+
+    // And the archive verifies.
+    let v = run(cmd().args(["verify", "--data-dir"]).arg(&data).args(["--date", DAY]));
+    assert!(v.status.success(), "verify failed:\n{}", text(&v));
+}
