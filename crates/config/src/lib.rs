@@ -99,14 +99,7 @@ impl Validate for Settings {
                 ),
             );
         });
-        c.section("slots", |c| {
-            self.slots.validate(c);
-            c.check(
-                self.slots.slots == self.tracks.scalp.slots,
-                "slots",
-                format_args!("{} must equal tracks.scalp.slots ({})", self.slots.slots, self.tracks.scalp.slots),
-            );
-        });
+        c.section("slots", |c| self.slot_config().validate(c));
         c.section("providers", |c| {
             c.section("kis", |c| self.providers.kis.validate(c));
             c.section("upbit", |c| self.providers.upbit.validate(c));
@@ -132,8 +125,13 @@ impl Settings {
             watchdog: self.watchdog.clone(),
             anomaly: self.anomaly.clone(),
             triggers: self.triggers.clone(),
-            slots: self.slots.clone(),
+            slots: self.slot_config(),
         }
+    }
+
+    /// The slot manager's section with the slot count of `tracks.scalp`.
+    fn slot_config(&self) -> engine::slots::SlotConfig {
+        engine::slots::SlotConfig { slots: self.tracks.scalp.slots, ..self.slots.clone() }
     }
 }
 

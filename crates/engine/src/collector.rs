@@ -185,20 +185,10 @@ async fn launch_provider<P: MarketProvider>(
     let events = ctx.events(pid);
     let now = clock.now();
 
-    // The day's universe, fixed for the day. The price floor is the KR stock rule (seed 001
-    // §2.2); crypto takes every listed pair of the quote market until its filter lands.
-    let listings = provider.universe(now.kst().date()).await?;
-    let filter = Filter {
-        min_prev_close: if market == Market::KrStocks { cfg.universe.min_prev_close } else { model::Price::ZERO },
-    };
-    let (uni, _reloaded) = {
-        let root = ctx.data_dir.clone();
-        let date = now.kst_yyyymmdd();
-        tokio::task::spawn_blocking(move || universe::load_or_build(&root, &date, market, pid, filter, || listings))
-            .await
-            .map_err(|e| CollectError::Task(e.to_string()))??
-    };
+    // The day's universe, fixed for the day (seed 001 §2.2); rebuilt each trading day.
+    let uni = day_universe(provider.as_ref(), ctx, now.kst().date()).await?;
     let symbols: Arc<Vec<Symbol>> = Arc::new(uni.symbols());
+    let (universe_tx, universe_rx) = watch::channel(symbols.clone());
     // Until the trigger engine chooses them, the slots are the first N universe symbols.
     let slots: Arc<Vec<Symbol>> = Arc::new(symbols.iter().take(cfg.tracks.scalp.slots).cloned().collect());
     live.universe_size.fetch_add(symbols.len() as u64, Relaxed);
@@ -247,6 +237,9 @@ async fn launch_provider<P: MarketProvider>(
         events: events.clone(),
         outage: outage.clone(),
         config: cfg.reconnect.clone(),
+        window: (market != Market::Crypto).then(|| {
+            schedule(cfg.tracks.scalp.window, cfg.tracks.scalp.sample_interval.as_millis() as i64, End::Exclusive)
+        }),
     };
     let stop = ctx.stop.clone();
     {
@@ -257,6 +250,7 @@ async fn launch_provider<P: MarketProvider>(
         provider: provider.clone(),
         monitor: monitor.clone(),
         manager: SlotManager::new(cfg.slots.clone(), symbols.as_ref().clone(), now),
+        universe: universe_rx.clone(),
         every: cfg.triggers.evaluate_interval,
         schedule: schedule(
             cfg.tracks.scalp.window,
@@ -349,9 +343,49 @@ async fn launch_provider<P: MarketProvider>(
             }
         });
     }
+    {
+        // Each trading day's universe, built before the open; Track A and the slot manager
+        // pick it up at their next cycle.
+        let provider = provider.clone();
+        let (root, cfg2, live2) = (ctx.data_dir.clone(), cfg.clone(), live.clone());
+        let mut stop = ctx.stop.clone();
+        let build = Schedule {
+            window: Window { start: cfg.universe.build_at, end: Time::MAX },
+            interval_ms: 86_400_000,
+            end: End::Inclusive,
+            calendar: calendar.clone(),
+            market,
+            until: ctx.until,
+        };
+        tasks.spawn(async move {
+            let mut from = clock.now().plus_millis(1);
+            while let Some(at) = build.next_at_or_after(from) {
+                tokio::select! {
+                    _ = clock.sleep_until(at) => {}
+                    _ = model::stopped(&mut stop) => return Ok(()),
+                }
+                from = at.plus_millis(1);
+                let old = universe_tx.borrow().len() as u64;
+                let uni = match fetch_universe(provider.as_ref(), &root, &cfg2, at.kst().date()).await {
+                    Ok(u) => u,
+                    Err(e) => {
+                        // Yesterday's universe keeps the tracks running; the failure is loud.
+                        tracing::error!(provider = %provider.id(), error = %e, "building the day's universe failed");
+                        continue;
+                    }
+                };
+                let symbols = Arc::new(uni.symbols());
+                live2.universe_size.fetch_sub(old, Relaxed);
+                live2.universe_size.fetch_add(symbols.len() as u64, Relaxed);
+                tracing::info!(provider = %provider.id(), date = %uni.date, count = uni.count, "universe for the day");
+                let _ = universe_tx.send(symbols);
+            }
+            Ok(())
+        });
+    }
     let track_a = TrackA {
         processor: processor(),
-        universe: symbols.clone(),
+        universe: universe_rx.clone(),
         schedule: schedule(cfg.tracks.swing.window, cfg.tracks.swing.interval.as_millis() as i64, End::Inclusive),
         clock,
         tap: ctx.tap.clone(),
@@ -387,6 +421,40 @@ async fn launch_provider<P: MarketProvider>(
     let stop = ctx.stop.clone();
     tasks.spawn(async move { watchdog.run(stop).await.map_err(CollectError::from) });
     Ok(())
+}
+
+/// Loads the day's universe file, or builds it from the provider's listings.
+async fn fetch_universe<P: MarketProvider>(
+    provider: &P,
+    root: &std::path::Path,
+    cfg: &EngineConfig,
+    day: jiff::civil::Date,
+) -> Result<universe::UniverseFile, CollectError> {
+    let (market, pid) = (provider.market(), provider.id());
+    let date = day.strftime("%Y%m%d").to_string();
+    let (r, d) = (root.to_path_buf(), date.clone());
+    let existing = tokio::task::spawn_blocking(move || universe::load(&r, &d, market))
+        .await
+        .map_err(|e| CollectError::Task(e.to_string()))??;
+    if let Some(u) = existing {
+        return Ok(u);
+    }
+    let listings = provider.universe(day).await?;
+    let filter = Filter::for_market(market, &cfg.universe);
+    let root = root.to_path_buf();
+    let (u, _) =
+        tokio::task::spawn_blocking(move || universe::load_or_build(&root, &date, market, pid, filter, || listings))
+            .await
+            .map_err(|e| CollectError::Task(e.to_string()))??;
+    Ok(u)
+}
+
+async fn day_universe<P: MarketProvider>(
+    provider: &P,
+    ctx: &RunContext,
+    day: jiff::civil::Date,
+) -> Result<universe::UniverseFile, CollectError> {
+    fetch_universe(provider, &ctx.data_dir, &ctx.config, day).await
 }
 
 pub struct Collector {

@@ -53,6 +53,18 @@ impl Validate for ObserverConfig {
 pub struct UniverseConfig {
     /// Seed 001 §2.2: KR stocks whose previous close is at least this many KRW.
     pub min_prev_close: Price,
+    /// When (Seoul time) each trading day's universe is built, before the open.
+    pub build_at: jiff::civil::Time,
+    pub crypto: CryptoUniverseConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CryptoUniverseConfig {
+    /// Only pairs of this quote market.
+    pub quote: String,
+    /// Only pairs with at least this traded value (quote currency) over 24 hours.
+    pub min_traded_value_24h: Price,
 }
 
 impl Validate for UniverseConfig {
@@ -62,6 +74,14 @@ impl Validate for UniverseConfig {
             "min_prev_close",
             format_args!("{} must be positive", self.min_prev_close),
         );
+        c.section("crypto", |c| {
+            c.check(!self.crypto.quote.is_empty(), "quote", "must name a quote market, e.g. KRW");
+            c.check(
+                !self.crypto.min_traded_value_24h.is_negative(),
+                "min_traded_value_24h",
+                format_args!("{} must not be negative", self.crypto.min_traded_value_24h),
+            );
+        });
     }
 }
 

@@ -315,9 +315,10 @@ mod tests {
         assert!(run(&mut c, 0, 4, cpu(99.0)).is_empty());
         assert!(run(&mut c, 4, 5, cpu(20.0)).is_empty());
         assert!(run(&mut c, 5, 9, cpu(99.0)).is_empty());
-        // Level-1 queue lag for 20 minutes stops at level 1.
+        // Then level-1 queue lag for 20 minutes: pressure has held since 5:00 without a
+        // break, so level 1 comes at 10:00, and the level stops there.
         let lag = Readings { queue_lag_ms: 3000, ..Readings::default() };
-        assert_eq!(run(&mut c, 9, 30, lag), vec![(9 * 60 + 300, 1)]);
+        assert_eq!(run(&mut c, 9, 30, lag), vec![(600, 1)]);
         assert_eq!(c.level(), 1);
     }
 

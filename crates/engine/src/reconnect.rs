@@ -17,6 +17,7 @@ use model::{Clock, RawFrame, Symbol, SystemEvent, UtcTime};
 use providers::MarketProvider;
 
 use crate::pipeline::Events;
+use crate::schedule::Schedule;
 use crate::sink::SinkError;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -27,6 +28,9 @@ pub struct ReconnectConfig {
     /// Continuous failure this long pauses scalp recording and marks the day anomalous
     /// (seed 001 §2.11: 5 minutes).
     pub pause_scalp_after: Interval,
+    /// The stream connects this long before Track B's window opens, so the book is warm at
+    /// the first sample; it is closed when the window ends (KR stocks; crypto never closes).
+    pub connect_ahead: Interval,
 }
 
 impl Validate for ReconnectConfig {
@@ -136,6 +140,18 @@ pub struct Supervisor<P> {
     pub events: Events,
     pub outage: Arc<Outage>,
     pub config: ReconnectConfig,
+    /// When the stream is wanted (Track B's window on trading days); `None`: always.
+    pub window: Option<Schedule>,
+}
+
+impl Outage {
+    /// The window closed while the stream was down: the gap ends with the window, and the
+    /// next window starts with a fresh attempt count.
+    async fn close_at_window_end(&self, end: UtcTime, events: &Events) -> Result<(), SinkError> {
+        let Some(o) = self.lock().take() else { return Ok(()) };
+        let detail = format!("{} (still down when the window closed)", o.reason);
+        events.system(end, SystemEvent::gap(o.start, end.max(o.start), "scalp", o.code, Some(detail))).await
+    }
 }
 
 impl<P: MarketProvider> Supervisor<P> {
@@ -148,10 +164,40 @@ impl<P: MarketProvider> Supervisor<P> {
     ) -> Result<(), SinkError> {
         let backoff = &self.config.backoff;
         loop {
+            // Outside the window nothing is expected from the stream: stay disconnected.
+            let window_end = match &self.window {
+                Some(w) => {
+                    let now = self.clock.now();
+                    let ahead = self.config.connect_ahead.as_millis() as i64;
+                    if !w.in_window(now.plus_millis(ahead)) && !w.in_window(now) {
+                        self.outage.close_at_window_end(now, &self.events).await?;
+                        let Some(open) = w.next_at_or_after(now) else { return Ok(()) };
+                        tokio::select! {
+                            _ = self.clock.sleep_until(open.plus_millis(-ahead)) => {}
+                            _ = model::stopped(&mut stop) => return Ok(()),
+                        }
+                    }
+                    let now = self.clock.now();
+                    let day = if w.in_window(now) { now } else { now.plus_millis(ahead) };
+                    Some(UtcTime::from_kst(jiff::civil::DateTime::from_parts(day.kst().date(), w.window.end)))
+                }
+                None => None,
+            };
+            let closes = async {
+                match window_end {
+                    Some(t) => self.clock.sleep_until(t).await,
+                    None => std::future::pending().await,
+                }
+            };
             self.outage.connected.store(true, Relaxed);
             let result = tokio::select! {
                 r = self.provider.stream(subscriptions.clone(), out.clone(), stop.clone()) => r.map_err(|e| e.to_string()),
                 _ = self.outage.restart.notified() => Err("session restarted by the watchdog".to_string()),
+                _ = closes => {
+                    self.outage.connected.store(false, Relaxed);
+                    tracing::info!(provider = %self.provider.id(), "stream window closed; disconnected until the next one");
+                    continue;
+                }
             };
             self.outage.connected.store(false, Relaxed);
             if *stop.borrow() {

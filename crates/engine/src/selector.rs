@@ -24,6 +24,8 @@ pub struct Selector<P> {
     pub provider: Arc<P>,
     pub monitor: Arc<Mutex<CandidateMonitor>>,
     pub manager: SlotManager,
+    /// The day's universe: the slot manager's reserve when candidates run out.
+    pub universe: watch::Receiver<Arc<Vec<Symbol>>>,
     pub every: Interval,
     /// Track B's window: slots only matter while it samples.
     pub schedule: Schedule,
@@ -41,6 +43,10 @@ impl<P: MarketProvider> Selector<P> {
                 _ = model::stopped(&mut stop) => return Ok(()),
             }
             let now = self.clock.now();
+            if self.universe.has_changed().unwrap_or(false) {
+                let u = self.universe.borrow_and_update().clone();
+                self.manager.set_reserve(u.as_ref().clone());
+            }
             if !self.schedule.in_window(now) {
                 continue;
             }

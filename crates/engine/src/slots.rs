@@ -65,6 +65,8 @@ pub mod reason {
 #[serde(deny_unknown_fields)]
 pub struct SlotConfig {
     /// Concurrent Track B symbols (seed: 41); also the overflow ledger's `cutoff_rank`.
+    /// Not a key of its own: taken from `tracks.scalp.slots`, so the two cannot disagree.
+    #[serde(skip)]
     pub slots: usize,
     /// A newcomer keeps its slot at least this long, so one noisy round cannot bounce it.
     pub min_dwell: Interval,
@@ -560,8 +562,7 @@ mod tests {
         assert!(check(&config(41)).is_empty());
         let bad = SlotConfig { slots: 0, hysteresis: -0.1, max_changes_per_round: 0, min_score: 1.5, ..config(41) };
         assert_eq!(check(&bad), ["slots.slots", "slots.hysteresis", "slots.max_changes_per_round", "slots.min_score"]);
-        let text =
-            r#"{"slots": 41, "min_dwell": "5m", "hysteresis": 0.1, "max_changes_per_round": 8, "min_score": 0.25}"#;
+        let text = r#"{"min_dwell": "5m", "hysteresis": 0.1, "max_changes_per_round": 8, "min_score": 0.25}"#;
         let cfg: SlotConfig = serde_json::from_str(text).unwrap();
         assert_eq!(cfg.min_dwell.as_millis(), 300_000);
         assert!(serde_json::from_str::<SlotConfig>(&text.replace("min_score", "minscore")).is_err());

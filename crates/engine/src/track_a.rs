@@ -16,7 +16,8 @@ use crate::stats::inc;
 
 pub struct TrackA<P> {
     pub processor: FrameProcessor<P>,
-    pub universe: Arc<Vec<Symbol>>,
+    /// The day's universe; a new trading day's arrives here before the open.
+    pub universe: watch::Receiver<Arc<Vec<Symbol>>>,
     pub schedule: Schedule,
     pub clock: Clock,
     pub tap: Option<Arc<dyn crate::tap::Tap>>,
@@ -59,7 +60,8 @@ impl<P: MarketProvider> TrackA<P> {
     ) -> Result<bool, SinkError> {
         let next = self.schedule.next_at_or_after(cycle.plus_millis(1));
         let mut done = 0usize;
-        for symbol in self.universe.iter() {
+        let universe = self.universe.borrow().clone();
+        for symbol in universe.iter() {
             if *stop.borrow() {
                 return Ok(false);
             }
@@ -69,10 +71,10 @@ impl<P: MarketProvider> TrackA<P> {
             {
                 // The next cycle is due: it starts on time, and what this one missed is a
                 // swing gap, recorded with how far it got.
-                let left = self.universe.len() - done;
+                let left = universe.len() - done;
                 let detail = format!(
                     "cycle {cycle} covered {done}/{} symbols before the next cycle was due at {next}; {left} not snapshotted (from {symbol})",
-                    self.universe.len()
+                    universe.len()
                 );
                 tracing::warn!("{detail}");
                 inc(&self.processor.events.stats.track_a_incomplete);

@@ -20,9 +20,39 @@ pub struct UniverseFile {
     pub symbols: Vec<UniverseEntry>,
 }
 
+/// The day's selection rule, written into the universe file so the file says how it was made.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Filter {
     pub min_prev_close: Price,
+    /// Crypto: only pairs quoted in this currency (`KRW` for `KRW-BTC`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quote: Option<String>,
+    /// Crypto: only pairs that traded at least this value over 24 hours.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_traded_value_24h: Option<Price>,
+}
+
+impl Filter {
+    /// The rule for `market` from the config (seed 001 §2.2).
+    pub fn for_market(market: Market, cfg: &crate::config::UniverseConfig) -> Self {
+        match market {
+            Market::Crypto => Filter {
+                min_prev_close: Price::ZERO,
+                quote: Some(cfg.crypto.quote.clone()),
+                min_traded_value_24h: Some(cfg.crypto.min_traded_value_24h),
+            },
+            _ => Filter { min_prev_close: cfg.min_prev_close, quote: None, min_traded_value_24h: None },
+        }
+    }
+
+    pub fn keeps(&self, e: &UniverseEntry) -> bool {
+        e.prev_close >= self.min_prev_close
+            && self
+                .quote
+                .as_ref()
+                .is_none_or(|q| e.symbol.as_str().strip_prefix(q.as_str()).is_some_and(|r| r.starts_with('-')))
+            && self.min_traded_value_24h.is_none_or(|m| e.traded_value_24h.is_some_and(|v| v >= m))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +67,18 @@ pub fn path(root: &Path, date: &str, market: Market) -> PathBuf {
     root.join("universe").join(format!("{date}_{market}.json"))
 }
 
+/// The day's universe if it was already built (a restart reloads it, never rebuilds).
+pub fn load(root: &Path, date: &str, market: Market) -> Result<Option<UniverseFile>, UniverseError> {
+    let file = path(root, date, market);
+    match std::fs::read(&file) {
+        Ok(bytes) => {
+            serde_json::from_slice(&bytes).map(Some).map_err(|source| UniverseError::Parse { path: file, source })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(UniverseError::Io { path: file, source }),
+    }
+}
+
 /// Loads the day's universe if it was already built, else filters `listings` and writes it.
 pub fn load_or_build(
     root: &Path,
@@ -46,18 +88,11 @@ pub fn load_or_build(
     filter: Filter,
     listings: impl FnOnce() -> Vec<UniverseEntry>,
 ) -> Result<(UniverseFile, bool), UniverseError> {
-    let file = path(root, date, market);
-    match std::fs::read(&file) {
-        Ok(bytes) => {
-            let u =
-                serde_json::from_slice(&bytes).map_err(|source| UniverseError::Parse { path: file.clone(), source })?;
-            return Ok((u, true));
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(source) => return Err(UniverseError::Io { path: file, source }),
+    if let Some(u) = load(root, date, market)? {
+        return Ok((u, true));
     }
-    let mut symbols: Vec<UniverseEntry> =
-        listings().into_iter().filter(|l| l.prev_close >= filter.min_prev_close).collect();
+    let file = path(root, date, market);
+    let mut symbols: Vec<UniverseEntry> = listings().into_iter().filter(|l| filter.keeps(l)).collect();
     symbols.sort_by(|a, b| a.symbol.cmp(&b.symbol));
     let u = UniverseFile {
         date: date.to_string(),
@@ -101,13 +136,18 @@ mod tests {
     use super::*;
 
     fn entry(code: &str, pc: i64) -> UniverseEntry {
-        UniverseEntry { symbol: Symbol::new(code).unwrap(), name: code.into(), prev_close: Price::from_int(pc) }
+        UniverseEntry {
+            symbol: Symbol::new(code).unwrap(),
+            name: code.into(),
+            prev_close: Price::from_int(pc),
+            traded_value_24h: None,
+        }
     }
 
     #[test]
     fn filters_once_and_reloads_the_same_day() {
         let dir = tempfile::tempdir().unwrap();
-        let filter = Filter { min_prev_close: Price::from_int(4000) };
+        let filter = Filter { min_prev_close: Price::from_int(4000), quote: None, min_traded_value_24h: None };
         let (u, loaded) =
             load_or_build(dir.path(), "20260114", Market::KrStocks, Provider::Sim, filter.clone(), || {
                 vec![entry("000020", 3995), entry("005930", 71500), entry("000100", 4000)]
@@ -123,5 +163,30 @@ mod tests {
         assert!(loaded);
         assert_eq!(again, u);
         assert!(dir.path().join("universe/20260114_kr_stocks.json").exists());
+    }
+}
+
+#[cfg(test)]
+mod crypto_tests {
+    use super::*;
+
+    #[test]
+    fn crypto_filter_keeps_quote_market_pairs_with_enough_24h_value() {
+        let e = |s: &str, v: Option<i64>| UniverseEntry {
+            symbol: Symbol::new(s).unwrap(),
+            name: s.into(),
+            prev_close: Price::from_int(1),
+            traded_value_24h: v.map(Price::from_int),
+        };
+        let f = Filter {
+            min_prev_close: Price::ZERO,
+            quote: Some("KRW".into()),
+            min_traded_value_24h: Some(Price::from_int(1_000_000_000)),
+        };
+        assert!(f.keeps(&e("KRW-BTC", Some(5_000_000_000))));
+        assert!(!f.keeps(&e("KRW-DOGE", Some(999_999_999))), "too little traded");
+        assert!(!f.keeps(&e("BTC-ETH", Some(5_000_000_000))), "other quote market");
+        assert!(!f.keeps(&e("KRWX-ABC", Some(5_000_000_000))), "quote must be the whole prefix");
+        assert!(!f.keeps(&e("KRW-NEW", None)), "no 24h value reported");
     }
 }

@@ -44,6 +44,10 @@ pub struct UniverseEntry {
     pub symbol: Symbol,
     pub name: String,
     pub prev_close: Price,
+    /// Traded value over the last 24 hours in the quote currency, where the provider
+    /// reports it (crypto): the crypto universe filter reads it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traded_value_24h: Option<Price>,
 }
 
 pub trait MarketProvider: Send + Sync + 'static {

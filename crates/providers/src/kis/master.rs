@@ -112,7 +112,7 @@ pub fn to_universe(records: &[MasterRecord], groups: &[String]) -> Vec<UniverseE
         .filter(|r| groups.is_empty() || groups.iter().any(|g| g == &r.group))
         .filter_map(|r| {
             let symbol = Symbol::new(&r.code).ok()?;
-            Some(UniverseEntry { symbol, name: r.name.clone(), prev_close: r.base_price })
+            Some(UniverseEntry { symbol, name: r.name.clone(), prev_close: r.base_price, traded_value_24h: None })
         })
         .collect()
 }

@@ -437,6 +437,7 @@ impl MarketProvider for UpbitProvider {
                 symbol: info.market,
                 name: info.korean_name,
                 prev_close: t.prev_closing_price,
+                traded_value_24h: Some(model::Price::from(t.acc_trade_price_24h)),
             })
             .collect())
     }
