@@ -13,7 +13,7 @@ use serde_json::Value;
 use common::{cmd, lines_under, run, text};
 
 const DAY: &str = "20261123";
-const SPEED: &str = "200";
+const SPEED: &str = "120";
 /// Sensitive triggers, so that more symbols compete than there are slots.
 const MIN_SCORE: f64 = 0.05;
 
@@ -43,16 +43,14 @@ fn a_scripted_krx_day_leaves_the_evidence_the_seed_asks_for() {
         .args(["--fault", "ws_silent@13:00:00+70s"])
         .args(["--fault", "ws_silent@13:03:00+70s"])
         // A smaller market keeps Track A's REST cycles well inside the interval at this
-        // speed; only forced pressure may move mitigation, whatever else runs on the machine.
+        // speed; only forced pressure moves mitigation (the cli tests' harness watches no
+        // machine readings, so counts do not depend on what else runs on the machine).
         .env("STOCK_OBSERVER__SIM__SYMBOLS", "300")
         .env("STOCK_OBSERVER__SLOTS__MIN_SCORE", MIN_SCORE.to_string())
         .env("STOCK_OBSERVER__TRIGGERS__VOLUME_SURGE_RATIO", "1.2")
         .env("STOCK_OBSERVER__TRIGGERS__VOLATILITY_RATIO", "1.2")
         .env("STOCK_OBSERVER__TRIGGERS__PRICE_SPIKE_PCT", "1.0")
-        .env("STOCK_OBSERVER__MITIGATION__CPU_PERCENT", "[99.5, 99.9]")
-        .env("STOCK_OBSERVER__MITIGATION__MEMORY_PERCENT", "[99.5, 99.9]")
-        .env("STOCK_OBSERVER__MITIGATION__QUEUE_LAG", "[1h, 2h]")
-        .env("STOCK_OBSERVER__MITIGATION__DISK_WRITE_LATENCY", "[1h, 2h]"));
+        );
     assert!(out.status.success(), "collect failed:\n{}", text(&out));
     let ev = events(&data);
     let of = |t: &'static str| ev.iter().filter(move |e| e["event_type"] == t);
@@ -81,7 +79,8 @@ fn a_scripted_krx_day_leaves_the_evidence_the_seed_asks_for() {
     let all_gaps: Vec<_> = of("gap_marker").collect();
     let disconnects: Vec<_> = of("gap_marker")
         .filter(|g| g["reason"] == "ws_disconnect")
-        .filter(|g| (kst_ms("10:14:00")..kst_ms("10:30:00")).contains(&ms(g, "gap_start_ts")))
+        // Under load the fake may drop a late-ponging session elsewhere; that is its own gap.
+        .filter(|g| (kst_ms("10:15:00")..kst_ms("10:15:05")).contains(&ms(g, "gap_start_ts")))
         .collect();
     assert_eq!(disconnects.len(), 1, "{all_gaps:#?}");
     let gap = disconnects[0];

@@ -31,7 +31,7 @@ impl HealthTask {
         let stats = self.live.stats.clone();
         let mut mitigation = MitigationTask {
             controller: Controller::new(self.config.mitigation.clone()),
-            probe: Probe::new(self.config.mitigation.cpu_window),
+            probe: Probe::new(&self.config.mitigation),
             pressure: self.live.pressure.clone(),
             stats: stats.clone(),
             level: self.live.mitigation.clone(),

@@ -34,6 +34,19 @@ pub struct MitigationConfig {
     /// Shortest wall-clock span the CPU share is measured over: /proc/stat counts in 10 ms
     /// ticks, so on an accelerated clock a reading per sample would be noise.
     pub cpu_window: Interval,
+    /// The readings that may move the level. On a host shared with heavier work (or in
+    /// tests that count samples) some machine readings say nothing about this recorder;
+    /// fault scripts' forced readings count whatever this says.
+    pub watch: Vec<Resource>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Resource {
+    Cpu,
+    Memory,
+    DiskWriteLatency,
+    QueueLag,
 }
 
 impl Validate for MitigationConfig {
@@ -85,22 +98,27 @@ impl Pressure {
 #[derive(Debug)]
 pub struct Probe {
     window: std::time::Duration,
+    watch: Vec<Resource>,
     last_cpu: Option<(u64, u64, std::time::Instant)>,
     cpu: f64,
 }
 
 impl Probe {
-    pub fn new(window: Interval) -> Self {
-        Probe { window: window.get(), last_cpu: None, cpu: 0.0 }
+    pub fn new(cfg: &MitigationConfig) -> Self {
+        Probe { window: cfg.cpu_window.get(), watch: cfg.watch.clone(), last_cpu: None, cpu: 0.0 }
     }
 
+    /// Unwatched resources read as idle.
     pub fn read(&mut self, stats: &Stats, pressure: &Pressure, now: UtcTime) -> Readings {
-        let cpu = self.cpu_percent();
+        let watch = self.watch.clone();
+        let on = |r: Resource| watch.contains(&r);
+        let (lag, latency) = (stats.gauges.take_queue_lag_ms(), stats.gauges.take_write_latency_ms());
+        let cpu = if on(Resource::Cpu) { self.cpu_percent() } else { 0.0 };
         Readings {
             cpu_percent: pressure.cpu(now).unwrap_or(cpu),
-            memory_percent: memory_percent().unwrap_or(0.0),
-            disk_write_latency_ms: stats.gauges.take_write_latency_ms(),
-            queue_lag_ms: stats.gauges.take_queue_lag_ms(),
+            memory_percent: if on(Resource::Memory) { memory_percent().unwrap_or(0.0) } else { 0.0 },
+            disk_write_latency_ms: if on(Resource::DiskWriteLatency) { latency } else { 0 },
+            queue_lag_ms: if on(Resource::QueueLag) { lag } else { 0 },
         }
     }
 
@@ -277,6 +295,7 @@ mod tests {
             disk_write_latency: ["500ms".parse().unwrap(), "1s".parse().unwrap()],
             queue_lag: ["2s".parse().unwrap(), "5s".parse().unwrap()],
             cpu_window: "1s".parse().unwrap(),
+            watch: vec![Resource::Cpu, Resource::Memory, Resource::DiskWriteLatency, Resource::QueueLag],
         }
     }
 

@@ -10,7 +10,9 @@ use serde_json::Value;
 pub const BIN: &str = env!("CARGO_BIN_EXE_stock-observer");
 
 /// A command with a clean environment for the binary: no broker credentials, the HTTP
-/// listener on an ephemeral port so parallel tests never collide, quieter logs.
+/// listener on an ephemeral port so parallel tests never collide, quieter logs, and no
+/// machine readings driving mitigation: tests count samples, and a busy test machine must
+/// not lower the Hz under them (fault scripts still force readings).
 pub fn cmd() -> Command {
     let mut c = Command::new(BIN);
     for (k, _) in std::env::vars() {
@@ -18,7 +20,9 @@ pub fn cmd() -> Command {
             c.env_remove(k);
         }
     }
-    c.env("STOCK_OBSERVER__HTTP__LISTEN", "127.0.0.1:0").env("RUST_LOG", "warn");
+    c.env("STOCK_OBSERVER__HTTP__LISTEN", "127.0.0.1:0")
+        .env("RUST_LOG", "warn")
+        .env("STOCK_OBSERVER__MITIGATION__WATCH", "[]");
     c
 }
 
