@@ -35,7 +35,8 @@ pub struct Args {
     #[arg(long, value_name = "YYYY-MM-DDTHH:MM", value_parser = parse_start)]
     start: Option<DateTime>,
     /// Inject a fault into the simulated market at a market time of the first day, for a
-    /// duration (repeatable). Kinds: ws_disconnect, ws_silent, rest_429, rest_5xx, cpu_pressure.
+    /// duration (repeatable). Kinds: ws_disconnect, ws_silent (heartbeats, no data), ws_stall
+    /// (nothing at all), rest_429, rest_5xx, cpu_pressure.
     #[arg(long = "fault", value_name = "KIND@HH:MM:SS+DUR")]
     faults: Vec<crate::faults::Fault>,
 }

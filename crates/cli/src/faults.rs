@@ -17,8 +17,10 @@ use providers::kis::fake::FaultSwitch;
 pub enum Kind {
     /// Every WebSocket is cut and new ones are refused until the end.
     WsDisconnect,
-    /// Sockets stay open but carry nothing, not even PINGPONG.
+    /// Sockets stay open and answer PINGPONG but carry no market data (stale, not dead).
     WsSilent,
+    /// Sockets stay open but carry nothing at all, not even PINGPONG (dead, not closed).
+    WsStall,
     /// REST calls answer HTTP 429.
     Rest429,
     /// REST calls answer HTTP 503.
@@ -27,7 +29,7 @@ pub enum Kind {
     CpuPressure,
 }
 
-const KINDS: &str = "ws_disconnect, ws_silent, rest_429, rest_5xx, cpu_pressure";
+const KINDS: &str = "ws_disconnect, ws_silent, ws_stall, rest_429, rest_5xx, cpu_pressure";
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Fault {
@@ -45,6 +47,7 @@ impl FromStr for Fault {
         let kind = match kind {
             "ws_disconnect" => Kind::WsDisconnect,
             "ws_silent" => Kind::WsSilent,
+            "ws_stall" => Kind::WsStall,
             "rest_429" => Kind::Rest429,
             "rest_5xx" => Kind::Rest5xx,
             "cpu_pressure" => Kind::CpuPressure,
@@ -87,7 +90,8 @@ pub async fn run(fault: Fault, on: UtcTime, off: UtcTime, clock: Clock, targets:
             kis.refuse_connections_until(off);
             kis.drop_connections();
         }
-        Kind::WsSilent => kis.set_stall(true),
+        Kind::WsSilent => kis.withhold_data(true),
+        Kind::WsStall => kis.set_stall(true),
         Kind::Rest429 => kis.fail_next_requests(429, u32::MAX),
         Kind::Rest5xx => kis.fail_next_requests(503, u32::MAX),
         Kind::CpuPressure => targets.pressure.force_cpu(100.0, off),
@@ -95,7 +99,8 @@ pub async fn run(fault: Fault, on: UtcTime, off: UtcTime, clock: Clock, targets:
     clock.sleep_until(off).await;
     match fault.kind {
         Kind::WsDisconnect | Kind::CpuPressure => {} // both end by themselves at `off`
-        Kind::WsSilent => kis.set_stall(false),
+        Kind::WsSilent => kis.withhold_data(false),
+        Kind::WsStall => kis.set_stall(false),
         Kind::Rest429 | Kind::Rest5xx => kis.fail_next_requests(0, 0),
     }
     tracing::warn!(kind = ?fault.kind, "fault script: off");

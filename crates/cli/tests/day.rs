@@ -143,7 +143,8 @@ fn a_scripted_krx_day_leaves_the_evidence_the_seed_asks_for() {
         .collect();
     assert!(healing.len() >= 2, "{healing:?}");
     assert_eq!(healing[0].0, "restart_session");
-    assert!((kst_ms("13:01:00")..kst_ms("13:01:30")).contains(&healing[0].1), "{healing:?}");
+    // Silence is counted from the last data, a moment before the fault began.
+    assert!((kst_ms("13:00:55")..kst_ms("13:01:30")).contains(&healing[0].1), "{healing:?}");
     let degrade = healing.iter().find(|h| h.0 == "degrade").expect("degrade mode entered");
     assert!((kst_ms("13:04:00")..kst_ms("13:05:00")).contains(&degrade.1), "{healing:?}");
     assert!(of("self_healing").any(|h| h["action"] == "recover"), "degrade mode must end");

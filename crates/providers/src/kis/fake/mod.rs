@@ -90,6 +90,7 @@ pub struct FaultSwitch(Arc<Faults>);
 struct Faults {
     drop_epoch: watch::Sender<u64>,
     stall: AtomicBool,
+    withhold: AtomicBool,
     tear_next: AtomicU32,
     corrupt_next: AtomicU32,
     /// (HTTP status << 32) | remaining count.
@@ -103,6 +104,7 @@ impl Default for FaultSwitch {
         FaultSwitch(Arc::new(Faults {
             drop_epoch: watch::Sender::new(0),
             stall: AtomicBool::new(false),
+            withhold: AtomicBool::new(false),
             tear_next: AtomicU32::new(0),
             corrupt_next: AtomicU32::new(0),
             fail_next: AtomicU64::new(0),
@@ -123,6 +125,11 @@ impl FaultSwitch {
     /// Stops sending anything (data and PINGPONG) while keeping sockets open.
     pub fn set_stall(&self, on: bool) {
         self.0.stall.store(on, Ordering::SeqCst);
+    }
+    /// Sends no market data while keeping the session alive with PINGPONG: a stale socket
+    /// that a liveness check alone would call healthy.
+    pub fn withhold_data(&self, on: bool) {
+        self.0.withhold.store(on, Ordering::SeqCst);
     }
     /// The next `n` data frames are cut in the middle.
     pub fn tear_next_frames(&self, n: u32) {
@@ -147,6 +154,9 @@ impl FaultSwitch {
 
     fn stalled(&self) -> bool {
         self.0.stall.load(Ordering::SeqCst)
+    }
+    fn data_withheld(&self) -> bool {
+        self.0.withhold.load(Ordering::SeqCst)
     }
     fn take(counter: &AtomicU32) -> bool {
         counter.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok()

@@ -134,7 +134,7 @@ impl Conn<'_> {
                         last_push = now;
                         // A stalled server keeps the socket but sends nothing; what happened
                         // meanwhile is lost, as with the real one.
-                        if s.faults.stalled() {
+                        if s.faults.stalled() || s.faults.data_withheld() {
                             continue;
                         }
                         for (f, records) in frames {
