@@ -194,7 +194,10 @@ pub fn run_bench(args: BenchDbArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn bench(args: &BenchDbArgs, tmp: &Path) -> anyhow::Result<ExitCode> {
-    let cfg = StoreConfig { url: args.url.clone(), batch_rows: args.batch_rows, ..StoreConfig::default() };
+    // The configured store section (copy_connections, synchronous_commit, …; overridable as
+    // STOCK_OBSERVER__STORE__KEY), with the flags' URL and batch size.
+    let base = crate::load_config(None)?.settings.store;
+    let cfg = StoreConfig { url: args.url.clone(), batch_rows: args.batch_rows, ..base };
     let store = Store::open(&cfg, tmp).await?;
     store.migrate().await.context("migrating the benchmark database")?;
     eprintln!("bench db: {} ({} mode)", store.describe(), store.mode().as_str());
@@ -245,10 +248,12 @@ async fn bench(args: &BenchDbArgs, tmp: &Path) -> anyhow::Result<ExitCode> {
     }
     let ingest = written as f64 / busy.as_secs_f64();
     println!(
-        "ingest market_ticks: {written} rows in {:.2} s = {:.0} rows/s (batches of {})",
+        "ingest market_ticks: {written} rows in {:.2} s = {:.0} rows/s (batches of {}, {} connection(s), synchronous_commit {})",
         busy.as_secs_f64(),
         ingest,
-        args.batch_rows
+        args.batch_rows,
+        cfg.copy_connections,
+        if cfg.synchronous_commit { "on" } else { "off" },
     );
 
     // One year of daily bars per symbol.

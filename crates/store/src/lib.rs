@@ -13,6 +13,7 @@ mod config;
 mod error;
 pub mod etl;
 pub mod migrate;
+mod pgcopy;
 pub mod postgres;
 pub mod rows;
 pub mod sink;

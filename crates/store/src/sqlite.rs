@@ -253,7 +253,7 @@ pub(crate) fn like_pattern(table: Table, day: Date) -> String {
     }
 }
 
-fn latest_of(rows: &[MarketTickRow]) -> Vec<&MarketTickRow> {
+pub(crate) fn latest_of(rows: &[MarketTickRow]) -> Vec<&MarketTickRow> {
     let mut best: std::collections::HashMap<(&str, Provider), &MarketTickRow> = std::collections::HashMap::new();
     for r in rows {
         let e = best.entry((r.symbol.as_str(), r.provider)).or_insert(r);
