@@ -22,6 +22,10 @@ pub enum Db {
     /// Show the storage mode and each migration (applied, skipped, pending, changed); exits
     /// non-zero if a migration is pending or an applied file changed.
     Status(DbArgs),
+    /// Run the maintenance job now (what `collect` runs daily): create the daily partitions
+    /// for today and store.partitions_ahead_days ahead, apply store.ticks_retention and
+    /// store.samples_retention, refresh rollups; prints what it did as JSON.
+    Maintain(DbArgs),
 }
 
 #[derive(Args)]
@@ -106,6 +110,20 @@ pub fn run_db(cmd: Db, base: &StoreConfig) -> anyhow::Result<ExitCode> {
                 }
                 Ok(ExitCode::SUCCESS)
             }
+            Db::Maintain(args) => {
+                let store = open(base, &args).await?;
+                let report = store::maintain(&store, base, model::Clock::real().now())
+                    .await
+                    .with_context(|| format!("maintaining {}", store.describe()))?;
+                eprintln!(
+                    "{}: {} partition(s) created, {} removed by retention",
+                    store.describe(),
+                    report.partitions_created,
+                    report.retention_removed
+                );
+                println!("{}", serde_json::to_string_pretty(&report)?);
+                Ok(ExitCode::SUCCESS)
+            }
             Db::Status(args) => {
                 let store = open(base, &args).await?;
                 let st = store.status().await.with_context(|| format!("reading {}", store.describe()))?;
@@ -125,6 +143,10 @@ pub fn run_db(cmd: Db, base: &StoreConfig) -> anyhow::Result<ExitCode> {
                 if let Some(p) = st.problem() {
                     return Err(anyhow::Error::new(p));
                 }
+                if st.pending() == 0 && st.mode == "native" {
+                    let parts = store.daily_partitions().await?;
+                    println!("daily partitions ({}): {}", parts.len(), summarize_partitions(&parts));
+                }
                 if st.pending() > 0 {
                     eprintln!("{} pending; run `stock-observer db migrate`", st.pending());
                     return Ok(ExitCode::FAILURE);
@@ -133,6 +155,21 @@ pub fn run_db(cmd: Db, base: &StoreConfig) -> anyhow::Result<ExitCode> {
             }
         }
     })
+}
+
+/// `market_ticks 20260114..20260121 (8), scalp_ticks …`: each table's first and last day.
+fn summarize_partitions(parts: &[String]) -> String {
+    let mut by_table: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+    for p in parts {
+        if let Some((table, day)) = p.rsplit_once('_') {
+            by_table.entry(table).or_default().push(day);
+        }
+    }
+    let each: Vec<String> = by_table
+        .iter()
+        .map(|(t, days)| format!("{t} {}..{} ({})", days[0], days[days.len() - 1], days.len()))
+        .collect();
+    if each.is_empty() { "none".into() } else { each.join(", ") }
 }
 
 fn describe_mode(mode: &str) -> &'static str {

@@ -5,6 +5,7 @@ mod bench;
 mod collect;
 mod db;
 mod live;
+mod maintain;
 mod replay;
 mod sim;
 mod sources;

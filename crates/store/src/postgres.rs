@@ -519,6 +519,20 @@ impl Backend for PgStore {
         Ok(n as u32)
     }
 
+    async fn daily_partitions(&self) -> Result<Vec<String>, StoreError> {
+        let c = self.client().await?;
+        let rows = c
+            .query(
+                "SELECT c.relname::text FROM pg_inherits i
+                 JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent
+                 WHERE p.relname IN ('market_ticks', 'scalp_ticks') AND c.relname ~ '_[0-9]{8}$'
+                 ORDER BY 1",
+                &[],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
     async fn refresh_rollups(&self, day: Date) -> Result<(), StoreError> {
         if !self.is_timescale() {
             return Ok(());

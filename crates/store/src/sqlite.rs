@@ -302,6 +302,10 @@ impl Backend for SqliteStore {
         .await
     }
 
+    async fn daily_partitions(&self) -> Result<Vec<String>, StoreError> {
+        Ok(Vec::new())
+    }
+
     async fn refresh_rollups(&self, _day: Date) -> Result<(), StoreError> {
         Ok(())
     }
