@@ -180,9 +180,11 @@ fn describe_mode(mode: &str) -> &'static str {
     }
 }
 
-/// `etl --date YYYYMMDD`: prints the reconciliation report (JSON) and fails if it does not
-/// reconcile.
-pub fn run_etl(args: EtlArgs, base: &StoreConfig) -> anyhow::Result<ExitCode> {
+/// `etl --date YYYYMMDD`: prints the reconciliation report (JSON), records it as an
+/// `etl_reconcile` system event in that day's archive, and fails if it does not reconcile or
+/// could not be recorded.
+pub fn run_etl(args: EtlArgs, settings: &config::Settings) -> anyhow::Result<ExitCode> {
+    let base = &settings.store;
     runtime()?.block_on(async {
         let store = open(base, &args.db).await?;
         if args.migrate {
@@ -203,6 +205,15 @@ pub fn run_etl(args: EtlArgs, base: &StoreConfig) -> anyhow::Result<ExitCode> {
         }
         for t in report.tables.iter().filter(|t| !t.ok) {
             eprintln!("{}: archive implies {} rows, database has {}", t.table.name(), t.expected, t.in_db);
+        }
+        let recorded =
+            store::etl::record_reconcile(&args.db.data_dir, &settings.archive, &report, model::Clock::real().now());
+        match recorded {
+            Ok(file) => eprintln!("reconciliation recorded in {file}"),
+            Err(e) => {
+                eprintln!("error: the reconciliation was not recorded in the archive: {e}");
+                return Ok(ExitCode::FAILURE);
+            }
         }
         Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
     })
