@@ -295,13 +295,19 @@ async fn bench(args: &BenchDbArgs, tmp: &Path) -> anyhow::Result<ExitCode> {
         i += n;
     }
     let ingest = written as f64 / busy.as_secs_f64();
+    let pg = match store.mode() {
+        store::Mode::Sqlite => String::new(),
+        _ => format!(
+            ", {} connection(s), synchronous_commit {}",
+            cfg.copy_connections,
+            if cfg.synchronous_commit { "on" } else { "off" }
+        ),
+    };
     println!(
-        "ingest market_ticks: {written} rows in {:.2} s = {:.0} rows/s (batches of {}, {} connection(s), synchronous_commit {})",
+        "ingest market_ticks: {written} rows in {:.2} s = {:.0} rows/s (batches of {}{pg})",
         busy.as_secs_f64(),
         ingest,
         args.batch_rows,
-        cfg.copy_connections,
-        if cfg.synchronous_commit { "on" } else { "off" },
     );
 
     // One year of daily bars per symbol.

@@ -265,6 +265,11 @@ impl PgStore {
         if rows.is_empty() {
             return Ok(0);
         }
+        // In key order the index inserts of a symbol land on the same leaf page one after
+        // another instead of hopping between every symbol's page (measured: docs/
+        // benchmarks.md), and contiguous parts give each connection its own symbols, so
+        // parallel loads do not contend for the same pages.
+        rows.sort_unstable_by(R::key_cmp);
         let parts = self.copy_connections.min(rows.len());
         let per = rows.len().div_ceil(parts);
         let mut spawned = Vec::with_capacity(parts - 1);
@@ -300,6 +305,8 @@ trait CopyTable: Sized + Send + Sync + 'static {
     /// Every column, in the table's order (the staging merge is `SELECT *`).
     const COLUMNS: &'static str;
     fn encode(&self, out: &mut CopyBuf);
+    /// The order of the table's natural key.
+    fn key_cmp(a: &Self, b: &Self) -> std::cmp::Ordering;
     /// More work in the same transaction once the rows are in.
     fn after(
         _tx: &deadpool_postgres::Transaction<'_>,
@@ -367,6 +374,15 @@ impl CopyTable for MarketTickRow {
     const COLUMNS: &'static str = "symbol, time, provider, trade_id, market, price, volume, side, cum_volume, change, \
         schema_version, receive_time, session_id, mitigation_level, quality_flag, raw_ref";
 
+    fn key_cmp(a: &Self, b: &Self) -> std::cmp::Ordering {
+        (a.symbol.as_str(), a.time, a.provider.as_str(), &a.trade_id).cmp(&(
+            b.symbol.as_str(),
+            b.time,
+            b.provider.as_str(),
+            &b.trade_id,
+        ))
+    }
+
     fn encode(&self, out: &mut CopyBuf) {
         out.row(16);
         out.text(self.symbol.as_str());
@@ -422,6 +438,14 @@ impl CopyTable for ScalpTickRow {
     const COLUMNS: &'static str = "symbol, event_time, provider, market, bid_price, ask_price, bid_size, ask_size, \
         last_price, volume, data_age_ms, sample_interval_ms, schema_version, receive_time, session_id, \
         mitigation_level, quality_flag, raw_ref";
+
+    fn key_cmp(a: &Self, b: &Self) -> std::cmp::Ordering {
+        (a.symbol.as_str(), a.event_time, a.provider.as_str()).cmp(&(
+            b.symbol.as_str(),
+            b.event_time,
+            b.provider.as_str(),
+        ))
+    }
 
     fn encode(&self, out: &mut CopyBuf) {
         out.row(18);
