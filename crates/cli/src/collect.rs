@@ -145,6 +145,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         for (fault, on, off) in faults {
             tokio::spawn(crate::faults::run(fault, on, off, clock, targets.clone()));
         }
+        let maintenance = crate::maintain::spawn(
+            &settings.store,
+            args.data_dir.clone(),
+            clock,
+            settings.calendar.krx(),
+            stop_rx.clone(),
+        );
 
         if settings.http.enabled {
             let addr = api::serve(&settings.http, live.clone(), stop_rx.clone()).await?;
@@ -169,6 +176,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let result = collector.run(stop_rx, until).await;
         let _ = stop_tx.send(true);
         let _ = status.await;
+        if let Some(m) = maintenance {
+            // A run still waiting on a slow database is abandoned: every step is idempotent
+            // and repeats at the next start.
+            m.abort();
+        }
         drop(fakes);
         let sink_report = match live_sink {
             Some(s) => crate::live::finish(s).await,

@@ -22,6 +22,10 @@ pub enum Db {
     /// Show the storage mode and each migration (applied, skipped, pending, changed); exits
     /// non-zero if a migration is pending or an applied file changed.
     Status(DbArgs),
+    /// Run the maintenance job now (what `collect` runs daily): create the daily partitions
+    /// for today and store.partitions_ahead_days ahead, apply store.ticks_retention and
+    /// store.samples_retention, refresh rollups; prints what it did as JSON.
+    Maintain(DbArgs),
 }
 
 #[derive(Args)]
@@ -106,6 +110,20 @@ pub fn run_db(cmd: Db, base: &StoreConfig) -> anyhow::Result<ExitCode> {
                 }
                 Ok(ExitCode::SUCCESS)
             }
+            Db::Maintain(args) => {
+                let store = open(base, &args).await?;
+                let report = store::maintain(&store, base, model::Clock::real().now())
+                    .await
+                    .with_context(|| format!("maintaining {}", store.describe()))?;
+                eprintln!(
+                    "{}: {} partition(s) created, {} removed by retention",
+                    store.describe(),
+                    report.partitions_created,
+                    report.retention_removed
+                );
+                println!("{}", serde_json::to_string_pretty(&report)?);
+                Ok(ExitCode::SUCCESS)
+            }
             Db::Status(args) => {
                 let store = open(base, &args).await?;
                 let st = store.status().await.with_context(|| format!("reading {}", store.describe()))?;
@@ -125,6 +143,10 @@ pub fn run_db(cmd: Db, base: &StoreConfig) -> anyhow::Result<ExitCode> {
                 if let Some(p) = st.problem() {
                     return Err(anyhow::Error::new(p));
                 }
+                if st.pending() == 0 && st.mode == "native" {
+                    let parts = store.daily_partitions().await?;
+                    println!("daily partitions ({}): {}", parts.len(), summarize_partitions(&parts));
+                }
                 if st.pending() > 0 {
                     eprintln!("{} pending; run `stock-observer db migrate`", st.pending());
                     return Ok(ExitCode::FAILURE);
@@ -135,6 +157,21 @@ pub fn run_db(cmd: Db, base: &StoreConfig) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// `market_ticks 20260114..20260121 (8), scalp_ticks …`: each table's first and last day.
+fn summarize_partitions(parts: &[String]) -> String {
+    let mut by_table: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+    for p in parts {
+        if let Some((table, day)) = p.rsplit_once('_') {
+            by_table.entry(table).or_default().push(day);
+        }
+    }
+    let each: Vec<String> = by_table
+        .iter()
+        .map(|(t, days)| format!("{t} {}..{} ({})", days[0], days[days.len() - 1], days.len()))
+        .collect();
+    if each.is_empty() { "none".into() } else { each.join(", ") }
+}
+
 fn describe_mode(mode: &str) -> &'static str {
     match mode {
         "sqlite" => "sqlite (embedded)",
@@ -143,9 +180,11 @@ fn describe_mode(mode: &str) -> &'static str {
     }
 }
 
-/// `etl --date YYYYMMDD`: prints the reconciliation report (JSON) and fails if it does not
-/// reconcile.
-pub fn run_etl(args: EtlArgs, base: &StoreConfig) -> anyhow::Result<ExitCode> {
+/// `etl --date YYYYMMDD`: prints the reconciliation report (JSON), records it as an
+/// `etl_reconcile` system event in that day's archive, and fails if it does not reconcile or
+/// could not be recorded.
+pub fn run_etl(args: EtlArgs, settings: &config::Settings) -> anyhow::Result<ExitCode> {
+    let base = &settings.store;
     runtime()?.block_on(async {
         let store = open(base, &args.db).await?;
         if args.migrate {
@@ -166,6 +205,15 @@ pub fn run_etl(args: EtlArgs, base: &StoreConfig) -> anyhow::Result<ExitCode> {
         }
         for t in report.tables.iter().filter(|t| !t.ok) {
             eprintln!("{}: archive implies {} rows, database has {}", t.table.name(), t.expected, t.in_db);
+        }
+        let recorded =
+            store::etl::record_reconcile(&args.db.data_dir, &settings.archive, &report, model::Clock::real().now());
+        match recorded {
+            Ok(file) => eprintln!("reconciliation recorded in {file}"),
+            Err(e) => {
+                eprintln!("error: the reconciliation was not recorded in the archive: {e}");
+                return Ok(ExitCode::FAILURE);
+            }
         }
         Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
     })
@@ -194,7 +242,10 @@ pub fn run_bench(args: BenchDbArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn bench(args: &BenchDbArgs, tmp: &Path) -> anyhow::Result<ExitCode> {
-    let cfg = StoreConfig { url: args.url.clone(), batch_rows: args.batch_rows, ..StoreConfig::default() };
+    // The configured store section (copy_connections, synchronous_commit, …; overridable as
+    // STOCK_OBSERVER__STORE__KEY), with the flags' URL and batch size.
+    let base = crate::load_config(None)?.settings.store;
+    let cfg = StoreConfig { url: args.url.clone(), batch_rows: args.batch_rows, ..base };
     let store = Store::open(&cfg, tmp).await?;
     store.migrate().await.context("migrating the benchmark database")?;
     eprintln!("bench db: {} ({} mode)", store.describe(), store.mode().as_str());
@@ -244,11 +295,19 @@ async fn bench(args: &BenchDbArgs, tmp: &Path) -> anyhow::Result<ExitCode> {
         i += n;
     }
     let ingest = written as f64 / busy.as_secs_f64();
+    let pg = match store.mode() {
+        store::Mode::Sqlite => String::new(),
+        _ => format!(
+            ", {} connection(s), synchronous_commit {}",
+            cfg.copy_connections,
+            if cfg.synchronous_commit { "on" } else { "off" }
+        ),
+    };
     println!(
-        "ingest market_ticks: {written} rows in {:.2} s = {:.0} rows/s (batches of {})",
+        "ingest market_ticks: {written} rows in {:.2} s = {:.0} rows/s (batches of {}{pg})",
         busy.as_secs_f64(),
         ingest,
-        args.batch_rows
+        args.batch_rows,
     );
 
     // One year of daily bars per symbol.

@@ -6,6 +6,7 @@ mod collect;
 mod db;
 mod faults;
 mod live;
+mod maintain;
 mod replay;
 mod sim;
 mod sources;
@@ -43,7 +44,8 @@ enum Command {
     /// The query database: apply migrations, show their state and the storage mode.
     #[command(subcommand)]
     Db(db::Db),
-    /// Load one archive day into the database and reconcile row counts per table.
+    /// Load one archive day into the database, reconcile row counts per table, and record the
+    /// result as an `etl_reconcile` event in that day's system/events archive file.
     Etl(db::EtlArgs),
     /// Load and validate the configuration, then print the effective values.
     Config(ConfigArgs),
@@ -77,7 +79,7 @@ fn main() -> ExitCode {
         Command::Replay(args) => replay::run(args),
         Command::Verify(args) => verify::run(args),
         Command::Db(cmd) => load_config(None).and_then(|l| db::run_db(cmd, &l.settings.store)),
-        Command::Etl(args) => load_config(None).and_then(|l| db::run_etl(args, &l.settings.store)),
+        Command::Etl(args) => load_config(None).and_then(|l| db::run_etl(args, &l.settings)),
         Command::Config(args) => print_config(args),
         Command::Bench(b) => bench::run(b),
     };

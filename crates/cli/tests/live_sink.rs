@@ -64,4 +64,40 @@ fn database_down_during_collect_then_etl_fills_the_hole() {
     let ticks = report["tables"].as_array().unwrap().iter().find(|t| t["table"] == "market_ticks").unwrap();
     assert!(ticks["in_db"].as_u64().unwrap() > 0);
     assert_eq!(ticks["in_db"], ticks["expected"], "{out}");
+
+    // The reconciliation is also an event in the day's archive, and the archive still verifies.
+    assert!(out.contains("reconciliation recorded in system/events/"), "{out}");
+    let recorded = reconcile_events(&data);
+    assert_eq!(recorded.len(), 1, "{recorded:?}");
+    assert_eq!(recorded[0]["date"], "20260114");
+    assert_eq!(recorded[0]["tables"], report["tables"]);
+    let verify = run(cmd().args(["verify", "--data-dir"]).arg(&data));
+    assert!(verify.status.success(), "{}", text(&verify));
+
+    // collect ran the maintenance job at start-up on the market clock: today's partition and
+    // store.partitions_ahead_days (7) ahead, up to the 21st (etl adds the 13th, the day
+    // before the one it loads; it only covers the 13th to the 15th).
+    let status = run(cmd().args(["db", "status", "--url", &url, "--data-dir"]).arg(&data));
+    assert!(status.status.success(), "{}", text(&status));
+    assert!(
+        text(&status).contains("market_ticks 20260113..20260121 (9), scalp_ticks 20260113..20260121 (9)"),
+        "{}",
+        text(&status)
+    );
+}
+
+/// `etl_reconcile` events in any provider's system/events file of 2026-01-14.
+fn reconcile_events(data: &std::path::Path) -> Vec<serde_json::Value> {
+    let mut found = Vec::new();
+    for dir in std::fs::read_dir(data.join("system/events")).unwrap() {
+        let file = dir.unwrap().path().join("20260114.jsonl");
+        let Ok(text) = std::fs::read_to_string(&file) else { continue };
+        for line in text.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            if v["event_type"] == "etl_reconcile" {
+                found.push(v);
+            }
+        }
+    }
+    found
 }

@@ -259,6 +259,32 @@ pub enum SystemEvent {
         #[serde(default)]
         candidates: serde_json::Value,
     },
+    /// `etl` loaded this archive day into the query database and compared, per table, the
+    /// rows the archive implies with the rows the database holds.
+    EtlReconcile {
+        /// The archive partition date loaded, `YYYYMMDD`.
+        date: String,
+        /// The database's storage mode: sqlite, native or timescale.
+        mode: String,
+        /// Every table reconciled.
+        ok: bool,
+        /// Per table: `table`, `source_lines`, `expected`, `written`, `in_db`, `ok`.
+        tables: serde_json::Value,
+        /// Raw frames per provider that the ETL has no parser for.
+        #[serde(default)]
+        unparsed_frames: std::collections::BTreeMap<String, u64>,
+        #[serde(default)]
+        malformed_frames: u64,
+        #[serde(default)]
+        bad_lines: u64,
+        /// The first unreadable lines, as `file:line: why`.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        bad_line_samples: Vec<String>,
+        #[serde(default)]
+        files: u64,
+        #[serde(default)]
+        elapsed_ms: u64,
+    },
 }
 
 impl SystemEvent {

@@ -26,6 +26,13 @@ pub struct StoreConfig {
     pub batch_rows: usize,
     /// PostgreSQL connections in the pool.
     pub pool_size: usize,
+    /// PostgreSQL: a tick batch is split over this many connections loading in parallel
+    /// (at most `pool_size`).
+    pub copy_connections: usize,
+    /// PostgreSQL: `false` commits store writes with `synchronous_commit = off` (a server
+    /// crash may lose the last moments of committed rows, which `etl` restores from the
+    /// archive); `true` waits for every commit's WAL flush.
+    pub synchronous_commit: bool,
     pub timescale: TimescaleChoice,
     /// Native mode: daily partitions created this many days ahead by maintenance.
     pub partitions_ahead_days: u32,
@@ -67,6 +74,8 @@ impl Default for StoreConfig {
             url: None,
             batch_rows: 10_000,
             pool_size: 4,
+            copy_connections: 2,
+            synchronous_commit: false,
             timescale: TimescaleChoice::Auto,
             partitions_ahead_days: 7,
             ticks_retention: None,
@@ -92,6 +101,7 @@ impl Validate for StoreConfig {
         }
         c.range("batch_rows", self.batch_rows, 1, 1_000_000);
         c.range("pool_size", self.pool_size, 1, 64);
+        c.range("copy_connections", self.copy_connections, 1, self.pool_size.max(1));
         c.range("partitions_ahead_days", self.partitions_ahead_days, 1, 366);
         c.section("live_sink", |c| {
             c.range("queue_rows", self.live_sink.queue_rows, 1, 10_000_000);

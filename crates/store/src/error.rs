@@ -25,6 +25,8 @@ pub enum StoreError {
     UnknownMigration { version: u32, name: String },
     #[error("schema is not migrated ({pending} pending); run `stock-observer db migrate`")]
     NotMigrated { pending: usize },
+    #[error("archive: {0}")]
+    Archive(#[from] archive::ArchiveError),
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
     #[error("{path}:{line}: {why}")]

@@ -69,17 +69,30 @@ pub struct EtlReport {
     pub bad_line_samples: Vec<String>,
     pub files: u64,
     pub elapsed_ms: u64,
+    /// Providers with archive files on this day, in `Provider::ALL` order.
+    pub providers: Vec<Provider>,
 }
 
 impl EtlReport {
-    /// The report as a system-event body (`event_type: etl_reconcile`) for the archive's
-    /// `system/events`; the caller adds the common meta.
-    pub fn to_event_body(&self) -> serde_json::Value {
-        let mut v = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
-        if let serde_json::Value::Object(m) = &mut v {
-            m.insert("event_type".into(), "etl_reconcile".into());
+    /// The report as the `etl_reconcile` system event.
+    pub fn to_event(&self) -> SystemEvent {
+        SystemEvent::EtlReconcile {
+            date: self.date.clone(),
+            mode: self.mode.as_str().to_string(),
+            ok: self.ok,
+            tables: serde_json::to_value(&self.tables).unwrap_or_default(),
+            unparsed_frames: self.unparsed_frames.clone(),
+            malformed_frames: self.malformed_frames,
+            bad_lines: self.bad_lines,
+            bad_line_samples: self.bad_line_samples.clone(),
+            files: self.files,
+            elapsed_ms: self.elapsed_ms,
         }
-        v
+    }
+
+    /// The event as JSON (what `etl` prints), without the common meta.
+    pub fn to_event_body(&self) -> serde_json::Value {
+        serde_json::to_value(self.to_event()).unwrap_or_default()
     }
 
     pub fn table(&self, t: Table) -> Option<&TableReconcile> {
@@ -129,6 +142,7 @@ struct UniverseEntryIn {
 
 #[derive(Default)]
 struct Files {
+    providers: std::collections::BTreeSet<Provider>,
     raw: Vec<PathBuf>,
     scalp: Vec<PathBuf>,
     swing: Vec<PathBuf>,
@@ -179,6 +193,16 @@ fn find_files(root: &Path, date: &str) -> Result<Files, StoreError> {
         if file.is_file() {
             f.overflow.push(file);
         }
+    }
+    for (kind, v) in [("raw", &f.raw), ("scalp", &f.scalp), ("swing", &f.swing), ("system/events", &f.events)] {
+        for p in v {
+            let provider =
+                p.strip_prefix(root.join(kind)).ok().and_then(|r| r.iter().next()?.to_str()?.parse::<Provider>().ok());
+            f.providers.extend(provider);
+        }
+    }
+    for p in &f.overflow {
+        f.providers.extend(p.parent().and_then(|d| d.file_name()?.to_str()?.parse::<Provider>().ok()));
     }
     let prefix = format!("{date}_");
     f.universe = list_dir(&root.join("universe"))?
@@ -297,6 +321,7 @@ pub async fn run_etl<B: Backend>(store: &B, root: &Path, opts: &EtlOptions) -> R
             bad_line_samples: Vec::new(),
             files: 0,
             elapsed_ms: 0,
+            providers: files.providers.iter().copied().collect(),
         },
         written: BTreeMap::new(),
         lines: BTreeMap::new(),
@@ -600,4 +625,46 @@ pub fn archive_dates(root: &Path) -> Result<Vec<String>, StoreError> {
         }
     }
     Ok(dates.into_iter().collect())
+}
+
+/// Appends `report` as an `etl_reconcile` system event to its day's `system/events` file,
+/// through the archive writer so the file's manifest entry stays right (`verify` passes).
+/// The event goes to the first provider with data that day, as the collector does with
+/// facts that belong to no provider, stamped inside the day (the last millisecond of a past
+/// day) so it lands in that day's file; `receive_time` is when it was written. Returns the
+/// file's archive path.
+///
+/// Refuses while a recording session is open or unfinished (`.session` present): the writer
+/// of a running `collect` owns the archive, and after a crash the next `collect` must be the
+/// one to find it and write the gap marker.
+pub fn record_reconcile(
+    root: &Path,
+    cfg: &archive::ArchiveConfig,
+    report: &EtlReport,
+    now: UtcTime,
+) -> Result<String, StoreError> {
+    let day = parse_day(&report.date).map_err(StoreError::Invalid)?;
+    let Some(&provider) = report.providers.first() else {
+        return Err(StoreError::Invalid(format!(
+            "the archive has no data for {}, so no system/events file to record the reconciliation in",
+            report.date
+        )));
+    };
+    if root.join(".session").exists() {
+        return Err(StoreError::Invalid(format!(
+            "{} has a recording session open or unfinished (.session): the reconciliation is not written \
+             into the archive while collect runs, or before collect has recovered after a crash",
+            root.display()
+        )));
+    }
+    let (lo, hi) = day_range(day);
+    let at = now.clamp(lo, hi.plus_millis(-1));
+    let session = model::SessionId::starting_at(now);
+    let rec = Record { body: report.to_event(), meta: model::Meta::new(at, now, session.clone()) };
+    let line = serde_json::to_vec(&rec).map_err(|e| StoreError::Invalid(format!("encoding the event: {e}")))?;
+    let (mut writer, _) = archive::ArchiveWriter::open(root, cfg, now, &session)?;
+    let stream = archive::Stream::Events(provider);
+    writer.append(stream, at, &line)?;
+    writer.close_all(now)?;
+    Ok(stream.partition(at, cfg.scalp_window).path)
 }

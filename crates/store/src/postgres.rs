@@ -1,7 +1,9 @@
-//! PostgreSQL: a deadpool pool of tokio-postgres connections. Bulk rows go in with binary COPY
-//! into per-session TEMP staging tables and `INSERT … SELECT … ON CONFLICT DO NOTHING` in the
-//! same transaction (COPY alone cannot skip a duplicate, and one duplicate must not cost the
-//! rest of the batch); smaller tables go in as one `INSERT … SELECT FROM unnest(arrays)` per
+//! PostgreSQL: a deadpool pool of tokio-postgres connections. Tick-rate rows go in with one
+//! binary COPY straight into the table (its daily partition); only when that COPY hits a
+//! unique violation — a re-run, an overlap with the live sink — is the transaction rolled
+//! back and the batch merged through a per-session TEMP staging table with `INSERT … SELECT …
+//! ON CONFLICT DO NOTHING`, so one duplicate never costs the rest of its batch while fresh data
+//! costs a single COPY. Smaller tables go in as one `INSERT … SELECT FROM unnest(arrays)` per
 //! batch, one round trip however many rows.
 
 use std::str::FromStr;
@@ -9,16 +11,17 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use futures_util::pin_mut;
+use futures_util::{SinkExt, pin_mut};
 use jiff::civil::Date;
 use rust_decimal::Decimal;
-use tokio_postgres::binary_copy::BinaryCopyInWriter;
-use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
 use model::{Market, Price, Provider, Qty, QualityFlag, Side, Symbol, UtcTime};
 
 use crate::migrate::{self, Applied, MigrateReport, Migration, StatusReport};
+use crate::pgcopy::CopyBuf;
 use crate::rows::*;
 use crate::store::{Backend, Mode, redact};
 use crate::{StoreConfig, StoreError, TimescaleChoice};
@@ -35,6 +38,7 @@ pub struct PgStore {
     url: String,
     timescale: TimescaleChoice,
     mode: AtomicU8,
+    copy_connections: usize,
 }
 
 fn ts(t: UtcTime) -> jiff::Timestamp {
@@ -83,6 +87,12 @@ impl PgStore {
             pg.connect_timeout(Duration::from_secs(5));
         }
         pg.application_name("stock-observer");
+        if !cfg.synchronous_commit {
+            // Commits return before their WAL is flushed. A server crash can lose the last
+            // few hundred milliseconds of committed rows but never corrupts anything; the
+            // archive holds every row and `etl` puts them back (docs/storage.md).
+            pg.options("-c synchronous_commit=off");
+        }
         let mgr = Manager::from_config(pg, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(mgr)
             .max_size(cfg.pool_size.max(1))
@@ -91,7 +101,13 @@ impl PgStore {
             .wait_timeout(Some(Duration::from_secs(30)))
             .build()
             .map_err(|e| bad(e.to_string()))?;
-        Ok(PgStore { pool, url: redact(url), timescale: cfg.timescale, mode: AtomicU8::new(MODE_UNKNOWN) })
+        Ok(PgStore {
+            pool,
+            url: redact(url),
+            timescale: cfg.timescale,
+            mode: AtomicU8::new(MODE_UNKNOWN),
+            copy_connections: cfg.copy_connections.clamp(1, cfg.pool_size.max(1)),
+        })
     }
 
     pub fn url_redacted(&self) -> &str {
@@ -241,6 +257,219 @@ impl PgStore {
     }
 }
 
+impl PgStore {
+    /// Loads `rows` with binary COPY, split over up to `copy_connections` connections that
+    /// run in parallel, each part in its own transaction (a failed part leaves the others
+    /// stored; a retry is a no-op for them). Returns the rows that were new.
+    async fn copy_load<R: CopyTable>(&self, mut rows: Vec<R>) -> Result<u64, StoreError> {
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        // In key order the index inserts of a symbol land on the same leaf page one after
+        // another instead of hopping between every symbol's page (measured: docs/
+        // benchmarks.md), and contiguous parts give each connection its own symbols, so
+        // parallel loads do not contend for the same pages.
+        rows.sort_unstable_by(R::key_cmp);
+        let parts = self.copy_connections.min(rows.len());
+        let per = rows.len().div_ceil(parts);
+        let mut spawned = Vec::with_capacity(parts - 1);
+        while rows.len() > per {
+            let part = rows.split_off(rows.len() - per);
+            spawned.push(tokio::spawn(copy_part(self.pool.clone(), part)));
+        }
+        let mut first_err = None;
+        let mut n = copy_part(self.pool.clone(), rows).await.unwrap_or_else(|e| {
+            first_err = Some(e);
+            0
+        });
+        for task in spawned {
+            match task.await.map_err(StoreError::from).and_then(|r| r) {
+                Ok(k) => n += k,
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(n),
+        }
+    }
+}
+
+/// A table loaded with binary COPY.
+trait CopyTable: Sized + Send + Sync + 'static {
+    const TABLE: &'static str;
+    /// Its per-session TEMP twin made by `so_prepare_staging()` (migration 004).
+    const STAGE: &'static str;
+    /// Every column, in the table's order (the staging merge is `SELECT *`).
+    const COLUMNS: &'static str;
+    fn encode(&self, out: &mut CopyBuf);
+    /// The order of the table's natural key.
+    fn key_cmp(a: &Self, b: &Self) -> std::cmp::Ordering;
+    /// More work in the same transaction once the rows are in.
+    fn after(
+        _tx: &deadpool_postgres::Transaction<'_>,
+        _rows: &[Self],
+    ) -> impl std::future::Future<Output = Result<(), StoreError>> + Send {
+        async { Ok(()) }
+    }
+}
+
+fn encode_all<R: CopyTable>(rows: &[R]) -> bytes::Bytes {
+    let mut out = CopyBuf::new();
+    let mut rest = rows.iter();
+    if let Some(first) = rest.next() {
+        first.encode(&mut out);
+        out.reserve_rows(1, rows.len() - 1);
+    }
+    for r in rest {
+        r.encode(&mut out);
+    }
+    out.finish()
+}
+
+async fn copy_bytes(
+    tx: &deadpool_postgres::Transaction<'_>,
+    sql: &str,
+    data: bytes::Bytes,
+) -> Result<u64, tokio_postgres::Error> {
+    let sink = tx.copy_in(sql).await?;
+    pin_mut!(sink);
+    sink.send(data).await?;
+    sink.finish().await
+}
+
+async fn copy_part<R: CopyTable>(pool: Pool, rows: Vec<R>) -> Result<u64, StoreError> {
+    let data = encode_all(&rows);
+    let mut c = pool.get().await?;
+    {
+        let tx = c.transaction().await?;
+        let direct = format!("COPY {} ({}) FROM STDIN (FORMAT binary)", R::TABLE, R::COLUMNS);
+        match copy_bytes(&tx, &direct, data.clone()).await {
+            Ok(n) => {
+                R::after(&tx, &rows).await?;
+                tx.commit().await?;
+                return Ok(n);
+            }
+            // The COPY was the transaction's first write, so rolling it all back loses
+            // nothing, and needs no savepoint (whose subtransaction every row would pay for).
+            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => tx.rollback().await?,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let tx = c.transaction().await?;
+    tx.execute("SELECT so_prepare_staging()", &[]).await?;
+    copy_bytes(&tx, &format!("COPY {} ({}) FROM STDIN (FORMAT binary)", R::STAGE, R::COLUMNS), data).await?;
+    let n =
+        tx.execute(&format!("INSERT INTO {} SELECT * FROM {} ON CONFLICT DO NOTHING", R::TABLE, R::STAGE), &[]).await?;
+    R::after(&tx, &rows).await?;
+    tx.commit().await?;
+    Ok(n)
+}
+
+impl CopyTable for MarketTickRow {
+    const TABLE: &'static str = "market_ticks";
+    const STAGE: &'static str = "so_stage_market_ticks";
+    const COLUMNS: &'static str = "symbol, time, provider, trade_id, market, price, volume, side, cum_volume, change, \
+        schema_version, receive_time, session_id, mitigation_level, quality_flag, raw_ref";
+
+    fn key_cmp(a: &Self, b: &Self) -> std::cmp::Ordering {
+        (a.symbol.as_str(), a.time, a.provider.as_str(), &a.trade_id).cmp(&(
+            b.symbol.as_str(),
+            b.time,
+            b.provider.as_str(),
+            &b.trade_id,
+        ))
+    }
+
+    fn encode(&self, out: &mut CopyBuf) {
+        out.row(16);
+        out.text(self.symbol.as_str());
+        out.timestamptz(self.time);
+        out.text(self.provider.as_str());
+        out.text(&self.trade_id);
+        out.text(self.market.as_str());
+        out.numeric(self.price.0);
+        out.numeric(self.volume.0);
+        out.opt_text(side_str(self.side));
+        out.opt_numeric(self.cum_volume.map(|q| q.0));
+        out.opt_numeric(self.change.map(|p| p.0));
+        out.text(&self.meta.schema_version);
+        out.timestamptz(self.meta.receive_time);
+        out.text(&self.meta.session_id);
+        out.int2(self.meta.mitigation_level as i16);
+        out.text(self.meta.quality_flag.as_str());
+        out.opt_text(self.meta.raw_ref.as_deref());
+    }
+
+    /// Keeps `latest_prices` (the newest trade per symbol and provider) current. The newest
+    /// row per key is picked here, so the statement carries one row per symbol, in key order:
+    /// concurrent writers then lock shared keys in the same order and cannot deadlock.
+    async fn after(tx: &deadpool_postgres::Transaction<'_>, rows: &[Self]) -> Result<(), StoreError> {
+        let mut latest = crate::sqlite::latest_of(rows);
+        latest.sort_by(|a, b| (a.symbol.as_str(), a.provider.as_str()).cmp(&(b.symbol.as_str(), b.provider.as_str())));
+        let symbol: Vec<&str> = latest.iter().map(|r| r.symbol.as_str()).collect();
+        let provider: Vec<&str> = latest.iter().map(|r| r.provider.as_str()).collect();
+        let market: Vec<&str> = latest.iter().map(|r| r.market.as_str()).collect();
+        let time: Vec<jiff::Timestamp> = latest.iter().map(|r| ts(r.time)).collect();
+        let price: Vec<Decimal> = latest.iter().map(|r| r.price.0).collect();
+        let volume: Vec<Decimal> = latest.iter().map(|r| r.volume.0).collect();
+        let trade_id: Vec<&str> = latest.iter().map(|r| r.trade_id.as_str()).collect();
+        let st = tx
+            .prepare_cached(
+                "INSERT INTO latest_prices (symbol, provider, market, time, price, volume, trade_id)
+                 SELECT * FROM unnest($1::varchar[], $2::text[], $3::text[], $4::timestamptz[], $5::numeric[],
+                    $6::numeric[], $7::text[])
+                 ON CONFLICT (symbol, provider) DO UPDATE SET market = excluded.market, time = excluded.time,
+                    price = excluded.price, volume = excluded.volume, trade_id = excluded.trade_id
+                 WHERE excluded.time > latest_prices.time
+                    OR (excluded.time = latest_prices.time AND excluded.trade_id > latest_prices.trade_id)",
+            )
+            .await?;
+        tx.execute(&st, &[&symbol, &provider, &market, &time, &price, &volume, &trade_id]).await?;
+        Ok(())
+    }
+}
+
+impl CopyTable for ScalpTickRow {
+    const TABLE: &'static str = "scalp_ticks";
+    const STAGE: &'static str = "so_stage_scalp_ticks";
+    const COLUMNS: &'static str = "symbol, event_time, provider, market, bid_price, ask_price, bid_size, ask_size, \
+        last_price, volume, data_age_ms, sample_interval_ms, schema_version, receive_time, session_id, \
+        mitigation_level, quality_flag, raw_ref";
+
+    fn key_cmp(a: &Self, b: &Self) -> std::cmp::Ordering {
+        (a.symbol.as_str(), a.event_time, a.provider.as_str()).cmp(&(
+            b.symbol.as_str(),
+            b.event_time,
+            b.provider.as_str(),
+        ))
+    }
+
+    fn encode(&self, out: &mut CopyBuf) {
+        out.row(18);
+        out.text(self.symbol.as_str());
+        out.timestamptz(self.event_time);
+        out.text(self.provider.as_str());
+        out.text(self.market.as_str());
+        out.opt_numeric(self.bid_price.map(|p| p.0));
+        out.opt_numeric(self.ask_price.map(|p| p.0));
+        out.opt_numeric(self.bid_size.map(|q| q.0));
+        out.opt_numeric(self.ask_size.map(|q| q.0));
+        out.opt_numeric(self.last_price.map(|p| p.0));
+        out.opt_numeric(self.volume.map(|q| q.0));
+        out.opt_int8(self.data_age_ms);
+        out.int4(self.sample_interval_ms.min(i32::MAX as u64) as i32);
+        out.text(&self.meta.schema_version);
+        out.timestamptz(self.meta.receive_time);
+        out.text(&self.meta.session_id);
+        out.int2(self.meta.mitigation_level as i16);
+        out.text(self.meta.quality_flag.as_str());
+        out.opt_text(self.meta.raw_ref.as_deref());
+    }
+}
+
 fn bar_from_row(r: &Row) -> Result<Bar, StoreError> {
     Ok(Bar {
         provider: parse(r.get::<_, &str>(0), "provider")?,
@@ -314,6 +543,20 @@ impl Backend for PgStore {
         Ok(n as u32)
     }
 
+    async fn daily_partitions(&self) -> Result<Vec<String>, StoreError> {
+        let c = self.client().await?;
+        let rows = c
+            .query(
+                "SELECT c.relname::text FROM pg_inherits i
+                 JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent
+                 WHERE p.relname IN ('market_ticks', 'scalp_ticks') AND c.relname ~ '_[0-9]{8}$'
+                 ORDER BY 1",
+                &[],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
     async fn refresh_rollups(&self, day: Date) -> Result<(), StoreError> {
         if !self.is_timescale() {
             return Ok(());
@@ -332,152 +575,11 @@ impl Backend for PgStore {
     }
 
     async fn write_market_ticks(&self, rows: Vec<MarketTickRow>) -> Result<u64, StoreError> {
-        if rows.is_empty() {
-            return Ok(0);
-        }
-        let mut c = self.client().await?;
-        let tx = c.transaction().await?;
-        tx.execute("SELECT so_prepare_staging()", &[]).await?;
-        let sink = tx
-            .copy_in(
-                "COPY so_stage_market_ticks (symbol, time, provider, trade_id, market, price, volume, side, cum_volume,
-                    change, schema_version, receive_time, session_id, mitigation_level, quality_flag, raw_ref)
-                 FROM STDIN (FORMAT binary)",
-            )
-            .await?;
-        let types = [
-            Type::VARCHAR,
-            Type::TIMESTAMPTZ,
-            Type::TEXT,
-            Type::TEXT,
-            Type::TEXT,
-            Type::NUMERIC,
-            Type::NUMERIC,
-            Type::TEXT,
-            Type::NUMERIC,
-            Type::NUMERIC,
-            Type::VARCHAR,
-            Type::TIMESTAMPTZ,
-            Type::VARCHAR,
-            Type::INT2,
-            Type::VARCHAR,
-            Type::TEXT,
-        ];
-        let writer = BinaryCopyInWriter::new(sink, &types);
-        pin_mut!(writer);
-        for r in &rows {
-            let cum: Option<Decimal> = r.cum_volume.map(|q| q.0);
-            let change: Option<Decimal> = r.change.map(|p| p.0);
-            writer
-                .as_mut()
-                .write(&[
-                    &r.symbol.as_str(),
-                    &ts(r.time),
-                    &r.provider.as_str(),
-                    &r.trade_id,
-                    &r.market.as_str(),
-                    &r.price.0,
-                    &r.volume.0,
-                    &side_str(r.side),
-                    &cum,
-                    &change,
-                    &r.meta.schema_version,
-                    &ts(r.meta.receive_time),
-                    &r.meta.session_id,
-                    &(r.meta.mitigation_level as i16),
-                    &r.meta.quality_flag.as_str(),
-                    &r.meta.raw_ref,
-                ])
-                .await?;
-        }
-        writer.finish().await?;
-        let n = tx
-            .execute("INSERT INTO market_ticks SELECT * FROM so_stage_market_ticks ON CONFLICT DO NOTHING", &[])
-            .await?;
-        tx.execute(
-            "INSERT INTO latest_prices (symbol, provider, market, time, price, volume, trade_id)
-             SELECT DISTINCT ON (symbol, provider) symbol, provider, market, time, price, volume, trade_id
-             FROM so_stage_market_ticks ORDER BY symbol, provider, time DESC, trade_id DESC
-             ON CONFLICT (symbol, provider) DO UPDATE SET market = excluded.market, time = excluded.time,
-                price = excluded.price, volume = excluded.volume, trade_id = excluded.trade_id
-             WHERE excluded.time > latest_prices.time
-                OR (excluded.time = latest_prices.time AND excluded.trade_id > latest_prices.trade_id)",
-            &[],
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(n)
+        self.copy_load(rows).await
     }
 
     async fn write_scalp_ticks(&self, rows: Vec<ScalpTickRow>) -> Result<u64, StoreError> {
-        if rows.is_empty() {
-            return Ok(0);
-        }
-        let mut c = self.client().await?;
-        let tx = c.transaction().await?;
-        tx.execute("SELECT so_prepare_staging()", &[]).await?;
-        let sink = tx
-            .copy_in(
-                "COPY so_stage_scalp_ticks (symbol, event_time, provider, market, bid_price, ask_price, bid_size,
-                    ask_size, last_price, volume, data_age_ms, sample_interval_ms, schema_version, receive_time,
-                    session_id, mitigation_level, quality_flag, raw_ref)
-                 FROM STDIN (FORMAT binary)",
-            )
-            .await?;
-        let types = [
-            Type::VARCHAR,
-            Type::TIMESTAMPTZ,
-            Type::TEXT,
-            Type::TEXT,
-            Type::NUMERIC,
-            Type::NUMERIC,
-            Type::NUMERIC,
-            Type::NUMERIC,
-            Type::NUMERIC,
-            Type::NUMERIC,
-            Type::INT8,
-            Type::INT4,
-            Type::VARCHAR,
-            Type::TIMESTAMPTZ,
-            Type::VARCHAR,
-            Type::INT2,
-            Type::VARCHAR,
-            Type::TEXT,
-        ];
-        let writer = BinaryCopyInWriter::new(sink, &types);
-        pin_mut!(writer);
-        for r in &rows {
-            let d = |p: Option<Decimal>| p;
-            writer
-                .as_mut()
-                .write(&[
-                    &r.symbol.as_str(),
-                    &ts(r.event_time),
-                    &r.provider.as_str(),
-                    &r.market.as_str(),
-                    &d(r.bid_price.map(|p| p.0)),
-                    &d(r.ask_price.map(|p| p.0)),
-                    &d(r.bid_size.map(|p| p.0)),
-                    &d(r.ask_size.map(|p| p.0)),
-                    &d(r.last_price.map(|p| p.0)),
-                    &d(r.volume.map(|p| p.0)),
-                    &r.data_age_ms,
-                    &(r.sample_interval_ms.min(i32::MAX as u64) as i32),
-                    &r.meta.schema_version,
-                    &ts(r.meta.receive_time),
-                    &r.meta.session_id,
-                    &(r.meta.mitigation_level as i16),
-                    &r.meta.quality_flag.as_str(),
-                    &r.meta.raw_ref,
-                ])
-                .await?;
-        }
-        writer.finish().await?;
-        let n = tx
-            .execute("INSERT INTO scalp_ticks SELECT * FROM so_stage_scalp_ticks ON CONFLICT DO NOTHING", &[])
-            .await?;
-        tx.commit().await?;
-        Ok(n)
+        self.copy_load(rows).await
     }
 
     async fn write_bars(&self, table: BarTable, rows: Vec<Bar>) -> Result<u64, StoreError> {

@@ -77,6 +77,29 @@ impl SqliteStore {
         .await?
     }
 
+    /// Writes `rows` with one prepared statement in one transaction; returns the rows the
+    /// statement inserted or changed (0 for a repeat).
+    async fn insert_rows<R: Send + 'static>(
+        &self,
+        sql: &'static str,
+        rows: Vec<R>,
+        bind: fn(&mut rusqlite::CachedStatement<'_>, &R) -> rusqlite::Result<usize>,
+    ) -> Result<u64, StoreError> {
+        self.write(move |c| {
+            let tx = c.transaction()?;
+            let mut n = 0u64;
+            {
+                let mut st = tx.prepare_cached(sql)?;
+                for r in &rows {
+                    n += bind(&mut st, r)? as u64;
+                }
+            }
+            tx.commit()?;
+            Ok(n)
+        })
+        .await
+    }
+
     /// Applies `files` (tests use their own lists; `migrate` uses the embedded ones).
     pub async fn migrate_files(&self, files: Vec<Migration>) -> Result<MigrateReport, StoreError> {
         self.write(move |c| migrate_sqlite(c, &files)).await
@@ -253,7 +276,7 @@ pub(crate) fn like_pattern(table: Table, day: Date) -> String {
     }
 }
 
-fn latest_of(rows: &[MarketTickRow]) -> Vec<&MarketTickRow> {
+pub(crate) fn latest_of(rows: &[MarketTickRow]) -> Vec<&MarketTickRow> {
     let mut best: std::collections::HashMap<(&str, Provider), &MarketTickRow> = std::collections::HashMap::new();
     for r in rows {
         let e = best.entry((r.symbol.as_str(), r.provider)).or_insert(r);
@@ -300,6 +323,10 @@ impl Backend for SqliteStore {
             Ok(n as u32)
         })
         .await
+    }
+
+    async fn daily_partitions(&self) -> Result<Vec<String>, StoreError> {
+        Ok(Vec::new())
     }
 
     async fn refresh_rollups(&self, _day: Date) -> Result<(), StoreError> {
@@ -364,42 +391,33 @@ impl Backend for SqliteStore {
     }
 
     async fn write_scalp_ticks(&self, rows: Vec<ScalpTickRow>) -> Result<u64, StoreError> {
-        self.write(move |c| {
-            let tx = c.transaction()?;
-            let mut n = 0u64;
-            {
-                let mut st = tx.prepare_cached(
-                    "INSERT INTO scalp_ticks (symbol, event_time, provider, market, bid_price, ask_price, bid_size, ask_size,
+        const SQL: &str =
+            "INSERT INTO scalp_ticks (symbol, event_time, provider, market, bid_price, ask_price, bid_size, ask_size,
                         last_price, volume, data_age_ms, sample_interval_ms, schema_version, receive_time, session_id,
                         mitigation_level, quality_flag, raw_ref)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
-                     ON CONFLICT DO NOTHING",
-                )?;
-                for r in &rows {
-                    n += st.execute(params![
-                        r.symbol.as_str(),
-                        r.event_time.as_millis(),
-                        r.provider.as_str(),
-                        r.market.as_str(),
-                        opt_dec(&r.bid_price),
-                        opt_dec(&r.ask_price),
-                        opt_dec(&r.bid_size),
-                        opt_dec(&r.ask_size),
-                        opt_dec(&r.last_price),
-                        opt_dec(&r.volume),
-                        r.data_age_ms,
-                        r.sample_interval_ms as i64,
-                        r.meta.schema_version,
-                        r.meta.receive_time.as_millis(),
-                        r.meta.session_id,
-                        r.meta.mitigation_level,
-                        r.meta.quality_flag.as_str(),
-                        r.meta.raw_ref,
-                    ])? as u64;
-                }
-            }
-            tx.commit()?;
-            Ok(n)
+                     ON CONFLICT DO NOTHING";
+        self.insert_rows(SQL, rows, |st, r| {
+            st.execute(params![
+                r.symbol.as_str(),
+                r.event_time.as_millis(),
+                r.provider.as_str(),
+                r.market.as_str(),
+                opt_dec(&r.bid_price),
+                opt_dec(&r.ask_price),
+                opt_dec(&r.bid_size),
+                opt_dec(&r.ask_size),
+                opt_dec(&r.last_price),
+                opt_dec(&r.volume),
+                r.data_age_ms,
+                r.sample_interval_ms as i64,
+                r.meta.schema_version,
+                r.meta.receive_time.as_millis(),
+                r.meta.session_id,
+                r.meta.mitigation_level,
+                r.meta.quality_flag.as_str(),
+                r.meta.raw_ref,
+            ])
         })
         .await
     }
@@ -490,12 +508,7 @@ impl Backend for SqliteStore {
     }
 
     async fn write_eod(&self, rows: Vec<EodRow>) -> Result<u64, StoreError> {
-        self.write(move |c| {
-            let tx = c.transaction()?;
-            let mut n = 0u64;
-            {
-                let mut st = tx.prepare_cached(
-                    "INSERT INTO eod_prices (symbol, trade_date, provider, market, open, high, low, close, volume,
+        const SQL: &str = "INSERT INTO eod_prices (symbol, trade_date, provider, market, open, high, low, close, volume,
                         prev_close, session_id, schema_version)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
                      ON CONFLICT (symbol, trade_date, provider) DO UPDATE SET open = excluded.open, high = excluded.high,
@@ -504,152 +517,109 @@ impl Backend for SqliteStore {
                      WHERE (eod_prices.open, eod_prices.high, eod_prices.low, eod_prices.close, eod_prices.volume,
                             eod_prices.prev_close, eod_prices.session_id)
                         IS NOT (excluded.open, excluded.high, excluded.low, excluded.close, excluded.volume,
-                            excluded.prev_close, excluded.session_id)",
-                )?;
-                for r in &rows {
-                    n += st.execute(params![
-                        r.symbol.as_str(),
-                        r.trade_date.to_string(),
-                        r.provider.as_str(),
-                        r.market.as_str(),
-                        dec(&r.open),
-                        dec(&r.high),
-                        dec(&r.low),
-                        dec(&r.close),
-                        dec(&r.volume),
-                        dec(&r.prev_close),
-                        r.session_id,
-                        r.schema_version,
-                    ])? as u64;
-                }
-            }
-            tx.commit()?;
-            Ok(n)
+                            excluded.prev_close, excluded.session_id)";
+        self.insert_rows(SQL, rows, |st, r| {
+            st.execute(params![
+                r.symbol.as_str(),
+                r.trade_date.to_string(),
+                r.provider.as_str(),
+                r.market.as_str(),
+                dec(&r.open),
+                dec(&r.high),
+                dec(&r.low),
+                dec(&r.close),
+                dec(&r.volume),
+                dec(&r.prev_close),
+                r.session_id,
+                r.schema_version,
+            ])
         })
         .await
     }
 
     async fn write_universe(&self, rows: Vec<UniverseRow>) -> Result<u64, StoreError> {
-        self.write(move |c| {
-            let tx = c.transaction()?;
-            let mut n = 0u64;
-            {
-                let mut st = tx.prepare_cached(
-                    "INSERT INTO universe (trade_date, market, provider, symbol, name, prev_close, source)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
-                )?;
-                for r in &rows {
-                    n += st.execute(params![
-                        r.trade_date.to_string(),
-                        r.market.as_str(),
-                        r.provider.as_str(),
-                        r.symbol.as_str(),
-                        r.name,
-                        dec(&r.prev_close),
-                        r.source
-                    ])? as u64;
-                }
-            }
-            tx.commit()?;
-            Ok(n)
+        const SQL: &str = "INSERT INTO universe (trade_date, market, provider, symbol, name, prev_close, source)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING";
+        self.insert_rows(SQL, rows, |st, r| {
+            st.execute(params![
+                r.trade_date.to_string(),
+                r.market.as_str(),
+                r.provider.as_str(),
+                r.symbol.as_str(),
+                r.name,
+                dec(&r.prev_close),
+                r.source
+            ])
         })
         .await
     }
 
     async fn write_gaps(&self, rows: Vec<GapRow>) -> Result<u64, StoreError> {
-        self.write(move |c| {
-            let tx = c.transaction()?;
-            let mut n = 0u64;
-            {
-                let mut st = tx.prepare_cached(
-                    "INSERT INTO scalp_gaps (src_file, src_line, provider, gap_start_ts, gap_end_ts, gap_seconds, scope,
+        const SQL: &str =
+            "INSERT INTO scalp_gaps (src_file, src_line, provider, gap_start_ts, gap_end_ts, gap_seconds, scope,
                         reason, detail, session_id, schema_version, mitigation_level, quality_flag)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) ON CONFLICT DO NOTHING",
-                )?;
-                for r in &rows {
-                    n += st.execute(params![
-                        r.src.file,
-                        r.src.line as i64,
-                        r.provider.as_str(),
-                        r.gap_start_ts.as_millis(),
-                        r.gap_end_ts.as_millis(),
-                        r.gap_seconds,
-                        r.scope,
-                        r.reason,
-                        r.detail,
-                        r.meta.session_id,
-                        r.meta.schema_version,
-                        r.meta.mitigation_level,
-                        r.meta.quality_flag.as_str(),
-                    ])? as u64;
-                }
-            }
-            tx.commit()?;
-            Ok(n)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) ON CONFLICT DO NOTHING";
+        self.insert_rows(SQL, rows, |st, r| {
+            st.execute(params![
+                r.src.file,
+                r.src.line as i64,
+                r.provider.as_str(),
+                r.gap_start_ts.as_millis(),
+                r.gap_end_ts.as_millis(),
+                r.gap_seconds,
+                r.scope,
+                r.reason,
+                r.detail,
+                r.meta.session_id,
+                r.meta.schema_version,
+                r.meta.mitigation_level,
+                r.meta.quality_flag.as_str(),
+            ])
         })
         .await
     }
 
     async fn write_overflow(&self, rows: Vec<OverflowRow>) -> Result<u64, StoreError> {
-        self.write(move |c| {
-            let tx = c.transaction()?;
-            let mut n = 0u64;
-            {
-                let mut st = tx.prepare_cached(
-                    "INSERT INTO overflow_entries (src_file, src_line, provider, ts, symbol, candidate_score, cutoff_rank,
+        const SQL: &str =
+            "INSERT INTO overflow_entries (src_file, src_line, provider, ts, symbol, candidate_score, cutoff_rank,
                         decision_reason, session_id, schema_version, mitigation_level, quality_flag)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT DO NOTHING",
-                )?;
-                for r in &rows {
-                    n += st.execute(params![
-                        r.src.file,
-                        r.src.line as i64,
-                        r.provider.as_str(),
-                        r.ts.as_millis(),
-                        r.symbol,
-                        r.candidate_score,
-                        r.cutoff_rank,
-                        r.decision_reason,
-                        r.meta.session_id,
-                        r.meta.schema_version,
-                        r.meta.mitigation_level,
-                        r.meta.quality_flag.as_str(),
-                    ])? as u64;
-                }
-            }
-            tx.commit()?;
-            Ok(n)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT DO NOTHING";
+        self.insert_rows(SQL, rows, |st, r| {
+            st.execute(params![
+                r.src.file,
+                r.src.line as i64,
+                r.provider.as_str(),
+                r.ts.as_millis(),
+                r.symbol,
+                r.candidate_score,
+                r.cutoff_rank,
+                r.decision_reason,
+                r.meta.session_id,
+                r.meta.schema_version,
+                r.meta.mitigation_level,
+                r.meta.quality_flag.as_str(),
+            ])
         })
         .await
     }
 
     async fn write_events(&self, rows: Vec<EventRow>) -> Result<u64, StoreError> {
-        self.write(move |c| {
-            let tx = c.transaction()?;
-            let mut n = 0u64;
-            {
-                let mut st = tx.prepare_cached(
-                    "INSERT INTO system_events (src_file, src_line, provider, event_time, event_type, session_id,
+        const SQL: &str = "INSERT INTO system_events (src_file, src_line, provider, event_time, event_type, session_id,
                         schema_version, mitigation_level, quality_flag, body)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT DO NOTHING",
-                )?;
-                for r in &rows {
-                    n += st.execute(params![
-                        r.src.file,
-                        r.src.line as i64,
-                        r.provider.as_str(),
-                        r.event_time.as_millis(),
-                        r.event_type,
-                        r.meta.session_id,
-                        r.meta.schema_version,
-                        r.meta.mitigation_level,
-                        r.meta.quality_flag.as_str(),
-                        r.body.to_string(),
-                    ])? as u64;
-                }
-            }
-            tx.commit()?;
-            Ok(n)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT DO NOTHING";
+        self.insert_rows(SQL, rows, |st, r| {
+            st.execute(params![
+                r.src.file,
+                r.src.line as i64,
+                r.provider.as_str(),
+                r.event_time.as_millis(),
+                r.event_type,
+                r.meta.session_id,
+                r.meta.schema_version,
+                r.meta.mitigation_level,
+                r.meta.quality_flag.as_str(),
+                r.body.to_string(),
+            ])
         })
         .await
     }

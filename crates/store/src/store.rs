@@ -52,6 +52,9 @@ pub trait Backend: Send + Sync {
         samples: Option<std::time::Duration>,
     ) -> impl Future<Output = Result<u32, StoreError>> + Send;
 
+    /// Names of the daily partitions of the time-series tables (native mode), sorted.
+    fn daily_partitions(&self) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+
     /// Brings rollups of `day` up to date where the database computes them (TimescaleDB
     /// continuous aggregates); elsewhere the ETL writes them and this does nothing.
     fn refresh_rollups(&self, day: Date) -> impl Future<Output = Result<(), StoreError>> + Send;
@@ -155,6 +158,9 @@ impl Backend for Store {
         samples: Option<std::time::Duration>,
     ) -> Result<u32, StoreError> {
         dispatch!(self, s => s.apply_retention(now, ticks, samples).await)
+    }
+    async fn daily_partitions(&self) -> Result<Vec<String>, StoreError> {
+        dispatch!(self, s => s.daily_partitions().await)
     }
     async fn refresh_rollups(&self, day: Date) -> Result<(), StoreError> {
         dispatch!(self, s => s.refresh_rollups(day).await)

@@ -119,3 +119,61 @@ async fn etl_refuses_an_unmigrated_database() {
     let err = run_etl(&store, archive.path(), &opts).await.unwrap_err();
     assert!(err.to_string().contains("db migrate"), "{err}");
 }
+
+/// The `etl_reconcile` lines of the day's event files.
+fn reconcile_events(root: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(root.join(format!("system/events/sim/{DATE}.jsonl"))).unwrap();
+    text.lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["event_type"] == "etl_reconcile")
+        .collect()
+}
+
+#[tokio::test]
+async fn etl_reconcile_is_recorded_in_the_days_events_and_verify_passes() {
+    let archive = tempfile::tempdir().unwrap();
+    let root = archive.path();
+    write_day(root, &DaySpec::small(DATE)).unwrap();
+    let store = common::open_sqlite(root).await;
+    store.migrate().await.unwrap();
+    let cfg = archive::ArchiveConfig::default();
+    let opts = EtlOptions { date: DATE.into(), batch_rows: 500, progress: false };
+    // Written a day later: the event still goes to its own day's file, stamped inside it.
+    let (_, day_end) = common::day_bounds(DATE);
+    let now = day_end.plus_millis(86_400_000);
+
+    let first = run_etl(&store, root, &opts).await.unwrap();
+    assert!(first.ok);
+    assert_eq!(first.providers, vec![Provider::Sim]);
+    let file = so_store::etl::record_reconcile(root, &cfg, &first, now).unwrap();
+    assert_eq!(file, format!("system/events/sim/{DATE}.jsonl"));
+    let events = reconcile_events(root);
+    assert_eq!(events.len(), 1);
+    let ev: model::Record<model::SystemEvent> = serde_json::from_value(events[0].clone()).unwrap();
+    assert_eq!(ev.meta.event_time, day_end.plus_millis(-1));
+    assert_eq!(ev.meta.receive_time, now);
+    let model::SystemEvent::EtlReconcile { date, ok, tables, mode, .. } = ev.body else { panic!("{:?}", ev.body) };
+    assert_eq!((date.as_str(), ok, mode.as_str()), (DATE, true, "sqlite"));
+    let ticks = tables.as_array().unwrap().iter().find(|t| t["table"] == "market_ticks").unwrap();
+    assert_eq!(ticks["in_db"], first.table(Table::MarketTicks).unwrap().in_db);
+    let verified = archive::verify(root, None).unwrap();
+    assert!(verified.ok(), "{:?}", verified.problems);
+
+    // A re-run loads the recorded event like any other line, still reconciles, and records
+    // a second event; the closed file and its manifest still agree.
+    let second = run_etl(&store, root, &opts).await.unwrap();
+    assert!(second.ok);
+    let events_row = second.table(Table::SystemEvents).unwrap();
+    assert_eq!(events_row.in_db, first.table(Table::SystemEvents).unwrap().in_db + 1);
+    assert_eq!(events_row.written, 1);
+    so_store::etl::record_reconcile(root, &cfg, &second, now).unwrap();
+    assert_eq!(reconcile_events(root).len(), 2);
+    let verified = archive::verify(root, None).unwrap();
+    assert!(verified.ok(), "{:?}", verified.problems);
+
+    // Not while a recording session holds the archive.
+    std::fs::write(root.join(".session"), "{}").unwrap();
+    let err = so_store::etl::record_reconcile(root, &cfg, &second, now).unwrap_err();
+    assert!(err.to_string().contains("recording session"), "{err}");
+    assert_eq!(reconcile_events(root).len(), 2);
+}
