@@ -183,7 +183,7 @@ impl ArchiveWriter {
     #[inline]
     pub fn append(&mut self, stream: Stream, at: UtcTime, line: &[u8]) -> Result<(), ArchiveError> {
         // A newline inside a record would split it into two broken lines.
-        if line.is_empty() || line.contains(&b'\n') {
+        if line.is_empty() || memchr::memchr(b'\n', line).is_some() {
             return Err(self.bad_line(stream, at, line));
         }
         let slot = stream.slot();

@@ -239,9 +239,11 @@ fn pipeline(args: PipelineArgs) -> anyhow::Result<ExitCode> {
         line.clear();
         encode_raw_line(&mut line, frame, seq, &Meta::new(*rt, *rt, session.clone()));
         writer.append(Stream::Raw(pid), *rt, &line)?;
-        let raw_ref = refs.get(pid, *rt, seq);
-        for (event_time, event) in (mapper.parse)(frame)? {
-            if let Ok(rec) = core.observe(event_time, *rt, event, Some(raw_ref.clone())) {
+        let mut raw_ref = Some(refs.get(pid, *rt, seq));
+        let mut events = (mapper.parse)(frame)?.into_iter().peekable();
+        while let Some((event_time, event)) = events.next() {
+            let raw_ref = if events.peek().is_some() { raw_ref.clone() } else { raw_ref.take() };
+            if let Ok(rec) = core.observe(event_time, *rt, event, raw_ref) {
                 book.apply(rec.meta.receive_time, &rec.body);
             }
         }

@@ -49,8 +49,7 @@ fn a_scripted_krx_day_leaves_the_evidence_the_seed_asks_for() {
         .env("STOCK_OBSERVER__SLOTS__MIN_SCORE", MIN_SCORE.to_string())
         .env("STOCK_OBSERVER__TRIGGERS__VOLUME_SURGE_RATIO", "1.2")
         .env("STOCK_OBSERVER__TRIGGERS__VOLATILITY_RATIO", "1.2")
-        .env("STOCK_OBSERVER__TRIGGERS__PRICE_SPIKE_PCT", "1.0")
-        );
+        .env("STOCK_OBSERVER__TRIGGERS__PRICE_SPIKE_PCT", "1.0"));
     assert!(out.status.success(), "collect failed:\n{}", text(&out));
     let ev = events(&data);
     let of = |t: &'static str| ev.iter().filter(move |e| e["event_type"] == t);
@@ -127,7 +126,9 @@ fn a_scripted_krx_day_leaves_the_evidence_the_seed_asks_for() {
         .collect();
     assert_eq!(steps.iter().map(|s| (s.0, s.1)).collect::<Vec<_>>(), vec![(1, 1000), (2, 2000), (1, 1000), (0, 500)]);
     for (step, expected) in steps.iter().zip(["11:05:00", "11:10:00", "11:20:00", "11:25:00"]) {
-        assert!((step.2 - kst_ms(expected)).abs() <= 20_000, "step {step:?} expected near {expected}");
+        // Readings come every 10 s and each step restarts the sustain period from the
+        // reading that made it, so steps drift by up to a few readings.
+        assert!((0..=30_000).contains(&(step.2 - kst_ms(expected))), "step {step:?} expected near {expected}");
     }
     let scalp = lines_under(&data.join("scalp"));
     let at_half_hz = scalp

@@ -25,36 +25,11 @@ pub struct LatestBook {
 impl LatestBook {
     pub fn apply(&self, receive_time: UtcTime, event: &MarketEvent) {
         let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
-        // Look up before inserting: the common case must not allocate a key.
-        if !states.contains_key(event.symbol()) {
-            states.insert(event.symbol().clone(), SymbolState::default());
+        // One lookup in the common case, and no key allocated unless the symbol is new.
+        match states.get_mut(event.symbol()) {
+            Some(s) => update(s, receive_time, event),
+            None => update(states.entry(event.symbol().clone()).or_default(), receive_time, event),
         }
-        let Some(s) = states.get_mut(event.symbol()) else { return };
-        match event {
-            MarketEvent::Tick(t) => {
-                s.last_price = Some(t.price);
-                if t.cum_volume.is_some() {
-                    s.volume = t.cum_volume;
-                }
-            }
-            MarketEvent::Quote(q) => {
-                s.bid_price = Some(q.bid_price);
-                s.ask_price = Some(q.ask_price);
-                s.bid_size = Some(q.bid_size);
-                s.ask_size = Some(q.ask_size);
-            }
-            MarketEvent::Snapshot(sn) => {
-                s.last_price = Some(sn.last_price);
-                s.volume = Some(sn.volume);
-                if sn.bid_price.is_some() {
-                    s.bid_price = sn.bid_price;
-                }
-                if sn.ask_price.is_some() {
-                    s.ask_price = sn.ask_price;
-                }
-            }
-        }
-        s.updated = Some(s.updated.map_or(receive_time, |u| u.max(receive_time)));
     }
 
     /// Copies the states of `symbols` (in order) under one lock.
@@ -63,4 +38,32 @@ impl LatestBook {
         out.clear();
         out.extend(symbols.iter().map(|s| states.get(s).cloned().unwrap_or_default()));
     }
+}
+
+fn update(s: &mut SymbolState, receive_time: UtcTime, event: &MarketEvent) {
+    match event {
+        MarketEvent::Tick(t) => {
+            s.last_price = Some(t.price);
+            if t.cum_volume.is_some() {
+                s.volume = t.cum_volume;
+            }
+        }
+        MarketEvent::Quote(q) => {
+            s.bid_price = Some(q.bid_price);
+            s.ask_price = Some(q.ask_price);
+            s.bid_size = Some(q.bid_size);
+            s.ask_size = Some(q.ask_size);
+        }
+        MarketEvent::Snapshot(sn) => {
+            s.last_price = Some(sn.last_price);
+            s.volume = Some(sn.volume);
+            if sn.bid_price.is_some() {
+                s.bid_price = sn.bid_price;
+            }
+            if sn.ask_price.is_some() {
+                s.ask_price = sn.ask_price;
+            }
+        }
+    }
+    s.updated = Some(s.updated.map_or(receive_time, |u| u.max(receive_time)));
 }

@@ -114,10 +114,13 @@ impl<P: MarketProvider> FrameProcessor<P> {
                 return self.events.rejected(rt, "normalize", e.to_string(), None, &frame.frame).await;
             }
         };
-        let raw_ref = self.refs.get(frame.provider, rt, seq);
-        for (event_time, event) in parsed {
-            let symbol = event.symbol().to_string();
-            match self.core.observe(event_time, rt, event, Some(raw_ref.clone())) {
+        let mut raw_ref = Some(self.refs.get(frame.provider, rt, seq));
+        let mut events = parsed.into_iter().peekable();
+        while let Some((event_time, event)) = events.next() {
+            // The frame's last event takes its raw_ref, earlier ones a copy.
+            let raw_ref = if events.peek().is_some() { raw_ref.clone() } else { raw_ref.take() };
+            let symbol = event.symbol().clone();
+            match self.core.observe(event_time, rt, event, raw_ref) {
                 Ok(mut rec) => {
                     if self.quality == QualityFlag::Gap {
                         rec.meta.quality_flag = QualityFlag::Gap;
@@ -125,7 +128,7 @@ impl<P: MarketProvider> FrameProcessor<P> {
                     passed.push(rec)
                 }
                 Err(Rejection { stage, reason }) => {
-                    self.events.rejected(rt, stage, reason, Some(symbol), &frame.frame).await?
+                    self.events.rejected(rt, stage, reason, Some(symbol.to_string()), &frame.frame).await?
                 }
             }
         }
@@ -140,10 +143,7 @@ pub const RAW_LINE_OVERHEAD: usize = 320;
 /// `Record<RawLine>` (a test holds the two equal), without serde's per-key escaping: this
 /// runs for every frame a provider sends, and only the frame and channel can need escaping.
 pub fn encode_raw_line(out: &mut Vec<u8>, frame: &RawFrame, seq: u64, meta: &Meta) {
-    fn string(out: &mut Vec<u8>, s: &str) {
-        // Writing a str into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut *out, s);
-    }
+    let string = json_string;
     out.extend_from_slice(b"{\"provider\":\"");
     out.extend_from_slice(frame.provider.as_str().as_bytes());
     out.extend_from_slice(b"\",\"kind\":\"");
@@ -182,6 +182,42 @@ pub fn encode_raw_line(out: &mut Vec<u8>, frame: &RawFrame, seq: u64, meta: &Met
         string(out, m);
     }
     out.push(b'}');
+}
+
+/// Writes `s` as a JSON string, byte for byte what serde_json writes (a test holds the two
+/// equal): `"` and `\\` escaped with a backslash, control characters as `\b \t \n \f \r`
+/// or `\u00xx`, everything else (UTF-8 included) as is. Frames are mostly long runs with
+/// nothing to escape: those are found 64 bytes at a time and copied whole.
+pub fn json_string(out: &mut Vec<u8>, s: &str) {
+    fn escape(out: &mut Vec<u8>, b: u8) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            0x0c => out.extend_from_slice(b"\\f"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            _ => out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[(b >> 4) as usize], HEX[(b & 0xf) as usize]]),
+        }
+    }
+    let bytes = s.as_bytes();
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
+    let mut copied = 0; // bytes[..copied] are written
+    model::scan::json_escape_masks(bytes, |at, mut hits| {
+        while hits != 0 {
+            let i = at + hits.trailing_zeros() as usize;
+            out.extend_from_slice(&bytes[copied..i]);
+            escape(out, bytes[i]);
+            copied = i + 1;
+            hits &= hits - 1;
+        }
+        true
+    });
+    out.extend_from_slice(&bytes[copied..]);
+    out.push(b'"');
 }
 
 fn itoa_u64(mut v: u64, buf: &mut [u8; 20]) -> &[u8] {
@@ -263,6 +299,27 @@ mod tests {
             };
             let theirs = serde_json::to_vec(&Record { body, meta }).unwrap();
             assert_eq!(String::from_utf8(ours).unwrap(), String::from_utf8(theirs).unwrap());
+        }
+    }
+
+    #[test]
+    fn json_strings_equal_serde() {
+        let mut cases: Vec<String> = (0u32..=0x80).filter_map(char::from_u32).map(|c| c.to_string()).collect();
+        cases.push(String::new());
+        cases.push("0|H0STCNT0|001|005930^093354^71900^5^-100^-0.14".into());
+        cases.push("{\"t\":\"trade\",\"s\":\"005930\"}\\\n한글\u{7f}\u{1f}".repeat(3));
+        let mut rng = fastrand::Rng::with_seed(11);
+        let alphabet: Vec<char> = "ab\"\\\n\t\r\u{0}\u{8}\u{c}\u{1f}\u{7f} 가é😀".chars().collect();
+        for _ in 0..5000 {
+            let n = rng.usize(0..40);
+            cases.push((0..n).map(|_| alphabet[rng.usize(..alphabet.len())]).collect());
+        }
+        for s in cases {
+            let mut ours = b"x".to_vec();
+            json_string(&mut ours, &s);
+            let mut theirs = b"x".to_vec();
+            serde_json::to_writer(&mut theirs, &s).unwrap();
+            assert_eq!(ours, theirs, "{s:?}");
         }
     }
 

@@ -11,6 +11,7 @@ pub mod event;
 pub mod ids;
 pub mod meta;
 pub mod num;
+pub mod scan;
 pub mod settings;
 pub mod shutdown;
 pub mod time;

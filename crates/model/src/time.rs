@@ -116,6 +116,23 @@ impl UtcTime {
     }
 
     fn format_into(self, buf: &mut [u8; 24]) {
+        // Records come in bursts within a second: reuse that second's date and time and
+        // write only the milliseconds.
+        thread_local! {
+            static LAST_SECOND: std::cell::Cell<(i64, [u8; 24])> = const { std::cell::Cell::new((i64::MIN, [0; 24])) };
+        }
+        let second = self.0.div_euclid(1000);
+        let (cached, text) = LAST_SECOND.with(std::cell::Cell::get);
+        if cached == second {
+            *buf = text;
+            put(&mut buf[20..23], self.0.rem_euclid(1000));
+            return;
+        }
+        self.format_full(buf);
+        LAST_SECOND.with(|c| c.set((second, *buf)));
+    }
+
+    fn format_full(self, buf: &mut [u8; 24]) {
         let (days, ms) = (self.0.div_euclid(MS_PER_DAY), self.0.rem_euclid(MS_PER_DAY));
         let (y, m, d) = civil_from_days(days);
         let secs = ms / 1000;
@@ -248,6 +265,19 @@ mod tests {
         }
         assert_eq!(UtcTime::parse("2026-01-14T18:31:05.123+09:00").unwrap().to_string(), "2026-01-14T09:31:05.123Z");
         assert!(UtcTime::parse("2026-02-30T00:00:00.000Z").is_err());
+    }
+
+    #[test]
+    fn cached_seconds_format_like_a_full_format() {
+        // Same second, next second, back again, across a day, and before 1970.
+        for ms in [1_768_382_465_123i64, 1_768_382_465_999, 1_768_382_466_000, 1_768_382_465_001, 1_768_435_199_999]
+            .into_iter()
+            .chain([1_768_435_200_000, -1, -1000, -999, 0])
+        {
+            let mut full = [0u8; 24];
+            UtcTime(ms).format_full(&mut full);
+            assert_eq!(UtcTime(ms).rfc3339_bytes(), full, "{ms}");
+        }
     }
 
     #[test]

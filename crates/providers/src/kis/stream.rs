@@ -235,9 +235,8 @@ impl Session<'_> {
             && !d.encrypted
         {
             let mut reg = lock(&self.registry);
-            for r in d.records() {
-                if let Some(code) = r.first()
-                    && let Some(st) = reg.get_mut(&Registration { tr_id: d.tr_id.into(), tr_key: (*code).into() })
+            for code in d.first_fields() {
+                if let Some(st) = reg.get_mut(&Registration { tr_id: d.tr_id.into(), tr_key: code.into() })
                     && *st == RegState::Pending
                 {
                     *st = RegState::Confirmed;

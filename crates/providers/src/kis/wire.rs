@@ -27,28 +27,138 @@ pub const BOOK_MIN_WIDTH: usize = 59;
 /// Book levels in an H0STASP0 record.
 pub const BOOK_LEVELS: usize = 10;
 
-/// A data frame split into its parts; `fields` holds every record's fields in order.
+/// A data frame split into its header and payload. Records are read in place from the
+/// payload (see [`DataFrame::try_for_each_record`]): a busy session delivers hundreds of
+/// thousands of records a second, so no field list is allocated per frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DataFrame<'a> {
     pub encrypted: bool,
     pub tr_id: &'a str,
     pub count: usize,
+    /// Fields per record (every record of a frame has the same width).
     pub width: usize,
-    pub fields: Vec<&'a str>,
+    /// The `^`-separated fields of every record, in order (empty when encrypted).
+    pub payload: &'a str,
+}
+
+/// Fields of a record a visitor can read; fields past this position (future additions KIS
+/// makes without notice) are skipped, as the mappers never read them.
+pub const MAX_READ_FIELDS: usize = 64;
+
+/// The fields of one record, read in place from the frame.
+#[derive(Debug, Clone, Copy)]
+pub struct Fields<'a, 'b> {
+    text: &'a str,
+    /// `starts[i]` is where field `i` begins; field `i` ends one byte (its `^`) before
+    /// `starts[i + 1]`.
+    starts: &'b [usize],
+}
+
+impl<'a> Fields<'a, '_> {
+    /// Fields readable (the record's width, or [`MAX_READ_FIELDS`] if it is wider).
+    pub fn len(&self) -> usize {
+        self.starts.len() - 1
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    pub fn get(&self, i: usize) -> Option<&'a str> {
+        let (start, next) = (*self.starts.get(i)?, *self.starts.get(i + 1)?);
+        // Separators are ASCII, so both ends are on character boundaries.
+        self.text.get(start..next - 1)
+    }
+    pub fn iter(&self) -> impl Iterator<Item = &'a str> + '_ {
+        (0..self.len()).map(|i| self.get(i).unwrap_or_default())
+    }
+}
+
+impl std::ops::Index<usize> for Fields<'_, '_> {
+    type Output = str;
+    /// Panics if `i >= len()`, as slice indexing does: mappers check the width first.
+    fn index(&self, i: usize) -> &str {
+        match self.get(i) {
+            Some(f) => f,
+            None => panic!("field {i} of a {}-field record", self.len()),
+        }
+    }
 }
 
 impl<'a> DataFrame<'a> {
-    pub fn records(&self) -> impl Iterator<Item = &[&'a str]> {
-        self.fields.chunks(self.width.max(1))
+    /// Calls `f` with the fields of each record in order — all of them, or the first
+    /// [`MAX_READ_FIELDS`] of a wider record — and stops at the first error.
+    pub fn try_for_each_record<E>(&self, mut f: impl FnMut(&Fields<'a, '_>) -> Result<(), E>) -> Result<(), E> {
+        if self.encrypted || self.width == 0 {
+            return Ok(());
+        }
+        let (text, width) = (self.payload, self.width);
+        let mut starts = [0usize; MAX_READ_FIELDS + 1];
+        let mut n = 0; // fields of the current record ended so far
+        let mut result = Ok(());
+        // Called with the position of each field's `^`, or the payload's end for the last.
+        // Kept in locals (no per-field call): this runs for every field KIS sends.
+        let complete = model::scan::eq_masks(text.as_bytes(), b'^', |at, mut mask| {
+            while mask != 0 {
+                let end = at + mask.trailing_zeros() as usize;
+                mask &= mask - 1;
+                n += 1;
+                if n <= MAX_READ_FIELDS {
+                    starts[n] = end + 1;
+                }
+                if n == width {
+                    result = f(&Fields { text, starts: &starts[..n.min(MAX_READ_FIELDS) + 1] });
+                    if result.is_err() {
+                        return false;
+                    }
+                    starts[0] = end + 1;
+                    n = 0;
+                }
+            }
+            true
+        });
+        if complete {
+            // The payload's last field ends its last record (parse_data checked the count).
+            n += 1;
+            if n <= MAX_READ_FIELDS {
+                starts[n] = text.len() + 1;
+            }
+            if n == width {
+                result = f(&Fields { text, starts: &starts[..n.min(MAX_READ_FIELDS) + 1] });
+            }
+        }
+        result
+    }
+
+    /// The first field of each record (the stock code of KIS's real-time TRs).
+    pub fn first_fields(&self) -> Vec<&'a str> {
+        let mut out = Vec::with_capacity(self.count);
+        let _ = self.try_for_each_record(|r| {
+            out.push(r.get(0).unwrap_or_default());
+            Ok::<(), ()>(())
+        });
+        out
     }
 }
 
 pub fn parse_data(frame: &str) -> Result<DataFrame<'_>, String> {
-    let mut parts = frame.splitn(4, '|');
-    let (Some(enc), Some(tr_id), Some(count), Some(payload)) = (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    // The header is a few bytes: find its three `|` directly.
+    let mut bars = [0usize; 3];
+    let mut found = 0;
+    for (i, &b) in frame.as_bytes().iter().enumerate() {
+        if b == b'|' {
+            bars[found] = i;
+            found += 1;
+            if found == 3 {
+                break;
+            }
+        }
+    }
+    if found < 3 {
         return Err("data frame has fewer than 4 '|' parts".into());
-    };
+    }
+    // `|` is ASCII, so these are character boundaries.
+    let part = |r: std::ops::Range<usize>| frame.get(r).unwrap_or_default();
+    let (enc, tr_id, count) = (part(0..bars[0]), part(bars[0] + 1..bars[1]), part(bars[1] + 1..bars[2]));
+    let payload = part(bars[2] + 1..frame.len());
     let encrypted = match enc {
         "0" => false,
         "1" => true,
@@ -65,14 +175,14 @@ pub fn parse_data(frame: &str) -> Result<DataFrame<'_>, String> {
         return Err("record count is 0".into());
     }
     if encrypted {
-        return Ok(DataFrame { encrypted, tr_id, count, width: 0, fields: Vec::new() });
+        return Ok(DataFrame { encrypted, tr_id, count, width: 0, payload: "" });
     }
-    let fields: Vec<&str> = payload.split('^').collect();
-    if !fields.len().is_multiple_of(count) {
-        return Err(format!("{} fields do not divide into {count} records", fields.len()));
+    let fields = model::scan::count_byte(payload.as_bytes(), b'^') + 1;
+    if !fields.is_multiple_of(count) {
+        return Err(format!("{fields} fields do not divide into {count} records"));
     }
-    let width = fields.len() / count;
-    Ok(DataFrame { encrypted, tr_id, count, width, fields })
+    let width = fields / count;
+    Ok(DataFrame { encrypted, tr_id, count, width, payload })
 }
 
 /// A JSON control message from the server (subscribe replies, errors, PINGPONG).
@@ -177,12 +287,12 @@ fn kst(date: Date, time: Time) -> UtcTime {
 }
 
 /// One H0STCNT0 record (width ≥ 46) → a tick at its KST trade time.
-pub fn trade_record(r: &[&str]) -> Result<(UtcTime, Tick), String> {
+pub fn trade_record(r: &Fields<'_, '_>) -> Result<(UtcTime, Tick), String> {
     if r.len() < TRADE_MIN_WIDTH {
         return Err(format!("H0STCNT0 record has {} fields, fewer than {TRADE_MIN_WIDTH}", r.len()));
     }
-    let at = kst(yyyymmdd(r[33])?, hhmmss(r[1])?);
-    let side = match r[21] {
+    let at = kst(yyyymmdd(&r[33])?, hhmmss(&r[1])?);
+    let side = match &r[21] {
         "1" => Some(Side::Buy),
         "5" => Some(Side::Sell),
         _ => None,
@@ -190,11 +300,11 @@ pub fn trade_record(r: &[&str]) -> Result<(UtcTime, Tick), String> {
     let tick = Tick {
         provider: Provider::Kis,
         market: Market::KrStocks,
-        symbol: symbol(r[0])?,
-        price: price("STCK_PRPR", r[2])?,
-        size: qty("CNTG_VOL", r[12])?,
+        symbol: symbol(&r[0])?,
+        price: price("STCK_PRPR", &r[2])?,
+        size: qty("CNTG_VOL", &r[12])?,
         side,
-        cum_volume: Some(qty("ACML_VOL", r[13])?),
+        cum_volume: Some(qty("ACML_VOL", &r[13])?),
         trade_id: None,
     };
     Ok((at, tick))
@@ -202,16 +312,16 @@ pub fn trade_record(r: &[&str]) -> Result<(UtcTime, Tick), String> {
 
 /// One H0STASP0 record (width ≥ 59) → a quote. The record has a time but no date; the date
 /// is the Seoul date at which the frame was received (spec §4.5).
-pub fn book_record(r: &[&str], received: UtcTime) -> Result<(UtcTime, Quote), String> {
+pub fn book_record(r: &Fields<'_, '_>, received: UtcTime) -> Result<(UtcTime, Quote), String> {
     if r.len() < BOOK_MIN_WIDTH {
         return Err(format!("H0STASP0 record has {} fields, fewer than {BOOK_MIN_WIDTH}", r.len()));
     }
-    let at = kst(received.kst().date(), hhmmss(r[1])?);
+    let at = kst(received.kst().date(), hhmmss(&r[1])?);
     let mut asks = Vec::with_capacity(BOOK_LEVELS);
     let mut bids = Vec::with_capacity(BOOK_LEVELS);
     for i in 0..BOOK_LEVELS {
-        let ask = Level { price: price("ASKP", r[3 + i])?, size: qty("ASKP_RSQN", r[23 + i])? };
-        let bid = Level { price: price("BIDP", r[13 + i])?, size: qty("BIDP_RSQN", r[33 + i])? };
+        let ask = Level { price: price("ASKP", &r[3 + i])?, size: qty("ASKP_RSQN", &r[23 + i])? };
+        let bid = Level { price: price("BIDP", &r[13 + i])?, size: qty("BIDP_RSQN", &r[33 + i])? };
         // Empty levels arrive as price 0.
         if ask.price.is_positive() {
             asks.push(ask);
@@ -223,11 +333,11 @@ pub fn book_record(r: &[&str], received: UtcTime) -> Result<(UtcTime, Quote), St
     let quote = Quote {
         provider: Provider::Kis,
         market: Market::KrStocks,
-        symbol: symbol(r[0])?,
-        bid_price: price("BIDP1", r[13])?,
-        bid_size: qty("BIDP_RSQN1", r[33])?,
-        ask_price: price("ASKP1", r[3])?,
-        ask_size: qty("ASKP_RSQN1", r[23])?,
+        symbol: symbol(&r[0])?,
+        bid_price: price("BIDP1", &r[13])?,
+        bid_size: qty("BIDP_RSQN1", &r[33])?,
+        ask_price: price("ASKP1", &r[3])?,
+        ask_size: qty("ASKP_RSQN1", &r[23])?,
         bids,
         asks,
     };
@@ -245,12 +355,14 @@ pub fn parse_ws(frame: &str, received: UtcTime) -> Result<Vec<(UtcTime, MarketEv
                 return Ok(Vec::new());
             }
             let mut out = Vec::with_capacity(d.count);
-            for r in d.records() {
-                match d.tr_id {
-                    TR_TRADE => trade_record(r).map(|(t, e)| out.push((t, MarketEvent::Tick(e))))?,
-                    TR_BOOK => book_record(r, received).map(|(t, e)| out.push((t, MarketEvent::Quote(e))))?,
-                    _ => {}
+            match d.tr_id {
+                TR_TRADE => {
+                    d.try_for_each_record(|r| trade_record(r).map(|(t, e)| out.push((t, MarketEvent::Tick(e)))))?
                 }
+                TR_BOOK => d.try_for_each_record(|r| {
+                    book_record(r, received).map(|(t, e)| out.push((t, MarketEvent::Quote(e))))
+                })?,
+                _ => {}
             }
             Ok(out)
         }
@@ -348,10 +460,65 @@ mod tests {
         let f = "0|H0STCNT0|002|a^b^c^d^e^f";
         let d = parse_data(f).unwrap();
         assert_eq!(d.width, 3);
-        assert_eq!(d.records().count(), 2);
+        let mut records = Vec::new();
+        d.try_for_each_record(|r| {
+            records.push(r.iter().collect::<Vec<_>>().join(","));
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+        assert_eq!(records, ["a,b,c", "d,e,f"]);
+        assert_eq!(d.first_fields(), ["a", "d"]);
         assert!(parse_data("0|H0STCNT0|004|a^b^c^d^e^f").is_err());
         assert!(parse_data("0|H0STCNT0|000|a").is_err());
         assert!(parse_data("0|H0STCNT0|1|a").is_err());
+    }
+
+    #[test]
+    fn records_are_split_like_str_split() {
+        // Widths past MAX_READ_FIELDS, fields longer than a 64-byte block, empty fields,
+        // multi-byte characters and separators at block edges.
+        let mut rng = fastrand::Rng::with_seed(7);
+        for round in 0..2000 {
+            let count = rng.usize(1..4);
+            let width = if round % 5 == 0 { rng.usize(60..80) } else { rng.usize(1..50) };
+            let fields: Vec<String> = (0..count * width)
+                .map(|_| match rng.u8(..10) {
+                    0 => String::new(),
+                    1 => "가나".repeat(rng.usize(1..30)),
+                    _ => (0..rng.usize(1..12)).map(|_| rng.alphanumeric()).collect(),
+                })
+                .collect();
+            let frame = format!("0|H0STCNT0|{count:03}|{}", fields.join("^"));
+            let d = parse_data(&frame).unwrap();
+            assert_eq!((d.count, d.width), (count, width));
+            let mut got: Vec<Vec<String>> = Vec::new();
+            d.try_for_each_record(|r| {
+                got.push(r.iter().map(str::to_string).collect());
+                Ok::<(), ()>(())
+            })
+            .unwrap();
+            let want: Vec<Vec<String>> =
+                fields.chunks(width).map(|r| r.iter().take(MAX_READ_FIELDS).cloned().collect()).collect();
+            assert_eq!(got, want, "{frame}");
+        }
+        // A visitor error stops the walk.
+        let d = parse_data("0|H0STCNT0|003|a^b^c").unwrap();
+        let mut seen = 0;
+        assert_eq!(
+            d.try_for_each_record(|_| {
+                if {
+                    seen += 1;
+                    seen
+                } == 2
+                {
+                    Err(())
+                } else {
+                    Ok(())
+                }
+            }),
+            Err(())
+        );
+        assert_eq!(seen, 2);
     }
 
     #[test]
