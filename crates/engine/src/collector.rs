@@ -417,6 +417,10 @@ async fn launch_provider<P: MarketProvider>(
         slots: subs_rx,
         events,
         degraded: live.degraded.clone(),
+        trades_only: {
+            let provider = provider.clone();
+            Arc::new(move |on| provider.set_trades_only(on))
+        },
     };
     let stop = ctx.stop.clone();
     tasks.spawn(async move { watchdog.run(stop).await.map_err(CollectError::from) });

@@ -155,6 +155,8 @@ pub struct Watchdog {
     pub slots: watch::Receiver<Vec<Symbol>>,
     pub events: Events,
     pub degraded: Arc<AtomicBool>,
+    /// Switches the provider's subscriptions to trades only (degrade mode) and back.
+    pub trades_only: Arc<dyn Fn(bool) + Send + Sync>,
 }
 
 impl Watchdog {
@@ -200,6 +202,8 @@ impl Watchdog {
                 self.events.system(now, ev).await?;
                 inc(&self.events.stats.watchdog_actions);
                 if action == "degrade" {
+                    // The restart below brings the session back with trades only.
+                    (self.trades_only)(true);
                     self.degraded.store(true, Relaxed);
                     degraded_since = Some(now);
                 }
@@ -215,10 +219,15 @@ impl Watchdog {
             {
                 self.degraded.store(false, Relaxed);
                 degraded_since = None;
+                // Order books come back with the next session; the healthy one is not cut.
+                (self.trades_only)(false);
                 let ev = SystemEvent::SelfHealing {
                     action: "recover".into(),
                     level: 0,
-                    reason: format!("data flowing for {}", self.config.recover_after),
+                    reason: format!(
+                        "data flowing for {}; order books return with the next session",
+                        self.config.recover_after
+                    ),
                     detail: None,
                 };
                 self.events.system(now, ev).await?;

@@ -69,6 +69,11 @@ pub trait MarketProvider: Send + Sync + 'static {
     /// Streams frames for the symbols in `subscriptions` (changes take effect as they
     /// arrive) into `out` until `stop` turns true. `out` is bounded: a full channel blocks
     /// the stream, which is the pipeline's back-pressure policy for market data.
+    /// Degrade mode (seed 000 §3.3): from the next session on, subscribe to trades only,
+    /// the lightest feed that still shows the market moving. Providers without a lighter
+    /// feed ignore it.
+    fn set_trades_only(&self, _on: bool) {}
+
     /// The provider's volume ranking (symbols by day volume, best first), where it has one:
     /// one of the trigger engine's inputs.
     fn volume_ranking(&self) -> impl Future<Output = Result<Vec<(Symbol, Qty)>, ProviderError>> + Send {

@@ -212,6 +212,44 @@ async fn stall_is_detected_by_the_idle_timeout_and_recovered() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn withheld_data_keeps_the_session_alive_on_heartbeats() {
+    // Stale, not dead: the adapter's idle timeout must not fire while PINGPONG flows, so
+    // the engine's watchdog (which judges data) is what notices.
+    let env = start(20.0, |_| {}).await;
+    let p = env.provider(env.config());
+    let (_tx, subs) = watch::channel(env.symbols(2));
+    let frames = Arc::new(Mutex::new(Vec::new()));
+    let r = run(&p, subs, frames.clone());
+    wait_for("data", || data_frames(&frames) >= 2).await;
+    env.faults.withhold_data(true);
+    let (pings, data) = (get(&env.c().pings_sent), data_frames(&frames));
+    // Three idle timeouts' worth of market time (20x: 3 × 60 s = 9 s wall).
+    tokio::time::sleep(Duration::from_secs(9)).await;
+    assert!(!r.task.is_finished(), "the session must stay up on heartbeats alone");
+    assert!(get(&env.c().pings_sent) > pings, "heartbeats kept flowing");
+    assert!(data_frames(&frames) <= data + 1, "no market data while withheld");
+    env.faults.withhold_data(false);
+    wait_for("data again", || data_frames(&frames) > data + 1).await;
+    stop(r).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trades_only_sessions_register_no_order_books() {
+    let env = start(20.0, |_| {}).await;
+    let p = env.provider(env.config());
+    p.set_trades_only(true);
+    let (_tx, subs) = watch::channel(env.symbols(2));
+    let frames = Arc::new(Mutex::new(Vec::new()));
+    let r = run(&p, subs, frames.clone());
+    wait_for("trades", || data_frames(&frames) >= 2).await;
+    stop(r).await;
+    let f = frames.lock().unwrap();
+    let sent: Vec<_> = f.iter().filter(|f| f.kind == RawFrameKind::Sent && f.frame.contains("tr_type")).collect();
+    assert_eq!(sent.len(), 2, "one H0STCNT0 per symbol, no H0STASP0");
+    assert!(sent.iter().all(|f| f.frame.contains("H0STCNT0")), "{sent:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn torn_and_malformed_frames_are_malformed_and_the_stream_goes_on() {
     let env = start(20.0, |_| {}).await;
     let p = env.provider(env.config());

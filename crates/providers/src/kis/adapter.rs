@@ -23,6 +23,8 @@ pub struct KisProvider {
     /// KIS allows one WebSocket per app key; a second `stream` call is refused here rather
     /// than left to the server (which would kick a session with OPSP8996).
     streaming: AtomicBool,
+    /// Degrade mode: register trades only (no order books) from the next session on.
+    trades_only: AtomicBool,
 }
 
 impl std::fmt::Debug for KisProvider {
@@ -62,6 +64,7 @@ impl KisProvider {
             rest: RestClient::new(cfg, credentials, clock)?,
             registry: Arc::new(Mutex::new(BTreeMap::new())),
             streaming: AtomicBool::new(false),
+            trades_only: AtomicBool::new(false),
         })
     }
 
@@ -133,6 +136,10 @@ impl KisProvider {
 }
 
 impl MarketProvider for KisProvider {
+    fn set_trades_only(&self, on: bool) {
+        self.trades_only.store(on, Ordering::Release);
+    }
+
     async fn volume_ranking(&self) -> Result<Vec<(Symbol, model::Qty)>, ProviderError> {
         let (_, rows) = self.rest.volume_rank().await?;
         Ok(rows.into_iter().map(|r| (r.symbol, r.volume)).collect())
@@ -178,7 +185,8 @@ impl MarketProvider for KisProvider {
             });
         }
         let _guard = StreamingGuard(&self.streaming);
-        let session = Session { rest: &self.rest, registry: self.registry.clone(), clock: self.clock };
+        let orderbook = self.rest.config().orderbook && !self.trades_only.load(Ordering::Acquire);
+        let session = Session { rest: &self.rest, registry: self.registry.clone(), clock: self.clock, orderbook };
         session.run(subscriptions, out, stop).await
     }
 }

@@ -77,6 +77,8 @@ pub(crate) struct Session<'a> {
     pub rest: &'a RestClient,
     pub registry: Registry,
     pub clock: model::Clock,
+    /// Register order books as well as trades (off in degrade mode).
+    pub orderbook: bool,
 }
 
 type WsSink = futures_util::stream::SplitSink<
@@ -161,7 +163,7 @@ impl Session<'_> {
         let cfg = self.rest.config();
         let idle = cfg.ws_idle_timeout.get();
         let symbols = subscriptions.borrow_and_update().clone();
-        self.apply(io, approval, &wanted(&symbols, cfg.orderbook)).await?;
+        self.apply(io, approval, &wanted(&symbols, self.orderbook)).await?;
         let mut last_rx = self.clock.now();
         loop {
             tokio::select! {
@@ -172,7 +174,7 @@ impl Session<'_> {
                         return Err(ended("the subscription channel closed"));
                     }
                     let symbols = subscriptions.borrow_and_update().clone();
-                    self.apply(io, approval, &wanted(&symbols, cfg.orderbook)).await?;
+                    self.apply(io, approval, &wanted(&symbols, self.orderbook)).await?;
                 }
                 msg = source.next() => {
                     last_rx = self.clock.now();
