@@ -156,7 +156,7 @@ fn a_scripted_krx_day_leaves_the_evidence_the_seed_asks_for() {
         .map(|g| (ms(g, "gap_start_ts"), ms(g, "gap_end_ts")))
         .collect();
     let in_gap = |t: i64| gaps.iter().any(|(a, b)| (*a..=*b).contains(&t));
-    let interval_at = |t: i64| steps.iter().filter(|s| s.2 <= t).last().map_or(500, |s| s.1);
+    let interval_at = |t: i64| steps.iter().rfind(|s| s.2 <= t).map_or(500, |s| s.1);
     let (open, close) = (kst_ms("09:00:00"), kst_ms("15:30:00"));
     let mut due = 0u64;
     let mut t = open;
