@@ -141,6 +141,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         let live = collector.live.clone();
         let (stop_tx, stop_rx) = watch::channel(false);
+        reload_on_sighup(live.clone(), args.config.clone());
         let targets = Arc::new(crate::faults::Targets { kis: fakes.kis_faults.clone(), pressure: live.pressure.clone() });
         for (fault, on, off) in faults {
             tokio::spawn(crate::faults::run(fault, on, off, clock, targets.clone()));
@@ -221,4 +222,32 @@ async fn sleep_opt(d: Option<Duration>) {
         Some(d) => tokio::time::sleep(d).await,
         None => std::future::pending().await,
     }
+}
+
+/// SIGHUP re-reads the configuration (same file and APP_ENV) and applies what can change
+/// while recording: the manual override lists. A file that no longer loads or validates is
+/// reported and ignored; the run goes on with what it had.
+fn reload_on_sighup(live: Arc<engine::Live>, file: Option<PathBuf>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP: the configuration cannot be reloaded while running");
+        return;
+    };
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            match crate::load_config(file.as_deref()) {
+                Ok(l) => {
+                    let t = l.settings.triggers;
+                    let m = engine::collector::Manual { include: t.manual_include, exclude: t.manual_exclude };
+                    eprintln!(
+                        "SIGHUP: configuration reloaded; manual override include {:?}, exclude {:?} (other changes need a restart)",
+                        m.include.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+                        m.exclude.iter().map(|s| s.as_str()).collect::<Vec<_>>()
+                    );
+                    live.manual.send_replace(m);
+                }
+                Err(e) => eprintln!("SIGHUP: configuration not reloaded, keeping the running one: {e:#}"),
+            }
+        }
+    });
 }

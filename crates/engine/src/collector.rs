@@ -74,7 +74,17 @@ pub struct Live {
     pub day: Mutex<Day>,
     /// Set by the watchdog while a provider runs in degrade mode.
     pub degraded: Arc<AtomicBool>,
+    /// Manual override (seed 001 §2.5 trigger 4): symbols always / never given a slot.
+    /// Sent by a config reload (SIGHUP) today, by a CLI/API command later.
+    pub manual: watch::Sender<Manual>,
     outages: Mutex<Vec<Arc<Outage>>>,
+}
+
+/// The manual override lists.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Manual {
+    pub include: Vec<Symbol>,
+    pub exclude: Vec<Symbol>,
 }
 
 impl Live {
@@ -251,6 +261,7 @@ async fn launch_provider<P: MarketProvider>(
         monitor: monitor.clone(),
         manager: SlotManager::new(cfg.slots.clone(), symbols.as_ref().clone(), now),
         universe: universe_rx.clone(),
+        manual: live.manual.subscribe(),
         every: cfg.triggers.evaluate_interval,
         schedule: schedule(
             cfg.tracks.scalp.window,
@@ -501,6 +512,10 @@ impl Collector {
             pressure: Arc::default(),
             day: Mutex::default(),
             degraded: Arc::default(),
+            manual: watch::Sender::new(Manual {
+                include: config.triggers.manual_include.clone(),
+                exclude: config.triggers.manual_exclude.clone(),
+            }),
             outages: Mutex::default(),
         });
         Collector { config, providers, data_dir, live, source_detail, tap: None }

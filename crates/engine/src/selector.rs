@@ -26,6 +26,7 @@ pub struct Selector<P> {
     pub manager: SlotManager,
     /// The day's universe: the slot manager's reserve when candidates run out.
     pub universe: watch::Receiver<Arc<Vec<Symbol>>>,
+    pub manual: watch::Receiver<crate::collector::Manual>,
     pub every: Interval,
     /// Track B's window: slots only matter while it samples.
     pub schedule: Schedule,
@@ -46,6 +47,11 @@ impl<P: MarketProvider> Selector<P> {
             if self.universe.has_changed().unwrap_or(false) {
                 let u = self.universe.borrow_and_update().clone();
                 self.manager.set_reserve(u.as_ref().clone());
+            }
+            if self.manual.has_changed().unwrap_or(false) {
+                let m = self.manual.borrow_and_update().clone();
+                tracing::info!(include = ?m.include, exclude = ?m.exclude, "manual override changed");
+                self.monitor.lock().unwrap_or_else(|p| p.into_inner()).set_manual(m.include, m.exclude);
             }
             if !self.schedule.in_window(now) {
                 continue;
