@@ -48,6 +48,15 @@ fn sigkill_then_restart_verifies_and_records_the_gap() {
     }
     let health = http_get(&addr, "/health");
     assert!(health.contains("\"status\":\"ok\"") && health.contains("sess_20260114_10"), "{health}");
+    // What an operator checks first: slots used / capacity, Hz and mitigation level,
+    // connection state, today's reconnects, gaps and recording rate.
+    let h: serde_json::Value = serde_json::from_str(health.split("\r\n\r\n").last().unwrap()).unwrap();
+    assert_eq!((h["slots"].as_u64(), h["slot_capacity"].as_u64()), (Some(41), Some(41)), "{h}");
+    assert_eq!((h["hz"].as_f64(), h["mitigation_level"].as_u64()), (Some(2.0), Some(0)), "{h}");
+    assert_eq!(h["connection"], "connected", "{h}");
+    for k in ["reconnects_today", "gaps_today", "recording_rate", "anomalies_today"] {
+        assert!(!h[k].is_null(), "{k} missing: {h}");
+    }
     let metrics = http_get(&addr, "/metrics");
     assert!(metrics.contains("stock_observer_frames_received"), "{metrics}");
 

@@ -42,6 +42,7 @@ fn a_scripted_krx_day_leaves_the_evidence_the_seed_asks_for() {
         .args(["--fault", "cpu_pressure@11:00:00+15m"])
         .args(["--fault", "ws_silent@13:00:00+70s"])
         .args(["--fault", "ws_silent@13:03:00+70s"])
+        .args(["--fault", "ws_disconnect@14:00:00+6m"])
         // A smaller market keeps Track A's REST cycles well inside the interval at this
         // speed; only forced pressure moves mitigation (the cli tests' harness watches no
         // machine readings, so counts do not depend on what else runs on the machine).
@@ -149,6 +150,27 @@ fn a_scripted_krx_day_leaves_the_evidence_the_seed_asks_for() {
     let degrade = healing.iter().find(|h| h.0 == "degrade").expect("degrade mode entered");
     assert!((kst_ms("13:04:00")..kst_ms("13:05:00")).contains(&degrade.1), "{healing:?}");
     assert!(of("self_healing").any(|h| h["action"] == "recover"), "degrade mode must end");
+
+    // Six minutes down from 14:00: past 5 minutes of failure scalp recording pauses, a
+    // strong event is written and the day is marked anomalous; it resumes with the data.
+    let long: Vec<_> = of("gap_marker")
+        .filter(|g| g["reason"] == "ws_disconnect")
+        .filter(|g| (kst_ms("14:00:00")..kst_ms("14:00:05")).contains(&ms(g, "gap_start_ts")))
+        .collect();
+    assert_eq!(long.len(), 1, "{all_gaps:#?}");
+    let long_secs = long[0]["gap_seconds"].as_i64().unwrap();
+    assert!((360..=360 + 60).contains(&long_secs), "{}", long[0]);
+    let paused: Vec<_> = of("self_healing").filter(|h| h["action"] == "scalp_paused").collect();
+    assert_eq!(paused.len(), 1, "{paused:?}");
+    let at = ms(paused[0], "receive_time");
+    assert!((kst_ms("14:05:00")..kst_ms("14:06:00")).contains(&at), "{}", paused[0]);
+    assert!(of("self_healing").any(|h| h["action"] == "scalp_resumed" && ms(h, "receive_time") > at));
+    let scalp_in_pause =
+        scalp.iter().filter(|s| (at + 1000..kst_ms("14:06:00")).contains(&ms(s, "event_time"))).count();
+    assert_eq!(scalp_in_pause, 0, "no samples while paused");
+    let tripped: Vec<_> = of("anomaly_day").map(|a| a["condition"].as_str().unwrap().to_string()).collect();
+    assert!(tripped.contains(&"reconnect_failing".to_string()), "{tripped:?}");
+    assert!(tripped.contains(&"long_log_gaps".to_string()), "{tripped:?}");
 
     // Scalp recording rate outside gaps: samples present / samples due at the Hz in force.
     let gaps: Vec<(i64, i64)> = of("gap_marker")

@@ -401,6 +401,7 @@ async fn launch_provider<P: MarketProvider>(
         clock,
         tap: ctx.tap.clone(),
         monitor: monitor.clone(),
+        concurrency: cfg.tracks.swing.concurrency,
     };
     let stop = ctx.stop.clone();
     tasks.spawn(async move { track_a.run(stop).await.map_err(CollectError::from) });

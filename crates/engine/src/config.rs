@@ -91,6 +91,8 @@ pub struct SwingConfig {
     /// Track A cycle: a REST snapshot of every universe symbol this often.
     pub interval: Interval,
     pub window: Window,
+    /// REST snapshots in flight at once; the provider's rate limiter still spaces them.
+    pub concurrency: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -133,6 +135,7 @@ impl Validate for TracksConfig {
                 format_args!("{} must be at least 1s and divide a day evenly", self.swing.interval),
             );
             c.window("window", &self.swing.window);
+            c.range("concurrency", self.swing.concurrency, 1, 64);
         });
         c.section("scalp", |c| {
             let ms = self.scalp.sample_interval.as_millis();

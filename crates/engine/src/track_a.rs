@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use futures_util::StreamExt;
 use tokio::sync::watch;
 
 use archive::Stream;
@@ -23,6 +24,8 @@ pub struct TrackA<P> {
     pub tap: Option<Arc<dyn crate::tap::Tap>>,
     /// The trigger engine reads every snapshot (volume surge, volatility).
     pub monitor: Arc<std::sync::Mutex<crate::triggers::CandidateMonitor>>,
+    /// REST snapshots in flight at once (`tracks.swing.concurrency`).
+    pub concurrency: usize,
 }
 
 impl<P: MarketProvider> TrackA<P> {
@@ -60,8 +63,22 @@ impl<P: MarketProvider> TrackA<P> {
     ) -> Result<bool, SinkError> {
         let next = self.schedule.next_at_or_after(cycle.plus_millis(1));
         let mut done = 0usize;
+        let mut failed: Vec<(Symbol, String)> = Vec::new();
         let universe = self.universe.borrow().clone();
-        for symbol in universe.iter() {
+        // A few requests in flight: the provider's rate limiter still spaces them, but the
+        // cycle is no longer bound by one round trip per symbol (a real REST round trip is
+        // tens of milliseconds; 2,000 of them back to back would not fit 18 req/s).
+        let provider = self.processor.provider.clone();
+        let mut fetches = futures_util::stream::iter(universe.iter().cloned())
+            .map(|symbol| {
+                let p = provider.clone();
+                async move {
+                    let r = p.snapshot(&symbol).await;
+                    (symbol, r)
+                }
+            })
+            .buffered(self.concurrency);
+        while let Some((symbol, result)) = fetches.next().await {
             if *stop.borrow() {
                 return Ok(false);
             }
@@ -83,12 +100,10 @@ impl<P: MarketProvider> TrackA<P> {
                 inc(&self.processor.events.stats.track_a_cycles);
                 return Ok(true);
             }
-            let frame = match self.processor.provider.snapshot(symbol).await {
+            let frame = match result {
                 Ok(f) => f,
                 Err(e) => {
-                    let now = self.clock.now();
-                    let detail = format!("snapshot {symbol} failed: {e}");
-                    self.processor.events.system(now, SystemEvent::Overrun { track: "swing".into(), detail }).await?;
+                    failed.push((symbol, e.to_string()));
                     continue;
                 }
             };
@@ -107,6 +122,19 @@ impl<P: MarketProvider> TrackA<P> {
                 }
             }
             done += 1;
+        }
+        if let Some((first, why)) = failed.first() {
+            // One marker per cycle, not one per symbol: a provider outage fails them all.
+            let now = self.clock.now();
+            let symbols: Vec<&str> = failed.iter().map(|(s, _)| s.as_str()).collect();
+            let detail = format!(
+                "cycle {cycle}: {} of {} snapshots failed (first {first}: {why}); symbols: {}",
+                failed.len(),
+                universe.len(),
+                symbols.join(",")
+            );
+            tracing::warn!(failed = failed.len(), "Track A snapshots failed: {why}");
+            self.processor.events.system(now, SystemEvent::gap(cycle, now, "swing", "api_error", Some(detail))).await?;
         }
         inc(&self.processor.events.stats.track_a_cycles);
         Ok(true)
