@@ -195,6 +195,7 @@ async fn launch_provider<P: MarketProvider>(
     let events = ctx.events(pid);
     let now = clock.now();
 
+    provider.check_credentials().await?;
     // The day's universe, fixed for the day (seed 001 §2.2); rebuilt each trading day.
     let uni = day_universe(provider.as_ref(), ctx, now.kst().date()).await?;
     let symbols: Arc<Vec<Symbol>> = Arc::new(uni.symbols());

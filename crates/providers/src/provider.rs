@@ -69,6 +69,12 @@ pub trait MarketProvider: Send + Sync + 'static {
     /// Streams frames for the symbols in `subscriptions` (changes take effect as they
     /// arrive) into `out` until `stop` turns true. `out` is bounded: a full channel blocks
     /// the stream, which is the pipeline's back-pressure policy for market data.
+    /// Proves the credentials work (KIS: an access token and a WebSocket approval key), so a
+    /// wrong key fails at start-up rather than when the market opens.
+    fn check_credentials(&self) -> impl Future<Output = Result<(), ProviderError>> + Send {
+        std::future::ready(Ok(()))
+    }
+
     /// Degrade mode (seed 000 §3.3): from the next session on, subscribe to trades only,
     /// the lightest feed that still shows the market moving. Providers without a lighter
     /// feed ignore it.

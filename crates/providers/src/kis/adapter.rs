@@ -136,6 +136,11 @@ impl KisProvider {
 }
 
 impl MarketProvider for KisProvider {
+    async fn check_credentials(&self) -> Result<(), ProviderError> {
+        self.rest.token().await?;
+        self.rest.approval_key().await.map(|_| ())
+    }
+
     fn set_trades_only(&self, on: bool) {
         self.trades_only.store(on, Ordering::Release);
     }
