@@ -142,7 +142,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let live = collector.live.clone();
         let (stop_tx, stop_rx) = watch::channel(false);
         reload_on_sighup(live.clone(), args.config.clone());
-        let targets = Arc::new(crate::faults::Targets { kis: fakes.kis_faults.clone(), pressure: live.pressure.clone() });
+        let targets = Arc::new(crate::faults::Targets {
+            kis: fakes.kis_faults.clone(),
+            upbit: fakes.upbit.as_ref().map(|u| u.faults.clone()),
+            pressure: live.pressure.clone(),
+        });
         for (fault, on, off) in faults {
             tokio::spawn(crate::faults::run(fault, on, off, clock, targets.clone()));
         }

@@ -12,6 +12,7 @@ use jiff::civil::{Date, DateTime, Time};
 use engine::mitigation::Pressure;
 use model::{Clock, UtcTime};
 use providers::kis::fake::FaultSwitch;
+use providers::upbit::fake::Faults as UpbitFaults;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -59,9 +60,11 @@ impl FromStr for Fault {
     }
 }
 
-/// What the faults act on.
+/// What the faults act on: the fake servers running in this process and the probe.
 pub struct Targets {
     pub kis: FaultSwitch,
+    /// The fake Upbit server, when the crypto market runs too.
+    pub upbit: Option<Arc<UpbitFaults>>,
     pub pressure: Arc<Pressure>,
 }
 
@@ -85,23 +88,47 @@ pub async fn run(fault: Fault, on: UtcTime, off: UtcTime, clock: Clock, targets:
     clock.sleep_until(on).await;
     tracing::warn!(kind = ?fault.kind, until = %off, "fault script: on");
     let kis = &targets.kis;
+    let upbit = targets.upbit.as_deref();
     match fault.kind {
         Kind::WsDisconnect => {
             kis.refuse_connections_until(off);
             kis.drop_connections();
+            if let Some(u) = upbit {
+                u.refuse_connections_until(off);
+                u.drop_connections();
+            }
         }
-        Kind::WsSilent => kis.withhold_data(true),
-        Kind::WsStall => kis.set_stall(true),
-        Kind::Rest429 => kis.fail_next_requests(429, u32::MAX),
-        Kind::Rest5xx => kis.fail_next_requests(503, u32::MAX),
+        Kind::WsSilent => {
+            kis.withhold_data(true);
+            // Upbit has no server heartbeat to keep: its silent socket is a stalled one.
+            upbit.inspect(|u| u.set_stall(true));
+        }
+        Kind::WsStall => {
+            kis.set_stall(true);
+            upbit.inspect(|u| u.set_stall(true));
+        }
+        Kind::Rest429 | Kind::Rest5xx => {
+            let status = if fault.kind == Kind::Rest429 { 429 } else { 503 };
+            kis.fail_next_requests(status, u32::MAX);
+            upbit.inspect(|u| u.fail_rest(status, u32::MAX));
+        }
         Kind::CpuPressure => targets.pressure.force_cpu(100.0, off),
     }
     clock.sleep_until(off).await;
     match fault.kind {
         Kind::WsDisconnect | Kind::CpuPressure => {} // both end by themselves at `off`
-        Kind::WsSilent => kis.withhold_data(false),
-        Kind::WsStall => kis.set_stall(false),
-        Kind::Rest429 | Kind::Rest5xx => kis.fail_next_requests(0, 0),
+        Kind::WsSilent => {
+            kis.withhold_data(false);
+            upbit.inspect(|u| u.set_stall(false));
+        }
+        Kind::WsStall => {
+            kis.set_stall(false);
+            upbit.inspect(|u| u.set_stall(false));
+        }
+        Kind::Rest429 | Kind::Rest5xx => {
+            kis.fail_next_requests(0, 0);
+            upbit.inspect(|u| u.fail_rest(0, 0));
+        }
     }
     tracing::warn!(kind = ?fault.kind, "fault script: off");
 }
