@@ -3,6 +3,8 @@ use serde::{Deserialize, Serialize};
 
 const MIN_BUFFER: usize = 4 * 1024;
 const MAX_BUFFER: usize = 64 * 1024 * 1024;
+/// Bounds the memory the I/O queue may hold (with `MAX_BUFFER`) to something sane.
+const MAX_QUEUE: usize = 1024;
 const HOUR_MS: u64 = 3_600_000;
 
 /// The `archive` section of the configuration.
@@ -11,6 +13,8 @@ const HOUR_MS: u64 = 3_600_000;
 pub struct ArchiveConfig {
     /// Per open file; a file's buffer is handed to the OS once it reaches this size.
     pub buffer_bytes: usize,
+    /// Full buffers that may wait for the archive's I/O thread before appends wait too.
+    pub io_queue_buffers: usize,
     /// Wall-clock period at which the engine calls [`crate::ArchiveWriter::sync`]; the
     /// writer itself never looks at a clock.
     pub fsync_interval: Interval,
@@ -22,6 +26,7 @@ impl Default for ArchiveConfig {
     fn default() -> Self {
         ArchiveConfig {
             buffer_bytes: 1024 * 1024,
+            io_queue_buffers: 16,
             fsync_interval: Interval::from_millis(1_000),
             scalp_window: Interval::from_millis(300_000),
         }
@@ -31,6 +36,7 @@ impl Default for ArchiveConfig {
 impl Validate for ArchiveConfig {
     fn validate(&self, c: &mut Checker) {
         c.range("buffer_bytes", self.buffer_bytes, MIN_BUFFER, MAX_BUFFER);
+        c.range("io_queue_buffers", self.io_queue_buffers, 1, MAX_QUEUE);
         c.check(
             self.fsync_interval.as_millis() <= HOUR_MS,
             "fsync_interval",
@@ -64,6 +70,7 @@ mod tests {
     fn rejects_bad_values_naming_the_key() {
         let cfg = ArchiveConfig {
             buffer_bytes: 100,
+            io_queue_buffers: 16,
             fsync_interval: "2h".parse().unwrap(),
             scalp_window: "7m".parse().unwrap(),
         };
@@ -85,7 +92,7 @@ mod tests {
     #[test]
     fn rejects_unknown_keys() {
         let err = serde_json::from_str::<ArchiveConfig>(
-            r#"{"buffer_bytes":4096,"fsync_interval":"1s","scalp_window":"5m","x":1}"#,
+            r#"{"buffer_bytes":4096,"io_queue_buffers":4,"fsync_interval":"1s","scalp_window":"5m","x":1}"#,
         )
         .unwrap_err();
         assert!(err.to_string().contains("unknown field"));

@@ -13,6 +13,7 @@
 mod config;
 mod error;
 mod fsutil;
+mod io;
 pub mod manifest;
 mod recovery;
 mod stream;

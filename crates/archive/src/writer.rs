@@ -1,13 +1,14 @@
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions, TryLockError};
-use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use model::settings::Interval;
 use model::{SessionId, UtcTime};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::io::{Io, Target};
 use crate::manifest::{Manifest, ManifestEntry};
 use crate::recovery::{self, Recovery};
 use crate::stream::{Partition, Stream};
@@ -36,62 +37,44 @@ struct OpenFile {
     path: PathBuf,
     date: String,
     end: UtcTime,
-    file: File,
+    /// The file, its hash and write errors, shared with the I/O thread.
+    target: Arc<Target>,
     buf: Vec<u8>,
-    /// Covers exactly the bytes already handed to the OS; `buf` is hashed when flushed.
-    hasher: Sha256,
     size: u64,
     lines: u64,
     unsynced: bool,
 }
 
-/// Asks the kernel to start writing the file's dirty pages now, without waiting. The
-/// periodic fsync then finds little left to do, so durability costs no long stall and disk
-/// writes overlap with our CPU work instead of piling up until the next fsync.
-#[cfg(target_os = "linux")]
-fn start_writeback(file: &File) {
-    use std::os::fd::AsRawFd;
-    // SAFETY: plain syscall on a valid open descriptor; offset 0 and length 0 mean the
-    // whole file; SYNC_FILE_RANGE_WRITE only initiates write-out. A failure is harmless
-    // (the next fsync writes everything and reports any error), so the result is ignored.
-    unsafe {
-        libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn start_writeback(_file: &File) {}
-
 impl OpenFile {
-    fn flush(&mut self) -> Result<(), ArchiveError> {
+    /// Hands the buffer to the I/O thread (a write error there surfaces here, at the next
+    /// flush, or at the next sync at the latest).
+    fn flush(&mut self, io: &Io) -> Result<(), ArchiveError> {
+        self.target.check()?;
         if !self.buf.is_empty() {
-            self.file.write_all(&self.buf).map_err(ArchiveError::io(&self.path))?;
-            self.hasher.update(&self.buf);
-            self.buf.clear();
+            let capacity = self.buf.capacity();
+            let full = std::mem::replace(&mut self.buf, Vec::with_capacity(capacity));
+            io.write(&self.target, full);
             self.unsynced = true;
-            start_writeback(&self.file);
         }
         Ok(())
     }
 
+    /// fsync; the caller has flushed and drained the I/O thread.
     fn sync(&mut self) -> Result<(), ArchiveError> {
-        self.flush()?;
+        self.target.check()?;
         if self.unsynced {
-            self.file.sync_data().map_err(ArchiveError::io(&self.path))?;
+            self.target.file().sync_data().map_err(ArchiveError::io(&self.path))?;
             self.unsynced = false;
         }
         Ok(())
     }
 
-    fn finish(mut self, closed_at: UtcTime) -> Result<(String, String, ManifestEntry), ArchiveError> {
-        self.flush()?;
-        self.file.sync_all().map_err(ArchiveError::io(&self.path))?;
-        let entry = ManifestEntry {
-            size: self.size,
-            lines: self.lines,
-            sha256: hex::encode(self.hasher.finalize()),
-            closed_at,
-        };
+    fn finish(mut self, io: &Io, closed_at: UtcTime) -> Result<(String, String, ManifestEntry), ArchiveError> {
+        self.flush(io)?;
+        io.drain();
+        self.target.check()?;
+        self.target.file().sync_all().map_err(ArchiveError::io(&self.path))?;
+        let entry = ManifestEntry { size: self.size, lines: self.lines, sha256: self.target.sha256(), closed_at };
         Ok((self.rel, self.date, entry))
     }
 }
@@ -113,6 +96,7 @@ pub struct ArchiveWriter {
     lines_written: u64,
     files_closed: u64,
     finished: bool,
+    io: Io,
 }
 
 impl ArchiveWriter {
@@ -174,6 +158,7 @@ impl ArchiveWriter {
             lines_written: 0,
             files_closed: 0,
             finished: false,
+            io: Io::start(cfg.io_queue_buffers)?,
         };
         Ok((writer, recovery))
     }
@@ -202,7 +187,7 @@ impl ArchiveWriter {
         self.bytes_written += n;
         self.lines_written += 1;
         if f.buf.len() >= self.buffer_bytes
-            && let Err(e) = f.flush()
+            && let Err(e) = f.flush(&self.io)
         {
             self.poison(slot);
             return Err(e);
@@ -265,12 +250,11 @@ impl ArchiveWriter {
         Ok(Box::new(OpenFile {
             slot,
             rel: part.path,
-            path,
+            path: path.clone(),
             date: part.date,
             end: part.end,
-            file,
-            buf: Vec::new(),
-            hasher,
+            target: Target::new(path, file, hasher),
+            buf: Vec::with_capacity(self.buffer_bytes),
             size,
             lines,
             unsynced: false,
@@ -291,7 +275,7 @@ impl ArchiveWriter {
         for f in files {
             let (slot, end) = (f.slot, f.end);
             self.floor[slot] = self.floor[slot].max(end);
-            match f.finish(closed_at) {
+            match f.finish(&self.io, closed_at) {
                 Ok((rel, date, entry)) => by_date.entry(date).or_default().push((rel, entry)),
                 Err(e) => {
                     tracing::error!(error = %e, "could not close archive file; recovery will close it at next start");
@@ -341,6 +325,15 @@ impl ArchiveWriter {
     /// Hands every buffer to the OS and fsyncs every file with unsynced data.
     pub fn sync(&mut self) -> Result<(), ArchiveError> {
         let mut first_err = None;
+        for slot in 0..self.slots.len() {
+            if let Some(f) = self.slots[slot].as_mut()
+                && let Err(e) = f.flush(&self.io)
+            {
+                self.poison(slot);
+                first_err.get_or_insert(e);
+            }
+        }
+        self.io.drain();
         for slot in 0..self.slots.len() {
             if let Some(f) = self.slots[slot].as_mut()
                 && let Err(e) = f.sync()
@@ -416,7 +409,7 @@ impl Drop for ArchiveWriter {
             return;
         }
         for f in self.slots.iter_mut().flatten() {
-            if let Err(e) = f.flush() {
+            if let Err(e) = f.flush(&self.io) {
                 tracing::error!(error = %e, "could not flush archive buffer while dropping the writer");
             }
         }

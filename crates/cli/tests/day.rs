@@ -10,20 +10,15 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use common::{cmd, lines_under, run, text};
+use common::{cmd, kst_ms_on, lines_under, ms, run, text};
 
 const DAY: &str = "20261123";
 const SPEED: &str = "120";
 /// Sensitive triggers, so that more symbols compete than there are slots.
 const MIN_SCORE: f64 = 0.05;
 
-fn ms(v: &Value, key: &str) -> i64 {
-    let s = v[key].as_str().unwrap_or_else(|| panic!("{key} missing in {v}"));
-    model::UtcTime::parse(s).unwrap().as_millis()
-}
-
 fn kst_ms(hhmmss: &str) -> i64 {
-    model::UtcTime::from_kst(format!("2026-11-23T{hhmmss}").parse().unwrap()).as_millis()
+    kst_ms_on("2026-11-23", hhmmss)
 }
 
 fn events(data: &Path) -> Vec<Value> {

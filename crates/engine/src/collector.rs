@@ -27,6 +27,7 @@ use crate::health::HealthTask;
 use crate::mitigation::Pressure;
 use crate::observer::ObserverCore;
 use crate::pipeline::{Events, FrameProcessor, RawRefs};
+use crate::poll::Poller;
 use crate::reconnect::{EvidenceRequest, Outage, Supervisor};
 use crate::schedule::{End, Schedule};
 use crate::selector::Selector;
@@ -92,10 +93,12 @@ impl Live {
         self.outages.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// `connected`, `reconnecting` or `degraded`, over all providers.
+    /// `rest_polling`, `reconnecting`, `degraded`, `connected` or `connecting`, over all providers.
     pub fn connection_state(&self) -> &'static str {
         let outages = self.outages();
-        if outages.iter().any(|o| o.is_open()) {
+        if outages.iter().any(|o| o.rest_polling.load(Relaxed)) {
+            "rest_polling"
+        } else if outages.iter().any(|o| o.is_open()) {
             "reconnecting"
         } else if self.degraded.load(Relaxed) {
             "degraded"
@@ -237,6 +240,7 @@ async fn launch_provider<P: MarketProvider>(
     // Provider stream → observer. The frames channel blocks the stream when full.
     let (frames_tx, mut frames_rx) = mpsc::channel::<RawFrame>(cfg.pipeline.frames_capacity);
     let clock_frames = frames_tx.clone();
+    let poll_frames = frames_tx.clone();
     let (subs_tx, subs_rx) = watch::channel(slots.as_ref().clone());
     let outage = Arc::new(Outage::default());
     live.outages.lock().unwrap_or_else(|p| p.into_inner()).push(outage.clone());
@@ -272,11 +276,15 @@ async fn launch_provider<P: MarketProvider>(
         subs: subs_tx,
         events: events.clone(),
         clock,
+        raw: processor(),
     };
     let stop = ctx.stop.clone();
     tasks.spawn(async move { selector.run(stop).await.map_err(CollectError::from) });
     {
         let mut p = processor();
+        // Degrade-mode REST polls (`poll`): their own guard state, and raw lines that say so.
+        let mut polls = processor();
+        polls.quality = QualityFlag::Degraded;
         let (book, events, subs, outage, activity, monitor) =
             (book.clone(), events.clone(), subs_rx.clone(), outage.clone(), activity.clone(), monitor.clone());
         let mut sampler = Sampler::new(pid, market, book.clone(), events.clone(), false);
@@ -291,10 +299,21 @@ async fn launch_provider<P: MarketProvider>(
                 // Queue lag in wall-clock terms: the thresholds are about this machine.
                 let lag = clock.now().millis_since(frame.receive_time).max(0) as f64 / clock.speed().max(1.0);
                 gauges_stats.gauges.queue_lag_ms.fetch_max(lag as u64, Relaxed);
-                p.process(&frame, &mut passed).await?;
+                if frame.kind != RawFrameKind::Rest {
+                    p.process(&frame, &mut passed).await?;
+                }
                 activity.on_frame(frame.receive_time);
                 if frame.kind == RawFrameKind::Clock {
                     sampler.sample(&frame.frame, frame.receive_time, p.last_level).await?;
+                    continue;
+                }
+                if frame.kind == RawFrameKind::Rest {
+                    // Only the poller sends REST frames here: they feed the book for Track B
+                    // and are not stream data (the outage stays open, silence keeps counting).
+                    polls.process(&frame, &mut passed).await?;
+                    for rec in &passed {
+                        book.apply(rec.meta.receive_time, &rec.body);
+                    }
                     continue;
                 }
                 if passed.is_empty() {
@@ -421,6 +440,21 @@ async fn launch_provider<P: MarketProvider>(
     };
     let stop = ctx.stop.clone();
     tasks.spawn(async move { track_b.run(stop).await.map_err(CollectError::from) });
+    let poller = Poller {
+        provider: provider.clone(),
+        clock,
+        every: cfg.watchdog.poll_interval,
+        after: cfg.watchdog.poll_after,
+        schedule: track_b_schedule.clone(),
+        degraded: live.degraded.clone(),
+        outage: outage.clone(),
+        activity: activity.clone(),
+        slots: subs_rx.clone(),
+        frames: poll_frames,
+        events: events.clone(),
+    };
+    let stop = ctx.stop.clone();
+    tasks.spawn(async move { poller.run(stop).await.map_err(CollectError::from) });
     let watchdog = Watchdog {
         config: cfg.watchdog.clone(),
         clock,

@@ -10,6 +10,7 @@ pub mod health;
 pub mod mitigation;
 pub mod observer;
 pub mod pipeline;
+pub mod poll;
 pub mod reconnect;
 pub mod replay;
 pub mod schedule;

@@ -82,8 +82,9 @@ pub struct FrameProcessor<P> {
     pub refs: RawRefs,
     /// Mitigation level recorded with the last raw frame, for records derived in band from it.
     pub last_level: u8,
-    /// `Gap` for the REST snapshots taken as evidence after a stream gap: their raw lines
-    /// and records say so, and replay keeps them out of the swing files.
+    /// `Gap` for the REST snapshots taken as evidence after a stream gap, `Degraded` for
+    /// degrade mode's REST polls: their raw lines and records say so, and replay keeps them
+    /// out of the swing files.
     pub quality: QualityFlag,
 }
 
@@ -122,8 +123,8 @@ impl<P: MarketProvider> FrameProcessor<P> {
             let symbol = event.symbol().clone();
             match self.core.observe(event_time, rt, event, raw_ref) {
                 Ok(mut rec) => {
-                    if self.quality == QualityFlag::Gap {
-                        rec.meta.quality_flag = QualityFlag::Gap;
+                    if self.quality != QualityFlag::Normal {
+                        rec.meta.quality_flag = self.quality;
                     }
                     passed.push(rec)
                 }

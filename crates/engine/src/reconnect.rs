@@ -66,6 +66,9 @@ pub struct Outage {
     pub scalp_paused: AtomicBool,
     /// Whether a stream session is currently up (for the status line).
     pub connected: AtomicBool,
+    /// Track B is fed by REST polls (degrade mode, stream dead): it keeps sampling even
+    /// when scalp recording would otherwise pause.
+    pub rest_polling: AtomicBool,
     /// Asks the supervisor to drop the current session and connect again (the watchdog).
     pub restart: Notify,
     evidence: Mutex<Option<mpsc::UnboundedSender<EvidenceRequest>>>,

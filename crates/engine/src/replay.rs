@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
 use serde::Deserialize;
 
 use archive::Stream;
-use model::{MarketEvent, Meta, Provider, RawFrame, RawFrameKind, SessionId, UtcTime};
+use model::{MarketEvent, Meta, Provider, QualityFlag, RawFrame, RawFrameKind, SessionId, UtcTime};
 
 use crate::book::LatestBook;
 use crate::config::EngineConfig;
@@ -103,7 +103,7 @@ pub async fn replay(archive: &Path, out: &Path, cfg: &EngineConfig) -> Result<Re
         let book = Arc::new(LatestBook::default());
         let mut refs = RawRefs::default();
         // Per session: Track A's core sees REST frames, the stream's core the rest, as live.
-        let mut state: Option<(SessionId, ObserverCore, ObserverCore, Sampler)> = None;
+        let mut state: Option<(SessionId, ObserverCore, ObserverCore, ObserverCore, Sampler)> = None;
         for path in jsonl_files(&dir)? {
             let text =
                 std::fs::read_to_string(&path).map_err(|source| ReplayError::Io { path: path.clone(), source })?;
@@ -152,10 +152,10 @@ pub async fn replay(archive: &Path, out: &Path, cfg: &EngineConfig) -> Result<Re
                         mitigation: mitigation.clone(),
                     };
                     let sampler = Sampler::new(pid, mapper.market, book.clone(), events, true);
-                    let (rest, ws) = (core(), core());
-                    state = Some((session, rest, ws, sampler));
+                    let (rest, polls, ws) = (core(), core(), core());
+                    state = Some((session, rest, polls, ws, sampler));
                 }
-                let Some((_, core_rest, core_ws, sampler)) = state.as_mut() else { continue };
+                let Some((_, core_rest, core_polls, core_ws, sampler)) = state.as_mut() else { continue };
                 report.frames += 1;
                 let frame = RawFrame {
                     provider: l.provider,
@@ -177,12 +177,18 @@ pub async fn replay(archive: &Path, out: &Path, cfg: &EngineConfig) -> Result<Re
                                 continue;
                             }
                         };
-                        let core = if frame.kind == RawFrameKind::Rest { &mut *core_rest } else { &mut *core_ws };
+                        // Degrade-mode polls fed the book, as stream frames do (`poll`).
+                        let polled = frame.kind == RawFrameKind::Rest && l.meta.quality_flag == QualityFlag::Degraded;
+                        let core = match frame.kind {
+                            RawFrameKind::Rest if polled => &mut *core_polls,
+                            RawFrameKind::Rest => &mut *core_rest,
+                            _ => &mut *core_ws,
+                        };
                         for (et, event) in parsed {
                             match core.observe(et, rt, event, Some(refs.get(pid, rt, l.seq))) {
-                                Ok(rec) if frame.kind == RawFrameKind::Rest => {
+                                Ok(rec) if frame.kind == RawFrameKind::Rest && !polled => {
                                     // Gap evidence went to the event log, not to swing.
-                                    let evidence = l.meta.quality_flag == model::QualityFlag::Gap;
+                                    let evidence = l.meta.quality_flag == QualityFlag::Gap;
                                     if let (MarketEvent::Snapshot(_), false) = (&rec.body, evidence) {
                                         let stream = Stream::Swing(rec.body.provider(), rec.body.market());
                                         handle.write(stream, rt, &rec).await?;

@@ -13,7 +13,7 @@ use model::settings::Interval;
 use model::{Clock, Symbol, SystemEvent};
 use providers::MarketProvider;
 
-use crate::pipeline::Events;
+use crate::pipeline::{Events, FrameProcessor};
 use crate::schedule::Schedule;
 use crate::sink::SinkError;
 use crate::slots::SlotManager;
@@ -33,6 +33,8 @@ pub struct Selector<P> {
     pub subs: watch::Sender<Vec<Symbol>>,
     pub events: Events,
     pub clock: Clock,
+    /// Archives each ranking response raw before it is used, like every provider frame.
+    pub raw: FrameProcessor<P>,
 }
 
 impl<P: MarketProvider> Selector<P> {
@@ -59,7 +61,12 @@ impl<P: MarketProvider> Selector<P> {
             match self.provider.volume_ranking().await {
                 Ok(r) => {
                     ranking_failed = false;
-                    self.monitor.lock().unwrap_or_else(|p| p.into_inner()).on_ranking(now, &r);
+                    if let Some(frame) = &r.raw {
+                        // Parses to no market event: the response is evidence for the
+                        // slot decisions, not data for a track.
+                        self.raw.process(frame, &mut Vec::new()).await?;
+                    }
+                    self.monitor.lock().unwrap_or_else(|p| p.into_inner()).on_ranking(now, &r.rows);
                 }
                 // Once per failure streak: the other inputs still score candidates.
                 Err(e) if !ranking_failed => {

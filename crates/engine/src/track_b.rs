@@ -40,6 +40,10 @@ pub struct Tick {
     pub interval_ms: u64,
     /// The slot symbols to sample, in order.
     pub slots: Vec<Symbol>,
+    /// The book is fed by REST polls (degrade mode with a dead stream): samples are marked
+    /// degraded. Absent from the frames of ordinary ticks.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub polled: bool,
 }
 
 /// Puts a clock frame into the frame queue at every due sampling time.
@@ -72,7 +76,8 @@ impl TrackBClock {
                 _ = model::stopped(&mut stop) => return Ok(()),
             }
             from = due.plus_millis(1);
-            if self.paused.scalp_paused.load(Relaxed) {
+            let polled = self.paused.rest_polling.load(Relaxed);
+            if self.paused.scalp_paused.load(Relaxed) && !polled {
                 continue;
             }
             let interval = self.schedule.interval_ms;
@@ -84,7 +89,7 @@ impl TrackBClock {
             }
             let slots = self.slots.borrow().clone();
             add(&self.events.stats.scalp_expected, slots.len() as u64);
-            let tick = Tick { due, interval_ms: interval as u64, slots };
+            let tick = Tick { due, interval_ms: interval as u64, slots, polled };
             let frame = RawFrame {
                 provider: self.provider,
                 kind: RawFrameKind::Clock,
@@ -145,7 +150,7 @@ impl Sampler {
             meta.mitigation_level = level;
             // Samples are derived from the provider's frames: they carry its mapper version.
             meta.mapper_version = providers::mapper(self.provider).map(|m| std::borrow::Cow::Borrowed(m.version));
-            if level > 0 {
+            if level > 0 || tick.polled {
                 meta.quality_flag = QualityFlag::Degraded;
             }
             let rec = Record { body: sample, meta };

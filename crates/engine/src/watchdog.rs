@@ -37,6 +37,10 @@ pub struct WatchdogConfig {
     pub degrade_within: Interval,
     /// Healthy data this long leaves degrade mode.
     pub recover_after: Interval,
+    /// In degrade mode, stream silence this long makes Track B fall back to REST polls…
+    pub poll_after: Interval,
+    /// …of every slot symbol once per this period (through the provider's rate limiter).
+    pub poll_interval: Interval,
     /// A symbol is stale after this many of its own mean gaps between updates…
     pub stale_multiple: f64,
     /// …but never sooner than `stale_min` nor later than `stale_max`.
@@ -52,6 +56,11 @@ impl Validate for WatchdogConfig {
             self.check_interval.as_millis() < self.silence.as_millis(),
             "check_interval",
             format_args!("{} must be shorter than silence", self.check_interval),
+        );
+        c.check(
+            self.poll_interval.as_millis() > 0,
+            "poll_interval",
+            format_args!("{} must be longer than zero", self.poll_interval),
         );
         c.check(
             self.stale_multiple >= 1.0,
@@ -179,8 +188,10 @@ impl Watchdog {
                 _ = model::stopped(&mut stop) => return Ok(()),
             }
             let now = self.clock.now();
-            if self.quiet(now) || self.outage.is_open() {
-                // The supervisor owns a dead socket; quiet periods owe us nothing.
+            let socket_down = self.outage.is_open() && !self.outage.connected.load(Relaxed);
+            if self.quiet(now) || socket_down {
+                // The supervisor owns a dead socket; quiet periods owe us nothing. A session
+                // that reconnected but still delivers nothing is ours again.
                 watching_since = now;
                 continue;
             }
@@ -258,6 +269,8 @@ mod tests {
             silence: "60s".parse().unwrap(),
             degrade_within: "5m".parse().unwrap(),
             recover_after: "5m".parse().unwrap(),
+            poll_after: "30s".parse().unwrap(),
+            poll_interval: "5s".parse().unwrap(),
             stale_multiple: 10.0,
             stale_min: "30s".parse().unwrap(),
             stale_max: "10m".parse().unwrap(),

@@ -50,6 +50,14 @@ pub struct UniverseEntry {
     pub traded_value_24h: Option<Price>,
 }
 
+/// A provider's volume ranking (symbols by day volume, best first) and the response it was
+/// read from, which the engine archives raw like every other frame.
+#[derive(Debug, Clone, Default)]
+pub struct VolumeRanking {
+    pub raw: Option<RawFrame>,
+    pub rows: Vec<(Symbol, Qty)>,
+}
+
 pub trait MarketProvider: Send + Sync + 'static {
     fn id(&self) -> Provider;
     fn market(&self) -> Market;
@@ -82,8 +90,8 @@ pub trait MarketProvider: Send + Sync + 'static {
 
     /// The provider's volume ranking (symbols by day volume, best first), where it has one:
     /// one of the trigger engine's inputs.
-    fn volume_ranking(&self) -> impl Future<Output = Result<Vec<(Symbol, Qty)>, ProviderError>> + Send {
-        std::future::ready(Ok(Vec::new()))
+    fn volume_ranking(&self) -> impl Future<Output = Result<VolumeRanking, ProviderError>> + Send {
+        std::future::ready(Ok(VolumeRanking::default()))
     }
 
     fn stream(

@@ -14,6 +14,7 @@ pub fn kst(s: &str) -> UtcTime {
 pub fn cfg() -> ArchiveConfig {
     ArchiveConfig {
         buffer_bytes: 64 * 1024,
+        io_queue_buffers: 4,
         fsync_interval: "1s".parse().unwrap(),
         scalp_window: "5m".parse().unwrap(),
     }

@@ -57,3 +57,14 @@ pub fn lines_under(dir: &Path) -> Vec<Value> {
 pub fn count_lines_under(dir: &Path) -> usize {
     lines_under(dir).len()
 }
+
+/// Milliseconds of the RFC 3339 time at `key` of `v`.
+pub fn ms(v: &Value, key: &str) -> i64 {
+    let s = v[key].as_str().unwrap_or_else(|| panic!("{key} missing in {v}"));
+    model::UtcTime::parse(s).unwrap().as_millis()
+}
+
+/// Milliseconds of `hhmmss` (Seoul time) on `day` (YYYY-MM-DD).
+pub fn kst_ms_on(day: &str, hhmmss: &str) -> i64 {
+    model::UtcTime::from_kst(format!("{day}T{hhmmss}").parse().unwrap()).as_millis()
+}

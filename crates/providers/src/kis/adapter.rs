@@ -145,9 +145,9 @@ impl MarketProvider for KisProvider {
         self.trades_only.store(on, Ordering::Release);
     }
 
-    async fn volume_ranking(&self) -> Result<Vec<(Symbol, model::Qty)>, ProviderError> {
-        let (_, rows) = self.rest.volume_rank().await?;
-        Ok(rows.into_iter().map(|r| (r.symbol, r.volume)).collect())
+    async fn volume_ranking(&self) -> Result<crate::VolumeRanking, ProviderError> {
+        let (raw, rows) = self.rest.volume_rank().await?;
+        Ok(crate::VolumeRanking { raw: Some(raw), rows: rows.into_iter().map(|r| (r.symbol, r.volume)).collect() })
     }
 
     fn id(&self) -> Provider {

@@ -1,0 +1,146 @@
+//! Degrade mode's last resort (seed 000 §3.3): when the stream stays dead in degrade mode,
+//! Track B is fed from REST polls of the slot symbols.
+//!
+//! The poller does not touch the book. It puts each REST response into the provider's
+//! frame queue, and the observer applies it in order with the stream's frames and Track B's
+//! clock frames, so the raw archive holds the polls (quality flag `degraded`) exactly where
+//! they were used and `replay` samples the same states. Polls never count as stream data:
+//! they do not close the outage (its gap marker still tells how long ticks were missing)
+//! and do not reset the watchdog's silence. Samples taken while polling say so (quality
+//! flag `degraded`), and each carries the age of its data as always.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+
+use serde_json::json;
+use tokio::sync::{mpsc, watch};
+
+use model::settings::Interval;
+use model::{Clock, RawFrame, Symbol, SystemEvent, UtcTime};
+use providers::MarketProvider;
+
+use crate::pipeline::Events;
+use crate::reconnect::Outage;
+use crate::schedule::Schedule;
+use crate::sink::SinkError;
+use crate::watchdog::Activity;
+
+pub struct Poller<P> {
+    pub provider: Arc<P>,
+    pub clock: Clock,
+    /// Period of a poll round over every slot symbol (`watchdog.poll_interval`).
+    pub every: Interval,
+    /// Stream silence in degrade mode before polling starts (`watchdog.poll_after`).
+    pub after: Interval,
+    /// Track B's window: polls only feed samples.
+    pub schedule: Schedule,
+    pub degraded: Arc<AtomicBool>,
+    pub outage: Arc<Outage>,
+    pub activity: Arc<Activity>,
+    pub slots: watch::Receiver<Vec<Symbol>>,
+    pub frames: mpsc::Sender<RawFrame>,
+    pub events: Events,
+}
+
+/// Whether the stream counts as dead for Track B: in degrade mode, and no stream data for
+/// `after` since the later of the last data and entering degrade mode (the trades-only
+/// session degrade mode starts gets that long to deliver).
+pub fn stream_dead(degraded_since: Option<UtcTime>, last_data: Option<UtcTime>, now: UtcTime, after: Interval) -> bool {
+    let Some(entered) = degraded_since else { return false };
+    let since = last_data.map_or(entered, |d| d.max(entered));
+    now.millis_since(since) >= after.as_millis() as i64
+}
+
+impl<P: MarketProvider> Poller<P> {
+    pub async fn run(self, mut stop: watch::Receiver<bool>) -> Result<(), SinkError> {
+        let every = self.every.as_millis() as i64;
+        let mut degraded_since: Option<UtcTime> = None;
+        let mut polling = false;
+        let mut next = self.clock.now();
+        loop {
+            next = next.plus_millis(every).max(self.clock.now());
+            tokio::select! {
+                _ = self.clock.sleep_until(next) => {}
+                _ = model::stopped(&mut stop) => return Ok(()),
+            }
+            let now = self.clock.now();
+            degraded_since = match (self.degraded.load(Relaxed), degraded_since) {
+                (true, None) => Some(now),
+                (true, since) => since,
+                (false, _) => None,
+            };
+            let dead = stream_dead(degraded_since, self.activity.last_data(), now, self.after);
+            let want = dead && self.schedule.in_window(now);
+            if want != polling {
+                polling = want;
+                self.outage.rest_polling.store(want, Relaxed);
+                self.announce(now, want).await?;
+            }
+            if !polling {
+                continue;
+            }
+            let slots = self.slots.borrow().clone();
+            let mut failed: Vec<String> = Vec::new();
+            for symbol in &slots {
+                // Through the provider's rate limiter, shared with Track A.
+                match self.provider.snapshot(symbol).await {
+                    Ok(frame) => {
+                        if self.frames.send(frame).await.is_err() {
+                            return Ok(()); // the observer has stopped: the run is ending
+                        }
+                    }
+                    Err(e) => failed.push(format!("{symbol}: {e}")),
+                }
+            }
+            if !failed.is_empty() {
+                // The samples show it too: their data_age_ms keeps growing.
+                tracing::warn!(provider = %self.events.provider, failed = failed.len(), first = %failed[0], "REST polls failed");
+            }
+        }
+    }
+
+    async fn announce(&self, now: UtcTime, on: bool) -> Result<(), SinkError> {
+        let n = self.slots.borrow().len();
+        let ev = if on {
+            tracing::error!(provider = %self.events.provider, "stream dead in degrade mode: Track B polls REST");
+            SystemEvent::SelfHealing {
+                action: "rest_polling".into(),
+                level: 2,
+                reason: format!("stream still silent {} into degrade mode; Track B fed by REST polls", self.after),
+                detail: Some(
+                    json!({ "slots": n, "poll_interval": self.every.to_string(), "last_data": self.activity.last_data() }),
+                ),
+            }
+        } else {
+            tracing::info!(provider = %self.events.provider, "REST polling stopped");
+            SystemEvent::SelfHealing {
+                action: "rest_polling_stopped".into(),
+                level: 0,
+                reason: "stream data returned, degrade mode ended or Track B's window closed".into(),
+                detail: Some(json!({ "last_data": self.activity.last_data() })),
+            }
+        };
+        self.events.system(now, ev).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stream_is_dead_only_in_degrade_mode_after_the_grace_period() {
+        let t0 = UtcTime::from_millis(1_800_000_000_000);
+        let after: Interval = "30s".parse().unwrap();
+        // Not degraded: never, however long the silence.
+        assert!(!stream_dead(None, Some(t0), t0.plus_millis(3_600_000), after));
+        // Just entered degrade mode after a long silence: the new session gets `after`.
+        assert!(!stream_dead(Some(t0), Some(t0.plus_millis(-120_000)), t0.plus_millis(29_999), after));
+        assert!(stream_dead(Some(t0), Some(t0.plus_millis(-120_000)), t0.plus_millis(30_000), after));
+        // Data after entering: counted from the data.
+        assert!(!stream_dead(Some(t0), Some(t0.plus_millis(20_000)), t0.plus_millis(40_000), after));
+        assert!(stream_dead(Some(t0), Some(t0.plus_millis(20_000)), t0.plus_millis(50_000), after));
+        // No data ever: counted from entering degrade mode.
+        assert!(stream_dead(Some(t0), None, t0.plus_millis(30_000), after));
+    }
+}
