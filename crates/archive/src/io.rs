@@ -10,7 +10,7 @@
 use std::fs::File;
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
@@ -28,16 +28,19 @@ pub(crate) struct Target {
     /// First write error; after it nothing more is written (the file's content is unknown).
     error: Mutex<Option<std::io::Error>>,
     failed: AtomicBool,
+    /// The writer's count of lines lost to failed writes.
+    lost: Arc<AtomicU64>,
 }
 
 impl Target {
-    pub(crate) fn new(path: PathBuf, file: File, hasher: Sha256) -> Arc<Target> {
+    pub(crate) fn new(path: PathBuf, file: File, hasher: Sha256, lost: Arc<AtomicU64>) -> Arc<Target> {
         Arc::new(Target {
             path,
             file,
             hasher: Mutex::new(hasher),
             error: Mutex::new(None),
             failed: AtomicBool::new(false),
+            lost,
         })
     }
 
@@ -63,6 +66,7 @@ impl Target {
 
     fn write(&self, buf: &[u8]) {
         if self.failed.load(Ordering::Acquire) {
+            count_lost(&self.lost, buf);
             return;
         }
         match (&self.file).write_all(buf) {
@@ -71,11 +75,19 @@ impl Target {
                 start_writeback(&self.file);
             }
             Err(e) => {
+                // Part of the buffer may be in the file; recovery cuts a torn last line,
+                // so every line of it counts as lost.
+                count_lost(&self.lost, buf);
                 *self.error.lock().unwrap_or_else(PoisonError::into_inner) = Some(e);
                 self.failed.store(true, Ordering::Release);
             }
         }
     }
+}
+
+/// Adds the lines of `buf` (whole lines, each ending in a newline) to `lost`.
+pub(crate) fn count_lost(lost: &AtomicU64, buf: &[u8]) {
+    lost.fetch_add(memchr::memchr_iter(b'\n', buf).count() as u64, Ordering::Relaxed);
 }
 
 enum Job {
@@ -169,7 +181,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.jsonl");
         let file = std::fs::OpenOptions::new().create(true).append(true).open(&path).unwrap();
-        let t = Target::new(path.clone(), file, Sha256::new());
+        let t = Target::new(path.clone(), file, Sha256::new(), Arc::default());
         let io = Io::start(1).unwrap();
         let mut expect = Vec::new();
         for i in 0..100 {
@@ -190,11 +202,13 @@ mod tests {
         std::fs::write(&path, b"").unwrap();
         // A read-only descriptor: every write fails (EBADF), as a full disk's would.
         let file = File::open(&path).unwrap();
-        let t = Target::new(path.clone(), file, Sha256::new());
+        let lost = Arc::new(AtomicU64::new(0));
+        let t = Target::new(path.clone(), file, Sha256::new(), lost.clone());
         let io = Io::start(4).unwrap();
-        io.write(&t, b"{\"n\":1}\n".to_vec());
-        io.write(&t, b"{\"n\":2}\n".to_vec());
+        io.write(&t, b"{\"n\":1}\n{\"n\":2}\n".to_vec());
+        io.write(&t, b"{\"n\":3}\n".to_vec());
         io.drain();
+        assert_eq!(lost.load(Ordering::Relaxed), 3, "every line of the failed and later buffers");
         let err = t.check().unwrap_err().to_string();
         assert!(err.contains("b.jsonl"), "{err}");
         // Reported once with its cause, then still refused.

@@ -57,6 +57,13 @@ impl Stream {
         Partition { path, start, end, date }
     }
 
+    /// The provider whose records the stream holds.
+    pub fn provider(self) -> Provider {
+        match self {
+            Stream::Raw(p) | Stream::Swing(p, _) | Stream::Scalp(p, _) | Stream::Events(p) | Stream::Overflow(p) => p,
+        }
+    }
+
     /// Dense index for the writer's slot table: a plain array index is cheaper on the hot
     /// path than hashing the key.
     pub(crate) fn slot(self) -> usize {

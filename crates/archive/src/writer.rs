@@ -2,13 +2,14 @@ use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use model::settings::Interval;
 use model::{SessionId, UtcTime};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::io::{Io, Target};
+use crate::io::{Io, Target, count_lost};
 use crate::manifest::{Manifest, ManifestEntry};
 use crate::recovery::{self, Recovery};
 use crate::stream::{Partition, Stream};
@@ -69,8 +70,16 @@ impl OpenFile {
         Ok(())
     }
 
-    fn finish(mut self, io: &Io, closed_at: UtcTime) -> Result<(String, String, ManifestEntry), ArchiveError> {
-        self.flush(io)?;
+    fn finish(
+        mut self,
+        io: &Io,
+        lost: &AtomicU64,
+        closed_at: UtcTime,
+    ) -> Result<(String, String, ManifestEntry), ArchiveError> {
+        if let Err(e) = self.flush(io) {
+            count_lost(lost, &self.buf);
+            return Err(e);
+        }
         io.drain();
         self.target.check()?;
         self.target.file().sync_all().map_err(ArchiveError::io(&self.path))?;
@@ -97,6 +106,14 @@ pub struct ArchiveWriter {
     files_closed: u64,
     finished: bool,
     io: Io,
+    /// Lines accepted by `append` and then lost to a failed write or fsync.
+    lost: Arc<AtomicU64>,
+    /// A file was dropped unlisted after a failure this session (`close_all` closes it).
+    poisoned: bool,
+    /// Per slot, the file whose write failed since the last `sync`: appends to the slot are
+    /// refused at once until then, instead of reopening (and rescanning) the file for every
+    /// line while the disk is full.
+    blocked: Vec<Option<PathBuf>>,
 }
 
 impl ArchiveWriter {
@@ -159,6 +176,9 @@ impl ArchiveWriter {
             files_closed: 0,
             finished: false,
             io: Io::start(cfg.io_queue_buffers)?,
+            lost: Arc::default(),
+            poisoned: false,
+            blocked: vec![None; slots],
         };
         Ok((writer, recovery))
     }
@@ -172,6 +192,9 @@ impl ArchiveWriter {
             return Err(self.bad_line(stream, at, line));
         }
         let slot = stream.slot();
+        if let Some(path) = &self.blocked[slot] {
+            return Err(blocked_error(path));
+        }
         let f = match self.slots[slot].take() {
             Some(f) if at < f.end => self.slots[slot].insert(f),
             old => {
@@ -253,7 +276,7 @@ impl ArchiveWriter {
             path: path.clone(),
             date: part.date,
             end: part.end,
-            target: Target::new(path, file, hasher),
+            target: Target::new(path, file, hasher, self.lost.clone()),
             buf: Vec::with_capacity(self.buffer_bytes),
             size,
             lines,
@@ -275,9 +298,10 @@ impl ArchiveWriter {
         for f in files {
             let (slot, end) = (f.slot, f.end);
             self.floor[slot] = self.floor[slot].max(end);
-            match f.finish(&self.io, closed_at) {
+            match f.finish(&self.io, &self.lost, closed_at) {
                 Ok((rel, date, entry)) => by_date.entry(date).or_default().push((rel, entry)),
                 Err(e) => {
+                    self.poisoned = true;
                     tracing::error!(error = %e, "could not close archive file; recovery will close it at next start");
                     first_err.get_or_insert(e);
                 }
@@ -323,8 +347,15 @@ impl ArchiveWriter {
     }
 
     /// Hands every buffer to the OS and fsyncs every file with unsynced data.
+    ///
+    /// Also the retry point after a failure: a stream whose file failed since the last call
+    /// takes appends again from here on, and this call still reports the failure, so `Ok`
+    /// means every line appended since the previous successful call is on disk.
     pub fn sync(&mut self) -> Result<(), ArchiveError> {
-        let mut first_err = None;
+        let mut first_err = self.blocked.iter_mut().filter_map(Option::take).next().map(|p| blocked_error(&p));
+        for b in &mut self.blocked {
+            *b = None;
+        }
         for slot in 0..self.slots.len() {
             if let Some(f) = self.slots[slot].as_mut()
                 && let Err(e) = f.flush(&self.io)
@@ -351,15 +382,30 @@ impl ArchiveWriter {
     fn poison(&mut self, slot: usize) {
         if let Some(f) = self.slots[slot].take() {
             self.open_count -= 1;
+            self.poisoned = true;
+            self.blocked[slot] = Some(f.path.clone());
+            count_lost(&self.lost, &f.buf);
             tracing::error!(file = %f.path.display(), "archive file failed; left unclosed for rescan");
         }
+    }
+
+    /// Lines accepted by [`ArchiveWriter::append`] and then lost because writing or
+    /// fsyncing their file failed (a full disk, an I/O error): evidence for a gap marker.
+    pub fn lines_lost(&self) -> u64 {
+        self.io.drain();
+        self.lost.load(Ordering::Relaxed)
     }
 
     /// Clean shutdown: closes every file, removes `.session`, releases the lock.
     pub fn close_all(mut self, now: UtcTime) -> Result<CloseSummary, ArchiveError> {
         let files: Vec<_> = self.slots.iter_mut().filter_map(Option::take).collect();
         self.open_count = 0;
-        let files_closed = self.close_batch(files, now)?;
+        let mut files_closed = self.close_batch(files, now)?;
+        if self.poisoned {
+            // Files dropped after a failure and not reopened since: repair and list them
+            // now, so a clean shutdown leaves nothing for the next start to close.
+            files_closed += recovery::recover(&self.root, now)?.closed.len();
+        }
         let session_path = self.root.join(".session");
         match fs::remove_file(&session_path) {
             Ok(()) => fsutil::sync_dir(&self.root)?,
@@ -399,6 +445,11 @@ impl ArchiveWriter {
     pub fn root(&self) -> &Path {
         &self.root
     }
+}
+
+fn blocked_error(path: &Path) -> ArchiveError {
+    let why = "a write to this file failed; the stream takes lines again after the next sync";
+    ArchiveError::Io { path: path.to_path_buf(), source: std::io::Error::other(why) }
 }
 
 impl Drop for ArchiveWriter {

@@ -79,8 +79,8 @@ pub fn print_summary(sum: &Summary, data_dir: &Path) {
     );
     println!("  system events     {:>10}  (gaps {}), overflow entries {}", s.system_events, s.gaps, s.overflow_entries);
     println!(
-        "  archive lines     {:>10}  of {} published ({} failed), {} bytes, {} files closed",
-        s.lines_saved, s.lines_published, s.lines_failed, s.bytes_saved, s.files_closed
+        "  archive lines     {:>10}  of {} published ({} failed, {} lost in failed writes), {} bytes, {} files closed",
+        s.lines_saved, s.lines_published, s.lines_failed, s.lines_lost, s.bytes_saved, s.files_closed
     );
     println!(
         "  archive: {}  (check with: stock-observer verify --data-dir {})",

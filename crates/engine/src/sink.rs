@@ -14,8 +14,10 @@ use std::thread::JoinHandle;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
+use std::collections::BTreeSet;
+
 use archive::{ArchiveConfig, ArchiveWriter, Recovery, Stream};
-use model::{SessionId, UtcTime};
+use model::{Meta, Provider, Record, SessionId, SystemEvent, UtcTime};
 
 use crate::stats::{Stats, add, inc};
 
@@ -62,38 +64,53 @@ impl Sink {
         let (mut writer, recovery) = ArchiveWriter::open(&root, cfg, now, session)?;
         let (tx, mut rx) = mpsc::channel::<Msg>(capacity);
         let thread_stats = stats.clone();
+        let session = session.clone();
         let thread = std::thread::Builder::new()
             .name("archive-sink".into())
             .spawn(move || {
                 let stats = thread_stats;
+                let mut health = WriteHealth::new(session);
                 while let Some(msg) = rx.blocking_recv() {
                     match msg {
-                        Msg::Line { stream, at, line } => match writer.append(stream, at, &line) {
-                            Ok(()) => {
-                                inc(&stats.lines_saved);
-                                add(&stats.bytes_saved, line.len() as u64 + 1);
+                        Msg::Line { stream, at, line } => {
+                            health.saw(stream, at);
+                            match writer.append(stream, at, &line) {
+                                Ok(()) => {
+                                    inc(&stats.lines_saved);
+                                    add(&stats.bytes_saved, line.len() as u64 + 1);
+                                }
+                                Err(e) => {
+                                    health.failed(&e);
+                                    inc(&stats.lines_failed);
+                                }
                             }
-                            Err(e) => {
-                                inc(&stats.lines_failed);
-                                tracing::error!(error = %e, "archive append failed");
-                            }
-                        },
+                        }
                         Msg::Housekeep(now) => {
+                            health.at = health.at.max(now);
                             if let Err(e) = writer.close_expired(now) {
-                                tracing::error!(error = %e, "closing expired archive files failed");
+                                health.failed(&e);
                             }
                         }
                         Msg::Sync => {
                             // Wall time on purpose: disk latency is a property of the machine,
                             // whatever the market clock's speed.
                             let started = std::time::Instant::now();
-                            if let Err(e) = writer.sync() {
-                                tracing::error!(error = %e, "archive fsync failed");
-                            }
+                            let synced = writer.sync();
                             let ms = started.elapsed().as_millis() as u64;
                             stats.gauges.write_latency_ms.fetch_max(ms, Relaxed);
+                            match synced {
+                                Ok(()) => health.durable(&mut writer, &stats),
+                                Err(e) => health.failed(&e),
+                            }
+                            stats.lines_lost.store(writer.lines_lost(), Relaxed);
                         }
                         Msg::Close { now, reply } => {
+                            health.at = health.at.max(now);
+                            // Evidence first, while the files are still open.
+                            if writer.sync().is_ok() {
+                                health.durable(&mut writer, &stats);
+                            }
+                            stats.lines_lost.store(writer.lines_lost(), Relaxed);
                             let _ = reply.send(writer.close_all(now).map(|_| ()));
                             return;
                         }
@@ -116,6 +133,93 @@ impl Sink {
         let result = rx.await.map_err(|_| SinkError::Gone)?;
         let _ = tokio::task::spawn_blocking(move || self.thread.join()).await;
         result.map_err(SinkError::from)
+    }
+}
+
+/// The archive's write failures as the sink sees them: one error log per streak, and when
+/// writes are durable again, an `archive` gap marker in every provider's event log from the
+/// last durable moment to the recovery, with the lines lost.
+struct WriteHealth {
+    session: SessionId,
+    /// Newest time seen on the sink's messages (market clock).
+    at: UtcTime,
+    /// `at` when the last sync succeeded: everything before it is on disk.
+    durable_at: Option<UtcTime>,
+    /// `lines_lost` and `lines_failed` at the last successful sync: a marker counts from there.
+    lost_mark: u64,
+    refused_mark: u64,
+    streak: Option<Streak>,
+    providers: BTreeSet<Provider>,
+}
+
+struct Streak {
+    since: UtcTime,
+    first_error: String,
+    failures: u64,
+}
+
+impl WriteHealth {
+    fn new(session: SessionId) -> Self {
+        let at = UtcTime::from_millis(0);
+        WriteHealth {
+            session,
+            at,
+            durable_at: None,
+            lost_mark: 0,
+            refused_mark: 0,
+            streak: None,
+            providers: BTreeSet::new(),
+        }
+    }
+
+    fn saw(&mut self, stream: Stream, at: UtcTime) {
+        self.at = self.at.max(at);
+        self.providers.insert(stream.provider());
+    }
+
+    fn failed(&mut self, e: &archive::ArchiveError) {
+        match &mut self.streak {
+            Some(s) => s.failures += 1,
+            None => {
+                tracing::error!(error = %e, "archive write failed; recording continues and the loss will be marked");
+                self.streak =
+                    Some(Streak { since: self.durable_at.unwrap_or(self.at), first_error: e.to_string(), failures: 1 });
+            }
+        }
+    }
+
+    /// A sync succeeded: writes are durable again. Ends a failure streak with its evidence.
+    fn durable(&mut self, writer: &mut ArchiveWriter, stats: &Stats) {
+        let (lost_now, refused_now) = (writer.lines_lost(), stats.lines_failed.load(Relaxed));
+        let Some(s) = self.streak.take() else {
+            (self.durable_at, self.lost_mark, self.refused_mark) = (Some(self.at), lost_now, refused_now);
+            return;
+        };
+        let (lost, refused) = (lost_now - self.lost_mark, refused_now - self.refused_mark);
+        let detail = format!(
+            "archive writes failed after the last durable write at {} ({} failures, first: {}): {refused} \
+             line(s) refused, {lost} accepted then lost",
+            s.since, s.failures, s.first_error
+        );
+        let event = SystemEvent::gap(s.since, self.at, "archive", "archive_write_failed", Some(detail));
+        let gap_seconds = self.at.millis_since(s.since).max(0) / 1000;
+        for &p in &self.providers {
+            let rec = Record { body: &event, meta: Meta::new(self.at, self.at, self.session.clone()) };
+            let line = SinkHandle::encode(&rec);
+            if let Err(e) = writer.append(Stream::Events(p), self.at, &line) {
+                // Still failing after all: keep the streak open and try again next sync.
+                tracing::error!(error = %e, "could not write the archive gap marker");
+                self.streak = Some(s);
+                return;
+            }
+            inc(&stats.lines_published);
+            inc(&stats.lines_saved);
+            inc(&stats.system_events);
+            inc(&stats.gaps);
+            stats.gauges.push_gap(gap_seconds);
+        }
+        tracing::warn!(since = %s.since, failures = s.failures, refused, lost, "archive writes recovered; gap marker written");
+        (self.durable_at, self.lost_mark, self.refused_mark) = (Some(self.at), lost_now, refused_now);
     }
 }
 

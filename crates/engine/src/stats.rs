@@ -70,8 +70,12 @@ counters! {
     lines_published,
     /// Lines the sink appended to a file.
     lines_saved,
-    /// Lines the sink failed to write (disk errors); each is logged.
+    /// Lines the sink failed to write (disk errors); each streak of failures is logged and
+    /// ends in an `archive` gap marker.
     lines_failed,
+    /// Lines appended (so counted in `lines_saved`) and then lost when writing or fsyncing
+    /// their file failed (a full disk).
+    lines_lost,
     bytes_saved,
     files_closed,
     files_open,
