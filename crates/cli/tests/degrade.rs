@@ -75,8 +75,10 @@ fn a_dead_stream_in_degrade_mode_feeds_track_b_from_rest_polls() {
     let (start, stop) = (healing("rest_polling"), healing("rest_polling_stopped"));
     assert_eq!(start.len(), 1, "{start:?}");
     assert_eq!(stop.len(), 1, "{stop:?}");
-    assert!((degrade[0] + 30_000..degrade[0] + 45_000).contains(&start[0]), "polling began at {}", start[0]);
-    assert!((kst_ms("09:43:00")..kst_ms("09:43:30")).contains(&stop[0]), "polling stopped at {}", stop[0]);
+    assert!((degrade[0] + 30_000..degrade[0] + 60_000).contains(&start[0]), "{timeline:#?}");
+    // Data returns with the first session after 09:43: the watchdog's restarts of the silent
+    // session count as failed attempts, so that may be one backoff step (up to 60 s) later.
+    assert!((kst_ms("09:43:00")..kst_ms("09:44:40")).contains(&stop[0]), "{timeline:#?}");
 
     // The polls are in the raw archive, flagged degraded, only while polling.
     let raw = lines_under(&data.join("raw/kis"));
