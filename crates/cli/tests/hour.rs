@@ -49,10 +49,13 @@ fn one_simulated_hour_has_the_expected_counts() {
     assert_eq!(n("swing_written") as usize, swing.len());
     assert_eq!(n("track_a_cycles"), 6);
     assert_eq!(n("lines_failed"), 0);
+    assert_eq!(n("lines_lost"), 0);
     let summary = text(&out).split_whitespace().collect::<Vec<_>>().join(" ");
     let all_lines = count_lines_under(&data);
     assert!(
-        summary.contains(&format!("archive lines {all_lines} of {all_lines} published (0 failed)")),
+        summary.contains(&format!(
+            "archive lines {all_lines} of {all_lines} published (0 failed, 0 lost in failed writes)"
+        )),
         "summary disagrees with the {all_lines} lines on disk:\n{summary}"
     );
 
