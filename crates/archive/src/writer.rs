@@ -352,9 +352,9 @@ impl ArchiveWriter {
     /// takes appends again from here on, and this call still reports the failure, so `Ok`
     /// means every line appended since the previous successful call is on disk.
     pub fn sync(&mut self) -> Result<(), ArchiveError> {
-        let mut first_err = self.blocked.iter_mut().filter_map(Option::take).next().map(|p| blocked_error(&p));
-        for b in &mut self.blocked {
-            *b = None;
+        let mut first_err = None;
+        for path in self.blocked.iter_mut().filter_map(Option::take) {
+            first_err.get_or_insert(blocked_error(&path));
         }
         for slot in 0..self.slots.len() {
             if let Some(f) = self.slots[slot].as_mut()
@@ -391,8 +391,8 @@ impl ArchiveWriter {
 
     /// Lines accepted by [`ArchiveWriter::append`] and then lost because writing or
     /// fsyncing their file failed (a full disk, an I/O error): evidence for a gap marker.
+    /// Exact right after [`ArchiveWriter::sync`], which waits for the I/O thread.
     pub fn lines_lost(&self) -> u64 {
-        self.io.drain();
         self.lost.load(Ordering::Relaxed)
     }
 

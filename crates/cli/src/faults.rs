@@ -87,10 +87,18 @@ pub fn schedule(faults: &[Fault], start: UtcTime) -> anyhow::Result<Vec<(Fault, 
 pub async fn run(fault: Fault, on: UtcTime, off: UtcTime, clock: Clock, targets: Arc<Targets>) {
     clock.sleep_until(on).await;
     tracing::warn!(kind = ?fault.kind, until = %off, "fault script: on");
-    let kis = &targets.kis;
-    let upbit = targets.upbit.as_deref();
-    match fault.kind {
-        Kind::WsDisconnect => {
+    switch(fault.kind, Some(off), &targets);
+    clock.sleep_until(off).await;
+    switch(fault.kind, None, &targets);
+    tracing::warn!(kind = ?fault.kind, "fault script: off");
+}
+
+/// Turns a fault on until `until`, or off (`None`). A disconnect and CPU pressure are told
+/// their end when they start and end by themselves.
+fn switch(kind: Kind, until: Option<UtcTime>, targets: &Targets) {
+    let (kis, upbit, on) = (&targets.kis, targets.upbit.as_deref(), until.is_some());
+    match (kind, until) {
+        (Kind::WsDisconnect, Some(off)) => {
             kis.refuse_connections_until(off);
             kis.drop_connections();
             if let Some(u) = upbit {
@@ -98,39 +106,28 @@ pub async fn run(fault: Fault, on: UtcTime, off: UtcTime, clock: Clock, targets:
                 u.drop_connections();
             }
         }
-        Kind::WsSilent => {
-            kis.withhold_data(true);
+        (Kind::CpuPressure, Some(off)) => targets.pressure.force_cpu(100.0, off),
+        (Kind::WsDisconnect | Kind::CpuPressure, None) => {}
+        (Kind::WsSilent, _) => {
+            kis.withhold_data(on);
             // Upbit has no server heartbeat to keep: its silent socket is a stalled one.
-            upbit.inspect(|u| u.set_stall(true));
+            upbit.inspect(|u| u.set_stall(on));
         }
-        Kind::WsStall => {
-            kis.set_stall(true);
-            upbit.inspect(|u| u.set_stall(true));
+        (Kind::WsStall, _) => {
+            kis.set_stall(on);
+            upbit.inspect(|u| u.set_stall(on));
         }
-        Kind::Rest429 | Kind::Rest5xx => {
-            let status = if fault.kind == Kind::Rest429 { 429 } else { 503 };
-            kis.fail_next_requests(status, u32::MAX);
-            upbit.inspect(|u| u.fail_rest(status, u32::MAX));
-        }
-        Kind::CpuPressure => targets.pressure.force_cpu(100.0, off),
-    }
-    clock.sleep_until(off).await;
-    match fault.kind {
-        Kind::WsDisconnect | Kind::CpuPressure => {} // both end by themselves at `off`
-        Kind::WsSilent => {
-            kis.withhold_data(false);
-            upbit.inspect(|u| u.set_stall(false));
-        }
-        Kind::WsStall => {
-            kis.set_stall(false);
-            upbit.inspect(|u| u.set_stall(false));
-        }
-        Kind::Rest429 | Kind::Rest5xx => {
-            kis.fail_next_requests(0, 0);
-            upbit.inspect(|u| u.fail_rest(0, 0));
+        (Kind::Rest429 | Kind::Rest5xx, _) => {
+            let status = match (on, kind) {
+                (false, _) => 0,
+                (true, Kind::Rest429) => 429,
+                (true, _) => 503,
+            };
+            let count = if on { u32::MAX } else { 0 };
+            kis.fail_next_requests(status, count);
+            upbit.inspect(|u| u.fail_rest(status, count));
         }
     }
-    tracing::warn!(kind = ?fault.kind, "fault script: off");
 }
 
 #[cfg(test)]

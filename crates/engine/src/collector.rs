@@ -299,7 +299,12 @@ async fn launch_provider<P: MarketProvider>(
                 // Queue lag in wall-clock terms: the thresholds are about this machine.
                 let lag = clock.now().millis_since(frame.receive_time).max(0) as f64 / clock.speed().max(1.0);
                 gauges_stats.gauges.queue_lag_ms.fetch_max(lag as u64, Relaxed);
-                if frame.kind != RawFrameKind::Rest {
+                // Only the poller sends REST frames here: they feed the book for Track B and
+                // are not stream data (the outage stays open, silence keeps counting).
+                let polled = frame.kind == RawFrameKind::Rest;
+                if polled {
+                    polls.process(&frame, &mut passed).await?;
+                } else {
                     p.process(&frame, &mut passed).await?;
                 }
                 activity.on_frame(frame.receive_time);
@@ -307,10 +312,7 @@ async fn launch_provider<P: MarketProvider>(
                     sampler.sample(&frame.frame, frame.receive_time, p.last_level).await?;
                     continue;
                 }
-                if frame.kind == RawFrameKind::Rest {
-                    // Only the poller sends REST frames here: they feed the book for Track B
-                    // and are not stream data (the outage stays open, silence keeps counting).
-                    polls.process(&frame, &mut passed).await?;
+                if polled {
                     for rec in &passed {
                         book.apply(rec.meta.receive_time, &rec.body);
                     }

@@ -14,8 +14,6 @@ use std::thread::JoinHandle;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
-use std::collections::BTreeSet;
-
 use archive::{ArchiveConfig, ArchiveWriter, Recovery, Stream};
 use model::{Meta, Provider, Record, SessionId, SystemEvent, UtcTime};
 
@@ -98,19 +96,22 @@ impl Sink {
                             let synced = writer.sync();
                             let ms = started.elapsed().as_millis() as u64;
                             stats.gauges.write_latency_ms.fetch_max(ms, Relaxed);
+                            let lost = writer.lines_lost();
+                            stats.lines_lost.store(lost, Relaxed);
                             match synced {
-                                Ok(()) => health.durable(&mut writer, &stats),
+                                Ok(()) => health.durable(&mut writer, &stats, lost),
                                 Err(e) => health.failed(&e),
                             }
-                            stats.lines_lost.store(writer.lines_lost(), Relaxed);
                         }
                         Msg::Close { now, reply } => {
                             health.at = health.at.max(now);
                             // Evidence first, while the files are still open.
-                            if writer.sync().is_ok() {
-                                health.durable(&mut writer, &stats);
+                            let synced = writer.sync();
+                            let lost = writer.lines_lost();
+                            stats.lines_lost.store(lost, Relaxed);
+                            if synced.is_ok() {
+                                health.durable(&mut writer, &stats, lost);
                             }
-                            stats.lines_lost.store(writer.lines_lost(), Relaxed);
                             let _ = reply.send(writer.close_all(now).map(|_| ()));
                             return;
                         }
@@ -149,7 +150,9 @@ struct WriteHealth {
     lost_mark: u64,
     refused_mark: u64,
     streak: Option<Streak>,
-    providers: BTreeSet<Provider>,
+    /// Indexed by provider: whether it has records in this session (a flag, not a set:
+    /// this is set on every line).
+    providers: Vec<bool>,
 }
 
 struct Streak {
@@ -168,13 +171,13 @@ impl WriteHealth {
             lost_mark: 0,
             refused_mark: 0,
             streak: None,
-            providers: BTreeSet::new(),
+            providers: vec![false; Provider::ALL.len()],
         }
     }
 
     fn saw(&mut self, stream: Stream, at: UtcTime) {
         self.at = self.at.max(at);
-        self.providers.insert(stream.provider());
+        self.providers[stream.provider() as usize] = true;
     }
 
     fn failed(&mut self, e: &archive::ArchiveError) {
@@ -189,8 +192,8 @@ impl WriteHealth {
     }
 
     /// A sync succeeded: writes are durable again. Ends a failure streak with its evidence.
-    fn durable(&mut self, writer: &mut ArchiveWriter, stats: &Stats) {
-        let (lost_now, refused_now) = (writer.lines_lost(), stats.lines_failed.load(Relaxed));
+    fn durable(&mut self, writer: &mut ArchiveWriter, stats: &Stats, lost_now: u64) {
+        let refused_now = stats.lines_failed.load(Relaxed);
         let Some(s) = self.streak.take() else {
             (self.durable_at, self.lost_mark, self.refused_mark) = (Some(self.at), lost_now, refused_now);
             return;
@@ -203,7 +206,7 @@ impl WriteHealth {
         );
         let event = SystemEvent::gap(s.since, self.at, "archive", "archive_write_failed", Some(detail));
         let gap_seconds = self.at.millis_since(s.since).max(0) / 1000;
-        for &p in &self.providers {
+        for &p in Provider::ALL.iter().filter(|p| self.providers[**p as usize]) {
             let rec = Record { body: &event, meta: Meta::new(self.at, self.at, self.session.clone()) };
             let line = SinkHandle::encode(&rec);
             if let Err(e) = writer.append(Stream::Events(p), self.at, &line) {

@@ -12,6 +12,8 @@ use rust_decimal::Decimal;
 
 use model::UtcTime;
 
+use crate::rows::RowMeta;
+
 /// PostgreSQL's epoch (2000-01-01T00:00:00Z) in Unix milliseconds.
 const PG_EPOCH_MS: i64 = 946_684_800_000;
 const NUMERIC_NEG: u16 = 0x4000;
@@ -100,6 +102,16 @@ impl CopyBuf {
             Some(d) => self.numeric(d),
             None => self.null(),
         }
+    }
+
+    /// The common meta columns every tick-rate table ends with, in table order.
+    pub(crate) fn row_meta(&mut self, m: &RowMeta) {
+        self.text(&m.schema_version);
+        self.timestamptz(m.receive_time);
+        self.text(&m.session_id);
+        self.int2(i16::from(m.mitigation_level));
+        self.text(m.quality_flag.as_str());
+        self.opt_text(m.raw_ref.as_deref());
     }
 
     pub(crate) fn finish(mut self) -> Bytes {

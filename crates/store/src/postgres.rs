@@ -395,12 +395,7 @@ impl CopyTable for MarketTickRow {
         out.opt_text(side_str(self.side));
         out.opt_numeric(self.cum_volume.map(|q| q.0));
         out.opt_numeric(self.change.map(|p| p.0));
-        out.text(&self.meta.schema_version);
-        out.timestamptz(self.meta.receive_time);
-        out.text(&self.meta.session_id);
-        out.int2(self.meta.mitigation_level as i16);
-        out.text(self.meta.quality_flag.as_str());
-        out.opt_text(self.meta.raw_ref.as_deref());
+        out.row_meta(&self.meta);
     }
 
     /// Keeps `latest_prices` (the newest trade per symbol and provider) current. The newest
@@ -461,12 +456,7 @@ impl CopyTable for ScalpTickRow {
         out.opt_numeric(self.volume.map(|q| q.0));
         out.opt_int8(self.data_age_ms);
         out.int4(self.sample_interval_ms.min(i32::MAX as u64) as i32);
-        out.text(&self.meta.schema_version);
-        out.timestamptz(self.meta.receive_time);
-        out.text(&self.meta.session_id);
-        out.int2(self.meta.mitigation_level as i16);
-        out.text(self.meta.quality_flag.as_str());
-        out.opt_text(self.meta.raw_ref.as_deref());
+        out.row_meta(&self.meta);
     }
 }
 
