@@ -29,6 +29,9 @@ pub struct StoreConfig {
     /// PostgreSQL: a tick batch is split over this many connections loading in parallel
     /// (at most `pool_size`).
     pub copy_connections: usize,
+    /// PostgreSQL: rows per COPY message. The server parses one message while the next is
+    /// encoded, so smaller messages overlap more; each costs a channel hop and a syscall.
+    pub copy_chunk_rows: usize,
     /// PostgreSQL: `false` commits store writes with `synchronous_commit = off` (a server
     /// crash may lose the last moments of committed rows, which `etl` restores from the
     /// archive); `true` waits for every commit's WAL flush.
@@ -75,6 +78,7 @@ impl Default for StoreConfig {
             batch_rows: 10_000,
             pool_size: 4,
             copy_connections: 2,
+            copy_chunk_rows: 2_000,
             synchronous_commit: false,
             timescale: TimescaleChoice::Auto,
             partitions_ahead_days: 7,
@@ -102,6 +106,7 @@ impl Validate for StoreConfig {
         c.range("batch_rows", self.batch_rows, 1, 1_000_000);
         c.range("pool_size", self.pool_size, 1, 64);
         c.range("copy_connections", self.copy_connections, 1, self.pool_size.max(1));
+        c.range("copy_chunk_rows", self.copy_chunk_rows, 1, 1_000_000);
         c.range("partitions_ahead_days", self.partitions_ahead_days, 1, 366);
         c.section("live_sink", |c| {
             c.range("queue_rows", self.live_sink.queue_rows, 1, 10_000_000);

@@ -59,7 +59,7 @@ pub fn sqlite_migrations() -> Vec<Migration> {
 
 /// The PostgreSQL migrations compiled into this binary (`migrations/postgres`).
 pub fn postgres_migrations() -> Vec<Migration> {
-    embed!("postgres"; 1 "001_core", 2 "002_native_partitions", 3 "003_timescale", 4 "004_staging")
+    embed!("postgres"; 1 "001_core", 2 "002_native_partitions", 3 "003_timescale", 4 "004_staging", 5 "005_identifier_collation")
 }
 
 /// What the ledger says about one migration.
@@ -182,5 +182,6 @@ mod tests {
         assert_eq!(pg[0].only_mode(), None);
         assert_eq!(pg[1].only_mode(), Some("native"));
         assert_eq!(pg[2].only_mode(), Some("timescale"));
+        assert_eq!(pg[4].only_mode(), Some("native"));
     }
 }

@@ -35,11 +35,11 @@ impl CopyBuf {
         CopyBuf { buf }
     }
 
-    /// Reserves room for `more` rows the size of the ones written so far.
-    pub(crate) fn reserve_rows(&mut self, written: usize, more: usize) {
-        if let Some(per_row) = self.buf.len().checked_div(written) {
-            self.buf.reserve(per_row * more);
-        }
+    /// Hands over what is encoded so far (the next chunk then starts with room for as much).
+    pub(crate) fn take(&mut self) -> Bytes {
+        let chunk = self.buf.split().freeze();
+        self.buf.reserve(chunk.len());
+        chunk
     }
 
     pub(crate) fn row(&mut self, fields: i16) {

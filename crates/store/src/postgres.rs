@@ -6,7 +6,9 @@
 //! costs a single COPY. Smaller tables go in as one `INSERT … SELECT FROM unnest(arrays)` per
 //! batch, one round trip however many rows.
 
+use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
@@ -39,6 +41,7 @@ pub struct PgStore {
     timescale: TimescaleChoice,
     mode: AtomicU8,
     copy_connections: usize,
+    copy_chunk_rows: usize,
 }
 
 fn ts(t: UtcTime) -> jiff::Timestamp {
@@ -107,6 +110,7 @@ impl PgStore {
             timescale: cfg.timescale,
             mode: AtomicU8::new(MODE_UNKNOWN),
             copy_connections: cfg.copy_connections.clamp(1, cfg.pool_size.max(1)),
+            copy_chunk_rows: cfg.copy_chunk_rows.max(1),
         })
     }
 
@@ -261,27 +265,18 @@ impl PgStore {
     /// Loads `rows` with binary COPY, split over up to `copy_connections` connections that
     /// run in parallel, each part in its own transaction (a failed part leaves the others
     /// stored; a retry is a no-op for them). Returns the rows that were new.
-    async fn copy_load<R: CopyTable>(&self, mut rows: Vec<R>) -> Result<u64, StoreError> {
+    async fn copy_load<R: CopyTable>(&self, rows: Vec<R>) -> Result<u64, StoreError> {
         if rows.is_empty() {
             return Ok(0);
         }
-        // In key order the index inserts of a symbol land on the same leaf page one after
-        // another instead of hopping between every symbol's page (measured: docs/
-        // benchmarks.md), and contiguous parts give each connection its own symbols, so
-        // parallel loads do not contend for the same pages.
-        rows.sort_unstable_by(R::key_cmp);
-        let parts = self.copy_connections.min(rows.len());
-        let per = rows.len().div_ceil(parts);
-        let mut spawned = Vec::with_capacity(parts - 1);
-        while rows.len() > per {
-            let part = rows.split_off(rows.len() - per);
-            spawned.push(tokio::spawn(copy_part(self.pool.clone(), part)));
-        }
+        let parts = plan_parts(&rows, self.copy_connections);
+        let rows = Arc::new(rows);
+        let spawned: Vec<_> = parts
+            .into_iter()
+            .map(|part| tokio::spawn(copy_part(self.pool.clone(), rows.clone(), part, self.copy_chunk_rows)))
+            .collect();
+        let mut n = 0;
         let mut first_err = None;
-        let mut n = copy_part(self.pool.clone(), rows).await.unwrap_or_else(|e| {
-            first_err = Some(e);
-            0
-        });
         for task in spawned {
             match task.await.map_err(StoreError::from).and_then(|r| r) {
                 Ok(k) => n += k,
@@ -297,6 +292,25 @@ impl PgStore {
     }
 }
 
+/// The newest row of each (symbol, provider) among `rows` in key order (symbol, time,
+/// provider, trade id), where it is the last of its pair; the result stays in key order.
+fn newest_per_symbol_and_provider<'a>(rows: &[&'a MarketTickRow]) -> Vec<&'a MarketTickRow> {
+    let mut out: Vec<&MarketTickRow> = Vec::new();
+    let mut symbol_start = 0;
+    for r in rows {
+        if out.get(symbol_start).is_some_and(|first| first.symbol != r.symbol) {
+            symbol_start = out.len();
+        }
+        match out[symbol_start..].iter_mut().find(|o| o.provider == r.provider) {
+            Some(o) => *o = r,
+            None => out.push(r),
+        }
+    }
+    // Within a symbol, keep the upsert in (symbol, provider) key order.
+    out.sort_by(|a, b| (a.symbol.as_str(), a.provider.as_str()).cmp(&(b.symbol.as_str(), b.provider.as_str())));
+    out
+}
+
 /// A table loaded with binary COPY.
 trait CopyTable: Sized + Send + Sync + 'static {
     const TABLE: &'static str;
@@ -305,50 +319,92 @@ trait CopyTable: Sized + Send + Sync + 'static {
     /// Every column, in the table's order (the staging merge is `SELECT *`).
     const COLUMNS: &'static str;
     fn encode(&self, out: &mut CopyBuf);
+    /// The leading column of the natural key (the symbol): a part never splits one.
+    fn group(&self) -> &str;
     /// The order of the table's natural key.
     fn key_cmp(a: &Self, b: &Self) -> std::cmp::Ordering;
-    /// More work in the same transaction once the rows are in.
+    /// More work in the same transaction once the rows (in key order) are in.
     fn after(
         _tx: &deadpool_postgres::Transaction<'_>,
-        _rows: &[Self],
+        _rows: &[&Self],
     ) -> impl std::future::Future<Output = Result<(), StoreError>> + Send {
         async { Ok(()) }
     }
 }
 
-fn encode_all<R: CopyTable>(rows: &[R]) -> bytes::Bytes {
-    let mut out = CopyBuf::new();
-    let mut rest = rows.iter();
-    if let Some(first) = rest.next() {
-        first.encode(&mut out);
-        out.reserve_rows(1, rows.len() - 1);
+/// Splits a batch into at most `parts` parts of whole symbols, contiguous in key order and
+/// of about equal size, as row indices grouped by symbol. Each connection then loads its own
+/// symbols, so parallel loads neither touch the same index leaf pages nor upsert the same
+/// `latest_prices` rows, and in key order a symbol's index inserts land on one leaf page
+/// after another instead of hopping between every symbol's page (docs/benchmarks.md).
+/// Grouping is linear; a feed keeps each symbol's rows in time order, so the groups usually
+/// need no sort at all (`copy_part` checks).
+fn plan_parts<R: CopyTable>(rows: &[R], parts: usize) -> Vec<Vec<u32>> {
+    let mut groups: HashMap<&str, Vec<u32>> = HashMap::default();
+    for (i, r) in rows.iter().enumerate() {
+        groups.entry(r.group()).or_default().push(i as u32);
     }
-    for r in rest {
-        r.encode(&mut out);
+    let mut groups: Vec<(&str, Vec<u32>)> = groups.into_iter().collect();
+    groups.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    let target = rows.len().div_ceil(parts.max(1));
+    let mut out = Vec::with_capacity(parts);
+    let mut current: Vec<u32> = Vec::with_capacity(target);
+    for (_, g) in groups {
+        current.extend_from_slice(&g);
+        if current.len() >= target && out.len() + 1 < parts {
+            out.push(std::mem::replace(&mut current, Vec::with_capacity(target)));
+        }
     }
-    out.finish()
+    if !current.is_empty() {
+        out.push(current);
+    }
+    out
 }
 
-async fn copy_bytes(
+/// Encodes `rows` and streams them into `COPY … FROM STDIN`, `chunk_rows` rows per message:
+/// the server parses one message while the next is encoded, so neither side waits for a
+/// whole batch.
+async fn copy_stream<R: CopyTable>(
     tx: &deadpool_postgres::Transaction<'_>,
-    sql: &str,
-    data: bytes::Bytes,
+    table: &str,
+    rows: &[&R],
+    chunk_rows: usize,
 ) -> Result<u64, tokio_postgres::Error> {
-    let sink = tx.copy_in(sql).await?;
+    let sink = tx.copy_in(&format!("COPY {table} ({}) FROM STDIN (FORMAT binary)", R::COLUMNS)).await?;
     pin_mut!(sink);
-    sink.send(data).await?;
+    let mut out = CopyBuf::new();
+    let mut written = 0;
+    for chunk in rows.chunks(chunk_rows.max(1)) {
+        for r in chunk {
+            r.encode(&mut out);
+        }
+        written += chunk.len();
+        if written < rows.len() {
+            let bytes = out.take();
+            sink.send(bytes).await?;
+        }
+    }
+    sink.send(out.finish()).await?;
     sink.finish().await
 }
 
-async fn copy_part<R: CopyTable>(pool: Pool, rows: Vec<R>) -> Result<u64, StoreError> {
-    let data = encode_all(&rows);
+async fn copy_part<R: CopyTable>(
+    pool: Pool,
+    rows: Arc<Vec<R>>,
+    mut idx: Vec<u32>,
+    chunk_rows: usize,
+) -> Result<u64, StoreError> {
+    let key = |a: &u32, b: &u32| R::key_cmp(&rows[*a as usize], &rows[*b as usize]);
+    if !idx.is_sorted_by(|a, b| key(a, b).is_le()) {
+        idx.sort_by(key);
+    }
+    let part: Vec<&R> = idx.iter().map(|&i| &rows[i as usize]).collect();
     let mut c = pool.get().await?;
     {
         let tx = c.transaction().await?;
-        let direct = format!("COPY {} ({}) FROM STDIN (FORMAT binary)", R::TABLE, R::COLUMNS);
-        match copy_bytes(&tx, &direct, data.clone()).await {
+        match copy_stream(&tx, R::TABLE, &part, chunk_rows).await {
             Ok(n) => {
-                R::after(&tx, &rows).await?;
+                R::after(&tx, &part).await?;
                 tx.commit().await?;
                 return Ok(n);
             }
@@ -360,10 +416,10 @@ async fn copy_part<R: CopyTable>(pool: Pool, rows: Vec<R>) -> Result<u64, StoreE
     }
     let tx = c.transaction().await?;
     tx.execute("SELECT so_prepare_staging()", &[]).await?;
-    copy_bytes(&tx, &format!("COPY {} ({}) FROM STDIN (FORMAT binary)", R::STAGE, R::COLUMNS), data).await?;
+    copy_stream(&tx, R::STAGE, &part, chunk_rows).await?;
     let n =
         tx.execute(&format!("INSERT INTO {} SELECT * FROM {} ON CONFLICT DO NOTHING", R::TABLE, R::STAGE), &[]).await?;
-    R::after(&tx, &rows).await?;
+    R::after(&tx, &part).await?;
     tx.commit().await?;
     Ok(n)
 }
@@ -373,6 +429,10 @@ impl CopyTable for MarketTickRow {
     const STAGE: &'static str = "so_stage_market_ticks";
     const COLUMNS: &'static str = "symbol, time, provider, trade_id, market, price, volume, side, cum_volume, change, \
         schema_version, receive_time, session_id, mitigation_level, quality_flag, raw_ref";
+
+    fn group(&self) -> &str {
+        self.symbol.as_str()
+    }
 
     fn key_cmp(a: &Self, b: &Self) -> std::cmp::Ordering {
         (a.symbol.as_str(), a.time, a.provider.as_str(), &a.trade_id).cmp(&(
@@ -401,9 +461,8 @@ impl CopyTable for MarketTickRow {
     /// Keeps `latest_prices` (the newest trade per symbol and provider) current. The newest
     /// row per key is picked here, so the statement carries one row per symbol, in key order:
     /// concurrent writers then lock shared keys in the same order and cannot deadlock.
-    async fn after(tx: &deadpool_postgres::Transaction<'_>, rows: &[Self]) -> Result<(), StoreError> {
-        let mut latest = crate::sqlite::latest_of(rows);
-        latest.sort_by(|a, b| (a.symbol.as_str(), a.provider.as_str()).cmp(&(b.symbol.as_str(), b.provider.as_str())));
+    async fn after(tx: &deadpool_postgres::Transaction<'_>, rows: &[&Self]) -> Result<(), StoreError> {
+        let latest = newest_per_symbol_and_provider(rows);
         let symbol: Vec<&str> = latest.iter().map(|r| r.symbol.as_str()).collect();
         let provider: Vec<&str> = latest.iter().map(|r| r.provider.as_str()).collect();
         let market: Vec<&str> = latest.iter().map(|r| r.market.as_str()).collect();
@@ -433,6 +492,10 @@ impl CopyTable for ScalpTickRow {
     const COLUMNS: &'static str = "symbol, event_time, provider, market, bid_price, ask_price, bid_size, ask_size, \
         last_price, volume, data_age_ms, sample_interval_ms, schema_version, receive_time, session_id, \
         mitigation_level, quality_flag, raw_ref";
+
+    fn group(&self) -> &str {
+        self.symbol.as_str()
+    }
 
     fn key_cmp(a: &Self, b: &Self) -> std::cmp::Ordering {
         (a.symbol.as_str(), a.event_time, a.provider.as_str()).cmp(&(
@@ -1027,5 +1090,96 @@ impl Backend for PgStore {
                 })
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(symbol: &str, provider: Provider, ms: i64, trade_id: &str) -> MarketTickRow {
+        let time = UtcTime::from_millis(1_768_348_800_000 + ms);
+        MarketTickRow {
+            provider,
+            market: Market::KrStocks,
+            symbol: Symbol::new(symbol).unwrap(),
+            time,
+            trade_id: trade_id.into(),
+            price: Price::from_int(70_000 + ms),
+            volume: Qty::from_int(1),
+            side: None,
+            cum_volume: None,
+            change: None,
+            meta: RowMeta {
+                schema_version: model::SCHEMA_VERSION.into(),
+                receive_time: time,
+                session_id: "s".into(),
+                mitigation_level: 0,
+                quality_flag: QualityFlag::Normal,
+                raw_ref: None,
+            },
+        }
+    }
+
+    #[test]
+    fn parts_hold_whole_symbols_in_key_order_and_every_row_once() {
+        // 5 symbols interleaved as a feed delivers them, one of them three times as busy.
+        let mut rows = Vec::new();
+        for t in 0..60 {
+            for s in ["000660", "005930", "035420", "000270", "051910"] {
+                if s == "005930" || t % 3 == 0 {
+                    rows.push(row(s, Provider::Sim, t, &t.to_string()));
+                }
+            }
+        }
+        for parts in [1, 2, 3, 8] {
+            let plan = plan_parts(&rows, parts);
+            assert!(!plan.is_empty() && plan.len() <= parts);
+            let mut seen: Vec<u32> = plan.iter().flatten().copied().collect();
+            seen.sort();
+            assert_eq!(seen, (0..rows.len() as u32).collect::<Vec<_>>(), "{parts} part(s)");
+            let symbols: Vec<Vec<&str>> = plan
+                .iter()
+                .map(|p| {
+                    let mut s: Vec<&str> = p.iter().map(|&i| rows[i as usize].symbol.as_str()).collect();
+                    s.dedup();
+                    s
+                })
+                .collect();
+            let flat: Vec<&str> = symbols.iter().flatten().copied().collect();
+            assert_eq!(flat, ["000270", "000660", "005930", "035420", "051910"], "{parts} part(s): {symbols:?}");
+            // A feed keeps each symbol in time order, so every part is already in key order.
+            for p in &plan {
+                assert!(p.is_sorted_by(|a, b| MarketTickRow::key_cmp(&rows[*a as usize], &rows[*b as usize]).is_le()));
+            }
+        }
+        // Two parts of whole symbols: the busy one and its predecessors, then the rest.
+        let two = plan_parts(&rows, 2);
+        assert_eq!(two.iter().map(Vec::len).collect::<Vec<_>>(), [100, 40]);
+    }
+
+    #[test]
+    fn newest_row_per_symbol_and_provider_from_key_order() {
+        let rows = [
+            row("000660", Provider::Sim, 5, "9"),
+            row("005930", Provider::Kis, 1, "1"),
+            row("005930", Provider::Sim, 1, "2"),
+            row("005930", Provider::Kis, 2, "3"),
+            row("005930", Provider::Kis, 2, "4"),
+            row("005930", Provider::Sim, 3, "5"),
+        ];
+        let refs: Vec<&MarketTickRow> = rows.iter().collect();
+        let got: Vec<(&str, &str, &str)> = newest_per_symbol_and_provider(&refs)
+            .iter()
+            .map(|r| (r.symbol.as_str(), r.provider.as_str(), r.trade_id.as_str()))
+            .collect();
+        assert_eq!(got, [("000660", "sim", "9"), ("005930", "kis", "4"), ("005930", "sim", "5")]);
+        // The same choice the SQLite path makes from unordered rows.
+        let mut theirs: Vec<(&str, &str, &str)> = crate::sqlite::latest_of(&rows)
+            .iter()
+            .map(|r| (r.symbol.as_str(), r.provider.as_str(), r.trade_id.as_str()))
+            .collect();
+        theirs.sort();
+        assert_eq!(got, theirs);
     }
 }

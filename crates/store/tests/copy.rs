@@ -53,9 +53,14 @@ fn sample(i: u64) -> ScalpTickRow {
     }
 }
 
-async fn open(server: &so_store::testing::PgServer, db: &str, copy_connections: usize) -> Store {
+async fn open(
+    server: &so_store::testing::PgServer,
+    db: &str,
+    copy_connections: usize,
+    copy_chunk_rows: usize,
+) -> Store {
     let url = server.create_db(db).unwrap();
-    let cfg = StoreConfig { url: Some(url), copy_connections, ..StoreConfig::default() };
+    let cfg = StoreConfig { url: Some(url), copy_connections, copy_chunk_rows, ..StoreConfig::default() };
     let store = Store::open(&cfg, Path::new("/nonexistent")).await.unwrap();
     store.migrate().await.unwrap();
     store.maintain(so_store::parse_day("20260114").unwrap(), 1).await.unwrap();
@@ -65,8 +70,10 @@ async fn open(server: &so_store::testing::PgServer, db: &str, copy_connections: 
 #[tokio::test]
 async fn postgres_copy_keeps_new_rows_of_a_batch_with_duplicates() {
     let server = common::pg();
-    for connections in [1, 3] {
-        let store = open(&server, &format!("copy{connections}"), connections).await;
+    // One connection and one COPY message per part; three connections streaming 7-row
+    // messages, so the duplicate is found in the middle of a stream.
+    for (connections, chunk) in [(1, 2_000), (3, 7)] {
+        let store = open(&server, &format!("copy{connections}"), connections, chunk).await;
         let Store::Postgres(p) = &store else { unreachable!() };
         let day = so_store::parse_day("20260114").unwrap();
 
@@ -88,7 +95,7 @@ async fn postgres_copy_keeps_new_rows_of_a_batch_with_duplicates() {
             to: hi,
             limit: 1_000,
         };
-        let got = store.ticks(q).await.unwrap();
+        let got = store.ticks(q.clone()).await.unwrap();
         assert_eq!(got.len(), 67);
         assert_eq!(got[1], tick(3));
         // The newest trade per symbol, whichever part of the batch carried it.
@@ -98,5 +105,13 @@ async fn postgres_copy_keeps_new_rows_of_a_batch_with_duplicates() {
         assert_eq!(store.write_scalp_ticks((0..10).map(sample).collect()).await.unwrap(), 10);
         assert_eq!(store.write_scalp_ticks((5..15).map(sample).collect()).await.unwrap(), 5);
         assert_eq!(store.count_day(so_store::Table::ScalpTicks, day).await.unwrap(), 15);
+
+        // A batch in reverse time order (a late replay) is sorted before it goes in.
+        assert_eq!(store.write_market_ticks((200..260).rev().map(tick).collect()).await.unwrap(), 60);
+        let got = store.ticks(q.clone()).await.unwrap();
+        assert_eq!(got.len(), 87);
+        assert!(got.windows(2).all(|w| w[0].time < w[1].time));
+        let lp = store.latest_price(Symbol::new("005930").unwrap(), None).await.unwrap().unwrap();
+        assert_eq!((lp.trade_id.as_str(), lp.price), ("258", tick(258).price));
     }
 }

@@ -53,7 +53,7 @@ async fn postgres_migrations_apply_once_refuse_changes_and_roll_back_failures() 
     let first = store.migrate().await.unwrap();
     // No TimescaleDB here: native mode, the timescale file recorded as skipped.
     assert_eq!(first.mode, "native");
-    assert_eq!(first.applied, vec!["001_core", "002_native_partitions", "004_staging"]);
+    assert_eq!(first.applied, vec!["001_core", "002_native_partitions", "004_staging", "005_identifier_collation"]);
     assert_eq!(first.skipped, vec!["003_timescale"]);
     let again = store.migrate().await.unwrap();
     assert!(again.applied.is_empty() && again.skipped.is_empty(), "{again:?}");
@@ -90,4 +90,14 @@ async fn postgres_migrations_apply_once_refuse_changes_and_roll_back_failures() 
         .await
         .unwrap();
     assert_eq!(parts, 3);
+    // Partitions made after migration 005 compare the tick key's text columns bytewise.
+    let c_keys = p
+        .scalar_i64(
+            "SELECT count(*) FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid \
+             JOIN pg_collation k ON k.oid = a.attcollation WHERE c.relname = 'market_ticks_20260115' \
+             AND a.attname IN ('symbol', 'provider', 'trade_id') AND k.collname = 'C'",
+        )
+        .await
+        .unwrap();
+    assert_eq!(c_keys, 3);
 }
