@@ -67,9 +67,9 @@ pub struct BenchDbArgs {
     /// market_ticks rows to ingest.
     #[arg(long, default_value_t = 1_000_000)]
     pub rows: u64,
-    /// Rows per write transaction.
-    #[arg(long, default_value_t = 10_000)]
-    pub batch_rows: usize,
+    /// Rows per write transaction (default: store.batch_rows).
+    #[arg(long, value_name = "N")]
+    pub batch_rows: Option<usize>,
     /// Symbols the ticks and daily bars are spread over.
     #[arg(long, default_value_t = 41)]
     pub symbols: u32,
@@ -232,7 +232,7 @@ fn append_line(path: &Path, line: &str) -> anyhow::Result<()> {
 /// `bench db`: ingest rate of market_ticks and latency of the two hot queries.
 pub fn run_bench(args: BenchDbArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(
-        args.rows > 0 && args.symbols > 0 && args.batch_rows > 0 && args.queries > 0,
+        args.rows > 0 && args.symbols > 0 && args.batch_rows != Some(0) && args.queries > 0,
         "counts must be positive"
     );
     let tmp = std::env::temp_dir().join(format!("stock-observer-bench-db-{}", std::process::id()));
@@ -245,7 +245,8 @@ async fn bench(args: &BenchDbArgs, tmp: &Path) -> anyhow::Result<ExitCode> {
     // The configured store section (copy_connections, synchronous_commit, …; overridable as
     // STOCK_OBSERVER__STORE__KEY), with the flags' URL and batch size.
     let base = crate::load_config(None)?.settings.store;
-    let cfg = StoreConfig { url: args.url.clone(), batch_rows: args.batch_rows, ..base };
+    let batch_rows = args.batch_rows.unwrap_or(base.batch_rows);
+    let cfg = StoreConfig { url: args.url.clone(), batch_rows, ..base };
     let store = Store::open(&cfg, tmp).await?;
     store.migrate().await.context("migrating the benchmark database")?;
     eprintln!("bench db: {} ({} mode)", store.describe(), store.mode().as_str());
@@ -286,7 +287,7 @@ async fn bench(args: &BenchDbArgs, tmp: &Path) -> anyhow::Result<ExitCode> {
     let mut busy = std::time::Duration::ZERO;
     let mut i = 0u64;
     while i < args.rows {
-        let n = (args.batch_rows as u64).min(args.rows - i);
+        let n = (batch_rows as u64).min(args.rows - i);
         // Rows are built outside the timed section: the figure is the database's rate.
         let batch: Vec<MarketTickRow> = (i..i + n).map(make).collect();
         let started = Instant::now();
@@ -307,7 +308,7 @@ async fn bench(args: &BenchDbArgs, tmp: &Path) -> anyhow::Result<ExitCode> {
         "ingest market_ticks: {written} rows in {:.2} s = {:.0} rows/s (batches of {}{pg})",
         busy.as_secs_f64(),
         ingest,
-        args.batch_rows,
+        batch_rows,
     );
 
     // One year of daily bars per symbol.

@@ -22,7 +22,8 @@ pub struct StoreConfig {
     /// `PGPASSWORD`, never here), `sqlite:///path/observer.db`, or absent for the embedded
     /// SQLite file `<data-dir>/observer.db`.
     pub url: Option<String>,
-    /// Rows per write transaction (ETL and live sink).
+    /// Rows per write transaction (ETL and live sink). Each costs a handful of round trips
+    /// and, on PostgreSQL, one transaction per COPY connection.
     pub batch_rows: usize,
     /// PostgreSQL connections in the pool.
     pub pool_size: usize,
@@ -75,7 +76,7 @@ impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             url: None,
-            batch_rows: 10_000,
+            batch_rows: 50_000,
             pool_size: 4,
             copy_connections: 2,
             copy_chunk_rows: 2_000,
