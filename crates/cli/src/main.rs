@@ -69,6 +69,13 @@ pub fn load_config(file: Option<&std::path::Path>) -> anyhow::Result<config::Loa
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Collect(_) | Command::Sim(_)) {
+        // A report piped into `head` should end quietly when the reader goes, as other Unix
+        // tools do, not panic in println!. Not for the long-running services: their sockets
+        // are written with MSG_NOSIGNAL anyway, and a recorder must not die with its log pipe.
+        // SAFETY: restoring the default disposition before any thread starts.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
