@@ -52,18 +52,36 @@ pub fn stream_dead(degraded_since: Option<UtcTime>, last_data: Option<UtcTime>, 
 }
 
 impl<P: MarketProvider> Poller<P> {
-    pub async fn run(self, mut stop: watch::Receiver<bool>) -> Result<(), SinkError> {
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>) -> Result<(), SinkError> {
         let every = self.every.as_millis() as i64;
         let mut degraded_since: Option<UtcTime> = None;
         let mut polling = false;
-        let mut next = self.clock.now();
+        // The slot set the last poll round or top-up covered.
+        let mut polled: Vec<Symbol> = Vec::new();
+        let mut slots_open = true;
+        let mut next = self.clock.now().plus_millis(every);
         loop {
-            next = next.plus_millis(every).max(self.clock.now());
-            tokio::select! {
-                _ = self.clock.sleep_until(next) => {}
+            let round = tokio::select! {
+                _ = self.clock.sleep_until(next) => true,
+                changed = self.slots.changed(), if polling && slots_open => {
+                    slots_open = changed.is_ok();
+                    false
+                }
                 _ = model::stopped(&mut stop) => return Ok(()),
+            };
+            if !round {
+                // A symbol that enters the slots while polling has no data at all until it
+                // is polled: poll it now rather than up to a whole round later.
+                let current = self.slots.borrow_and_update().clone();
+                let entered: Vec<Symbol> = current.iter().filter(|s| !polled.contains(s)).cloned().collect();
+                polled = current;
+                if !self.poll(&entered).await {
+                    return Ok(()); // the observer has stopped: the run is ending
+                }
+                continue;
             }
             let now = self.clock.now();
+            next = next.plus_millis(every).max(now);
             degraded_since = match (self.degraded.load(Relaxed), degraded_since) {
                 (true, None) => Some(now),
                 (true, since) => since,
@@ -79,24 +97,33 @@ impl<P: MarketProvider> Poller<P> {
             if !polling {
                 continue;
             }
-            let slots = self.slots.borrow().clone();
-            let mut failed: Vec<String> = Vec::new();
-            for symbol in &slots {
-                // Through the provider's rate limiter, shared with Track A.
-                match self.provider.snapshot(symbol).await {
-                    Ok(frame) => {
-                        if self.frames.send(frame).await.is_err() {
-                            return Ok(()); // the observer has stopped: the run is ending
-                        }
-                    }
-                    Err(e) => failed.push(format!("{symbol}: {e}")),
-                }
-            }
-            if !failed.is_empty() {
-                // The samples show it too: their data_age_ms keeps growing.
-                tracing::warn!(provider = %self.events.provider, failed = failed.len(), first = %failed[0], "REST polls failed");
+            polled = self.slots.borrow_and_update().clone();
+            if !self.poll(&polled).await {
+                return Ok(());
             }
         }
+    }
+
+    /// One REST snapshot per symbol, each into the frame queue; false once the observer
+    /// has stopped taking frames.
+    async fn poll(&self, symbols: &[Symbol]) -> bool {
+        let mut failed: Vec<String> = Vec::new();
+        for symbol in symbols {
+            // Through the provider's rate limiter, shared with Track A.
+            match self.provider.snapshot(symbol).await {
+                Ok(frame) => {
+                    if self.frames.send(frame).await.is_err() {
+                        return false;
+                    }
+                }
+                Err(e) => failed.push(format!("{symbol}: {e}")),
+            }
+        }
+        if !failed.is_empty() {
+            // The samples show it too: their data_age_ms keeps growing.
+            tracing::warn!(provider = %self.events.provider, failed = failed.len(), first = %failed[0], "REST polls failed");
+        }
+        true
     }
 
     async fn announce(&self, now: UtcTime, on: bool) -> Result<(), SinkError> {
