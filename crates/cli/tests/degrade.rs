@@ -93,8 +93,8 @@ fn a_dead_stream_in_degrade_mode_feeds_track_b_from_rest_polls() {
     // Track B keeps sampling all the while (scalp recording would otherwise pause five
     // minutes into the outage), marked degraded, with data no older than a few poll rounds.
     let scalp: Vec<Value> = lines_under(&data.join("scalp/kis"));
-    let during: Vec<&Value> =
-        scalp.iter().filter(|s| (start[0] + 15_000..stop[0] - 5_000).contains(&ms(s, "event_time"))).collect();
+    let window = start[0] + 15_000..stop[0] - 5_000;
+    let during: Vec<&Value> = scalp.iter().filter(|s| window.contains(&ms(s, "event_time"))).collect();
     let span = (stop[0] - 5_000 - start[0] - 15_000) / 500;
     assert!(during.len() as i64 >= span * 41 * 99 / 100, "{} samples while polling, {} due", during.len(), span * 41);
     // A symbol that enters the slots while polling has no data until its first poll, which
@@ -108,7 +108,7 @@ fn a_dead_stream_in_degrade_mode_feeds_track_b_from_rest_polls() {
             _ => t,
         };
         tenure.insert(symbol, (t, since));
-        if !(start[0] + 15_000..stop[0] - 5_000).contains(&t) {
+        if !window.contains(&t) {
             continue;
         }
         assert_eq!(s["quality_flag"], "degraded", "{s}");
