@@ -54,6 +54,24 @@ fn bad_config_values_name_source_key_and_value() {
 }
 
 #[test]
+fn an_unreachable_or_wrong_database_is_named_with_the_reason() {
+    // A port nobody listens on: the error must say why, not only "error connecting".
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("postgres://observer@127.0.0.1:{port}/ticks");
+    let o = run(cmd().args(["db", "status", "--url", &url, "--data-dir"]).arg(dir.path()));
+    assert!(!o.status.success());
+    let t = text(&o);
+    assert!(t.contains(&format!("127.0.0.1:{port}")) && t.to_lowercase().contains("refused"), "{t}");
+    assert!(!t.contains("panicked"), "{t}");
+
+    let o =
+        run(cmd().args(["db", "migrate", "--url", "mysql://observer@localhost/ticks", "--data-dir"]).arg(dir.path()));
+    assert!(!o.status.success());
+    assert!(text(&o).contains("expected postgres://, postgresql:// or sqlite://"), "{}", text(&o));
+}
+
+#[test]
 fn incomplete_credentials_are_refused_without_echoing_them() {
     let o = run(cmd().args(["collect", "--duration", "1s"]).env("KIS_APP_KEY", "PSsecretKEY123"));
     assert!(!o.status.success());

@@ -44,7 +44,7 @@ impl From<tokio_postgres::Error> for StoreError {
         // `{:#}`-style detail: the server's message, not just "db error".
         let msg = match e.as_db_error() {
             Some(db) => format!("{}: {}", db.code().code(), db.message()),
-            None => e.to_string(),
+            None => with_causes(&e),
         };
         StoreError::Postgres(msg)
     }
@@ -52,8 +52,25 @@ impl From<tokio_postgres::Error> for StoreError {
 
 impl From<deadpool_postgres::PoolError> for StoreError {
     fn from(e: deadpool_postgres::PoolError) -> Self {
-        StoreError::Pool(e.to_string())
+        StoreError::Pool(with_causes(&e))
     }
+}
+
+/// `e` and its causes, "outer: inner: …". tokio-postgres and deadpool put the reason a
+/// connection failed ("Connection refused", "password authentication failed") only in the
+/// source chain, and a user needs it to tell a stopped server from a wrong password.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !msg.contains(&text) {
+            msg.push_str(": ");
+            msg.push_str(&text);
+        }
+        cause = c.source();
+    }
+    msg
 }
 
 impl From<tokio::task::JoinError> for StoreError {
