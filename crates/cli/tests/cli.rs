@@ -59,16 +59,55 @@ fn an_unreachable_or_wrong_database_is_named_with_the_reason() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let dir = tempfile::tempdir().unwrap();
     let url = format!("postgres://observer@127.0.0.1:{port}/ticks");
-    let o = run(cmd().args(["db", "status", "--url", &url, "--data-dir"]).arg(dir.path()));
+    // The documented password variable is taken as a secret, not refused as an unknown setting.
+    let o = run(cmd()
+        .args(["db", "status", "--url", &url, "--data-dir"])
+        .arg(dir.path())
+        .env("STOCK_OBSERVER__STORE__PASSWORD", "pw-not-to-echo"));
     assert!(!o.status.success());
     let t = text(&o);
     assert!(t.contains(&format!("127.0.0.1:{port}")) && t.to_lowercase().contains("refused"), "{t}");
-    assert!(!t.contains("panicked"), "{t}");
+    assert!(!t.contains("panicked") && !t.contains("pw-not-to-echo"), "{t}");
 
     let o =
         run(cmd().args(["db", "migrate", "--url", "mysql://observer@localhost/ticks", "--data-dir"]).arg(dir.path()));
     assert!(!o.status.success());
     assert!(text(&o).contains("expected postgres://, postgresql:// or sqlite://"), "{}", text(&o));
+}
+
+#[test]
+fn a_database_password_comes_from_the_environment_and_is_never_echoed() {
+    let pg = store::testing::PgServer::start_with_password("s3cret-pw")
+        .unwrap_or_else(|e| panic!("PostgreSQL could not start: {e}"));
+    let dir = tempfile::tempdir().unwrap();
+    let db = |sub: &str, password: Option<&str>| {
+        let mut c = cmd();
+        c.args(["db", sub, "--url", &pg.url(), "--data-dir"]).arg(dir.path()).env_remove("PGPASSWORD");
+        if let Some(pw) = password {
+            c.env("STOCK_OBSERVER__STORE__PASSWORD", pw);
+        }
+        run(&mut c)
+    };
+
+    let o = db("status", None);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("password missing") && text(&o).contains("STOCK_OBSERVER__STORE__PASSWORD"),
+        "{}",
+        text(&o)
+    );
+
+    let o = db("status", Some("wrong-pw"));
+    assert!(!o.status.success());
+    assert!(text(&o).contains("password authentication failed"), "{}", text(&o));
+    assert!(!text(&o).contains("wrong-pw"), "{}", text(&o));
+
+    for sub in ["migrate", "status"] {
+        let o = db(sub, Some("s3cret-pw"));
+        assert!(o.status.success(), "{sub}: {}", text(&o));
+        assert!(text(&o).contains("005_identifier_collation"), "{sub}: {}", text(&o));
+        assert!(!text(&o).contains("s3cret-pw"), "{sub}: {}", text(&o));
+    }
 }
 
 #[test]

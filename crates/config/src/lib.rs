@@ -206,7 +206,9 @@ pub fn load(file: Option<&Path>, app_env: Option<&str>) -> Result<Loaded, Config
             }
         }
     }
-    fig = fig.merge(Env::prefixed(ENV_PREFIX).split("__"));
+    // The store's password shares the prefix but is a secret read by the store itself.
+    let secret = store::PASSWORD_ENV.strip_prefix(ENV_PREFIX).unwrap_or(store::PASSWORD_ENV);
+    fig = fig.merge(Env::prefixed(ENV_PREFIX).ignore(&[secret]).split("__"));
     sources.push(format!("environment {ENV_PREFIX}*"));
 
     let settings: Settings = fig.extract().map_err(|e| ConfigError::Parse(describe(e)))?;
@@ -328,6 +330,17 @@ mod tests {
             let e = load(None, None).unwrap_err().to_string();
             assert!(e.contains("STOCK_OBSERVER__TRACKS__SCALP__SLOTS") || e.contains("environment"), "{e}");
             assert!(e.contains("tracks.scalp.slots"), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_store_password_is_a_secret_not_a_setting() {
+        Jail::expect_with(|jail| {
+            jail.set_env(store::PASSWORD_ENV, "hunter2-secret");
+            let loaded = load(None, None).expect("the password variable is not an unknown setting");
+            let shown = format!("{:?}", loaded.settings);
+            assert!(!shown.contains("hunter2-secret"), "{shown}");
             Ok(())
         });
     }

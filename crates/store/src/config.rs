@@ -14,11 +14,16 @@ pub enum TimescaleChoice {
     Off,
 }
 
+/// The environment variable the PostgreSQL password comes from (else `PGPASSWORD`). It shares
+/// the settings' `STOCK_OBSERVER__` prefix but is a secret, not a setting: the configuration
+/// loader skips it, so it is never merged, validated or echoed with the settings.
+pub const PASSWORD_ENV: &str = "STOCK_OBSERVER__STORE__PASSWORD";
+
 /// The `store` section of the configuration.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
-    /// `postgres://user@host:port/db` (password from `STOCK_OBSERVER__STORE__PASSWORD` or
+    /// `postgres://user@host:port/db` (password from [`PASSWORD_ENV`] or
     /// `PGPASSWORD`, never here), `sqlite:///path/observer.db`, or absent for the embedded
     /// SQLite file `<data-dir>/observer.db`.
     pub url: Option<String>,
@@ -27,6 +32,11 @@ pub struct StoreConfig {
     pub batch_rows: usize,
     /// PostgreSQL connections in the pool.
     pub pool_size: usize,
+    /// PostgreSQL: give up a connection attempt after this long (unless the URL sets
+    /// `connect_timeout`), so a server that drops packets is reported instead of awaited.
+    pub connect_timeout: Interval,
+    /// PostgreSQL: a caller waits this long for a free pooled connection before it fails.
+    pub pool_wait_timeout: Interval,
     /// PostgreSQL: a tick batch is split over this many connections loading in parallel
     /// (at most `pool_size`).
     pub copy_connections: usize,
@@ -78,6 +88,8 @@ impl Default for StoreConfig {
             url: None,
             batch_rows: 50_000,
             pool_size: 4,
+            connect_timeout: Interval::from_millis(5_000),
+            pool_wait_timeout: Interval::from_millis(30_000),
             copy_connections: 2,
             copy_chunk_rows: 2_000,
             synchronous_commit: false,
@@ -101,7 +113,7 @@ impl Validate for StoreConfig {
             c.check(
                 !crate::url_has_password(url),
                 "url",
-                "must not contain a password; set STOCK_OBSERVER__STORE__PASSWORD or PGPASSWORD",
+                format!("must not contain a password; set {PASSWORD_ENV} or PGPASSWORD"),
             );
         }
         c.range("batch_rows", self.batch_rows, 1, 1_000_000);

@@ -52,7 +52,11 @@ impl From<tokio_postgres::Error> for StoreError {
 
 impl From<deadpool_postgres::PoolError> for StoreError {
     fn from(e: deadpool_postgres::PoolError) -> Self {
-        StoreError::Pool(with_causes(&e))
+        let mut msg = with_causes(&e);
+        if msg.ends_with("password missing") {
+            msg.push_str(&format!(" (the server asks for one: set {} or PGPASSWORD)", crate::PASSWORD_ENV));
+        }
+        StoreError::Pool(msg)
     }
 }
 

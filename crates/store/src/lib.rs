@@ -23,7 +23,7 @@ mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use config::{LiveSinkConfig, StoreConfig, TimescaleChoice};
+pub use config::{LiveSinkConfig, PASSWORD_ENV, StoreConfig, TimescaleChoice};
 pub use error::StoreError;
 pub use etl::{EtlOptions, EtlReport, TableReconcile, run_etl};
 pub use maintain::{MaintenanceReport, maintain};

@@ -26,7 +26,7 @@ use crate::migrate::{self, Applied, MigrateReport, Migration, StatusReport};
 use crate::pgcopy::CopyBuf;
 use crate::rows::*;
 use crate::store::{Backend, Mode, redact};
-use crate::{StoreConfig, StoreError, TimescaleChoice};
+use crate::{PASSWORD_ENV, StoreConfig, StoreError, TimescaleChoice};
 
 /// Serializes migrators across processes (`pg_advisory_lock` key; arbitrary, fixed).
 const MIGRATION_LOCK: i64 = 0x736f_6d69_6772;
@@ -76,18 +76,17 @@ fn side_str(s: Option<Side>) -> Option<&'static str> {
 
 impl PgStore {
     /// Builds the pool; no connection is made until the first call. The password comes from
-    /// `STOCK_OBSERVER__STORE__PASSWORD` or `PGPASSWORD`, never from the URL or the config.
+    /// [`PASSWORD_ENV`] or `PGPASSWORD`, never from the URL or the config.
     pub async fn connect(url: &str, cfg: &StoreConfig) -> Result<Self, StoreError> {
         let bad = |why: String| StoreError::Url { url: redact(url), why };
         let mut pg = tokio_postgres::Config::from_str(url).map_err(|e| bad(e.to_string()))?;
         if pg.get_password().is_none()
-            && let Some(pw) =
-                std::env::var("STOCK_OBSERVER__STORE__PASSWORD").ok().or_else(|| std::env::var("PGPASSWORD").ok())
+            && let Some(pw) = std::env::var(PASSWORD_ENV).ok().or_else(|| std::env::var("PGPASSWORD").ok())
         {
             pg.password(pw);
         }
         if pg.get_connect_timeout().is_none() {
-            pg.connect_timeout(Duration::from_secs(5));
+            pg.connect_timeout(cfg.connect_timeout.get());
         }
         pg.application_name("stock-observer");
         if !cfg.synchronous_commit {
@@ -96,12 +95,14 @@ impl PgStore {
             // archive holds every row and `etl` puts them back (docs/storage.md).
             pg.options("-c synchronous_commit=off");
         }
+        let pg_connect_timeout = pg.get_connect_timeout().copied();
         let mgr = Manager::from_config(pg, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(mgr)
             .max_size(cfg.pool_size.max(1))
             .runtime(Runtime::Tokio1)
-            .create_timeout(Some(Duration::from_secs(5)))
-            .wait_timeout(Some(Duration::from_secs(30)))
+            // A new connection gets as long as one attempt is allowed (the URL's or ours).
+            .create_timeout(pg_connect_timeout)
+            .wait_timeout(Some(cfg.pool_wait_timeout.get()))
             .build()
             .map_err(|e| bad(e.to_string()))?;
         Ok(PgStore {

@@ -39,6 +39,16 @@ fn describe(what: &str, o: &Output) -> String {
 impl PgServer {
     /// initdb + pg_ctl start on a free loopback port; stopped and deleted on drop.
     pub fn start() -> Result<PgServer, String> {
+        PgServer::start_with(None)
+    }
+
+    /// Like [`PgServer::start`], but TCP connections must log in as `postgres` with
+    /// `password` (scram-sha-256), as on a real deployment.
+    pub fn start_with_password(password: &str) -> Result<PgServer, String> {
+        PgServer::start_with(Some(password))
+    }
+
+    fn start_with(password: Option<&str>) -> Result<PgServer, String> {
         let bin = pg_bin();
         if !bin.join("initdb").exists() {
             return Err(format!(
@@ -63,11 +73,21 @@ impl PgServer {
             .map(|a| a.port())
             .map_err(|e| format!("free port: {e}"))?;
         let server = PgServer { dir, bin, port, as_postgres };
-        let data = server.data_dir();
-        let o = server.run(
-            "initdb",
-            &["-D", &data.to_string_lossy(), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync"],
-        )?;
+        let data = server.data_dir().to_string_lossy().to_string();
+        let mut args = vec!["-D", &data, "-U", "postgres", "-E", "UTF8", "--locale=C", "--no-sync"];
+        let pwfile = server.dir.path().join("pwfile").to_string_lossy().to_string();
+        match password {
+            None => args.extend(["-A", "trust"]),
+            Some(pw) => {
+                std::fs::write(&pwfile, pw).map_err(|e| format!("{pwfile}: {e}"))?;
+                if as_postgres {
+                    let o = Command::new("chown").args(["postgres:postgres", &pwfile]).output();
+                    o.map_err(|e| format!("chown {pwfile}: {e}"))?;
+                }
+                args.extend(["--auth-local=trust", "--auth-host=scram-sha-256", "--pwfile", &pwfile]);
+            }
+        }
+        let o = server.run("initdb", &args)?;
         if !o.status.success() {
             return Err(describe("initdb", &o));
         }
