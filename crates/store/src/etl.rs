@@ -151,6 +151,31 @@ struct Files {
     universe: Vec<PathBuf>,
 }
 
+impl Files {
+    fn is_empty(&self) -> bool {
+        [&self.raw, &self.scalp, &self.swing, &self.events, &self.overflow, &self.universe].iter().all(|v| v.is_empty())
+    }
+}
+
+/// Why a day cannot be loaded, with the days the archive does have (from `manifests/`), so a
+/// mistyped date or data directory is obvious.
+fn no_files_for(root: &Path, date: &str) -> String {
+    let mut days: Vec<String> = std::fs::read_dir(root.join("manifests"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.strip_suffix(".json").map(str::to_string))
+        .filter(|d| parse_day(d).is_ok())
+        .collect();
+    days.sort();
+    let known = match days.len() {
+        0 => "no day has a manifest there".to_string(),
+        n if n <= 5 => format!("days with a manifest: {}", days.join(", ")),
+        n => format!("{n} days with a manifest, the latest {}", days[n - 5..].join(", ")),
+    };
+    format!("the archive under {} has no files for {date}; nothing was loaded ({known})", root.display())
+}
+
 fn list_dir(dir: &Path) -> Result<Vec<PathBuf>, StoreError> {
     match std::fs::read_dir(dir) {
         Ok(rd) => {
@@ -287,8 +312,11 @@ pub async fn run_etl<B: Backend>(store: &B, root: &Path, opts: &EtlOptions) -> R
     if status.pending() > 0 {
         return Err(StoreError::NotMigrated { pending: status.pending() });
     }
-    store.maintain(day.yesterday().unwrap_or(day), 3).await?;
     let files = find_files(root, &opts.date)?;
+    if files.is_empty() {
+        return Err(StoreError::Invalid(no_files_for(root, &opts.date)));
+    }
+    store.maintain(day.yesterday().unwrap_or(day), 3).await?;
     let total: u64 = [&files.raw, &files.scalp, &files.swing, &files.events, &files.overflow]
         .iter()
         .flat_map(|v| v.iter())

@@ -120,6 +120,24 @@ async fn etl_refuses_an_unmigrated_database() {
     assert!(err.to_string().contains("db migrate"), "{err}");
 }
 
+#[tokio::test]
+async fn etl_of_a_day_the_archive_does_not_have_fails_and_names_the_days_it_has() {
+    let archive = tempfile::tempdir().unwrap();
+    let root = archive.path();
+    write_day(root, &DaySpec::small(DATE)).unwrap();
+    std::fs::create_dir_all(root.join("manifests")).unwrap();
+    std::fs::write(root.join(format!("manifests/{DATE}.json")), "{}").unwrap();
+    let store = common::open_sqlite(root).await;
+    store.migrate().await.unwrap();
+    // A typo'd date: one day off.
+    let opts = EtlOptions { date: "20260115".into(), batch_rows: 10, progress: false };
+    let err = run_etl(&store, root, &opts).await.unwrap_err().to_string();
+    assert!(err.contains("no files for 20260115") && err.contains(&format!("days with a manifest: {DATE}")), "{err}");
+    // The day that is there still loads.
+    let opts = EtlOptions { date: DATE.into(), batch_rows: 500, progress: false };
+    assert!(run_etl(&store, root, &opts).await.unwrap().ok);
+}
+
 /// The `etl_reconcile` lines of the day's event files.
 fn reconcile_events(root: &Path) -> Vec<serde_json::Value> {
     let text = std::fs::read_to_string(root.join(format!("system/events/sim/{DATE}.jsonl"))).unwrap();
