@@ -219,8 +219,10 @@ impl PgStore {
 
     pub async fn status_files(&self, files: Vec<Migration>) -> Result<StatusReport, StoreError> {
         let c = self.client().await?;
-        c.batch_execute(migrate::POSTGRES_BOOTSTRAP).await?;
-        let applied = Self::read_applied(&c).await?;
+        // Read-only: a database never migrated has no bookkeeping table yet, and status must
+        // not create it (it also runs as a read-only role, e.g. behind the API).
+        let bookkept: bool = c.query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[]).await?.get(0);
+        let applied = if bookkept { Self::read_applied(&c).await? } else { Vec::new() };
         let mode = self.decide_mode(&c, &applied).await?;
         if !applied.is_empty() {
             self.set_mode(mode);

@@ -106,9 +106,15 @@ impl SqliteStore {
     }
 
     pub async fn status_files(&self, files: Vec<Migration>) -> Result<StatusReport, StoreError> {
-        self.write(move |c| {
-            c.execute_batch(migrate::SQLITE_BOOTSTRAP)?;
-            Ok(migrate::plan("sqlite", &files, &read_applied(c)?))
+        // Read-only, like PostgreSQL's: status never creates the bookkeeping table.
+        self.read(move |c| {
+            let bookkept: bool = c.query_row(
+                "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations')",
+                [],
+                |r| r.get(0),
+            )?;
+            let applied = if bookkept { read_applied(c)? } else { Vec::new() };
+            Ok(migrate::plan("sqlite", &files, &applied))
         })
         .await
     }

@@ -15,6 +15,7 @@ async fn sqlite_migrations_apply_once_refuse_changes_and_roll_back_failures() {
     let st = store.status().await.unwrap();
     assert_eq!(st.mode, "sqlite");
     assert_eq!(st.pending(), sqlite_migrations().len());
+    assert!(s.table_names().await.unwrap().is_empty(), "status is read-only");
 
     let first = store.migrate().await.unwrap();
     assert_eq!(first.applied, vec!["001_core".to_string()]);
@@ -49,6 +50,12 @@ async fn postgres_migrations_apply_once_refuse_changes_and_roll_back_failures() 
     let server = common::pg();
     let store = common::open_pg(&server, "migr").await;
     let Store::Postgres(p) = &store else { unreachable!() };
+
+    // Status of a never-migrated database: everything pending, and nothing created (it runs
+    // under read-only roles too).
+    let st = store.status().await.unwrap();
+    assert_eq!(st.pending(), postgres_migrations().len());
+    assert!(p.table_names().await.unwrap().is_empty(), "status is read-only");
 
     let first = store.migrate().await.unwrap();
     // No TimescaleDB here: native mode, the timescale file recorded as skipped.
