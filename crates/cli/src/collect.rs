@@ -200,13 +200,30 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             );
             if r.rows_failed + r.dropped_queue_full > 0 {
                 println!(
-                    "  the database missed rows{}; fill it from the archive with: stock-observer etl --date YYYYMMDD",
+                    "  the database missed rows{}; fill it from the archive with:",
                     r.last_error.map(|e| format!(" (last error: {e})")).unwrap_or_default()
                 );
+                for day in session_days(summary.started, summary.ended) {
+                    println!("    stock-observer etl --data-dir {} --date {day}", args.data_dir.display());
+                }
             }
         }
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// The Seoul days (`YYYYMMDD`) a session from `started` to `ended` recorded into.
+fn session_days(started: UtcTime, ended: UtcTime) -> Vec<String> {
+    let (first, last) = (started.kst().date(), ended.kst().date());
+    let mut days = vec![store::yyyymmdd(first)];
+    let mut d = first;
+    while let Ok(next) = d.tomorrow()
+        && next <= last
+    {
+        days.push(store::yyyymmdd(next));
+        d = next;
+    }
+    days
 }
 
 /// 09:00 (session open) of the latest KRX trading day on or before today, so a demo always
@@ -254,4 +271,24 @@ fn reload_on_sighup(live: Arc<engine::Live>, file: Option<PathBuf>) {
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> UtcTime {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn session_days_are_seoul_days() {
+        // 23:50 UTC is 08:50 the next day in Seoul.
+        assert_eq!(session_days(t("2026-01-13T23:50:00.000Z"), t("2026-01-14T06:30:00.000Z")), ["20260114"]);
+        // Across Seoul midnight (15:00 UTC) twice.
+        assert_eq!(
+            session_days(t("2026-01-14T14:00:00.000Z"), t("2026-01-16T15:00:00.000Z")),
+            ["20260114", "20260115", "20260116", "20260117"]
+        );
+    }
 }

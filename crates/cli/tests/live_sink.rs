@@ -49,6 +49,10 @@ fn database_down_during_collect_then_etl_fills_the_hole() {
     assert!(status.success(), "{summary}");
     assert!(summary.contains("live database sink:"), "{summary}");
     assert!(summary.contains("fill it from the archive"), "the sink did not report the outage:\n{summary}");
+    assert!(
+        summary.contains(&format!("stock-observer etl --data-dir {} --date 20260114", data.display())),
+        "the summary names the day to load:\n{summary}"
+    );
 
     // The archive is complete regardless of the database.
     let verify = run(cmd().args(["verify", "--data-dir"]).arg(&data));
