@@ -93,7 +93,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", model::errors::with_causes(e.as_ref()));
             ExitCode::FAILURE
         }
     }

@@ -7,6 +7,7 @@
 
 pub mod calendar;
 pub mod clock;
+pub mod errors;
 pub mod event;
 pub mod ids;
 pub mod meta;

@@ -44,7 +44,7 @@ impl From<tokio_postgres::Error> for StoreError {
         // `{:#}`-style detail: the server's message, not just "db error".
         let msg = match e.as_db_error() {
             Some(db) => format!("{}: {}", db.code().code(), db.message()),
-            None => with_causes(&e),
+            None => model::errors::with_causes(&e),
         };
         StoreError::Postgres(msg)
     }
@@ -52,29 +52,12 @@ impl From<tokio_postgres::Error> for StoreError {
 
 impl From<deadpool_postgres::PoolError> for StoreError {
     fn from(e: deadpool_postgres::PoolError) -> Self {
-        let mut msg = with_causes(&e);
+        let mut msg = model::errors::with_causes(&e);
         if msg.ends_with("password missing") {
             msg.push_str(&format!(" (the server asks for one: set {} or PGPASSWORD)", crate::PASSWORD_ENV));
         }
         StoreError::Pool(msg)
     }
-}
-
-/// `e` and its causes, "outer: inner: …". tokio-postgres and deadpool put the reason a
-/// connection failed ("Connection refused", "password authentication failed") only in the
-/// source chain, and a user needs it to tell a stopped server from a wrong password.
-fn with_causes(e: &dyn std::error::Error) -> String {
-    let mut msg = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let text = c.to_string();
-        if !msg.contains(&text) {
-            msg.push_str(": ");
-            msg.push_str(&text);
-        }
-        cause = c.source();
-    }
-    msg
 }
 
 impl From<tokio::task::JoinError> for StoreError {
