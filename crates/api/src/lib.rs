@@ -91,7 +91,10 @@ pub fn router(live: Arc<Live>) -> Router {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("cannot listen on {addr} (http.listen): {source}")]
+#[error(
+    "cannot listen on {addr} (http.listen): {source}; is another collector running? Give this one \
+     another http.listen (STOCK_OBSERVER__HTTP__LISTEN) or http.enabled: false"
+)]
 pub struct BindError {
     pub addr: SocketAddr,
     pub source: std::io::Error,

@@ -25,5 +25,5 @@ pub use error::ArchiveError;
 pub use manifest::{Manifest, ManifestEntry};
 pub use recovery::{Recovery, Repair};
 pub use stream::{Partition, Stream};
-pub use verify::{VerifyProblem, VerifyReport, verify};
+pub use verify::{VerifyProblem, VerifyReport, collector_running, verify};
 pub use writer::{ArchiveWriter, CloseSummary};

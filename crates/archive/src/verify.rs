@@ -98,8 +98,8 @@ fn problem(file: &str, line: Option<u64>, what: impl Into<String>) -> VerifyProb
     VerifyProblem { file: file.to_string(), line, what: what.into() }
 }
 
-/// Whether a collector holds the data-dir lock right now.
-fn collector_running(root: &Path) -> Result<bool, ArchiveError> {
+/// Whether a collector holds the data-dir lock right now. Never creates or changes anything.
+pub fn collector_running(root: &Path) -> Result<bool, ArchiveError> {
     let path = root.join(".lock");
     // Read-only and never created: verify must not change the data dir.
     let f = match OpenOptions::new().read(true).open(&path) {

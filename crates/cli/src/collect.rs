@@ -108,6 +108,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         bail!("--fault only applies to the simulated market (source: sim)");
     }
     let faults = crate::faults::schedule(&args.faults, start)?;
+    // Checked before any port is bound, so a second collector on the same data dir is told
+    // that, not that the first one's health port is taken. The writer's lock still decides.
+    if archive::collector_running(&args.data_dir)? {
+        return Err(archive::ArchiveError::Locked { path: args.data_dir.clone() }.into());
+    }
 
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;

@@ -111,6 +111,48 @@ fn a_database_password_comes_from_the_environment_and_is_never_echoed() {
 }
 
 #[test]
+fn a_second_collector_is_told_what_is_in_its_way() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let listen = format!("127.0.0.1:{port}");
+    let dir = tempfile::tempdir().unwrap();
+    let (data, other) = (dir.path().join("data"), dir.path().join("other"));
+    let collect = |data: &std::path::Path| {
+        let mut c = cmd();
+        c.args(["collect", "--speed", "60", "--duration", "60s", "--data-dir"])
+            .arg(data)
+            .env("STOCK_OBSERVER__HTTP__LISTEN", &listen);
+        c
+    };
+    let mut first =
+        collect(&data).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let lock = data.join(".lock");
+    while !std::fs::File::open(&lock)
+        .is_ok_and(|f| matches!(f.try_lock_shared(), Err(std::fs::TryLockError::WouldBlock)))
+    {
+        assert!(std::time::Instant::now() < deadline, "the first collector never took its lock");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+
+    // Same data dir (and port): the data dir is what is in the way.
+    let o = run(&mut collect(&data));
+    assert!(!o.status.success());
+    assert!(text(&o).contains("another collector is using data dir"), "{}", text(&o));
+    // Another data dir, same port: the port, with how to choose another.
+    let o = run(&mut collect(&other));
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains(&format!("cannot listen on {listen}")) && text(&o).contains("STOCK_OBSERVER__HTTP__LISTEN"),
+        "{}",
+        text(&o)
+    );
+    assert!(!other.join(".session").exists(), "nothing recorded by the refused run");
+
+    first.kill().unwrap();
+    first.wait().unwrap();
+}
+
+#[test]
 fn incomplete_credentials_are_refused_without_echoing_them() {
     let o = run(cmd().args(["collect", "--duration", "1s"]).env("KIS_APP_KEY", "PSsecretKEY123"));
     assert!(!o.status.success());
