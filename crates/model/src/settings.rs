@@ -30,8 +30,15 @@ impl Interval {
 impl FromStr for Interval {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let d: jiff::SignedDuration =
-            s.trim().parse().map_err(|_| format!("{s:?} is not a duration (write e.g. 500ms, 30s, 10m, 1h)"))?;
+        // Days and weeks are 24-hour days here: retention is written "30d", and an interval
+        // is a fixed length, never a calendar step. Months and years are refused (no fixed
+        // length).
+        let d = s
+            .trim()
+            .parse::<jiff::Span>()
+            .ok()
+            .and_then(|span| span.to_duration(jiff::SpanRelativeTo::days_are_24_hours()).ok())
+            .ok_or_else(|| format!("{s:?} is not a duration (write e.g. 500ms, 30s, 10m, 1h, 30d)"))?;
         if d.is_negative() || d.is_zero() {
             return Err(format!("{s:?} must be a positive duration"));
         }
@@ -143,6 +150,11 @@ mod tests {
         assert!("-5s".parse::<Interval>().unwrap_err().contains("positive"));
         assert!("0s".parse::<Interval>().unwrap_err().contains("positive"));
         assert!("ten minutes".parse::<Interval>().unwrap_err().contains("not a duration"));
+        // Retention is written in days and weeks; a month has no fixed length.
+        assert_eq!("30d".parse::<Interval>().unwrap().get(), Duration::from_secs(30 * 86_400));
+        assert_eq!("2w".parse::<Interval>().unwrap().get(), Duration::from_secs(14 * 86_400));
+        assert_eq!("1d 12h".parse::<Interval>().unwrap().get(), Duration::from_secs(36 * 3_600));
+        assert!("1mo".parse::<Interval>().unwrap_err().contains("not a duration"));
     }
 
     #[test]
