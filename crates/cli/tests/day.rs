@@ -81,8 +81,12 @@ fn a_scripted_krx_day_leaves_the_evidence_the_seed_asks_for() {
     let gap = disconnects[0];
     let start = ms(gap, "gap_start_ts");
     assert!((kst_ms("10:15:00")..kst_ms("10:15:02")).contains(&start), "{gap}");
+    // The gap ends with the first data after the first attempt made once the fault is over.
+    // With the seed's backoff (attempts due at 1, 3, 8, 18, 38, 68, 128 … s) that attempt is
+    // due at 68 s, and the reconnect, subscribe and first frame then take real time that the
+    // 120x clock multiplies (CI once saw 76 s). An end at or past 128 s means it was missed.
     let secs = gap["gap_seconds"].as_i64().unwrap();
-    assert!((45..=45 + 30).contains(&secs), "gap of {secs}s: {gap}");
+    assert!((45..128).contains(&secs), "gap of {secs}s: {gap}");
     // The attempts in that outage follow the seed's backoff, and the slots are recovered.
     let attempts: Vec<_> =
         of("reconnection_event").filter(|r| (start..=ms(gap, "gap_end_ts")).contains(&ms(r, "receive_time"))).collect();
@@ -154,7 +158,8 @@ fn a_scripted_krx_day_leaves_the_evidence_the_seed_asks_for() {
         .collect();
     assert_eq!(long.len(), 1, "{all_gaps:#?}");
     let long_secs = long[0]["gap_seconds"].as_i64().unwrap();
-    assert!((360..=360 + 60).contains(&long_secs), "{}", long[0]);
+    // The first attempt after six minutes is due at 368 s, the one after it at 428 s.
+    assert!((360..428).contains(&long_secs), "{}", long[0]);
     let paused: Vec<_> = of("self_healing").filter(|h| h["action"] == "scalp_paused").collect();
     assert_eq!(paused.len(), 1, "{paused:?}");
     let at = ms(paused[0], "receive_time");
