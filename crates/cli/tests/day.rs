@@ -16,6 +16,19 @@ const DAY: &str = "20261123";
 const SPEED: &str = "120";
 /// Sensitive triggers, so that more symbols compete than there are slots.
 const MIN_SCORE: f64 = 0.05;
+/// The seed's reconnect backoff (seconds; the last step repeats), as in configs/observer.yaml.
+const BACKOFF: [i64; 7] = [1, 2, 5, 10, 20, 30, 60];
+
+/// Seconds after a disconnect at which the first two attempts at or past `outage` are due.
+/// A gap ends with the first data after the first of them, so it must end before the second.
+fn attempts_after(outage: i64) -> (i64, i64) {
+    let mut due = BACKOFF.iter().chain(std::iter::repeat(&BACKOFF[BACKOFF.len() - 1])).scan(0, |t, step| {
+        *t += step;
+        Some(*t)
+    });
+    let first = due.find(|t| *t >= outage).unwrap();
+    (first, due.next().unwrap())
+}
 
 fn kst_ms(hhmmss: &str) -> i64 {
     kst_ms_on("2026-11-23", hhmmss)
@@ -23,6 +36,12 @@ fn kst_ms(hhmmss: &str) -> i64 {
 
 fn events(data: &Path) -> Vec<Value> {
     lines_under(&data.join("system/events/kis"))
+}
+
+#[test]
+fn attempts_are_due_at_the_running_sum_of_the_backoff() {
+    assert_eq!(attempts_after(45), (68, 128));
+    assert_eq!(attempts_after(360), (368, 428));
 }
 
 #[test]
@@ -81,17 +100,17 @@ fn a_scripted_krx_day_leaves_the_evidence_the_seed_asks_for() {
     let gap = disconnects[0];
     let start = ms(gap, "gap_start_ts");
     assert!((kst_ms("10:15:00")..kst_ms("10:15:02")).contains(&start), "{gap}");
-    // The gap ends with the first data after the first attempt made once the fault is over.
-    // With the seed's backoff (attempts due at 1, 3, 8, 18, 38, 68, 128 … s) that attempt is
-    // due at 68 s, and the reconnect, subscribe and first frame then take real time that the
-    // 120x clock multiplies (CI once saw 76 s). An end at or past 128 s means it was missed.
+    // The gap ends with the first data after the first attempt made once the fault is over
+    // (due at 68 s); the reconnect, subscribe and first frame take real time that the 120x
+    // clock multiplies (CI once saw 76 s). An end at the next attempt means it was missed.
     let secs = gap["gap_seconds"].as_i64().unwrap();
-    assert!((45..128).contains(&secs), "gap of {secs}s: {gap}");
+    let (_, missed) = attempts_after(45);
+    assert!((45..missed).contains(&secs), "gap of {secs}s: {gap}");
     // The attempts in that outage follow the seed's backoff, and the slots are recovered.
     let attempts: Vec<_> =
         of("reconnection_event").filter(|r| (start..=ms(gap, "gap_end_ts")).contains(&ms(r, "receive_time"))).collect();
     let backoffs: Vec<i64> = attempts.iter().map(|a| a["backoff_seconds"].as_i64().unwrap()).collect();
-    assert!([1, 2, 5, 10, 20, 30, 60].starts_with(&backoffs), "backoffs {backoffs:?}");
+    assert!(BACKOFF.starts_with(&backoffs), "backoffs {backoffs:?}");
     let last = attempts.last().unwrap();
     assert_eq!(last["result"], "SUCCESS", "{last}");
     assert!(attempts[..attempts.len() - 1].iter().all(|a| a["result"] == "FAIL"));
@@ -158,8 +177,8 @@ fn a_scripted_krx_day_leaves_the_evidence_the_seed_asks_for() {
         .collect();
     assert_eq!(long.len(), 1, "{all_gaps:#?}");
     let long_secs = long[0]["gap_seconds"].as_i64().unwrap();
-    // The first attempt after six minutes is due at 368 s, the one after it at 428 s.
-    assert!((360..428).contains(&long_secs), "{}", long[0]);
+    let (_, missed) = attempts_after(360);
+    assert!((360..missed).contains(&long_secs), "{}", long[0]);
     let paused: Vec<_> = of("self_healing").filter(|h| h["action"] == "scalp_paused").collect();
     assert_eq!(paused.len(), 1, "{paused:?}");
     let at = ms(paused[0], "receive_time");
