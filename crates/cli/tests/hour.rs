@@ -27,15 +27,35 @@ fn one_simulated_hour_has_the_expected_counts() {
     assert_eq!(hours.len(), 1, "{hours:?}");
 
     // Track B: 41 slots × 2 Hz × 3600 s, within 1%.
-    let scalp = count_lines_under(&data.join("scalp"));
+    let samples = lines_under(&data.join("scalp"));
+    let scalp = samples.len();
     let expected = 41.0 * 2.0 * 3600.0;
     let ratio = scalp as f64 / expected;
     assert!((0.99..=1.0).contains(&ratio), "scalp samples {scalp} vs {expected} ({ratio:.4})");
-    let first = lines_under(&data.join("scalp")).into_iter().next().unwrap();
+    let first = &samples[0];
     assert_eq!(first["mapper_version"], "kis/1", "samples carry the mapper that derived them: {first}");
-    // 5-minute scalp files: 12 in the hour.
-    let scalp_files = std::fs::read_dir(data.join("scalp/kis/kr_stocks/20260114")).unwrap().count();
-    assert_eq!(scalp_files, 12);
+    // No sample is due outside the hour, and the schedule asks for none at 11:00 itself.
+    let (open, until) = (kst_ms_on("2026-01-14", "10:00:00"), kst_ms_on("2026-01-14", "11:00:00"));
+    for s in &samples {
+        let due = ms(s, "event_time");
+        assert!((open..until).contains(&due), "sample due outside the hour: {s}");
+    }
+    // 5-minute scalp files, by the instant the sample was taken: 10:00 … 10:55. A timer
+    // that wakes late for the last sample (due one interval before 11:00) puts it in the
+    // 11:00 file; nothing else may be there.
+    let dir = data.join("scalp/kis/kr_stocks/20260114");
+    let mut scalp_files: Vec<String> =
+        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    scalp_files.sort();
+    let windows: Vec<String> = (0..12).map(|i| format!("10_{:02}_00.jsonl", i * 5)).collect();
+    assert_eq!(scalp_files[..12], windows[..], "{scalp_files:?}");
+    if let Some(extra) = scalp_files.get(12) {
+        assert_eq!((extra.as_str(), scalp_files.len()), ("11_00_00.jsonl", 13), "{scalp_files:?}");
+        for s in lines_under_file(&dir.join(extra)) {
+            let interval = s["sample_interval_ms"].as_i64().unwrap();
+            assert_eq!(ms(&s, "event_time"), until - interval, "only the last due sample can be late: {s}");
+        }
+    }
 
     // Every stage's counters reconcile with each other and with what is on disk.
     let events = lines_under(&data.join("system/events"));
