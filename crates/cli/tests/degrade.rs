@@ -43,7 +43,9 @@ fn a_dead_stream_in_degrade_mode_feeds_track_b_from_rest_polls() {
     let out = run(cmd()
         .args(["collect", "--data-dir"])
         .arg(&data)
-        .args(["--speed", "120", "--start", "2026-11-23T09:20", "--until", "09:46"])
+        // 60x, not 120x: the first-poll bound below (5 s of market time) is then 83 ms of
+        // real time for the fake's REST round trip on a loaded machine.
+        .args(["--speed", "60", "--start", "2026-11-23T09:20", "--until", "09:46"])
         // Started before Track B's window (09:30) so the stream is up when watching starts.
         // A first silence restarts the session; the second, within 5 minutes, degrades,
         // and the stream then stays silent until 09:43.

@@ -9,6 +9,7 @@
 //! and do not reset the watchdog's silence. Samples taken while polling say so (quality
 //! flag `degraded`), and each carries the age of its data as always.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
@@ -70,12 +71,12 @@ impl<P: MarketProvider> Poller<P> {
                 _ = model::stopped(&mut stop) => return Ok(()),
             };
             if !round {
-                // A symbol that enters the slots while polling has no data at all until it
-                // is polled: poll it now rather than up to a whole round later.
+                // Slots changed between rounds: poll the entrants now (see `poll`).
+                // `changed()` has marked the new set seen, so take the entrants here.
                 let current = self.slots.borrow_and_update().clone();
-                let entered: Vec<Symbol> = current.iter().filter(|s| !polled.contains(s)).cloned().collect();
+                let entered = current.iter().filter(|s| !polled.contains(s)).cloned().collect();
                 polled = current;
-                if !self.poll(&entered).await {
+                if !self.poll(entered, &mut polled).await {
                     return Ok(()); // the observer has stopped: the run is ending
                 }
                 continue;
@@ -98,19 +99,34 @@ impl<P: MarketProvider> Poller<P> {
                 continue;
             }
             polled = self.slots.borrow_and_update().clone();
-            if !self.poll(&polled).await {
+            if !self.poll(polled.iter().cloned().collect(), &mut polled).await {
                 return Ok(());
             }
         }
     }
 
-    /// One REST snapshot per symbol, each into the frame queue; false once the observer
-    /// has stopped taking frames.
-    async fn poll(&self, symbols: &[Symbol]) -> bool {
+    /// One REST snapshot per queued symbol, each into the frame queue; false once the
+    /// observer has stopped taking frames. `polled` is the slot set already covered.
+    ///
+    /// A symbol that enters the slots has no data at all until it is polled, so before each
+    /// snapshot a slot change puts the entrants at the front of the queue (rather than up to
+    /// a whole round later: a round of 41 rate-limited snapshots takes seconds), and drops
+    /// the symbols that left.
+    async fn poll(&mut self, mut queue: VecDeque<Symbol>, polled: &mut Vec<Symbol>) -> bool {
         let mut failed: Vec<String> = Vec::new();
-        for symbol in symbols {
+        loop {
+            if self.slots.has_changed().unwrap_or(false) {
+                let current = self.slots.borrow_and_update().clone();
+                let entered: Vec<Symbol> = current.iter().filter(|s| !polled.contains(s)).cloned().collect();
+                queue.retain(|s| current.contains(s));
+                for s in entered.into_iter().rev() {
+                    queue.push_front(s);
+                }
+                *polled = current;
+            }
+            let Some(symbol) = queue.pop_front() else { break };
             // Through the provider's rate limiter, shared with Track A.
-            match self.provider.snapshot(symbol).await {
+            match self.provider.snapshot(&symbol).await {
                 Ok(frame) => {
                     if self.frames.send(frame).await.is_err() {
                         return false;
