@@ -51,7 +51,7 @@ fn one_simulated_hour_has_the_expected_counts() {
     assert_eq!(scalp_files[..12], windows[..], "{scalp_files:?}");
     if let Some(extra) = scalp_files.get(12) {
         assert_eq!((extra.as_str(), scalp_files.len()), ("11_00_00.jsonl", 13), "{scalp_files:?}");
-        for s in lines_under_file(&dir.join(extra)) {
+        for s in lines_of(&dir.join(extra)) {
             let interval = s["sample_interval_ms"].as_i64().unwrap();
             assert_eq!(ms(&s, "event_time"), until - interval, "only the last due sample can be late: {s}");
         }

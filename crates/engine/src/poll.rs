@@ -73,9 +73,8 @@ impl<P: MarketProvider> Poller<P> {
             if !round {
                 // Slots changed between rounds: poll the entrants now (see `poll`).
                 // `changed()` has marked the new set seen, so take the entrants here.
-                let current = self.slots.borrow_and_update().clone();
-                let entered = current.iter().filter(|s| !polled.contains(s)).cloned().collect();
-                polled = current;
+                let mut entered = VecDeque::new();
+                self.take_entrants(&mut entered, &mut polled);
                 if !self.poll(entered, &mut polled).await {
                     return Ok(()); // the observer has stopped: the run is ending
                 }
@@ -99,7 +98,7 @@ impl<P: MarketProvider> Poller<P> {
                 continue;
             }
             polled = self.slots.borrow_and_update().clone();
-            if !self.poll(polled.iter().cloned().collect(), &mut polled).await {
+            if !self.poll(VecDeque::from(polled.clone()), &mut polled).await {
                 return Ok(());
             }
         }
@@ -116,13 +115,7 @@ impl<P: MarketProvider> Poller<P> {
         let mut failed: Vec<String> = Vec::new();
         loop {
             if self.slots.has_changed().unwrap_or(false) {
-                let current = self.slots.borrow_and_update().clone();
-                let entered: Vec<Symbol> = current.iter().filter(|s| !polled.contains(s)).cloned().collect();
-                queue.retain(|s| current.contains(s));
-                for s in entered.into_iter().rev() {
-                    queue.push_front(s);
-                }
-                *polled = current;
+                self.take_entrants(&mut queue, polled);
             }
             let Some(symbol) = queue.pop_front() else { break };
             // Through the provider's rate limiter, shared with Track A.
@@ -140,6 +133,17 @@ impl<P: MarketProvider> Poller<P> {
             tracing::warn!(provider = %self.events.provider, failed = failed.len(), first = %failed[0], "REST polls failed");
         }
         true
+    }
+
+    /// Takes the current slot set as covered: its symbols not in `polled` go to the front
+    /// of `queue`, queued symbols no longer in it are dropped.
+    fn take_entrants(&mut self, queue: &mut VecDeque<Symbol>, polled: &mut Vec<Symbol>) {
+        let current = self.slots.borrow_and_update().clone();
+        queue.retain(|s| current.contains(s));
+        for s in current.iter().rev().filter(|s| !polled.contains(s)) {
+            queue.push_front(s.clone());
+        }
+        *polled = current;
     }
 
     async fn announce(&self, now: UtcTime, on: bool) -> Result<(), SinkError> {

@@ -44,14 +44,14 @@ pub fn lines_under(dir: &Path) -> Vec<Value> {
         if p.is_dir() {
             out.extend(lines_under(&p));
         } else if p.extension().is_some_and(|e| e == "jsonl") {
-            out.extend(lines_under_file(&p));
+            out.extend(lines_of(&p));
         }
     }
     out
 }
 
 /// Every JSON line of the file at `p`.
-pub fn lines_under_file(p: &Path) -> Vec<Value> {
+pub fn lines_of(p: &Path) -> Vec<Value> {
     let body = std::fs::read_to_string(p).unwrap();
     body.lines()
         .map(|l| serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("{}: {e}: {l}", p.display())))
