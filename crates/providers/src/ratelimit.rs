@@ -2,6 +2,12 @@
 //! handed start times spaced `1/rate` apart with a configured burst, so a fast simulated
 //! clock and the real one obey the same limit. `penalize` holds every request back after
 //! the server says we went too fast (KIS `EGW00201`, Upbit 429), whatever our own count says.
+//!
+//! Callers of `acquire` take turns, and each start is decided when its turn comes, from the
+//! clock at that moment. Start times handed out in advance would all fall due together after
+//! a stall (a busy core; at a fast simulated clock a few wall-clock milliseconds are seconds)
+//! and go out as one burst the server refuses; decided late, a stall costs throughput and at
+//! most `burst` requests go at once.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -22,6 +28,8 @@ pub struct RateLimiter {
     interval_ms: f64,
     tolerance_ms: f64,
     state: Mutex<State>,
+    /// Held by the `acquire` caller whose start is being decided (tokio's lock is FIFO).
+    turn: tokio::sync::Mutex<()>,
 }
 
 impl RateLimiter {
@@ -33,10 +41,12 @@ impl RateLimiter {
             interval_ms,
             tolerance_ms: interval_ms * (burst.max(1) - 1) as f64,
             state: Mutex::new(State { tat: 0.0, hold_until: UtcTime::from_millis(0) }),
+            turn: tokio::sync::Mutex::new(()),
         }
     }
 
-    /// Reserves the next start time and returns it (market time) without waiting.
+    /// Reserves the next start time and returns it (market time) without waiting, for a
+    /// single caller that schedules its own sends (Upbit's subscribe messages).
     pub fn reserve(&self) -> UtcTime {
         let now = self.clock.now();
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
@@ -48,19 +58,25 @@ impl RateLimiter {
     }
 
     /// Waits (on the clock) until a request may start. A `penalize` that arrives while we
-    /// wait for an earlier reservation still holds us back.
+    /// wait still holds us back.
     pub async fn acquire(&self) {
-        let mut start = self.reserve();
-        loop {
-            if start > self.clock.now() {
-                self.clock.sleep_until(start).await;
-            }
-            let hold = self.state.lock().unwrap_or_else(|p| p.into_inner()).hold_until;
-            if hold <= self.clock.now() {
-                return;
-            }
-            start = hold;
+        let _turn = self.turn.lock().await;
+        while let Err(at) = self.try_start(self.clock.now()) {
+            self.clock.sleep_until(at).await;
         }
+    }
+
+    /// Starts a request at `now` if the rate, burst and any penalty allow it; otherwise
+    /// the earliest time it may start.
+    fn try_start(&self, now: UtcTime) -> Result<(), UtcTime> {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let now_ms = now.as_millis() as f64;
+        let earliest = (s.tat - self.tolerance_ms).max(s.hold_until.as_millis() as f64);
+        if earliest > now_ms {
+            return Err(UtcTime::from_millis(earliest.ceil() as i64));
+        }
+        s.tat = s.tat.max(now_ms) + self.interval_ms;
+        Ok(())
     }
 
     /// Holds every request back for `d` of market time from now.
@@ -85,5 +101,23 @@ mod tests {
         assert_eq!(starts, vec![0, 0, 0, 50, 100, 150]);
         rl.penalize(Duration::from_secs(1));
         assert!(rl.reserve().millis_since(origin) >= 1000);
+    }
+
+    #[test]
+    fn after_a_stall_no_more_than_the_burst_starts_at_once() {
+        let origin = UtcTime::parse("2026-01-14T01:00:00.000Z").unwrap();
+        let rl = RateLimiter::new(Clock::simulated(origin, 1e-9), 20.0, 3);
+        let at = |ms: i64| origin.plus_millis(ms);
+        // The burst, then one start per 50 ms.
+        let starts: Vec<_> = (0..5).map(|_| rl.try_start(origin)).collect();
+        assert_eq!(starts, vec![Ok(()), Ok(()), Ok(()), Err(at(50)), Err(at(50))]);
+        assert_eq!(rl.try_start(at(50)), Ok(()));
+        // Ten seconds go by without a start (200 at the rate): the next turns get the burst
+        // and are then paced again, not 200 at once.
+        let after: Vec<_> = (0..4).map(|_| rl.try_start(at(10_000))).collect();
+        assert_eq!(after, vec![Ok(()), Ok(()), Ok(()), Err(at(10_050))]);
+        // A penalty (counted from the clock, which stands at the origin) holds every start back.
+        rl.penalize(Duration::from_secs(20));
+        assert_eq!(rl.try_start(at(10_050)), Err(at(20_000)));
     }
 }
