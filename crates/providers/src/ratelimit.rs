@@ -6,8 +6,8 @@
 //! Callers of `acquire` take turns, and each start is decided when its turn comes, from the
 //! clock at that moment. Start times handed out in advance would all fall due together after
 //! a stall (a busy core; at a fast simulated clock a few wall-clock milliseconds are seconds)
-//! and go out as one burst the server refuses; decided late, a stall costs throughput and at
-//! most `burst` requests go at once.
+//! and go out as one burst the server refuses; decided late, a stall releases at most one
+//! start more than `burst` (see `try_start`).
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -61,21 +61,27 @@ impl RateLimiter {
     /// wait still holds us back.
     pub async fn acquire(&self) {
         let _turn = self.turn.lock().await;
-        while let Err(at) = self.try_start(self.clock.now()) {
+        let mut due = self.clock.now();
+        while let Err(at) = self.try_start(self.clock.now(), due) {
             self.clock.sleep_until(at).await;
+            due = at;
         }
     }
 
     /// Starts a request at `now` if the rate, burst and any penalty allow it; otherwise
-    /// the earliest time it may start.
-    fn try_start(&self, now: UtcTime) -> Result<(), UtcTime> {
+    /// the earliest time it may start. `due` is when the caller's turn was due (the time it
+    /// slept until): the next start counts from it, not from a late wake-up, so timer
+    /// resolution (1 ms of wall time is 120 ms of market time at the fastest simulated
+    /// clock) does not push every later start back. A stall while sleeping thus lets one
+    /// start more than the burst go at once, no more.
+    fn try_start(&self, now: UtcTime, due: UtcTime) -> Result<(), UtcTime> {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let now_ms = now.as_millis() as f64;
         let earliest = (s.tat - self.tolerance_ms).max(s.hold_until.as_millis() as f64);
         if earliest > now_ms {
             return Err(UtcTime::from_millis(earliest.ceil() as i64));
         }
-        s.tat = s.tat.max(now_ms) + self.interval_ms;
+        s.tat = s.tat.max(due.min(now).as_millis() as f64) + self.interval_ms;
         Ok(())
     }
 
@@ -108,16 +114,33 @@ mod tests {
         let origin = UtcTime::parse("2026-01-14T01:00:00.000Z").unwrap();
         let rl = RateLimiter::new(Clock::simulated(origin, 1e-9), 20.0, 3);
         let at = |ms: i64| origin.plus_millis(ms);
+        let start = |ms: i64| rl.try_start(at(ms), at(ms));
         // The burst, then one start per 50 ms.
-        let starts: Vec<_> = (0..5).map(|_| rl.try_start(origin)).collect();
+        let starts: Vec<_> = (0..5).map(|_| start(0)).collect();
         assert_eq!(starts, vec![Ok(()), Ok(()), Ok(()), Err(at(50)), Err(at(50))]);
-        assert_eq!(rl.try_start(at(50)), Ok(()));
+        assert_eq!(start(50), Ok(()));
         // Ten seconds go by without a start (200 at the rate): the next turns get the burst
         // and are then paced again, not 200 at once.
-        let after: Vec<_> = (0..4).map(|_| rl.try_start(at(10_000))).collect();
+        let after: Vec<_> = (0..4).map(|_| start(10_000)).collect();
         assert_eq!(after, vec![Ok(()), Ok(()), Ok(()), Err(at(10_050))]);
         // A penalty (counted from the clock, which stands at the origin) holds every start back.
         rl.penalize(Duration::from_secs(20));
-        assert_eq!(rl.try_start(at(10_050)), Err(at(20_000)));
+        assert_eq!(start(10_050), Err(at(20_000)));
+    }
+
+    #[test]
+    fn a_late_wake_up_keeps_the_pace_and_a_stall_releases_one_extra_start() {
+        let origin = UtcTime::parse("2026-01-14T01:00:00.000Z").unwrap();
+        let rl = RateLimiter::new(Clock::simulated(origin, 1e-9), 20.0, 1);
+        let at = |ms: i64| origin.plus_millis(ms);
+        assert_eq!(rl.try_start(at(0), at(0)), Ok(()));
+        assert_eq!(rl.try_start(at(0), at(0)), Err(at(50)));
+        // Due at 50, woken at 90: the next start is due at 100, not at 140.
+        assert_eq!(rl.try_start(at(90), at(50)), Ok(()));
+        assert_eq!(rl.try_start(at(90), at(90)), Err(at(100)));
+        // Due at 100, woken ten seconds late: that start and one more, then the pace.
+        assert_eq!(rl.try_start(at(10_000), at(100)), Ok(()));
+        assert_eq!(rl.try_start(at(10_000), at(10_000)), Ok(()));
+        assert_eq!(rl.try_start(at(10_000), at(10_000)), Err(at(10_050)));
     }
 }
