@@ -82,15 +82,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 Some(dt) => UtcTime::from_kst(dt),
                 None => default_start(&settings)?,
             };
-            // The market is generated before the clock starts, so a fast clock does not run
-            // ahead while it is built.
-            let market = SimMarket::try_new(&settings.sim, start.kst().date()).map_err(|p| {
-                anyhow::anyhow!(
-                    "invalid sim config: {}",
-                    p.iter().map(|p| format!("sim.{p}")).collect::<Vec<_>>().join("; ")
-                )
-            })?;
-            (Clock::simulated(start, args.speed), start, Some(market))
+            let market = sim_market(&settings, start)?;
+            (Clock::simulated(start, args.speed, settings.sim.clock_stall_grace.get()), start, Some(market))
         }
     };
     let until = match args.until {
@@ -233,6 +226,16 @@ fn session_days(started: UtcTime, ended: UtcTime) -> Vec<String> {
 
 /// 09:00 (session open) of the latest KRX trading day on or before today, so a demo always
 /// runs in market hours, weekends included.
+/// The simulated market of `start`'s day, generated up to `start`. Call it before the clock
+/// starts, so a fast clock does not run ahead while the market is built.
+pub fn sim_market(settings: &config::Settings, start: UtcTime) -> anyhow::Result<SimMarket> {
+    let mut market = SimMarket::try_new(&settings.sim, start.kst().date()).map_err(|p| {
+        anyhow::anyhow!("invalid sim config: {}", p.iter().map(|p| format!("sim.{p}")).collect::<Vec<_>>().join("; "))
+    })?;
+    market.advance_all(start);
+    Ok(market)
+}
+
 pub fn default_start(settings: &config::Settings) -> anyhow::Result<UtcTime> {
     let today = Clock::real().now().kst().date();
     let day = settings

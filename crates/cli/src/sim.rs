@@ -6,7 +6,6 @@ use anyhow::Context;
 use jiff::civil::DateTime;
 
 use model::{Clock, UtcTime};
-use providers::sim::SimMarket;
 
 use crate::sources::{self, Binds};
 
@@ -34,11 +33,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Some(dt) => UtcTime::from_kst(dt),
         None => crate::collect::default_start(&settings)?,
     };
-    let market = SimMarket::try_new(&settings.sim, start.kst().date()).map_err(|p| {
-        anyhow::anyhow!("invalid sim config: {}", p.iter().map(|p| format!("sim.{p}")).collect::<Vec<_>>().join("; "))
-    })?;
+    let market = crate::collect::sim_market(&settings, start)?;
     let binds = Binds::from_base(args.bind)?;
-    let clock = Clock::simulated(start, args.speed);
+    let clock = Clock::simulated(start, args.speed, settings.sim.clock_stall_grace.get());
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
     runtime.block_on(async move {

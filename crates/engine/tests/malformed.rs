@@ -7,6 +7,7 @@ use std::sync::atomic::AtomicU64;
 use model::settings::{Interval, Window};
 use model::{Clock, Provider, RawFrame, RawFrameKind, SessionId, UtcTime};
 use providers::kis::{KisConfig, KisCredentials, KisProvider};
+use providers::sim::SimConfig;
 use so_engine::config::{CalendarConfig, ObserverConfig};
 use so_engine::observer::ObserverCore;
 use so_engine::pipeline::{Events, FrameProcessor, RawRefs};
@@ -17,7 +18,7 @@ use so_engine::stats::Stats;
 async fn malformed_frames_are_archived_and_reported() {
     let dir = tempfile::tempdir().unwrap();
     let t0 = UtcTime::from_kst("2026-01-14T10:00:00".parse().unwrap());
-    let clock = Clock::simulated(t0, 1.0);
+    let clock = Clock::simulated(t0, 1.0, SimConfig::krx_default().clock_stall_grace.get());
     let session = SessionId::starting_at(t0);
     let stats = Arc::new(Stats::default());
     let acfg = archive::ArchiveConfig::default();

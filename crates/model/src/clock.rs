@@ -2,6 +2,7 @@
 //! trading day can run in seconds against the simulated clock, and tests can place the
 //! market at any instant.
 
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::time::Instant;
@@ -13,8 +14,84 @@ pub enum Clock {
     /// The operating system's wall clock.
     Real,
     /// Market time that starts at `origin` when the clock is created and runs `speed` times
-    /// faster than the wall clock.
-    Sim { origin: UtcTime, started: Instant, speed: f64 },
+    /// faster than the wall clock while the process runs (see [`Stalls`]).
+    Sim { origin: UtcTime, started: Instant, speed: f64, stalls: &'static Stalls },
+}
+
+/// Wall time during which the process was frozen (SIGSTOP, a host pausing the VM, a CPU
+/// starved for seconds), which a simulated market does not count. At 60x a one-second host
+/// stall would otherwise be a minute of market time in which nothing could be received, and
+/// the recorder would rightly report an outage that the simulated market never had: the
+/// servers and the recorder share this clock, so the whole market pauses with the process.
+///
+/// A watcher thread looks at the wall clock every quarter of `grace`; any gap between two
+/// looks (by it or by a `now()`) beyond `grace` is counted as frozen. The real clock has no
+/// such thing: a real market does not wait.
+#[derive(Debug)]
+pub struct Stalls {
+    grace: Duration,
+    state: Mutex<StallState>,
+}
+
+#[derive(Debug)]
+struct StallState {
+    started: std::time::Instant,
+    last_seen: std::time::Instant,
+    frozen: Duration,
+}
+
+impl Stalls {
+    fn new(grace: Duration, now: std::time::Instant) -> Stalls {
+        Stalls { grace, state: Mutex::new(StallState { started: now, last_seen: now, frozen: Duration::ZERO }) }
+    }
+
+    /// Starts counting from now; leaked so that `Clock` stays `Copy` (one per simulated clock).
+    fn start(grace: Duration) -> &'static Stalls {
+        let stalls: &'static Stalls = Box::leak(Box::new(Stalls::new(grace, std::time::Instant::now())));
+        let look_every = grace / 4;
+        let watcher = std::thread::Builder::new().name("sim-clock-stalls".into()).spawn(move || {
+            loop {
+                std::thread::sleep(look_every);
+                stalls.running_time();
+            }
+        });
+        if let Err(e) = watcher {
+            // Without the watcher an idle process would look frozen; count nothing instead.
+            tracing::warn!("simulated clock: no stall watcher ({e}); host stalls count as market time");
+            stalls.lock().frozen = Duration::MAX;
+        }
+        stalls
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, StallState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Wall time since the start, less the time frozen. Computed under the lock from one
+    /// reading of the wall clock, so it never goes backwards between callers.
+    fn running_time(&self) -> Duration {
+        let mut s = self.lock();
+        Self::observe(&mut s, self.grace, std::time::Instant::now())
+    }
+
+    fn observe(s: &mut StallState, grace: Duration, now: std::time::Instant) -> Duration {
+        if s.frozen == Duration::MAX {
+            return now - s.started;
+        }
+        let gap = now.saturating_duration_since(s.last_seen);
+        if gap > grace {
+            s.frozen += gap - grace;
+        }
+        s.last_seen = s.last_seen.max(now);
+        (now - s.started).saturating_sub(s.frozen)
+    }
+
+    fn frozen(&self) -> Duration {
+        match self.lock().frozen {
+            Duration::MAX => Duration::ZERO,
+            f => f,
+        }
+    }
 }
 
 impl Clock {
@@ -22,9 +99,10 @@ impl Clock {
         Clock::Real
     }
 
-    /// `speed` must be finite and positive (the config and CLI validate it).
-    pub fn simulated(origin: UtcTime, speed: f64) -> Self {
-        Clock::Sim { origin, started: Instant::now(), speed }
+    /// `speed` must be finite and positive (the config and CLI validate it); host stalls
+    /// longer than `stall_grace` of wall time do not advance the market (see [`Stalls`]).
+    pub fn simulated(origin: UtcTime, speed: f64, stall_grace: Duration) -> Self {
+        Clock::Sim { origin, started: Instant::now(), speed, stalls: Stalls::start(stall_grace) }
     }
 
     pub fn is_simulated(&self) -> bool {
@@ -44,8 +122,8 @@ impl Clock {
                 let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
                 UtcTime::from_millis(since.as_millis() as i64)
             }
-            Clock::Sim { origin, started, speed } => {
-                let wall = started.elapsed().as_secs_f64();
+            Clock::Sim { origin, speed, stalls, .. } => {
+                let wall = stalls.running_time().as_secs_f64();
                 origin.plus_millis((wall * speed * 1000.0) as i64)
             }
         }
@@ -62,22 +140,24 @@ impl Clock {
         Instant::now() + self.wall_duration(Duration::from_millis(ahead))
     }
 
+    /// Returns once `now() >= t`.
     pub async fn sleep_until(&self, t: UtcTime) {
-        match self {
-            Clock::Sim { origin, started, speed } => {
-                let market_ms = t.millis_since(*origin).max(0) as f64;
-                let wall = Duration::from_secs_f64(market_ms / 1000.0 / speed);
-                tokio::time::sleep_until(*started + wall).await;
+        loop {
+            let left = t.millis_since(self.now());
+            if left <= 0 {
+                return;
             }
-            Clock::Real => {
-                // Re-check after waking: the system clock may have been stepped while we slept.
-                loop {
-                    let left = t.millis_since(self.now());
-                    if left <= 0 {
-                        return;
-                    }
-                    tokio::time::sleep(Duration::from_millis(left as u64)).await;
+            match self {
+                Clock::Sim { origin, started, speed, stalls } => {
+                    // Aim at the wall instant without further stalls; a stall meanwhile wakes
+                    // us early and the loop sleeps again. The extra millisecond absorbs the
+                    // float rounding that would otherwise wake us a hair before `t`.
+                    let market_ms = t.millis_since(*origin).max(0) as f64 + 1.0;
+                    let wall = Duration::from_secs_f64(market_ms / 1000.0 / speed);
+                    tokio::time::sleep_until(*started + stalls.frozen() + wall).await;
                 }
+                // Re-check after waking: the system clock may have been stepped while we slept.
+                Clock::Real => tokio::time::sleep(Duration::from_millis(left as u64)).await,
             }
         }
     }
@@ -94,12 +174,39 @@ mod tests {
     #[tokio::test]
     async fn simulated_clock_runs_fast() {
         let origin = UtcTime::parse("2026-01-14T00:00:00.000Z").unwrap();
-        let clock = Clock::simulated(origin, 1000.0);
+        let clock = Clock::simulated(origin, 1000.0, Duration::from_millis(100));
         let target = origin.plus(Duration::from_secs(60));
         let wall = std::time::Instant::now();
         clock.sleep_until(target).await;
         assert!(clock.now() >= target);
         // 60 market seconds at 1000x is 60 ms of wall time; allow generous scheduling slack.
         assert!(wall.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_frozen_process_advances_the_market_by_the_grace_only() {
+        let t0 = std::time::Instant::now();
+        let grace = Duration::from_millis(100);
+        let stalls = Stalls::new(grace, t0);
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let looks = |at: u64| Stalls::observe(&mut stalls.lock(), grace, ms(at)).as_millis();
+        // The watcher looks every 25 ms: nothing is frozen.
+        assert_eq!([looks(25), looks(50), looks(75)], [25, 50, 75]);
+        // Nobody looked for two seconds: the process was frozen; the market moved 100 ms.
+        assert_eq!(looks(2_075), 175);
+        assert_eq!(looks(2_100), 200);
+        // A look just over the grace apart (a starved watcher) costs only the excess.
+        assert_eq!(looks(2_210), 300);
+    }
+
+    #[tokio::test]
+    async fn sleep_until_returns_only_when_market_time_has_come() {
+        let origin = UtcTime::parse("2026-01-14T00:00:00.000Z").unwrap();
+        let clock = Clock::simulated(origin, 60.0, Duration::from_millis(100));
+        for secs in [1, 2, 3] {
+            let t = origin.plus(Duration::from_secs(secs));
+            clock.sleep_until(t).await;
+            assert!(clock.now() >= t, "woke at {} before {t}", clock.now());
+        }
     }
 }

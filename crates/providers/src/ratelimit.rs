@@ -96,12 +96,13 @@ impl RateLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sim::SimConfig;
 
     #[test]
     fn reservations_are_spaced_by_the_rate_after_the_burst() {
         let origin = UtcTime::parse("2026-01-14T01:00:00.000Z").unwrap();
         // A clock so slow that no time passes during the test.
-        let clock = Clock::simulated(origin, 1e-9);
+        let clock = Clock::simulated(origin, 1e-9, SimConfig::krx_default().clock_stall_grace.get());
         let rl = RateLimiter::new(clock, 20.0, 3);
         let starts: Vec<i64> = (0..6).map(|_| rl.reserve().millis_since(origin)).collect();
         assert_eq!(starts, vec![0, 0, 0, 50, 100, 150]);
@@ -112,7 +113,8 @@ mod tests {
     #[test]
     fn after_a_stall_no_more_than_the_burst_starts_at_once() {
         let origin = UtcTime::parse("2026-01-14T01:00:00.000Z").unwrap();
-        let rl = RateLimiter::new(Clock::simulated(origin, 1e-9), 20.0, 3);
+        let rl =
+            RateLimiter::new(Clock::simulated(origin, 1e-9, SimConfig::krx_default().clock_stall_grace.get()), 20.0, 3);
         let at = |ms: i64| origin.plus_millis(ms);
         let start = |ms: i64| rl.try_start(at(ms), at(ms));
         // The burst, then one start per 50 ms.
@@ -131,7 +133,8 @@ mod tests {
     #[test]
     fn a_late_wake_up_keeps_the_pace_and_a_stall_releases_one_extra_start() {
         let origin = UtcTime::parse("2026-01-14T01:00:00.000Z").unwrap();
-        let rl = RateLimiter::new(Clock::simulated(origin, 1e-9), 20.0, 1);
+        let rl =
+            RateLimiter::new(Clock::simulated(origin, 1e-9, SimConfig::krx_default().clock_stall_grace.get()), 20.0, 1);
         let at = |ms: i64| origin.plus_millis(ms);
         assert_eq!(rl.try_start(at(0), at(0)), Ok(()));
         assert_eq!(rl.try_start(at(0), at(0)), Err(at(50)));

@@ -33,7 +33,7 @@ async fn start(speed: f64, tweak: impl FnOnce(&mut FakeKisConfig)) -> Env {
     let sim = SimConfig { symbols: 12, trades_per_second: 4.0, ..SimConfig::krx_default() };
     let market = SimMarket::new(&sim, origin().kst().date());
     let market = Arc::new(Mutex::new(market));
-    let clock = Clock::simulated(origin(), speed);
+    let clock = Clock::simulated(origin(), speed, sim.clock_stall_grace.get());
     let mut cfg = FakeKisConfig::new(KisEnv::Real, KEY, SECRET);
     tweak(&mut cfg);
     let faults = FaultSwitch::new();

@@ -10,6 +10,7 @@ mod upbit {
 
     use model::settings::Interval;
     use model::{Clock, MarketEvent, RawFrame, RawFrameKind, Symbol, UtcTime};
+    use so_providers::sim::SimConfig;
     use so_providers::upbit::fake::{self, FakeConfig, FakeUpbit};
     use so_providers::upbit::{SubState, UpbitConfig, UpbitProvider, WsFormat};
     use so_providers::{MarketProvider, ProviderError};
@@ -18,7 +19,11 @@ mod upbit {
     const SPEED: f64 = 10.0;
 
     fn clock_at(speed: f64) -> Clock {
-        Clock::simulated(UtcTime::parse("2026-01-14T03:00:00.000Z").unwrap(), speed)
+        Clock::simulated(
+            UtcTime::parse("2026-01-14T03:00:00.000Z").unwrap(),
+            speed,
+            SimConfig::krx_default().clock_stall_grace.get(),
+        )
     }
 
     async fn setup(format: WsFormat) -> (FakeUpbit, Arc<UpbitProvider>, Clock) {
@@ -138,7 +143,11 @@ mod upbit {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_fake_rejects_excess_like_the_real_server() {
         // Real-time speed, so the requests below all land inside one 1 s window.
-        let clock = Clock::simulated(UtcTime::parse("2026-01-14T03:00:00.000Z").unwrap(), 1.0);
+        let clock = Clock::simulated(
+            UtcTime::parse("2026-01-14T03:00:00.000Z").unwrap(),
+            1.0,
+            SimConfig::krx_default().clock_stall_grace.get(),
+        );
         let cfg = FakeConfig { ban_after_violations: 5, ..FakeConfig::default() };
         let fake = fake::serve(cfg, clock).await.unwrap();
         let http = reqwest::Client::new();

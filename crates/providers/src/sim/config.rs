@@ -31,6 +31,10 @@ pub struct SimConfig {
     pub step: Interval,
     /// Regular session in Seoul wall-clock time; trades happen only inside it.
     pub session: Window,
+    /// A host stall (the process frozen) longer than this much wall time does not advance
+    /// the simulated market: at 60x, one frozen second would otherwise be a minute of market
+    /// time with nothing received, an outage the simulated market never had.
+    pub clock_stall_grace: Interval,
 
     /// Median previous close; previous closes are log-normal around it.
     pub prev_close_median: Decimal,
@@ -95,6 +99,7 @@ impl SimConfig {
             symbols: 2000,
             step: Interval::from_millis(1000),
             session: Window { start: time(9, 0, 0, 0), end: time(15, 30, 0, 0) },
+            clock_stall_grace: Interval::from_millis(50),
             prev_close_median: d(4000),
             prev_close_sigma: 1.2,
             prev_close_min: d(500),
@@ -143,6 +148,8 @@ impl Validate for SimConfig {
         c.range("symbols", self.symbols, 1, 10_000);
         c.range("step", self.step, Interval::from_millis(10), Interval::from_millis(60_000));
         c.window("session", &self.session);
+        // Its watcher looks every quarter of it, so below ~20 ms it would mostly spin.
+        c.range("clock_stall_grace", self.clock_stall_grace, Interval::from_millis(20), Interval::from_millis(10_000));
         if self.session.start < self.session.end {
             let len = self.session.end.duration_since(self.session.start);
             let len_ms = len.as_millis();
