@@ -224,8 +224,6 @@ fn session_days(started: UtcTime, ended: UtcTime) -> Vec<String> {
     days
 }
 
-/// 09:00 (session open) of the latest KRX trading day on or before today, so a demo always
-/// runs in market hours, weekends included.
 /// The simulated market of `start`'s day, generated up to `start`. Call it before the clock
 /// starts, so a fast clock does not run ahead while the market is built.
 pub fn sim_market(settings: &config::Settings, start: UtcTime) -> anyhow::Result<SimMarket> {
@@ -236,6 +234,8 @@ pub fn sim_market(settings: &config::Settings, start: UtcTime) -> anyhow::Result
     Ok(market)
 }
 
+/// 09:00 (session open) of the latest KRX trading day on or before today, so a demo always
+/// runs in market hours, weekends included.
 pub fn default_start(settings: &config::Settings) -> anyhow::Result<UtcTime> {
     let today = Clock::real().now().kst().date();
     let day = settings

@@ -22,24 +22,13 @@ fn http_get(addr: &str, path: &str) -> String {
 /// The latest `receive_time` among the last complete lines of the `.jsonl` files under `dir`:
 /// where a crash restart must say its gap began.
 fn last_complete_record_time(dir: &Path) -> Option<String> {
-    let mut latest: Option<String> = None;
-    for entry in std::fs::read_dir(dir).unwrap().flatten() {
-        let p = entry.path();
-        let t = if p.is_dir() {
-            last_complete_record_time(&p)
-        } else if p.extension().is_some_and(|e| e == "jsonl") {
-            let body = std::fs::read_to_string(&p).unwrap();
-            let complete = &body[..body.rfind('\n').map_or(0, |i| i + 1)];
-            complete.lines().last().and_then(|l| {
-                let v: serde_json::Value = serde_json::from_str(l).unwrap();
-                v["receive_time"].as_str().map(str::to_string)
-            })
-        } else {
-            None
-        };
-        latest = latest.max(t);
-    }
-    latest
+    let last_complete = |p: &std::path::PathBuf| {
+        let body = std::fs::read_to_string(p).unwrap();
+        let complete = &body[..body.rfind('\n').map_or(0, |i| i + 1)];
+        let v: serde_json::Value = serde_json::from_str(complete.lines().last()?).unwrap();
+        v["receive_time"].as_str().map(str::to_string)
+    };
+    jsonl_files_under(dir).iter().filter_map(last_complete).max()
 }
 
 #[test]

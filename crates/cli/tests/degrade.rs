@@ -9,7 +9,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use common::{cmd, kst_ms_on, lines_under, ms, run, text};
+use common::{cmd, jsonl_files_under, kst_ms_on, lines_under, ms, run, text};
 
 fn kst_ms(hhmmss: &str) -> i64 {
     kst_ms_on("2026-11-23", hhmmss)
@@ -17,20 +17,7 @@ fn kst_ms(hhmmss: &str) -> i64 {
 
 /// Every scalp line of an archive in file order, as text.
 fn scalp_lines(root: &Path) -> Vec<String> {
-    fn walk(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
-        let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().flatten().map(|e| e.path()).collect();
-        entries.sort();
-        for p in entries {
-            if p.is_dir() {
-                walk(&p, out)
-            } else if p.extension().is_some_and(|e| e == "jsonl") {
-                out.push(p)
-            }
-        }
-    }
-    let mut files = Vec::new();
-    walk(&root.join("scalp"), &mut files);
-    files
+    jsonl_files_under(&root.join("scalp"))
         .iter()
         .flat_map(|f| std::fs::read_to_string(f).unwrap().lines().map(String::from).collect::<Vec<_>>())
         .collect()

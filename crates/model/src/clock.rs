@@ -15,7 +15,7 @@ pub enum Clock {
     Real,
     /// Market time that starts at `origin` when the clock is created and runs `speed` times
     /// faster than the wall clock while the process runs (see [`Stalls`]).
-    Sim { origin: UtcTime, started: Instant, speed: f64, stalls: &'static Stalls },
+    Sim { origin: UtcTime, speed: f64, stalls: &'static Stalls },
 }
 
 /// Wall time during which the process was frozen (SIGSTOP, a host pausing the VM, a CPU
@@ -28,26 +28,40 @@ pub enum Clock {
 /// looks (by it or by a `now()`) beyond `grace` is counted as frozen. The real clock has no
 /// such thing: a real market does not wait.
 #[derive(Debug)]
-pub struct Stalls {
-    grace: Duration,
-    state: Mutex<StallState>,
-}
+pub struct Stalls(Mutex<StallState>);
 
 #[derive(Debug)]
 struct StallState {
+    /// `Duration::MAX` when no watcher could be started: then nothing counts as frozen,
+    /// since an idle process would look frozen without one.
+    grace: Duration,
     started: std::time::Instant,
     last_seen: std::time::Instant,
     frozen: Duration,
 }
 
-impl Stalls {
-    fn new(grace: Duration, now: std::time::Instant) -> Stalls {
-        Stalls { grace, state: Mutex::new(StallState { started: now, last_seen: now, frozen: Duration::ZERO }) }
+impl StallState {
+    fn new(grace: Duration, now: std::time::Instant) -> StallState {
+        StallState { grace, started: now, last_seen: now, frozen: Duration::ZERO }
     }
 
+    /// Wall time from the start to `now`, less the time frozen; a gap since the last look
+    /// beyond the grace is frozen time.
+    fn observe(&mut self, now: std::time::Instant) -> Duration {
+        let gap = now.saturating_duration_since(self.last_seen);
+        if gap > self.grace {
+            self.frozen += gap - self.grace;
+        }
+        self.last_seen = self.last_seen.max(now);
+        (now - self.started).saturating_sub(self.frozen)
+    }
+}
+
+impl Stalls {
     /// Starts counting from now; leaked so that `Clock` stays `Copy` (one per simulated clock).
     fn start(grace: Duration) -> &'static Stalls {
-        let stalls: &'static Stalls = Box::leak(Box::new(Stalls::new(grace, std::time::Instant::now())));
+        let stalls: &'static Stalls =
+            Box::leak(Box::new(Stalls(Mutex::new(StallState::new(grace, std::time::Instant::now())))));
         let look_every = grace / 4;
         let watcher = std::thread::Builder::new().name("sim-clock-stalls".into()).spawn(move || {
             loop {
@@ -56,41 +70,27 @@ impl Stalls {
             }
         });
         if let Err(e) = watcher {
-            // Without the watcher an idle process would look frozen; count nothing instead.
             tracing::warn!("simulated clock: no stall watcher ({e}); host stalls count as market time");
-            stalls.lock().frozen = Duration::MAX;
+            stalls.lock().grace = Duration::MAX;
         }
         stalls
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, StallState> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Wall time since the start, less the time frozen. Computed under the lock from one
     /// reading of the wall clock, so it never goes backwards between callers.
     fn running_time(&self) -> Duration {
-        let mut s = self.lock();
-        Self::observe(&mut s, self.grace, std::time::Instant::now())
+        self.lock().observe(std::time::Instant::now())
     }
 
-    fn observe(s: &mut StallState, grace: Duration, now: std::time::Instant) -> Duration {
-        if s.frozen == Duration::MAX {
-            return now - s.started;
-        }
-        let gap = now.saturating_duration_since(s.last_seen);
-        if gap > grace {
-            s.frozen += gap - grace;
-        }
-        s.last_seen = s.last_seen.max(now);
-        (now - s.started).saturating_sub(s.frozen)
-    }
-
-    fn frozen(&self) -> Duration {
-        match self.lock().frozen {
-            Duration::MAX => Duration::ZERO,
-            f => f,
-        }
+    /// The wall-clock instant at which `running` time will have passed, if nothing more
+    /// is frozen.
+    fn wall_instant(&self, running: Duration) -> Instant {
+        let s = self.lock();
+        Instant::from_std(s.started + s.frozen + running)
     }
 }
 
@@ -102,7 +102,7 @@ impl Clock {
     /// `speed` must be finite and positive (the config and CLI validate it); host stalls
     /// longer than `stall_grace` of wall time do not advance the market (see [`Stalls`]).
     pub fn simulated(origin: UtcTime, speed: f64, stall_grace: Duration) -> Self {
-        Clock::Sim { origin, started: Instant::now(), speed, stalls: Stalls::start(stall_grace) }
+        Clock::Sim { origin, speed, stalls: Stalls::start(stall_grace) }
     }
 
     pub fn is_simulated(&self) -> bool {
@@ -122,7 +122,7 @@ impl Clock {
                 let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
                 UtcTime::from_millis(since.as_millis() as i64)
             }
-            Clock::Sim { origin, speed, stalls, .. } => {
+            Clock::Sim { origin, speed, stalls } => {
                 let wall = stalls.running_time().as_secs_f64();
                 origin.plus_millis((wall * speed * 1000.0) as i64)
             }
@@ -148,13 +148,13 @@ impl Clock {
                 return;
             }
             match self {
-                Clock::Sim { origin, started, speed, stalls } => {
+                Clock::Sim { origin, speed, stalls } => {
                     // Aim at the wall instant without further stalls; a stall meanwhile wakes
                     // us early and the loop sleeps again. The extra millisecond absorbs the
                     // float rounding that would otherwise wake us a hair before `t`.
                     let market_ms = t.millis_since(*origin).max(0) as f64 + 1.0;
-                    let wall = Duration::from_secs_f64(market_ms / 1000.0 / speed);
-                    tokio::time::sleep_until(*started + stalls.frozen() + wall).await;
+                    let running = Duration::from_secs_f64(market_ms / 1000.0 / speed);
+                    tokio::time::sleep_until(stalls.wall_instant(running)).await;
                 }
                 // Re-check after waking: the system clock may have been stepped while we slept.
                 Clock::Real => tokio::time::sleep(Duration::from_millis(left as u64)).await,
@@ -186,10 +186,8 @@ mod tests {
     #[test]
     fn a_frozen_process_advances_the_market_by_the_grace_only() {
         let t0 = std::time::Instant::now();
-        let grace = Duration::from_millis(100);
-        let stalls = Stalls::new(grace, t0);
-        let ms = |n: u64| t0 + Duration::from_millis(n);
-        let looks = |at: u64| Stalls::observe(&mut stalls.lock(), grace, ms(at)).as_millis();
+        let mut s = StallState::new(Duration::from_millis(100), t0);
+        let mut looks = |at: u64| s.observe(t0 + Duration::from_millis(at)).as_millis();
         // The watcher looks every 25 ms: nothing is frozen.
         assert_eq!([looks(25), looks(50), looks(75)], [25, 50, 75]);
         // Nobody looked for two seconds: the process was frozen; the market moved 100 ms.

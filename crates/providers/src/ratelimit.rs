@@ -98,12 +98,16 @@ mod tests {
     use super::*;
     use crate::sim::SimConfig;
 
+    /// A limiter on a clock so slow that no time passes during the test, and its origin.
+    fn on_a_still_clock(rate: f64, burst: u32) -> (RateLimiter, UtcTime) {
+        let origin = UtcTime::parse("2026-01-14T01:00:00.000Z").unwrap();
+        let clock = Clock::simulated(origin, 1e-9, SimConfig::krx_default().clock_stall_grace.get());
+        (RateLimiter::new(clock, rate, burst), origin)
+    }
+
     #[test]
     fn reservations_are_spaced_by_the_rate_after_the_burst() {
-        let origin = UtcTime::parse("2026-01-14T01:00:00.000Z").unwrap();
-        // A clock so slow that no time passes during the test.
-        let clock = Clock::simulated(origin, 1e-9, SimConfig::krx_default().clock_stall_grace.get());
-        let rl = RateLimiter::new(clock, 20.0, 3);
+        let (rl, origin) = on_a_still_clock(20.0, 3);
         let starts: Vec<i64> = (0..6).map(|_| rl.reserve().millis_since(origin)).collect();
         assert_eq!(starts, vec![0, 0, 0, 50, 100, 150]);
         rl.penalize(Duration::from_secs(1));
@@ -112,9 +116,7 @@ mod tests {
 
     #[test]
     fn after_a_stall_no_more_than_the_burst_starts_at_once() {
-        let origin = UtcTime::parse("2026-01-14T01:00:00.000Z").unwrap();
-        let rl =
-            RateLimiter::new(Clock::simulated(origin, 1e-9, SimConfig::krx_default().clock_stall_grace.get()), 20.0, 3);
+        let (rl, origin) = on_a_still_clock(20.0, 3);
         let at = |ms: i64| origin.plus_millis(ms);
         let start = |ms: i64| rl.try_start(at(ms), at(ms));
         // The burst, then one start per 50 ms.
@@ -132,9 +134,7 @@ mod tests {
 
     #[test]
     fn a_late_wake_up_keeps_the_pace_and_a_stall_releases_one_extra_start() {
-        let origin = UtcTime::parse("2026-01-14T01:00:00.000Z").unwrap();
-        let rl =
-            RateLimiter::new(Clock::simulated(origin, 1e-9, SimConfig::krx_default().clock_stall_grace.get()), 20.0, 1);
+        let (rl, origin) = on_a_still_clock(20.0, 1);
         let at = |ms: i64| origin.plus_millis(ms);
         assert_eq!(rl.try_start(at(0), at(0)), Ok(()));
         assert_eq!(rl.try_start(at(0), at(0)), Err(at(50)));

@@ -143,11 +143,7 @@ mod upbit {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_fake_rejects_excess_like_the_real_server() {
         // Real-time speed, so the requests below all land inside one 1 s window.
-        let clock = Clock::simulated(
-            UtcTime::parse("2026-01-14T03:00:00.000Z").unwrap(),
-            1.0,
-            SimConfig::krx_default().clock_stall_grace.get(),
-        );
+        let clock = clock_at(1.0);
         let cfg = FakeConfig { ban_after_violations: 5, ..FakeConfig::default() };
         let fake = fake::serve(cfg, clock).await.unwrap();
         let http = reqwest::Client::new();

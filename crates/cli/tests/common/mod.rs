@@ -2,7 +2,7 @@
 
 #![allow(dead_code)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::Value;
@@ -34,20 +34,25 @@ pub fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
-/// Every JSON line of every `.jsonl` file under `dir`.
-pub fn lines_under(dir: &Path) -> Vec<Value> {
+/// Every `.jsonl` file under `dir`, recursively, in path order (none if `dir` is missing).
+pub fn jsonl_files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let Ok(entries) = std::fs::read_dir(dir) else { return out };
     let mut paths: Vec<_> = entries.flatten().map(|e| e.path()).collect();
     paths.sort();
     for p in paths {
         if p.is_dir() {
-            out.extend(lines_under(&p));
+            out.extend(jsonl_files_under(&p));
         } else if p.extension().is_some_and(|e| e == "jsonl") {
-            out.extend(lines_of(&p));
+            out.push(p);
         }
     }
     out
+}
+
+/// Every JSON line of every `.jsonl` file under `dir`.
+pub fn lines_under(dir: &Path) -> Vec<Value> {
+    jsonl_files_under(dir).iter().flat_map(|p| lines_of(p)).collect()
 }
 
 /// Every JSON line of the file at `p`.
