@@ -2,7 +2,7 @@
 //! environment only and never reach Debug output, logs, errors or the archive.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
@@ -71,7 +71,9 @@ pub struct KisConfig {
     pub master_base: String,
     /// Master-file group codes kept in the universe (`ST` shares; `EF` ETFs, `EN` ETNs, …).
     pub universe_groups: Vec<String>,
-    /// Where the access token is cached between runs (KIS allows about one issuance a day).
+    /// Where the access token is cached between runs (KIS allows about one issuance a day),
+    /// encrypted under the app secret. A relative path is under the data directory
+    /// ([`KisConfig::token_cache_under`]).
     pub token_cache: PathBuf,
     /// `P` individual, `B` corporate.
     pub custtype: String,
@@ -113,7 +115,7 @@ impl Default for KisConfig {
             ws_path: "/tryitout".into(),
             master_base: "https://new.real.download.dws.co.kr/common/master/".into(),
             universe_groups: vec!["ST".into()],
-            token_cache: PathBuf::from("data/state/kis_token.json"),
+            token_cache: PathBuf::from("state/kis_token.json"),
             custtype: "P".into(),
             rate_per_second: PerEnv { real: 18.0, mock: 1.0 },
             burst: 1,
@@ -142,6 +144,10 @@ impl KisConfig {
     }
     pub fn rate(&self) -> f64 {
         self.rate_per_second.get(self.env)
+    }
+    /// `token_cache` resolved against the data directory (an absolute path stays as it is).
+    pub fn token_cache_under(&self, data_dir: &Path) -> PathBuf {
+        data_dir.join(&self.token_cache)
     }
 }
 

@@ -15,6 +15,7 @@ pub mod fake;
 pub mod master;
 mod rest;
 mod stream;
+mod token_cache;
 pub mod wire;
 
 pub use adapter::{KisProvider, parse_frame};

@@ -1,19 +1,17 @@
-//! REST side of the adapter: access token (cached on disk, reissued only within KIS's
-//! issuance rules), WebSocket approval key, and quotation calls through the shared rate
-//! limiter with KIS's error handling (`EGW00201` → penalize and retry; expired token →
-//! reissue once; HTTP 429/5xx → back off and retry).
-
-use std::path::Path;
+//! REST side of the adapter: access token (cached on disk, encrypted: [`super::token_cache`];
+//! reissued only within KIS's issuance rules), WebSocket approval key, and quotation calls
+//! through the shared rate limiter with KIS's error handling (`EGW00201` → penalize and
+//! retry; expired token → reissue once; HTTP 429/5xx → back off and retry).
 
 use jiff::civil::{Date, Time};
 use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::Mutex;
 
 use model::{Clock, Price, Provider, Qty, Quote, RawFrame, RawFrameKind, Snapshot, Symbol, UtcTime};
 
 use super::config::{KisConfig, KisCredentials, KisEnv};
+use super::token_cache::{CachedToken, Load, TokenCache};
 use super::wire;
 use crate::provider::{ProviderError, evidence};
 use crate::ratelimit::RateLimiter;
@@ -41,16 +39,6 @@ pub const EGW_EXPIRED: &str = "EGW00123";
 pub const EGW_INVALID: &str = "EGW00121";
 pub const EGW_TOKEN_TOO_SOON: &str = "EGW00133";
 
-/// The token cache file: the token and when it expires, nothing else secret.
-#[derive(Serialize, Deserialize)]
-struct CachedToken {
-    access_token: String,
-    expires_at: UtcTime,
-    issued_at: UtcTime,
-    /// A token is only valid on the domain that issued it (real vs mock).
-    rest_base: String,
-}
-
 struct Token {
     value: SecretString,
     expires_at: UtcTime,
@@ -61,6 +49,12 @@ struct TokenState {
     current: Option<Token>,
     /// Last tokenP call (from the cache file across processes), for the 1/min rule.
     last_attempt: Option<UtcTime>,
+}
+
+impl TokenState {
+    fn note_issue(&mut self, at: UtcTime) {
+        self.last_attempt = Some(self.last_attempt.map_or(at, |a| a.max(at)));
+    }
 }
 
 struct Approval {
@@ -80,6 +74,7 @@ pub(crate) struct RestClient {
     clock: Clock,
     http: reqwest::Client,
     limiter: RateLimiter,
+    cache: TokenCache,
     token: Mutex<TokenState>,
     approval: Mutex<ApprovalState>,
 }
@@ -128,12 +123,14 @@ impl RestClient {
             .build()
             .map_err(|e| req_err("client", http_why(&e)))?;
         let limiter = RateLimiter::new(clock, cfg.rate(), cfg.burst);
+        let cache = TokenCache::new(cfg.token_cache.clone(), &creds);
         Ok(RestClient {
             cfg,
             creds,
             clock,
             http,
             limiter,
+            cache,
             token: Mutex::new(TokenState::default()),
             approval: Mutex::new(ApprovalState::default()),
         })
@@ -149,40 +146,6 @@ impl RestClient {
 
     // ---------------------------------------------------------------- access token
 
-    fn load_cache(&self, path: &Path) -> Option<CachedToken> {
-        let text = std::fs::read_to_string(path).ok()?;
-        serde_json::from_str(&text).ok()
-    }
-
-    fn save_cache(&self, c: &CachedToken) -> std::io::Result<()> {
-        let path = &self.cfg.token_cache;
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)?;
-        }
-        let tmp = path.with_extension("tmp");
-        let text = serde_json::to_string(c).map_err(std::io::Error::other)?;
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
-        {
-            use std::io::Write;
-            let mut f = opts.open(&tmp)?;
-            // `mode` applies only at creation; an older file keeps its mode otherwise.
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::PermissionsExt;
-                f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-            }
-            f.write_all(text.as_bytes())?;
-            f.sync_all()?;
-        }
-        std::fs::rename(&tmp, path)
-    }
-
     fn usable(&self, expires_at: UtcTime) -> bool {
         let margin = self.cfg.token_refresh_before.as_millis() as i64;
         expires_at.millis_since(self.clock.now()) > margin
@@ -197,13 +160,23 @@ impl RestClient {
         {
             return Ok(t.value.clone());
         }
-        if let Some(c) = self.load_cache(&self.cfg.token_cache) {
-            st.last_attempt = Some(st.last_attempt.map_or(c.issued_at, |a| a.max(c.issued_at)));
-            if c.rest_base == self.cfg.rest_base() && self.usable(c.expires_at) {
-                let value = SecretString::from(c.access_token);
-                st.current = Some(Token { value: value.clone(), expires_at: c.expires_at });
-                return Ok(value);
+        match self.cache.load() {
+            Load::Found(c) => {
+                st.note_issue(c.issued_at);
+                if c.rest_base == self.cfg.rest_base() && self.usable(c.expires_at) {
+                    st.current = Some(Token { value: c.access_token.clone(), expires_at: c.expires_at });
+                    return Ok(c.access_token);
+                }
             }
+            // The file's issue time is unauthenticated. A past one is believed: were it wrong,
+            // the worst is one call too early, which KIS refuses with EGW00133 and the loop
+            // below waits out. Without one (or with one in the future) the last issuance may
+            // have been a moment ago, so the next call waits one full interval, never longer.
+            Load::Discarded { issued_at_hint } => {
+                let now = self.clock.now();
+                st.note_issue(issued_at_hint.filter(|t| *t <= now).unwrap_or(now));
+            }
+            Load::Missing => {}
         }
         let min = self.cfg.token_min_interval.get();
         for _ in 0..=self.cfg.max_retries {
@@ -257,17 +230,18 @@ impl RestClient {
         };
         let now = self.clock.now();
         let expires_at = now.plus_millis(secs * 1000);
+        let value = SecretString::from(tok.to_string());
         let cached = CachedToken {
-            access_token: tok.to_string(),
+            access_token: value.clone(),
             expires_at,
             issued_at: now,
             rest_base: self.cfg.rest_base().to_string(),
         };
-        if let Err(e) = self.save_cache(&cached) {
-            tracing::warn!(path = %self.cfg.token_cache.display(), error = %e, "kis: could not write the token cache");
+        if let Err(e) = self.cache.save(&cached) {
+            tracing::warn!(path = %self.cache.path().display(), error = %e, "kis: could not write the token cache");
         }
         tracing::info!(expires_at = %expires_at, "kis: access token issued");
-        Ok(Some(Token { value: SecretString::from(tok.to_string()), expires_at }))
+        Ok(Some(Token { value, expires_at }))
     }
 
     /// Drops a token the server refused, so the next call issues a new one.
@@ -276,8 +250,10 @@ impl RestClient {
         if st.current.as_ref().is_some_and(|t| t.value.expose_secret() == used.expose_secret()) {
             st.current = None;
         }
-        if self.load_cache(&self.cfg.token_cache).is_some_and(|c| c.access_token == used.expose_secret()) {
-            let _ = std::fs::remove_file(&self.cfg.token_cache);
+        if let Load::Found(c) = self.cache.load()
+            && c.access_token.expose_secret() == used.expose_secret()
+        {
+            self.cache.remove();
         }
     }
 
