@@ -38,16 +38,24 @@ pub struct Health {
     pub market_time: UtcTime,
     pub last_record_time: Option<UtcTime>,
     pub universe: u64,
+    /// Slots Track B sampled last, summed over providers…
     pub slots: u64,
     pub slot_capacity: u64,
+    /// …and how many of them had data younger than `tracks.scalp.stale_after`.
+    pub slots_streaming: u64,
     pub hz: f64,
     pub mitigation_level: u8,
     /// connected, connecting, reconnecting or degraded.
     pub connection: String,
     pub reconnects_today: u64,
     pub gaps_today: u64,
-    /// Track B samples written over samples asked for, today.
-    pub recording_rate: f64,
+    /// Track B samples due this run, and of those written: with data, stale, empty.
+    pub scalp_samples_due: u64,
+    pub scalp_samples_with_data: u64,
+    pub scalp_samples_stale: u64,
+    pub scalp_samples_no_data: u64,
+    /// `scalp_samples_with_data / scalp_samples_due`; null before any sample was due.
+    pub recording_rate: Option<f64>,
     /// Anomaly-day conditions tripped today.
     pub anomalies_today: Vec<String>,
     pub files_open: u64,
@@ -57,6 +65,8 @@ pub fn health(live: &Live) -> Health {
     let now = live.clock.now();
     let last = live.stats.last_record_ms.load(Relaxed);
     let day = live.day();
+    let (slots, slots_streaming) = live.slots();
+    let s = live.stats.snapshot();
     Health {
         status: "ok".into(),
         uptime_seconds: now.millis_since(live.started) / 1000,
@@ -65,17 +75,42 @@ pub fn health(live: &Live) -> Health {
         market_time: now,
         last_record_time: (last > 0).then(|| UtcTime::from_millis(last)),
         universe: live.universe_size.load(Relaxed),
-        slots: live.slots.load(Relaxed),
+        slots,
         slot_capacity: live.slot_capacity.load(Relaxed),
+        slots_streaming,
         hz: live.hz(),
         mitigation_level: live.mitigation.load(Relaxed),
         connection: live.connection_state().into(),
         reconnects_today: day.reconnects,
         gaps_today: day.gaps,
-        recording_rate: day.recording_rate(),
+        scalp_samples_due: s.scalp_expected,
+        scalp_samples_with_data: s.scalp_written.saturating_sub(s.scalp_no_data),
+        scalp_samples_stale: s.scalp_stale,
+        scalp_samples_no_data: s.scalp_no_data,
+        recording_rate: s.recording_rate(),
         anomalies_today: day.tripped,
         files_open: live.stats.files_open.load(Relaxed),
     }
+}
+
+/// The counters, and the gauges `/health` shows, in Prometheus text format.
+pub fn metrics(live: &Live) -> String {
+    use std::fmt::Write as _;
+    let s = live.stats.snapshot();
+    let mut out = s.prometheus();
+    let (assigned, streaming) = live.slots();
+    let mut gauge = |name: &str, help: &str, value: String| {
+        let _ = writeln!(out, "# HELP stock_observer_{name} {help}");
+        let _ = writeln!(out, "# TYPE stock_observer_{name} gauge");
+        let _ = writeln!(out, "stock_observer_{name} {value}");
+    };
+    gauge("slots_assigned", "Slots Track B sampled last.", assigned.to_string());
+    gauge("slots_streaming", "Slots whose data is younger than tracks.scalp.stale_after.", streaming.to_string());
+    gauge("slot_capacity", "Slots configured, summed over providers.", live.slot_capacity.load(Relaxed).to_string());
+    // NaN is Prometheus's "no value": nothing was due yet.
+    let rate = s.recording_rate().map_or_else(|| "NaN".to_string(), |r| r.to_string());
+    gauge("recording_rate", "Track B samples with data over samples due.", rate);
+    out
 }
 
 pub fn router(live: Arc<Live>) -> Router {
@@ -84,7 +119,7 @@ pub fn router(live: Arc<Live>) -> Router {
         .route(
             "/metrics",
             get(|State(l): State<Arc<Live>>| async move {
-                ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], l.stats.snapshot().prometheus()).into_response()
+                ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], metrics(&l)).into_response()
             }),
         )
         .with_state(live)

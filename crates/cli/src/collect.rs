@@ -30,8 +30,9 @@ pub struct Args {
     /// Run the simulated market clock N times faster than real time (sim only).
     #[arg(long, value_name = "N", default_value_t = 1.0, value_parser = parse_speed)]
     speed: f64,
-    /// Start the simulated clock at this Seoul date and time (default: 09:00 of the latest
-    /// trading day on or before today, so a demo always runs in market hours).
+    /// Start the simulated clock at this Seoul date and time (default: the opening of Track
+    /// B's window, 09:30, on the latest trading day on or before today, so a demo records
+    /// both tracks at once).
     #[arg(long, value_name = "YYYY-MM-DDTHH:MM", value_parser = parse_start)]
     start: Option<DateTime>,
     /// Inject a fault into the simulated market at a market time of the first day, for a
@@ -234,8 +235,8 @@ pub fn sim_market(settings: &config::Settings, start: UtcTime) -> anyhow::Result
     Ok(market)
 }
 
-/// 09:00 (session open) of the latest KRX trading day on or before today, so a demo always
-/// runs in market hours, weekends included.
+/// The opening of Track B's window (09:30) on the latest KRX trading day on or before today,
+/// so a demo always runs in market hours with both tracks recording, weekends included.
 pub fn default_start(settings: &config::Settings) -> anyhow::Result<UtcTime> {
     let today = Clock::real().now().kst().date();
     let day = settings
@@ -243,7 +244,7 @@ pub fn default_start(settings: &config::Settings) -> anyhow::Result<UtcTime> {
         .krx()
         .latest_trading_day(today)
         .context("no trading day in the last year: check calendar.holidays")?;
-    Ok(UtcTime::from_kst(DateTime::from_parts(day, settings.calendar.session.start)))
+    Ok(UtcTime::from_kst(DateTime::from_parts(day, settings.tracks.scalp.window.start)))
 }
 
 async fn sleep_opt(d: Option<Duration>) {

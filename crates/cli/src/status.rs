@@ -14,8 +14,9 @@ fn line(live: &Live, s: &StatsSnapshot, prev: &StatsSnapshot, secs: f64) -> Stri
     let rate = |now: u64, before: u64| (now.saturating_sub(before)) as f64 / secs;
     let t = live.clock.now().kst();
     let day = live.day();
+    let (assigned, streaming) = live.slots();
     format!(
-        "{} KST x{} | raw {} ({:.0}/s) | swing {} ({:.0}/s) | scalp {} ({:.0}/s) | slots {}/{} of {} | {} Hz L{} | {} | reconnects {} | gaps {} | rec {:.1}% | files {} open | rejects {}",
+        "{} KST x{} | raw {} ({:.0}/s) | swing {} ({:.0}/s) | scalp {} ({:.0}/s) | slots {}/{} streaming {} of {} | {} Hz L{} | {} | reconnects {} | gaps {} | rec {} stale {} empty {} | files {} open | rejects {}",
         t.time().strftime("%H:%M:%S"),
         live.clock.speed(),
         s.frames_received,
@@ -24,18 +25,26 @@ fn line(live: &Live, s: &StatsSnapshot, prev: &StatsSnapshot, secs: f64) -> Stri
         rate(s.swing_written, prev.swing_written),
         s.scalp_written,
         rate(s.scalp_written, prev.scalp_written),
-        live.slots.load(Relaxed),
+        assigned,
         live.slot_capacity.load(Relaxed),
+        streaming,
         live.universe_size.load(Relaxed),
         live.hz(),
         live.mitigation.load(Relaxed),
         live.connection_state(),
         day.reconnects,
         day.gaps,
-        day.recording_rate() * 100.0,
+        percent(s.recording_rate()),
+        s.scalp_stale,
+        s.scalp_no_data,
         s.files_open,
         s.rejected_validate + s.rejected_guard + s.frames_malformed,
     )
+}
+
+/// A rate as a percentage, or `-` while there is nothing to measure.
+fn percent(rate: Option<f64>) -> String {
+    rate.map_or_else(|| "-".into(), |r| format!("{:.1}%", r * 100.0))
 }
 
 pub async fn run(live: Arc<Live>, every: Duration, mut stop: watch::Receiver<bool>) {
@@ -74,8 +83,15 @@ pub fn print_summary(sum: &Summary, data_dir: &Path) {
     );
     println!("  swing snapshots   {:>10}  in {} Track A cycles", s.swing_written, s.track_a_cycles);
     println!(
-        "  scalp samples     {:>10}  (sampled down {}, late {})",
-        s.scalp_written, s.scalp_sampled_down, s.scalp_late
+        "  scalp samples     {:>10}  of {} due: {} with data (recording rate {}), {} of them stale, {} empty (no data yet); sampled down {}, late {}",
+        s.scalp_written,
+        s.scalp_expected,
+        s.scalp_written.saturating_sub(s.scalp_no_data),
+        percent(s.recording_rate()),
+        s.scalp_stale,
+        s.scalp_no_data,
+        s.scalp_sampled_down,
+        s.scalp_late
     );
     println!("  system events     {:>10}  (gaps {}), overflow entries {}", s.system_events, s.gaps, s.overflow_entries);
     println!(

@@ -94,12 +94,14 @@ fn a_scripted_krx_day_leaves_the_evidence_the_seed_asks_for() {
     let disconnects: Vec<_> = of("gap_marker")
         .filter(|g| g["reason"] == "ws_disconnect")
         // Under load the fake may drop a late-ponging session elsewhere; that is its own gap.
-        .filter(|g| (kst_ms("10:15:00")..kst_ms("10:15:05")).contains(&ms(g, "gap_start_ts")))
+        .filter(|g| (kst_ms("10:14:58")..kst_ms("10:15:05")).contains(&ms(g, "gap_start_ts")))
         .collect();
     assert_eq!(disconnects.len(), 1, "{all_gaps:#?}");
     let gap = disconnects[0];
     let start = ms(gap, "gap_start_ts");
-    assert!((kst_ms("10:15:00")..kst_ms("10:15:02")).contains(&start), "{gap}");
+    // It starts at the last data before the cut (the fake pushes every second), not when
+    // the cut was noticed.
+    assert!((kst_ms("10:14:58")..=kst_ms("10:15:00")).contains(&start), "{gap}");
     // The gap ends with the first data after the first attempt made once the fault is over
     // (due at 68 s); the reconnect, subscribe and first frame take real time that the 120x
     // clock multiplies (CI once saw 76 s). An end at the next attempt means it was missed.
@@ -173,7 +175,7 @@ fn a_scripted_krx_day_leaves_the_evidence_the_seed_asks_for() {
     // strong event is written and the day is marked anomalous; it resumes with the data.
     let long: Vec<_> = of("gap_marker")
         .filter(|g| g["reason"] == "ws_disconnect")
-        .filter(|g| (kst_ms("14:00:00")..kst_ms("14:00:05")).contains(&ms(g, "gap_start_ts")))
+        .filter(|g| (kst_ms("13:59:58")..kst_ms("14:00:05")).contains(&ms(g, "gap_start_ts")))
         .collect();
     assert_eq!(long.len(), 1, "{all_gaps:#?}");
     let long_secs = long[0]["gap_seconds"].as_i64().unwrap();
@@ -198,7 +200,8 @@ fn a_scripted_krx_day_leaves_the_evidence_the_seed_asks_for() {
         .collect();
     let in_gap = |t: i64| gaps.iter().any(|(a, b)| (*a..=*b).contains(&t));
     let interval_at = |t: i64| steps.iter().rfind(|s| s.2 <= t).map_or(500, |s| s.1);
-    let (open, close) = (kst_ms("09:00:00"), kst_ms("15:30:00"));
+    // Track B's window (seed 001 §2.4).
+    let (open, close) = (kst_ms("09:30:00"), kst_ms("15:00:00"));
     let mut due = 0u64;
     let mut t = open;
     while t < close {

@@ -33,7 +33,7 @@ fn one_simulated_hour_has_the_expected_counts() {
     let ratio = scalp as f64 / expected;
     assert!((0.99..=1.0).contains(&ratio), "scalp samples {scalp} vs {expected} ({ratio:.4})");
     let first = &samples[0];
-    assert_eq!(first["mapper_version"], "kis/1", "samples carry the mapper that derived them: {first}");
+    assert_eq!(first["mapper_version"], "kis/2", "samples carry the mapper that derived them: {first}");
     // No sample is due outside the hour, and the schedule asks for none at 11:00 itself.
     let (open, until) = (kst_ms_on("2026-01-14", "10:00:00"), kst_ms_on("2026-01-14", "11:00:00"));
     for s in &samples {

@@ -53,6 +53,9 @@ pub struct Interim {
     pub gaps: u64,
     pub long_gaps: u64,
     pub scalp_written: u64,
+    /// Of `scalp_written`, samples with no data at all, and with data older than `stale_after`.
+    pub scalp_no_data: u64,
+    pub scalp_stale: u64,
     pub scalp_expected: u64,
     pub cpu_percent: f64,
     pub disk_percent: Option<f64>,
@@ -76,15 +79,24 @@ pub struct Day {
     pub gaps: u64,
     pub long_gaps: u64,
     pub scalp_written: u64,
+    pub scalp_no_data: u64,
+    pub scalp_stale: u64,
     pub scalp_expected: u64,
     pub tripped: Vec<String>,
 }
 
 impl Day {
-    /// Samples written over samples asked for (1 when nothing was asked for yet).
-    pub fn recording_rate(&self) -> f64 {
-        if self.scalp_expected == 0 { 1.0 } else { self.scalp_written as f64 / self.scalp_expected as f64 }
+    /// Samples written with data over samples asked for (`None` while nothing was asked
+    /// for: no figure rather than a 100 % over nothing).
+    pub fn recording_rate(&self) -> Option<f64> {
+        recording_rate(self.scalp_written, self.scalp_no_data, self.scalp_expected)
     }
+}
+
+/// Samples with data (written, not `no_data`) over samples due. A sample that was due but
+/// not written (sampled down) or written empty counts against the rate.
+pub fn recording_rate(written: u64, no_data: u64, expected: u64) -> Option<f64> {
+    (expected > 0).then(|| written.saturating_sub(no_data) as f64 / expected as f64)
 }
 
 #[derive(Debug)]
@@ -122,6 +134,8 @@ impl AnomalyMonitor {
         d.gaps += m.gaps;
         d.long_gaps += m.long_gaps;
         d.scalp_written += m.scalp_written;
+        d.scalp_no_data += m.scalp_no_data;
+        d.scalp_stale += m.scalp_stale;
         d.scalp_expected += m.scalp_expected;
 
         let c = &self.cfg;
@@ -136,7 +150,7 @@ impl AnomalyMonitor {
             ("long_log_gaps", d.long_gaps as f64, c.max_long_gaps as f64, d.long_gaps >= c.max_long_gaps),
         ];
         // Sustained conditions: the interval's own reading must hold for the whole period.
-        let rate = if m.scalp_expected == 0 { None } else { Some(m.scalp_written as f64 / m.scalp_expected as f64) };
+        let rate = recording_rate(m.scalp_written, m.scalp_no_data, m.scalp_expected);
         let low = rate.is_some_and(|r| r < c.min_recording_rate);
         let since = sustained(&mut self.low_rate_since, low, now);
         checks.push((
@@ -244,7 +258,22 @@ mod tests {
             trips.extend(m.observe(t(i * 10), low).into_iter().map(|x| (i, x.condition)));
         }
         assert_eq!(trips, vec![(55, "scalp_recording_rate"), (85, "cpu_percent")]);
-        assert!((m.day().recording_rate() - (100.0 + 90.0 * 90.0) / 9100.0).abs() < 1e-9);
+        assert!((m.day().recording_rate().unwrap() - (100.0 + 90.0 * 90.0) / 9100.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn empty_samples_count_against_the_recording_rate() {
+        let mut m = AnomalyMonitor::new(cfg());
+        assert_eq!(m.day().recording_rate(), None, "no figure before anything was due");
+        // Every sample written, but half of them empty: the rate is 50 %, and it trips.
+        let half_empty = Interim { scalp_written: 100, scalp_no_data: 50, scalp_expected: 100, ..Interim::default() };
+        let mut trips = vec![];
+        for i in 0..=30 {
+            trips.extend(m.observe(t(i * 10), half_empty).into_iter().map(|x| (i, x.condition, x.value)));
+        }
+        assert_eq!(trips, vec![(30, "scalp_recording_rate", 0.5)]);
+        assert_eq!(m.day().recording_rate(), Some(0.5));
+        assert_eq!(m.day().scalp_no_data, 31 * 50);
     }
 
     #[test]

@@ -32,11 +32,12 @@ use crate::reconnect::{EvidenceRequest, Outage, Supervisor};
 use crate::schedule::{End, Schedule};
 use crate::selector::Selector;
 use crate::sink::{Sink, SinkError, SinkHandle};
+use crate::slot_watch::SlotWatch;
 use crate::slots::SlotManager;
 use crate::stats::{Stats, StatsSnapshot};
 use crate::tap::Tap;
 use crate::track_a::TrackA;
-use crate::track_b::{Sampler, TrackBClock};
+use crate::track_b::{Sampler, SlotGauge, TrackBClock};
 use crate::triggers::CandidateMonitor;
 use crate::universe::{self, Filter, UniverseError};
 use crate::watchdog::{Activity, Watchdog};
@@ -51,6 +52,9 @@ pub enum CollectError {
     Provider(#[from] providers::ProviderError),
     #[error("a pipeline task failed: {0}")]
     Task(String),
+    /// The configured slots do not fit a provider's stream (its registration budget).
+    #[error("{0}")]
+    Budget(String),
 }
 
 /// What the status line, `/health` and the exit summary read while a run is live.
@@ -64,7 +68,6 @@ pub struct Live {
     pub mitigation: Arc<AtomicU8>,
     /// Summed over providers.
     pub universe_size: AtomicU64,
-    pub slots: AtomicU64,
     /// Slot capacity summed over providers (41 per market by default).
     pub slot_capacity: AtomicU64,
     /// Track B's sampling rate at each mitigation level.
@@ -79,6 +82,7 @@ pub struct Live {
     /// Sent by a config reload (SIGHUP) today, by a CLI/API command later.
     pub manual: watch::Sender<Manual>,
     outages: Mutex<Vec<Arc<Outage>>>,
+    slot_gauges: Mutex<Vec<Arc<SlotGauge>>>,
 }
 
 /// The manual override lists.
@@ -107,6 +111,13 @@ impl Live {
         } else {
             "connecting"
         }
+    }
+
+    /// Slots Track B sampled last, summed over providers, and how many of them had data
+    /// younger than `tracks.scalp.stale_after` (`slots 41/41 streaming 41`).
+    pub fn slots(&self) -> (u64, u64) {
+        let gauges = self.slot_gauges.lock().unwrap_or_else(|p| p.into_inner());
+        gauges.iter().fold((0, 0), |(a, s), g| (a + g.assigned.load(Relaxed), s + g.streaming.load(Relaxed)))
     }
 
     /// Track B's sampling rate now.
@@ -158,6 +169,7 @@ impl RunContext {
 pub trait Launch: Send + Sync {
     fn id(&self) -> Provider;
     fn market(&self) -> Market;
+    fn slot_budget(&self) -> providers::SlotBudget;
     /// Builds the day's universe and spawns the provider's tasks into `tasks`.
     fn launch<'a>(
         self: Arc<Self>,
@@ -172,6 +184,9 @@ impl<P: MarketProvider> Launch for P {
     }
     fn market(&self) -> Market {
         MarketProvider::market(self)
+    }
+    fn slot_budget(&self) -> providers::SlotBudget {
+        MarketProvider::slot_budget(self)
     }
     fn launch<'a>(
         self: Arc<Self>,
@@ -206,7 +221,6 @@ async fn launch_provider<P: MarketProvider>(
     // Until the trigger engine chooses them, the slots are the first N universe symbols.
     let slots: Arc<Vec<Symbol>> = Arc::new(symbols.iter().take(cfg.tracks.scalp.slots).cloned().collect());
     live.universe_size.fetch_add(symbols.len() as u64, Relaxed);
-    live.slots.fetch_add(slots.len() as u64, Relaxed);
 
     let book = Arc::new(LatestBook::default());
     let monitor = Arc::new(Mutex::new(CandidateMonitor::new(cfg.triggers.clone())));
@@ -241,6 +255,7 @@ async fn launch_provider<P: MarketProvider>(
     let (frames_tx, mut frames_rx) = mpsc::channel::<RawFrame>(cfg.pipeline.frames_capacity);
     let clock_frames = frames_tx.clone();
     let poll_frames = frames_tx.clone();
+    let seed_frames = frames_tx.clone();
     let (subs_tx, subs_rx) = watch::channel(slots.as_ref().clone());
     let outage = Arc::new(Outage::default());
     live.outages.lock().unwrap_or_else(|p| p.into_inner()).push(outage.clone());
@@ -255,6 +270,7 @@ async fn launch_provider<P: MarketProvider>(
         window: (market != Market::Crypto).then(|| {
             schedule(cfg.tracks.scalp.window, cfg.tracks.scalp.sample_interval.as_millis() as i64, End::Exclusive)
         }),
+        activity: activity.clone(),
     };
     let stop = ctx.stop.clone();
     {
@@ -287,8 +303,10 @@ async fn launch_provider<P: MarketProvider>(
         polls.quality = QualityFlag::Degraded;
         let (book, events, subs, outage, activity, monitor) =
             (book.clone(), events.clone(), subs_rx.clone(), outage.clone(), activity.clone(), monitor.clone());
-        let mut sampler = Sampler::new(pid, market, book.clone(), events.clone(), false);
+        let stale_after = cfg.tracks.scalp.stale_after.as_millis() as i64;
+        let mut sampler = Sampler::new(pid, market, book.clone(), events.clone(), false, stale_after);
         sampler.tap = ctx.tap.clone();
+        live.slot_gauges.lock().unwrap_or_else(|p| p.into_inner()).push(sampler.gauge.clone());
         let tap = ctx.tap.clone();
         let gauges_stats = stats.clone();
         tasks.spawn(async move {
@@ -299,8 +317,9 @@ async fn launch_provider<P: MarketProvider>(
                 // Queue lag in wall-clock terms: the thresholds are about this machine.
                 let lag = clock.now().millis_since(frame.receive_time).max(0) as f64 / clock.speed().max(1.0);
                 gauges_stats.gauges.queue_lag_ms.fetch_max(lag as u64, Relaxed);
-                // Only the poller sends REST frames here: they feed the book for Track B and
-                // are not stream data (the outage stays open, silence keeps counting).
+                // Only the poller and the slot seeds send REST frames here: they feed the book
+                // for Track B and are not stream data (the outage stays open, silence keeps
+                // counting).
                 let polled = frame.kind == RawFrameKind::Rest;
                 if polled {
                     polls.process(&frame, &mut passed).await?;
@@ -457,6 +476,18 @@ async fn launch_provider<P: MarketProvider>(
     };
     let stop = ctx.stop.clone();
     tasks.spawn(async move { poller.run(stop).await.map_err(CollectError::from) });
+    let slot_watch = SlotWatch {
+        provider: provider.clone(),
+        clock,
+        schedule: track_b_schedule.clone(),
+        slots: subs_rx.clone(),
+        activity: activity.clone(),
+        dark_after: cfg.tracks.scalp.slot_dark_after,
+        frames: seed_frames,
+        events: events.clone(),
+    };
+    let stop = ctx.stop.clone();
+    tasks.spawn(async move { slot_watch.run(stop).await.map_err(CollectError::from) });
     let watchdog = Watchdog {
         config: cfg.watchdog.clone(),
         clock,
@@ -544,7 +575,6 @@ impl Collector {
             stats: Arc::default(),
             mitigation: Arc::default(),
             universe_size: AtomicU64::new(0),
-            slots: AtomicU64::new(0),
             slot_capacity: AtomicU64::new(0),
             hz_by_level: [0, 1, 2].map(|l| 1000.0 / config.tracks.scalp.interval_ms(l) as f64),
             pressure: Arc::default(),
@@ -555,6 +585,7 @@ impl Collector {
                 exclude: config.triggers.manual_exclude.clone(),
             }),
             outages: Mutex::default(),
+            slot_gauges: Mutex::default(),
         });
         Collector { config, providers, data_dir, live, source_detail, tap: None }
     }
@@ -565,6 +596,11 @@ impl Collector {
         let live = self.live.clone();
         let clock = live.clock;
         let stats = live.stats.clone();
+        // Before anything is opened: a slot count the streams cannot carry would record
+        // empty samples all day (seed 001 §1.1), so it is refused with what fits.
+        for p in &self.providers {
+            p.slot_budget().check(p.id(), self.config.tracks.scalp.slots).map_err(CollectError::Budget)?;
+        }
 
         let (sink, recovery) = {
             let (root, acfg, session, stats) =

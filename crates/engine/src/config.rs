@@ -105,6 +105,12 @@ pub struct ScalpConfig {
     /// Concurrent slot symbols per market.
     pub slots: usize,
     pub window: Window,
+    /// A sample whose newest data is older than this is flagged `stale`, and its symbol
+    /// does not count as streaming.
+    pub stale_after: Interval,
+    /// A symbol entering a slot is seeded with a REST snapshot at once; without stream
+    /// data this long after entering, a `slot_dark` event names it.
+    pub slot_dark_after: Interval,
 }
 
 impl ScalpConfig {
@@ -155,6 +161,16 @@ impl Validate for TracksConfig {
             );
             c.range("slots", self.scalp.slots, 1, 1000);
             c.window("window", &self.scalp.window);
+            c.check(
+                self.scalp.stale_after.as_millis() >= ms,
+                "stale_after",
+                format_args!("{} must be at least sample_interval", self.scalp.stale_after),
+            );
+            c.check(
+                self.scalp.slot_dark_after.as_millis() > 0,
+                "slot_dark_after",
+                format_args!("{} must be longer than zero", self.scalp.slot_dark_after),
+            );
         });
     }
 }

@@ -39,7 +39,7 @@ impl HealthTask {
         };
         let mut anomaly = AnomalyMonitor::new(self.config.anomaly.clone());
         let long_gap = self.config.anomaly.long_gap.get().as_secs() as i64;
-        let (mut attempts, mut written, mut expected) = (0, 0, 0);
+        let mut prev = stats.snapshot();
         loop {
             tokio::select! {
                 _ = clock.sleep(self.config.mitigation.sample_interval.get()) => {}
@@ -57,16 +57,18 @@ impl HealthTask {
             let disconnected = self.live.outages().iter().any(|o| o.is_open());
             let gaps = stats.gauges.take_gaps();
             let interim = Interim {
-                reconnect_attempts: s.reconnect_attempts - attempts,
+                reconnect_attempts: s.reconnect_attempts.saturating_sub(prev.reconnect_attempts),
                 disconnected,
                 gaps: gaps.len() as u64,
                 long_gaps: gaps.iter().filter(|g| **g >= long_gap).count() as u64,
-                scalp_written: s.scalp_written.saturating_sub(written),
-                scalp_expected: s.scalp_expected.saturating_sub(expected),
+                scalp_written: s.scalp_written.saturating_sub(prev.scalp_written),
+                scalp_no_data: s.scalp_no_data.saturating_sub(prev.scalp_no_data),
+                scalp_stale: s.scalp_stale.saturating_sub(prev.scalp_stale),
+                scalp_expected: s.scalp_expected.saturating_sub(prev.scalp_expected),
                 cpu_percent: readings.cpu_percent,
                 disk_percent: disk_percent(&self.data_dir),
             };
-            (attempts, written, expected) = (s.reconnect_attempts, s.scalp_written, s.scalp_expected);
+            prev = s;
             for trip in anomaly.observe(now, interim) {
                 tracing::warn!(condition = trip.condition, value = trip.value, "anomaly-day condition tripped");
                 let ev = SystemEvent::AnomalyDay {

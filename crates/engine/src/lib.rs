@@ -16,6 +16,7 @@ pub mod replay;
 pub mod schedule;
 pub mod selector;
 pub mod sink;
+pub mod slot_watch;
 pub mod slots;
 pub mod stats;
 pub mod tap;

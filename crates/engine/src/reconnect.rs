@@ -19,6 +19,7 @@ use providers::MarketProvider;
 use crate::pipeline::Events;
 use crate::schedule::Schedule;
 use crate::sink::SinkError;
+use crate::watchdog::Activity;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -41,7 +42,11 @@ impl Validate for ReconnectConfig {
 
 #[derive(Debug, Clone)]
 struct Open {
+    /// The last data received before the outage: where the hole in the data begins.
     start: UtcTime,
+    /// When the outage was noticed (a dropped socket, the idle timeout, the watchdog):
+    /// only data received after this proves the stream is back.
+    detected: UtcTime,
     /// The gap marker's reason code; `reason` is the detail.
     code: &'static str,
     reason: String,
@@ -88,11 +93,13 @@ impl Outage {
         *self.evidence.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
     }
 
-    /// Opens an outage that began at `start` (the watchdog: the last data, not the restart).
-    pub fn open_at(&self, start: UtcTime, code: &'static str, reason: String) {
+    /// Opens an outage noticed at `detected` whose hole began at `start` (the last data
+    /// received, not the moment a timeout or the watchdog noticed).
+    pub fn open_at(&self, start: UtcTime, detected: UtcTime, code: &'static str, reason: String) {
         let mut open = self.lock();
         if open.is_none() {
-            *open = Some(Open { start, code, reason, attempt: 0, backoff_seconds: 0 });
+            let start = start.min(detected);
+            *open = Some(Open { start, detected, code, reason, attempt: 0, backoff_seconds: 0 });
         }
     }
 
@@ -100,10 +107,15 @@ impl Outage {
     pub async fn on_data(&self, now: UtcTime, events: &Events, slots: &[Symbol]) -> Result<(), SinkError> {
         let o = {
             let mut open = self.lock();
-            // Data received before the outage began was queued behind it: it proves nothing.
-            match open.as_ref() {
-                Some(o) if now > o.start => open.take(),
-                _ => None,
+            match open.as_mut() {
+                Some(o) if now > o.detected => open.take(),
+                // Data received before the outage was noticed was queued behind it: it does
+                // not end the outage, but the hole only begins after it.
+                Some(o) => {
+                    o.start = o.start.max(now);
+                    None
+                }
+                None => None,
             }
         };
         let Some(o) = o else { return Ok(()) };
@@ -145,6 +157,8 @@ pub struct Supervisor<P> {
     pub config: ReconnectConfig,
     /// When the stream is wanted (Track B's window on trading days); `None`: always.
     pub window: Option<Schedule>,
+    /// When data last arrived, where a gap marker begins.
+    pub activity: Arc<Activity>,
 }
 
 impl Outage {
@@ -193,6 +207,7 @@ impl<P: MarketProvider> Supervisor<P> {
                 }
             };
             self.outage.connected.store(true, Relaxed);
+            let session_started = self.clock.now();
             let result = tokio::select! {
                 r = self.provider.stream(subscriptions.clone(), out.clone(), stop.clone()) => r.map_err(|e| e.to_string()),
                 _ = self.outage.restart.notified() => Err("session restarted by the watchdog".to_string()),
@@ -220,14 +235,20 @@ impl<P: MarketProvider> Supervisor<P> {
                     Some(o) if o.attempt > 0 => (o.attempt, Some((o.attempt, o.backoff_seconds)), o.start),
                     Some(o) => (0, None, o.start),
                     None => {
+                        // The hole began with the last data this session delivered (a stalled
+                        // socket is noticed only when a timeout runs out), or with the
+                        // session itself if it delivered none.
+                        let start = self.activity.last_data().map_or(session_started, |d| d.max(session_started));
+                        let start = start.min(now);
                         *open = Some(Open {
-                            start: now,
+                            start,
+                            detected: now,
                             code: "ws_disconnect",
                             reason: why.clone(),
                             attempt: 0,
                             backoff_seconds: 0,
                         });
-                        (0, None, now)
+                        (0, None, start)
                     }
                 }
             };

@@ -151,7 +151,8 @@ pub async fn replay(archive: &Path, out: &Path, cfg: &EngineConfig) -> Result<Re
                         stats: stats.clone(),
                         mitigation: mitigation.clone(),
                     };
-                    let sampler = Sampler::new(pid, mapper.market, book.clone(), events, true);
+                    let stale_after = cfg.tracks.scalp.stale_after.as_millis() as i64;
+                    let sampler = Sampler::new(pid, mapper.market, book.clone(), events, true, stale_after);
                     let (rest, polls, ws) = (core(), core(), core());
                     state = Some((session, rest, polls, ws, sampler));
                 }

@@ -58,7 +58,12 @@ counters! {
     rejected_guard,
     events_passed,
     swing_written,
+    /// Track B samples written, whatever their quality…
     scalp_written,
+    /// …of which nothing had arrived for the symbol yet (`quality_flag: no_data`)…
+    scalp_no_data,
+    /// …or the newest data was older than `tracks.scalp.stale_after` (`stale`).
+    scalp_stale,
     /// Track B samples not kept because the archive queue was full (each in the overflow ledger).
     scalp_sampled_down,
     /// Track B sample times that passed before the sampler could take them.
@@ -116,6 +121,15 @@ impl Gauges {
     }
     pub fn take_gaps(&self) -> Vec<i64> {
         std::mem::take(&mut *self.gap_seconds.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+impl StatsSnapshot {
+    /// Track B samples with data (written, not `no_data`) over samples due, for this run;
+    /// `None` before any sample was due. The status line, `/health`, `/metrics` and the exit
+    /// summary all show this one figure.
+    pub fn recording_rate(&self) -> Option<f64> {
+        crate::anomaly::recording_rate(self.scalp_written, self.scalp_no_data, self.scalp_expected)
     }
 }
 

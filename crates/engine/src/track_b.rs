@@ -11,7 +11,7 @@
 //! a sample is not waited for; it is counted and its symbol written to the overflow ledger.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering::Relaxed};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
@@ -104,6 +104,25 @@ impl TrackBClock {
     }
 }
 
+/// What one provider's Track B holds right now, for the status line and `/health`: the
+/// slots of the newest sample and how many of them had data younger than `stale_after`.
+#[derive(Debug, Default)]
+pub struct SlotGauge {
+    pub assigned: AtomicU64,
+    pub streaming: AtomicU64,
+}
+
+/// A sample's quality from the age of its newest data (`None`: nothing yet) and how the
+/// book was fed: no data and stale data are named as such, never passed off as normal.
+pub fn sample_quality(data_age_ms: Option<i64>, stale_after_ms: i64, level: u8, polled: bool) -> QualityFlag {
+    match data_age_ms {
+        None => QualityFlag::NoData,
+        Some(age) if age > stale_after_ms => QualityFlag::Stale,
+        Some(_) if level > 0 || polled => QualityFlag::Degraded,
+        Some(_) => QualityFlag::Normal,
+    }
+}
+
 /// Takes the samples a clock frame asks for, from the book the observer keeps.
 pub struct Sampler {
     pub provider: Provider,
@@ -113,12 +132,32 @@ pub struct Sampler {
     /// Replay writes every sample (waiting for room); a live run samples down when full.
     pub wait_for_room: bool,
     pub tap: Option<Arc<dyn Tap>>,
+    /// Data older than this makes a sample `stale` (`tracks.scalp.stale_after`).
+    pub stale_after_ms: i64,
+    pub gauge: Arc<SlotGauge>,
     states: Vec<SymbolState>,
 }
 
 impl Sampler {
-    pub fn new(provider: Provider, market: Market, book: Arc<LatestBook>, events: Events, wait_for_room: bool) -> Self {
-        Sampler { provider, market, book, events, wait_for_room, tap: None, states: Vec::new() }
+    pub fn new(
+        provider: Provider,
+        market: Market,
+        book: Arc<LatestBook>,
+        events: Events,
+        wait_for_room: bool,
+        stale_after_ms: i64,
+    ) -> Self {
+        Sampler {
+            provider,
+            market,
+            book,
+            events,
+            wait_for_room,
+            tap: None,
+            stale_after_ms,
+            gauge: Arc::default(),
+            states: Vec::new(),
+        }
     }
 
     /// Samples for the clock frame `text` received at `received`; `level` is the mitigation
@@ -131,7 +170,11 @@ impl Sampler {
         };
         self.book.read(&tick.slots, &mut self.states);
         let mut dropped = Vec::new();
+        let mut streaming = 0;
         for (symbol, st) in tick.slots.iter().zip(&self.states) {
+            // A frame stamped a moment after the clock frame may already be applied.
+            let data_age_ms = st.updated.map(|u| received.millis_since(u).max(0));
+            let quality = sample_quality(data_age_ms, self.stale_after_ms, level, tick.polled);
             let sample = ScalpSample {
                 provider: self.provider,
                 market: self.market,
@@ -142,17 +185,14 @@ impl Sampler {
                 ask_size: st.ask_size,
                 last_price: st.last_price,
                 volume: st.volume,
-                // A frame stamped a moment after the clock frame may already be applied.
-                data_age_ms: st.updated.map(|u| received.millis_since(u).max(0)),
+                data_age_ms,
                 sample_interval_ms: tick.interval_ms,
             };
             let mut meta = Meta::new(tick.due, received, self.events.session.clone());
             meta.mitigation_level = level;
             // Samples are derived from the provider's frames: they carry its mapper version.
             meta.mapper_version = providers::mapper(self.provider).map(|m| std::borrow::Cow::Borrowed(m.version));
-            if level > 0 || tick.polled {
-                meta.quality_flag = QualityFlag::Degraded;
-            }
+            meta.quality_flag = quality;
             let rec = Record { body: sample, meta };
             let stream = Stream::Scalp(self.provider, self.market);
             let kept = if self.wait_for_room {
@@ -161,8 +201,17 @@ impl Sampler {
             } else {
                 self.events.sink.try_write(stream, received, &rec).is_ok()
             };
+            let stats = &self.events.stats;
+            if !matches!(quality, QualityFlag::NoData | QualityFlag::Stale) {
+                streaming += 1;
+            }
             if kept {
-                inc(&self.events.stats.scalp_written);
+                inc(&stats.scalp_written);
+                match quality {
+                    QualityFlag::NoData => inc(&stats.scalp_no_data),
+                    QualityFlag::Stale => inc(&stats.scalp_stale),
+                    _ => {}
+                }
                 if let Some(tap) = &self.tap {
                     tap.sample(&rec);
                 }
@@ -171,6 +220,8 @@ impl Sampler {
                 dropped.push(symbol.clone());
             }
         }
+        self.gauge.assigned.store(tick.slots.len() as u64, Relaxed);
+        self.gauge.streaming.store(streaming, Relaxed);
         for symbol in dropped {
             let entry = OverflowEntry {
                 timestamp: tick.due,

@@ -89,6 +89,16 @@ pub struct Activity {
     pub last_data_ms: AtomicI64,
     position_ms: AtomicI64,
     symbols: Mutex<HashMap<Symbol, Rhythm>>,
+    /// When each current slot symbol entered its slot (`SlotWatch`), so a symbol the stream
+    /// never delivered is judged stale too, from its entry.
+    entered: Mutex<HashMap<Symbol, Entry>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    at: UtcTime,
+    /// Reported stale without ever having had data.
+    stale: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -130,6 +140,21 @@ impl Activity {
         }
     }
 
+    /// The slot symbols now (inside Track B's window; empty outside it): entrants are
+    /// stamped `now`, leavers forgotten.
+    pub fn on_slots(&self, now: UtcTime, slots: &[Symbol]) {
+        let mut m = self.entered.lock().unwrap_or_else(|p| p.into_inner());
+        m.retain(|s, _| slots.contains(s));
+        for s in slots {
+            m.entry(s.clone()).or_insert(Entry { at: now, stale: false });
+        }
+    }
+
+    /// Whether stream data for `symbol` arrived at or after `since`.
+    pub fn has_data_since(&self, symbol: &Symbol, since: UtcTime) -> bool {
+        self.symbols.lock().unwrap_or_else(|p| p.into_inner()).get(symbol).is_some_and(|r| r.last >= since)
+    }
+
     pub fn last_data(&self) -> Option<UtcTime> {
         match self.last_data_ms.load(Relaxed) {
             0 => None,
@@ -141,9 +166,20 @@ impl Activity {
     fn newly_stale(&self, now: UtcTime, slots: &[Symbol], cfg: &WatchdogConfig) -> Vec<(Symbol, i64)> {
         let (lo, hi) = (cfg.stale_min.as_millis() as f64, cfg.stale_max.as_millis() as f64);
         let mut m = self.symbols.lock().unwrap_or_else(|p| p.into_inner());
+        let mut entered = self.entered.lock().unwrap_or_else(|p| p.into_inner());
         let mut out = Vec::new();
         for s in slots {
-            let Some(r) = m.get_mut(s) else { continue };
+            let Some(r) = m.get_mut(s) else {
+                // Never seen: no rhythm of its own yet, so the floor applies from its entry.
+                if let Some(e) = entered.get_mut(s)
+                    && !e.stale
+                    && now.millis_since(e.at) > lo as i64
+                {
+                    e.stale = true;
+                    out.push((s.clone(), lo as i64));
+                }
+                continue;
+            };
             let threshold = (cfg.stale_multiple * r.mean_gap_ms).clamp(lo, hi) as i64;
             if !r.stale && now.millis_since(r.last) > threshold {
                 r.stale = true;
@@ -218,7 +254,12 @@ impl Watchdog {
                     self.degraded.store(true, Relaxed);
                     degraded_since = Some(now);
                 }
-                self.outage.open_at(since, "ws_stale", format!("no data for {}s; session restarted", silent_ms / 1000));
+                self.outage.open_at(
+                    since,
+                    now,
+                    "ws_stale",
+                    format!("no data for {}s; session restarted", silent_ms / 1000),
+                );
                 self.outage.restart.notify_one();
                 last_restart = Some(now);
                 watching_since = now;
@@ -300,6 +341,26 @@ mod tests {
         // The thin one only past ten of its own gaps (capped at 10 minutes).
         let stale = a.newly_stale(last_thin.plus_millis(601_000), &slots, &cfg());
         assert_eq!(stale.iter().map(|(s, _)| s.clone()).collect::<Vec<_>>(), vec![thin]);
+    }
+
+    #[test]
+    fn a_slot_symbol_never_seen_goes_stale_from_its_entry() {
+        let a = Activity::default();
+        let (seen, never) = (Symbol::new("005930").unwrap(), Symbol::new("000660").unwrap());
+        let t0 = UtcTime::from_millis(1_800_000_000_000);
+        a.on_slots(t0, std::slice::from_ref(&seen));
+        a.on_data(t0, &seen);
+        // The second symbol enters 10 s later and never gets data.
+        a.on_slots(t0.plus_millis(10_000), &[seen.clone(), never.clone()]);
+        let slots = [seen.clone(), never.clone()];
+        assert!(a.newly_stale(t0.plus_millis(39_000), &slots, &cfg()).iter().all(|(s, _)| *s != never));
+        let stale = a.newly_stale(t0.plus_millis(41_000), &slots, &cfg());
+        assert!(stale.contains(&(never.clone(), 30_000)), "{stale:?}");
+        assert!(!a.has_data_since(&never, t0));
+        // Leaving the slot forgets the entry; entering again starts the clock again.
+        a.on_slots(t0.plus_millis(50_000), std::slice::from_ref(&seen));
+        a.on_slots(t0.plus_millis(60_000), &slots);
+        assert!(a.newly_stale(t0.plus_millis(80_000), &slots, &cfg()).iter().all(|(s, _)| *s != never));
     }
 
     #[test]

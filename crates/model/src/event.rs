@@ -259,6 +259,9 @@ pub enum SystemEvent {
         #[serde(default)]
         candidates: serde_json::Value,
     },
+    /// A symbol that entered a slot had no stream data `waited_ms` after `entered`
+    /// (`tracks.scalp.slot_dark_after`): its samples rest on the REST seed, if any.
+    SlotDark { symbol: Symbol, entered: UtcTime, waited_ms: u64, seeded: bool },
     /// `etl` loaded this archive day into the query database and compared, per table, the
     /// rows the archive implies with the rows the database holds.
     EtlReconcile {

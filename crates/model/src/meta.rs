@@ -63,6 +63,12 @@ pub enum QualityFlag {
     Degraded,
     /// Evidence recorded around a gap (e.g. a REST snapshot after a reconnect).
     Gap,
+    /// A Track B sample whose newest data is older than `tracks.scalp.stale_after`: the
+    /// values are what was last known, not what the market shows now.
+    Stale,
+    /// A Track B sample of a slot symbol for which nothing has arrived yet: every value is
+    /// null.
+    NoData,
 }
 
 impl QualityFlag {
@@ -72,6 +78,25 @@ impl QualityFlag {
             QualityFlag::Normal => "normal",
             QualityFlag::Degraded => "degraded",
             QualityFlag::Gap => "gap",
+            QualityFlag::Stale => "stale",
+            QualityFlag::NoData => "no_data",
+        }
+    }
+
+    /// Reads a stored flag; anything unknown is `None` (the caller decides what that means).
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Normal, Self::Degraded, Self::Gap, Self::Stale, Self::NoData].into_iter().find(|f| f.as_str() == s)
+    }
+
+    /// How far from normal a record is, for a derived record (a bar) that takes its worst
+    /// input's flag.
+    pub const fn severity(self) -> u8 {
+        match self {
+            QualityFlag::Normal => 0,
+            QualityFlag::Degraded => 1,
+            QualityFlag::Stale => 2,
+            QualityFlag::Gap => 3,
+            QualityFlag::NoData => 4,
         }
     }
 }

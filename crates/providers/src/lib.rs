@@ -4,7 +4,7 @@ pub mod ratelimit;
 pub mod sim;
 pub mod upbit;
 
-pub use provider::{MarketProvider, ProviderError, UniverseEntry, VolumeRanking, evidence};
+pub use provider::{MarketProvider, ProviderError, SlotBudget, UniverseEntry, VolumeRanking, evidence};
 
 use model::{MarketEvent, Provider, RawFrame, UtcTime};
 

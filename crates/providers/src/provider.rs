@@ -58,12 +58,63 @@ pub struct VolumeRanking {
     pub rows: Vec<(Symbol, Qty)>,
 }
 
+/// What a provider's stream can carry for Track B, which the slot count is planned against
+/// at start-up (seed 001 §2.4: 41 symbols guaranteed at once). A slot the stream cannot
+/// register would be sampled as empty all day; a configuration that asks for more than
+/// fits is refused before anything runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlotBudget {
+    /// Registrations one stream session holds (KIS: 41 per approval key); `None`: the
+    /// venue sets no limit a slot count could reach (Upbit lists codes in one request).
+    pub capacity: Option<u32>,
+    /// Registrations one slot costs (KIS: 1, `H0STCNT0`, which carries level-1 quotes).
+    pub per_slot: u32,
+    /// Registrations spent beside the slots (KIS: `H0STASP0` for `orderbook_slots` slots).
+    pub reserved: u32,
+    /// How the reserve is configured, for the refusal message (`orderbook_slots: 5`).
+    pub reserved_by: &'static str,
+}
+
+impl SlotBudget {
+    pub const UNLIMITED: SlotBudget = SlotBudget { capacity: None, per_slot: 1, reserved: 0, reserved_by: "" };
+
+    /// Slots the budget holds, if it is limited.
+    pub fn slots_that_fit(&self) -> Option<u32> {
+        self.capacity.map(|c| c.saturating_sub(self.reserved) / self.per_slot.max(1))
+    }
+
+    /// Refuses `slots` if they do not fit, saying what does.
+    pub fn check(&self, provider: Provider, slots: usize) -> Result<(), String> {
+        let (Some(capacity), Some(fit)) = (self.capacity, self.slots_that_fit()) else { return Ok(()) };
+        if slots as u64 <= fit as u64 {
+            return Ok(());
+        }
+        let need = slots as u64 * self.per_slot as u64 + self.reserved as u64;
+        let reserve = if self.reserved > 0 {
+            format!(" + {} for {} = {need}", self.reserved, self.reserved_by)
+        } else {
+            String::new()
+        };
+        Err(format!(
+            "tracks.scalp.slots {slots} does not fit {provider}'s stream: {slots} slot(s) × {} registration(s){reserve}, \
+             but one session holds {capacity}; at most {fit} slot(s) fit{}",
+            self.per_slot,
+            if self.reserved > 0 { format!(" with {}", self.reserved_by) } else { String::new() },
+        ))
+    }
+}
+
 pub trait MarketProvider: Send + Sync + 'static {
     fn id(&self) -> Provider;
     fn market(&self) -> Market;
     /// Version of the frame → model mapping; every derived record carries it so a future
     /// format change never silently rewrites history on replay.
     fn mapper_version(&self) -> &'static str;
+
+    /// What the stream can carry; the engine refuses a slot count beyond it at start-up.
+    fn slot_budget(&self) -> SlotBudget {
+        SlotBudget::UNLIMITED
+    }
 
     /// Parses one raw frame into normalized events with their exchange event times.
     fn parse(&self, frame: &RawFrame) -> Result<Vec<(UtcTime, MarketEvent)>, ProviderError>;

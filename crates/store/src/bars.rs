@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 
 use jiff::civil::Date;
 
-use model::{Market, Price, Provider, Qty, QualityFlag, Snapshot, Symbol, UtcTime};
+use model::{Market, Price, Provider, Qty, Snapshot, Symbol, UtcTime};
 
 use crate::rows::{Bar, BarInterval, BarMeta, EodRow, RowMeta, ScalpTickRow};
 
@@ -120,7 +120,7 @@ impl BarBuilder {
                     quality_flag: group
                         .iter()
                         .map(|o| o.meta.quality_flag)
-                        .max_by_key(|q| severity(*q))
+                        .max_by_key(|q| q.severity())
                         .unwrap_or_default(),
                 };
                 out.push(Bar {
@@ -153,14 +153,6 @@ impl NormalizeScale for Qty {
     /// differently across backends.
     fn normalize_scale(self) -> Self {
         Qty(self.0.normalize())
-    }
-}
-
-fn severity(q: QualityFlag) -> u8 {
-    match q {
-        QualityFlag::Normal => 0,
-        QualityFlag::Degraded => 1,
-        QualityFlag::Gap => 2,
     }
 }
 

@@ -60,11 +60,7 @@ where
 }
 
 fn quality(s: &str) -> QualityFlag {
-    match s {
-        "degraded" => QualityFlag::Degraded,
-        "gap" => QualityFlag::Gap,
-        _ => QualityFlag::Normal,
-    }
+    QualityFlag::parse(s).unwrap_or_default()
 }
 
 fn side_str(s: Option<Side>) -> Option<&'static str> {

@@ -219,11 +219,7 @@ fn time(r: &Row<'_>, i: usize) -> rusqlite::Result<UtcTime> {
 }
 
 fn quality(s: &str) -> QualityFlag {
-    match s {
-        "degraded" => QualityFlag::Degraded,
-        "gap" => QualityFlag::Gap,
-        _ => QualityFlag::Normal,
-    }
+    QualityFlag::parse(s).unwrap_or_default()
 }
 
 fn side_str(s: Option<Side>) -> Option<&'static str> {

@@ -14,7 +14,7 @@ use super::master::{self, Board};
 use super::rest::{DailyBar, HolidayRow, MinuteBar, Period, ProductInfo, RankRow, RestClient, StockInfo};
 use super::stream::{RegState, Registration, Registry, Session};
 use super::wire;
-use crate::provider::{MarketProvider, ProviderError, UniverseEntry, evidence};
+use crate::provider::{MarketProvider, ProviderError, SlotBudget, UniverseEntry, evidence};
 
 pub struct KisProvider {
     clock: Clock,
@@ -162,6 +162,16 @@ impl MarketProvider for KisProvider {
         wire::MAPPER_VERSION
     }
 
+    fn slot_budget(&self) -> SlotBudget {
+        let cfg = self.rest.config();
+        SlotBudget {
+            capacity: Some(cfg.max_registrations),
+            per_slot: 1,
+            reserved: cfg.orderbook_slots,
+            reserved_by: "providers.kis.orderbook_slots",
+        }
+    }
+
     fn parse(&self, frame: &RawFrame) -> Result<Vec<(UtcTime, MarketEvent)>, ProviderError> {
         parse_frame(frame)
     }
@@ -190,8 +200,9 @@ impl MarketProvider for KisProvider {
             });
         }
         let _guard = StreamingGuard(&self.streaming);
-        let orderbook = self.rest.config().orderbook && !self.trades_only.load(Ordering::Acquire);
-        let session = Session { rest: &self.rest, registry: self.registry.clone(), clock: self.clock, orderbook };
+        let book_slots =
+            if self.trades_only.load(Ordering::Acquire) { 0 } else { self.rest.config().orderbook_slots as usize };
+        let session = Session { rest: &self.rest, registry: self.registry.clone(), clock: self.clock, book_slots };
         session.run(subscriptions, out, stop).await
     }
 }

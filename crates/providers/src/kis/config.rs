@@ -98,8 +98,10 @@ pub struct KisConfig {
     pub approval_min_interval: Interval,
     /// Registrations per WebSocket session, summed over TRs (spec §6: 41).
     pub max_registrations: u32,
-    /// Subscribe the order book (`H0STASP0`) beside trades (`H0STCNT0`).
-    pub orderbook: bool,
+    /// Slots (the first in priority order) that also get the full 10-level book
+    /// (`H0STASP0`), each spending a second registration. Every slot already has level-1
+    /// quotes from `H0STCNT0`; `tracks.scalp.slots` + this must fit `max_registrations`.
+    pub orderbook_slots: u32,
     /// With nothing received for this long the session is treated as dead. KIS sends
     /// PINGPONG every 10–20 s, so silence well beyond that means a stalled server.
     pub ws_idle_timeout: Interval,
@@ -128,7 +130,7 @@ impl Default for KisConfig {
             approval_max_age: Interval::from_millis(23 * 3_600_000),
             approval_min_interval: Interval::from_millis(1100),
             max_registrations: 41,
-            orderbook: true,
+            orderbook_slots: 0,
             ws_idle_timeout: Interval::from_millis(60_000),
         }
     }
@@ -178,6 +180,7 @@ impl Validate for KisConfig {
         c.range("burst", self.burst, 1, 100);
         c.range("max_retries", self.max_retries, 0, 100);
         c.range("max_registrations", self.max_registrations, 1, 1000);
+        c.range("orderbook_slots", self.orderbook_slots, 0, self.max_registrations);
         c.check(
             self.token_refresh_before < Interval::from_millis(12 * 3_600_000),
             "token_refresh_before",

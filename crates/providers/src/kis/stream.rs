@@ -60,16 +60,14 @@ pub fn request_json(approval_key: &str, custtype: &str, register: bool, tr_id: &
     .to_string()
 }
 
-/// What the adapter wants registered for `symbols`, in priority order (a symbol's trades,
-/// then its book), so a cap cuts whole symbols from the tail.
-pub fn wanted(symbols: &[Symbol], orderbook: bool) -> Vec<Registration> {
-    let mut out = Vec::with_capacity(symbols.len() * 2);
-    for s in symbols {
-        out.push(Registration { tr_id: TR_TRADE.into(), tr_key: s.as_str().into() });
-        if orderbook {
-            out.push(Registration { tr_id: TR_BOOK.into(), tr_key: s.as_str().into() });
-        }
-    }
+/// What the adapter wants registered for `symbols`, in priority order: every symbol's
+/// trades (which carry level-1 quotes) first, then full books for the first `book_slots`
+/// symbols, so a cap never costs a symbol its only feed for another symbol's book.
+pub fn wanted(symbols: &[Symbol], book_slots: usize) -> Vec<Registration> {
+    let books = symbols.iter().take(book_slots);
+    let mut out = Vec::with_capacity(symbols.len() + books.len());
+    out.extend(symbols.iter().map(|s| Registration { tr_id: TR_TRADE.into(), tr_key: s.as_str().into() }));
+    out.extend(books.map(|s| Registration { tr_id: TR_BOOK.into(), tr_key: s.as_str().into() }));
     out
 }
 
@@ -77,8 +75,8 @@ pub(crate) struct Session<'a> {
     pub rest: &'a RestClient,
     pub registry: Registry,
     pub clock: model::Clock,
-    /// Register order books as well as trades (off in degrade mode).
-    pub orderbook: bool,
+    /// Slots whose full order book is registered beside their trades (0 in degrade mode).
+    pub book_slots: usize,
 }
 
 type WsSink = futures_util::stream::SplitSink<
@@ -163,7 +161,7 @@ impl Session<'_> {
         let cfg = self.rest.config();
         let idle = cfg.ws_idle_timeout.get();
         let symbols = subscriptions.borrow_and_update().clone();
-        self.apply(io, approval, &wanted(&symbols, self.orderbook)).await?;
+        self.apply(io, approval, &wanted(&symbols, self.book_slots)).await?;
         let mut last_rx = self.clock.now();
         loop {
             tokio::select! {
@@ -174,7 +172,7 @@ impl Session<'_> {
                         return Err(ended("the subscription channel closed"));
                     }
                     let symbols = subscriptions.borrow_and_update().clone();
-                    self.apply(io, approval, &wanted(&symbols, self.orderbook)).await?;
+                    self.apply(io, approval, &wanted(&symbols, self.book_slots)).await?;
                 }
                 msg = source.next() => {
                     last_rx = self.clock.now();

@@ -13,7 +13,8 @@ use serde_json::Value;
 
 use model::{Level, Market, MarketEvent, Price, Provider, Qty, Quote, Side, Snapshot, Symbol, Tick, UtcTime};
 
-pub const MAPPER_VERSION: &str = "kis/1";
+/// `kis/2`: an `H0STCNT0` record also yields the level-1 quote it carries (`kis/1`: the tick only).
+pub const MAPPER_VERSION: &str = "kis/2";
 
 pub const TR_TRADE: &str = "H0STCNT0";
 pub const TR_BOOK: &str = "H0STASP0";
@@ -286,8 +287,12 @@ fn kst(date: Date, time: Time) -> UtcTime {
     UtcTime::from_kst(DateTime::from_parts(date, time))
 }
 
-/// One H0STCNT0 record (width ≥ 46) → a tick at its KST trade time.
-pub fn trade_record(r: &Fields<'_, '_>) -> Result<(UtcTime, Tick), String> {
+/// One H0STCNT0 record (width ≥ 46) → a tick at its KST trade time, and the level-1 quote
+/// the record carries beside it (`ASKP1`, `BIDP1`, `ASKP_RSQN1`, `BIDP_RSQN1`): everything a
+/// Track B sample needs from one registration, so a slot does not have to spend a second
+/// one on `H0STASP0`. A side with no resting order (price 0, as at a limit price) yields no
+/// quote rather than a zero-priced one.
+pub fn trade_record(r: &Fields<'_, '_>) -> Result<(UtcTime, Tick, Option<Quote>), String> {
     if r.len() < TRADE_MIN_WIDTH {
         return Err(format!("H0STCNT0 record has {} fields, fewer than {TRADE_MIN_WIDTH}", r.len()));
     }
@@ -297,17 +302,31 @@ pub fn trade_record(r: &Fields<'_, '_>) -> Result<(UtcTime, Tick), String> {
         "5" => Some(Side::Sell),
         _ => None,
     };
+    let symbol = symbol(&r[0])?;
+    let ask = Level { price: price("ASKP1", &r[10])?, size: qty("ASKP_RSQN1", &r[36])? };
+    let bid = Level { price: price("BIDP1", &r[11])?, size: qty("BIDP_RSQN1", &r[37])? };
+    let quote = (ask.price.is_positive() && bid.price.is_positive()).then(|| Quote {
+        provider: Provider::Kis,
+        market: Market::KrStocks,
+        symbol: symbol.clone(),
+        bid_price: bid.price,
+        bid_size: bid.size,
+        ask_price: ask.price,
+        ask_size: ask.size,
+        bids: vec![bid],
+        asks: vec![ask],
+    });
     let tick = Tick {
         provider: Provider::Kis,
         market: Market::KrStocks,
-        symbol: symbol(&r[0])?,
+        symbol,
         price: price("STCK_PRPR", &r[2])?,
         size: qty("CNTG_VOL", &r[12])?,
         side,
         cum_volume: Some(qty("ACML_VOL", &r[13])?),
         trade_id: None,
     };
-    Ok((at, tick))
+    Ok((at, tick, quote))
 }
 
 /// One H0STASP0 record (width ≥ 59) → a quote. The record has a time but no date; the date
@@ -356,9 +375,14 @@ pub fn parse_ws(frame: &str, received: UtcTime) -> Result<Vec<(UtcTime, MarketEv
             }
             let mut out = Vec::with_capacity(d.count);
             match d.tr_id {
-                TR_TRADE => {
-                    d.try_for_each_record(|r| trade_record(r).map(|(t, e)| out.push((t, MarketEvent::Tick(e)))))?
-                }
+                TR_TRADE => d.try_for_each_record(|r| {
+                    trade_record(r).map(|(t, tick, quote)| {
+                        out.push((t, MarketEvent::Tick(tick)));
+                        if let Some(q) = quote {
+                            out.push((t, MarketEvent::Quote(q)));
+                        }
+                    })
+                })?,
                 TR_BOOK => d.try_for_each_record(|r| {
                     book_record(r, received).map(|(t, e)| out.push((t, MarketEvent::Quote(e))))
                 })?,

@@ -1,0 +1,215 @@
+//! Track B records every slot it claims, and says so truthfully (seed 001 §1.1, §2.4): with
+//! trigger churn every symbol that holds a slot has data within seconds of entering it,
+//! empty and stale samples are flagged and counted, the figures a person reads equal what
+//! is on disk, and a stalled stream's gap marker spans the real hole.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde_json::Value;
+
+use common::{cmd, kst_ms_on, lines_under, ms, run, text};
+
+/// Samples of one symbol's continuous stay in a slot (consecutive sampling times).
+struct Stay<'a> {
+    symbol: String,
+    samples: Vec<&'a Value>,
+}
+
+impl Stay<'_> {
+    fn entered(&self) -> i64 {
+        ms(self.samples[0], "event_time")
+    }
+    fn seconds(&self) -> i64 {
+        (ms(self.samples[self.samples.len() - 1], "event_time") - self.entered()) / 1000
+    }
+}
+
+/// Splits each symbol's samples into stays: a pause longer than two sampling intervals
+/// means the symbol left its slot in between.
+fn stays(samples: &[Value]) -> Vec<Stay<'_>> {
+    let mut by_symbol: BTreeMap<&str, Vec<&Value>> = BTreeMap::new();
+    for s in samples {
+        by_symbol.entry(s["symbol"].as_str().unwrap()).or_default().push(s);
+    }
+    let mut out = Vec::new();
+    for (symbol, mut list) in by_symbol {
+        list.sort_by_key(|s| ms(s, "event_time"));
+        let mut current: Vec<&Value> = Vec::new();
+        for s in list {
+            let interval = s["sample_interval_ms"].as_i64().unwrap();
+            if current.last().is_some_and(|p| ms(s, "event_time") - ms(p, "event_time") > 2 * interval) {
+                out.push(Stay { symbol: symbol.to_string(), samples: std::mem::take(&mut current) });
+            }
+            current.push(s);
+        }
+        out.push(Stay { symbol: symbol.to_string(), samples: current });
+    }
+    out
+}
+
+fn has_data(s: &Value) -> bool {
+    s["quality_flag"] != "no_data"
+}
+
+fn fresh(s: &Value) -> bool {
+    !matches!(s["quality_flag"].as_str(), Some("no_data" | "stale"))
+}
+
+/// The last status line the run printed (stderr, one per `status.interval` off a terminal).
+fn last_status(out: &str) -> &str {
+    out.lines().rev().find(|l| l.contains(" KST x")).expect("a status line")
+}
+
+/// Checks what a run's person-facing figures say against the samples on disk.
+/// `slots`, if given, is what the status line must show as assigned / capacity (`41/41`).
+fn figures_equal_disk(data: &Path, samples: &[Value], out: &str, slots: Option<&str>) {
+    let events = lines_under(&data.join("system/events"));
+    let ends: Vec<_> = events.iter().filter(|e| e["event_type"] == "session_end").collect();
+    let n = |k: &str| ends.iter().map(|e| e["counters"][k].as_u64().unwrap()).max().unwrap();
+    let count = |flag: &str| samples.iter().filter(|s| s["quality_flag"] == flag).count() as u64;
+    assert_eq!(n("scalp_written"), samples.len() as u64);
+    assert_eq!(n("scalp_no_data"), count("no_data"), "empty samples counted as written on disk");
+    assert_eq!(n("scalp_stale"), count("stale"), "stale samples counted as written on disk");
+    let due = n("scalp_expected");
+    let with_data = samples.len() as u64 - count("no_data");
+    let rate = format!("{:.1}%", with_data as f64 * 100.0 / due as f64);
+    let summary = out.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        summary.contains(&format!("of {due} due: {with_data} with data (recording rate {rate})")),
+        "the exit summary must state the on-disk figures ({with_data} of {due}, {rate}):\n{out}"
+    );
+    if let Some(slots) = slots {
+        let status = last_status(out);
+        assert!(status.contains(&format!("slots {slots} streaming ")), "{status}");
+    }
+}
+
+#[test]
+fn every_slot_symbol_has_data_through_an_hour_of_churn() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = run(cmd()
+        .args(["collect", "--speed", "120", "--start", "2026-01-14T10:00", "--until", "11:00", "--data-dir"])
+        .arg(&data)
+        .env("STOCK_OBSERVER__STATUS__INTERVAL", "1s")
+        // Sensitive triggers: many more symbols compete than there are slots, so the slot
+        // list churns all hour.
+        .env("STOCK_OBSERVER__SLOTS__MIN_SCORE", "0.05")
+        .env("STOCK_OBSERVER__TRIGGERS__VOLUME_SURGE_RATIO", "1.2")
+        .env("STOCK_OBSERVER__TRIGGERS__VOLATILITY_RATIO", "1.2")
+        .env("STOCK_OBSERVER__TRIGGERS__PRICE_SPIKE_PCT", "1.0"));
+    let out_text = text(&out);
+    assert!(out.status.success(), "{out_text}");
+
+    let events = lines_under(&data.join("system/events/kis"));
+    let entrants: Vec<&str> = events
+        .iter()
+        .filter(|e| e["event_type"] == "slot_decision")
+        .flat_map(|e| e["added"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()))
+        .collect();
+    assert!(entrants.len() >= 50, "only {} slot changes in the hour", entrants.len());
+
+    let samples = lines_under(&data.join("scalp"));
+    let stays = stays(&samples);
+    // After each symbol's first 5 s in its slot, at least 99 % of its samples have data.
+    let (mut due, mut with) = (0, 0);
+    for stay in &stays {
+        let settled = stay.entered() + 5_000;
+        for s in stay.samples.iter().filter(|s| ms(s, "event_time") >= settled) {
+            due += 1;
+            with += has_data(s) as u64;
+        }
+    }
+    let share = with as f64 / due as f64;
+    assert!(share >= 0.99, "{with} of {due} settled samples have data ({share:.4})");
+    // Every entrant got fresh data in its stay, and no stay of 30 s or more lacked it.
+    for stay in &stays {
+        if stay.seconds() >= 30 || entrants.contains(&stay.symbol.as_str()) {
+            assert!(
+                stay.samples.iter().any(|s| fresh(s)),
+                "{} held a slot for {} s from {} without fresh data",
+                stay.symbol,
+                stay.seconds(),
+                stay.samples[0]["event_time"]
+            );
+        }
+    }
+    figures_equal_disk(&data, &samples, &out_text, Some("41/41"));
+}
+
+#[test]
+fn a_stalled_stream_is_marked_from_its_last_data_and_its_samples_say_stale() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = run(cmd()
+        .args(["collect", "--speed", "60", "--start", "2026-01-14T10:00", "--until", "10:05", "--data-dir"])
+        .arg(&data)
+        .args(["--fault", "ws_stall@10:01:00+90s"])
+        .env("STOCK_OBSERVER__SIM__SYMBOLS", "300"));
+    let out_text = text(&out);
+    assert!(out.status.success(), "{out_text}");
+    let at = |hhmmss: &str| kst_ms_on("2026-01-14", hhmmss);
+
+    // The real hole: the longest pause between stream frames that carried data.
+    let mut data_frames: Vec<i64> = lines_under(&data.join("raw/kis"))
+        .iter()
+        // Data records, not the JSON acks of (re)subscriptions on the same channel.
+        .filter(|l| l["kind"] == "ws" && l["channel"] == "H0STCNT0" && l["frame"].as_str().unwrap().starts_with("0|"))
+        .map(|l| ms(l, "receive_time"))
+        .collect();
+    data_frames.sort();
+    let (hole_start, hole_end) = data_frames.windows(2).map(|w| (w[0], w[1])).max_by_key(|(a, b)| b - a).unwrap();
+    // The fake pushes every second; a push already on the wire as the stall begins lands just after it.
+    assert!((at("10:00:58")..at("10:01:01")).contains(&hole_start), "hole from {hole_start}");
+
+    let gaps: Vec<_> = lines_under(&data.join("system/events/kis"))
+        .into_iter()
+        .filter(|e| e["event_type"] == "gap_marker" && e["scope"] == "scalp")
+        .collect();
+    assert_eq!(gaps.len(), 1, "{gaps:#?}");
+    let (start, end) = (ms(&gaps[0], "gap_start_ts"), ms(&gaps[0], "gap_end_ts"));
+    let interval = 500;
+    assert!((start - hole_start).abs() <= interval, "marker starts {start}, hole {hole_start}: {}", gaps[0]);
+    assert!((end - hole_end).abs() <= interval, "marker ends {end}, hole {hole_end}: {}", gaps[0]);
+
+    // Inside the hole, a sample whose data is older than stale_after (30 s) says so.
+    let samples = lines_under(&data.join("scalp"));
+    let mut stale = 0;
+    for s in samples.iter().filter(|s| (hole_start + 31_000..hole_end).contains(&ms(s, "event_time"))) {
+        let age = s["data_age_ms"].as_i64().unwrap_or(i64::MAX);
+        if age > 30_000 {
+            assert_eq!(s["quality_flag"], "stale", "{s}");
+            stale += 1;
+        }
+    }
+    assert!(stale > 1000, "only {stale} stale samples in a 90 s stall");
+    figures_equal_disk(&data, &samples, &out_text, Some("41/41"));
+}
+
+#[test]
+fn upbit_slots_have_data_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = run(cmd()
+        .args(["collect", "--speed", "120", "--start", "2026-01-14T10:00", "--until", "10:20", "--data-dir"])
+        .arg(&data)
+        .env("STOCK_OBSERVER__PROVIDERS__KIS__ENABLED", "false")
+        .env("STOCK_OBSERVER__PROVIDERS__UPBIT__ENABLED", "true"));
+    let out_text = text(&out);
+    assert!(out.status.success(), "{out_text}");
+    let samples = lines_under(&data.join("scalp/upbit"));
+    assert!(!samples.is_empty(), "no Upbit samples:\n{out_text}");
+    let stays = stays(&samples);
+    let (mut due, mut with) = (0, 0);
+    for stay in &stays {
+        for s in stay.samples.iter().filter(|s| ms(s, "event_time") >= stay.entered() + 5_000) {
+            due += 1;
+            with += has_data(s) as u64;
+        }
+    }
+    assert!(with as f64 >= 0.99 * due as f64, "{with} of {due} settled Upbit samples have data");
+    figures_equal_disk(&data, &samples, &out_text, None);
+}
