@@ -1,5 +1,6 @@
 //! `stock-observer bench …`: end-to-end throughput on one core, for docs/benchmarks.md.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -23,8 +24,9 @@ pub enum Bench {
     /// raw archive append (before parsing) → normalize → validate → guard → enrich → latest
     /// state for Track B — and report ticks/s and archived bytes/s.
     Pipeline(PipelineArgs),
-    /// Parse and normalize realistic provider frames on the current thread and report
-    /// frames/s and records/s (no archive, no observer core).
+    /// Parse and normalize provider WebSocket messages on the current thread and report
+    /// messages/s, events/s and MB/s (no archive, no observer core): generated ones, or
+    /// captured ones from a file (--input), so other parsers can be timed on the same bytes.
     Parse(ParseArgs),
     /// Database ingest rate (market_ticks) and query latency (1-year daily bars, latest price).
     Db(crate::db::BenchDbArgs),
@@ -60,12 +62,21 @@ pub struct ParseArgs {
     /// messages in DEFAULT format, with exponent-form prices).
     #[arg(long, value_parser = ["kis", "upbit"])]
     provider: String,
-    /// Number of frames.
+    /// Number of generated messages (frames).
     #[arg(long, default_value_t = 1_000_000)]
     frames: u64,
-    /// KIS trade records per frame.
+    /// KIS trade records per generated frame.
     #[arg(long, default_value_t = 1)]
     records_per_frame: u32,
+    /// Parse the messages in FILE instead of generated ones: one message per line, exactly as
+    /// the venue sends it (Upbit JSON text frames; KIS `0|H0STCNT0|001|…` data frames and
+    /// JSON control frames). A line that does not parse is counted and reported by number.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["frames", "records_per_frame", "emit"])]
+    input: Option<PathBuf>,
+    /// Write the generated messages to FILE, one per line, and exit without timing: input for
+    /// --input or for another parser, byte for byte what this bench parses.
+    #[arg(long, value_name = "FILE")]
+    emit: Option<PathBuf>,
 }
 
 /// Upbit WebSocket messages as the real server sends them (spec golden frames), with the
@@ -91,55 +102,140 @@ fn upbit_message(i: u64) -> String {
     }
 }
 
+/// The generated messages: what `bench parse` times without --input, and what --emit writes.
+fn generate(pid: Provider, frames: u64, records_per_frame: u32) -> anyhow::Result<Vec<String>> {
+    let start = UtcTime::from_kst("2026-11-24T10:00:00".parse()?);
+    let per = records_per_frame.max(1) as u64;
+    let symbols: Vec<Symbol> =
+        (0..41).map(|i| Symbol::new(&format!("{:06}", 5930 + i * 10))).collect::<Result<_, _>>()?;
+    Ok((0..frames)
+        .map(|i| match pid {
+            Provider::Kis => {
+                let mut acc = TradeAcc::default();
+                let records: Vec<String> = (0..per)
+                    .map(|j| {
+                        let t = SimTrade {
+                            time: start.plus_millis((i * per + j) as i64),
+                            symbol: symbols[(i % 41) as usize].clone(),
+                            price: Price::from_int(71_500 + 100 * ((i + j) % 7) as i64),
+                            size: Qty::from_int(1 + ((i + j) % 50) as i64),
+                            side: if j % 2 == 0 { Side::Buy } else { Side::Sell },
+                            seq: i * per + j + 1,
+                            cum_volume: Qty::from_int(1000 + (i * per + j) as i64),
+                        };
+                        let best = (t.price.0 - Decimal::from(100), t.price.0);
+                        trade_record(&t, Decimal::from(70_000), best, &mut acc, 47)
+                    })
+                    .collect();
+                format!("0|H0STCNT0|{per:03}|{}", records.join("^"))
+            }
+            _ => upbit_message(i),
+        })
+        .collect())
+}
+
+/// Messages read from a capture file: each line's text, or why it is not a message.
+struct Lines {
+    texts: Vec<(usize, String)>,
+    /// Lines that are not UTF-8 text, so no parser gets them: (line number, why).
+    unreadable: Vec<(usize, String)>,
+    count: usize,
+}
+
+/// Splits `bytes` into lines (`\n`, with a `\r` before it dropped; a last line without a
+/// newline counts, an empty piece after the final newline does not).
+fn split_lines(bytes: &[u8]) -> Lines {
+    let mut pieces: Vec<&[u8]> = bytes.split(|b| *b == b'\n').collect();
+    if pieces.last().is_some_and(|l| l.is_empty()) {
+        pieces.pop();
+    }
+    let mut out = Lines { texts: Vec::with_capacity(pieces.len()), unreadable: Vec::new(), count: pieces.len() };
+    for (i, piece) in pieces.into_iter().enumerate() {
+        let piece = piece.strip_suffix(b"\r").unwrap_or(piece);
+        match std::str::from_utf8(piece) {
+            Ok(t) => out.texts.push((i + 1, t.to_string())),
+            Err(e) => out.unreadable.push((i + 1, format!("not UTF-8 text ({e})"))),
+        }
+    }
+    out
+}
+
 fn parse(args: ParseArgs) -> anyhow::Result<ExitCode> {
     let pid: Provider = args.provider.parse()?;
     let mapper = providers::mapper(pid).context("no mapper for that provider")?;
     let start = UtcTime::from_kst("2026-11-24T10:00:00".parse()?);
-    let per = args.records_per_frame.max(1) as u64;
-    let symbols: Vec<Symbol> =
-        (0..41).map(|i| Symbol::new(&format!("{:06}", 5930 + i * 10))).collect::<Result<_, _>>()?;
-    eprintln!("preparing {} {pid} frames…", args.frames);
-    let frames: Vec<RawFrame> = (0..args.frames)
-        .map(|i| {
-            let text = match pid {
-                Provider::Kis => {
-                    let mut acc = TradeAcc::default();
-                    let records: Vec<String> = (0..per)
-                        .map(|j| {
-                            let t = SimTrade {
-                                time: start.plus_millis((i * per + j) as i64),
-                                symbol: symbols[(i % 41) as usize].clone(),
-                                price: Price::from_int(71_500 + 100 * ((i + j) % 7) as i64),
-                                size: Qty::from_int(1 + ((i + j) % 50) as i64),
-                                side: if j % 2 == 0 { Side::Buy } else { Side::Sell },
-                                seq: i * per + j + 1,
-                                cum_volume: Qty::from_int(1000 + (i * per + j) as i64),
-                            };
-                            let best = (t.price.0 - Decimal::from(100), t.price.0);
-                            trade_record(&t, Decimal::from(70_000), best, &mut acc, 47)
-                        })
-                        .collect();
-                    format!("0|H0STCNT0|{per:03}|{}", records.join("^"))
-                }
-                _ => upbit_message(i),
-            };
-            RawFrame { provider: pid, kind: RawFrameKind::Ws, channel: "ws".into(), frame: text, receive_time: start }
+    if let Some(path) = &args.emit {
+        eprintln!("generating {} {pid} messages…", args.frames);
+        let msgs = generate(pid, args.frames, args.records_per_frame)?;
+        let mut out = std::io::BufWriter::new(
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+        );
+        let mut bytes = 0;
+        for m in &msgs {
+            out.write_all(m.as_bytes()).and_then(|_| out.write_all(b"\n"))?;
+            bytes += m.len() + 1;
+        }
+        out.flush().with_context(|| format!("writing {}", path.display()))?;
+        println!("wrote {} {pid} messages ({bytes} bytes) to {}", msgs.len(), path.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (source, lines) = match &args.input {
+        Some(path) => {
+            let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            let lines = split_lines(&bytes);
+            anyhow::ensure!(lines.count > 0, "{} holds no messages (expected one per line)", path.display());
+            (format!("from {}", path.display()), lines)
+        }
+        None => {
+            eprintln!("preparing {} {pid} messages…", args.frames);
+            let texts: Vec<(usize, String)> = generate(pid, args.frames, args.records_per_frame)?
+                .into_iter()
+                .enumerate()
+                .map(|(i, text)| (i + 1, text))
+                .collect();
+            let count = texts.len();
+            ("generated".to_string(), Lines { texts, unreadable: Vec::new(), count })
+        }
+    };
+    let frames: Vec<(usize, RawFrame)> = lines
+        .texts
+        .into_iter()
+        .map(|(line, frame)| {
+            (line, RawFrame { provider: pid, kind: RawFrameKind::Ws, channel: "ws".into(), frame, receive_time: start })
         })
         .collect();
-    let bytes: usize = frames.iter().map(|f| f.frame.len()).sum();
+    let bytes: usize = frames.iter().map(|(_, f)| f.frame.len()).sum();
     let began = Instant::now();
-    let mut records = 0u64;
-    for f in &frames {
-        records += (mapper.parse)(f)?.len() as u64;
+    let mut events = 0u64;
+    let mut errors = lines.unreadable.len();
+    let mut first_error = lines.unreadable.into_iter().next();
+    for (line, f) in &frames {
+        match (mapper.parse)(f) {
+            Ok(out) => events += out.len() as u64,
+            Err(e) => {
+                errors += 1;
+                if first_error.as_ref().is_none_or(|(l, _)| l > line) {
+                    first_error = Some((*line, e.to_string()));
+                }
+            }
+        }
     }
     let secs = began.elapsed().as_secs_f64();
+    let plural = if errors == 1 { "" } else { "s" };
     println!(
-        "bench parse: {} {pid} frames ({} bytes), {records} records in {secs:.3} s (one thread)",
-        frames.len(),
-        bytes
+        "bench parse: {} {pid} messages ({source}, {bytes} bytes), {events} events, {errors} parse error{plural} in {secs:.3} s (one thread)",
+        lines.count,
     );
-    println!("  {:.0} frames/s", frames.len() as f64 / secs);
-    println!("  {:.0} records/s", records as f64 / secs);
+    if let Some((line, why)) = &first_error {
+        println!("  first parse error at line {line}: {why}");
+    }
+    println!("  {:.0} messages/s", frames.len() as f64 / secs);
+    println!("  {:.0} events/s (ticks and quotes out of the mapper)", events as f64 / secs);
+    println!("  {:.1} MB/s", bytes as f64 / secs / 1e6);
+    if let Some((line, _)) = first_error {
+        eprintln!("error: {errors} of {} messages did not parse (the first at line {line})", lines.count);
+        return Ok(ExitCode::FAILURE);
+    }
     Ok(ExitCode::SUCCESS)
 }
 
