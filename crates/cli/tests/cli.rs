@@ -54,6 +54,34 @@ fn bad_config_values_name_source_key_and_value() {
 }
 
 #[test]
+fn slots_the_stream_cannot_carry_are_refused_before_anything_is_recorded() {
+    // 41 slots + full books for 5 of them = 46 registrations on a 41-registration session.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let o = run(cmd()
+        .args(["collect", "--speed", "60", "--duration", "20s", "--data-dir"])
+        .arg(&data)
+        .env("STOCK_OBSERVER__PROVIDERS__KIS__ORDERBOOK_SLOTS", "5"));
+    assert!(!o.status.success());
+    let t = text(&o);
+    assert!(
+        t.contains("tracks.scalp.slots 41 does not fit") && t.contains("= 46") && t.contains("at most 36 slot(s) fit"),
+        "{t}"
+    );
+    assert!(lines_under(&data).is_empty(), "nothing may be recorded for a configuration that cannot be met");
+    // What fits runs: 36 slots, the top 5 with full books.
+    let o = run(cmd()
+        .args(["collect", "--speed", "60", "--start", "2026-01-14T10:00", "--duration", "3s", "--data-dir"])
+        .arg(&data)
+        .env("STOCK_OBSERVER__PROVIDERS__KIS__ORDERBOOK_SLOTS", "5")
+        .env("STOCK_OBSERVER__TRACKS__SCALP__SLOTS", "36"));
+    assert!(o.status.success(), "{}", text(&o));
+    let raw = lines_under(&data.join("raw"));
+    let books = raw.iter().filter(|l| l["kind"] == "sent" && l["channel"] == "H0STASP0").count();
+    assert_eq!(books, 5, "full books for the top 5 slots only");
+}
+
+#[test]
 fn an_unreachable_or_wrong_database_is_named_with_the_reason() {
     // A port nobody listens on: the error must say why, not only "error connecting".
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();

@@ -152,3 +152,24 @@ pub trait MarketProvider: Send + Sync + 'static {
         stop: watch::Receiver<bool>,
     ) -> impl Future<Output = Result<(), ProviderError>> + Send;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kis(books: u32) -> SlotBudget {
+        SlotBudget { capacity: Some(41), per_slot: 1, reserved: books, reserved_by: "providers.kis.orderbook_slots" }
+    }
+
+    #[test]
+    fn slots_are_planned_against_the_session_budget() {
+        assert_eq!(kis(0).slots_that_fit(), Some(41));
+        assert!(kis(0).check(Provider::Kis, 41).is_ok());
+        assert!(kis(5).check(Provider::Kis, 36).is_ok());
+        let e = kis(5).check(Provider::Kis, 41).unwrap_err();
+        assert!(e.contains("5 for providers.kis.orderbook_slots = 46") && e.contains("at most 36 slot(s) fit"), "{e}");
+        let e = kis(0).check(Provider::Kis, 42).unwrap_err();
+        assert!(e.contains("holds 41; at most 41 slot(s) fit"), "{e}");
+        assert!(SlotBudget::UNLIMITED.check(Provider::Upbit, 1000).is_ok());
+    }
+}

@@ -30,7 +30,8 @@ fn origin() -> UtcTime {
 }
 
 async fn start(speed: f64, tweak: impl FnOnce(&mut FakeKisConfig)) -> Env {
-    let sim = SimConfig { symbols: 12, trades_per_second: 4.0, ..SimConfig::krx_default() };
+    // Twelve generated symbols and none of the real large caps: the tests count symbols.
+    let sim = SimConfig { symbols: 12, trades_per_second: 4.0, large_caps: vec![], ..SimConfig::krx_default() };
     let market = SimMarket::new(&sim, origin().kst().date());
     let market = Arc::new(Mutex::new(market));
     let clock = Clock::simulated(origin(), speed, sim.clock_stall_grace.get());
@@ -149,7 +150,8 @@ async fn stop(r: Run) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_delivers_parsed_trades_and_books_then_stops_cleanly() {
     let env = start(20.0, |_| {}).await;
-    let p = env.provider(env.config());
+    // Both symbols get their full books beside their trades.
+    let p = env.provider(KisConfig { orderbook_slots: 2, ..env.config() });
     let syms = env.symbols(2);
     let (_tx, subs) = watch::channel(syms.clone());
     let frames = Arc::new(Mutex::new(Vec::new()));
@@ -191,7 +193,8 @@ async fn disconnect_is_reported_nothing_received_is_lost_and_reconnect_restores_
     assert_eq!(frames.lock().unwrap().last().unwrap().kind, RawFrameKind::Close);
     let subs_before = get(&env.c().subscribe_ok);
     let r = reconnect(&p, &subs, &frames).await;
-    assert_eq!(get(&env.c().subscribe_ok) - subs_before, 6, "all registrations restored");
+    // One H0STCNT0 per symbol (no books by default: trades carry the level-1 quote).
+    assert_eq!(get(&env.c().subscribe_ok) - subs_before, 3, "all registrations restored");
     stop(r).await;
 }
 
@@ -379,16 +382,19 @@ async fn egw00201_is_penalized_and_retried() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registration_cap_is_enforced_by_the_adapter_and_refusals_fail_registrations() {
     let env = start(20.0, |c| c.max_registrations = 3).await;
-    // Adapter cap 4 below 6 wanted: the adapter never sends the 5th and 6th.
-    let p = env.provider(KisConfig { max_registrations: 4, ..env.config() });
+    // Adapter cap 4 below 6 wanted (3 trades, then 3 books): the adapter never sends the
+    // 5th and 6th, and the server refuses the 4th.
+    let p = env.provider(KisConfig { max_registrations: 4, orderbook_slots: 3, ..env.config() });
     let (tx, subs) = watch::channel(env.symbols(3));
     let frames = Arc::new(Mutex::new(Vec::new()));
     let r = run(&p, subs, frames.clone());
     wait_for("replies", || p.registrations().iter().filter(|(_, s)| *s != RegState::Pending).count() == 6).await;
     let regs = p.registrations();
     let failed: Vec<_> = regs.iter().filter(|(_, s)| matches!(s, RegState::Failed(_))).collect();
-    // 2 failed in the adapter (cap 4), 1 refused by the server (cap 3) with MAX SUBSCRIBE OVER.
+    // 2 failed in the adapter (cap 4), 1 refused by the server (cap 3) with MAX SUBSCRIBE OVER:
+    // all books, never a symbol's trades.
     assert_eq!(failed.len(), 3, "{regs:?}");
+    assert!(failed.iter().all(|(r, _)| r.tr_id == "H0STASP0"), "{regs:?}");
     assert!(failed.iter().any(|(_, s)| matches!(s, RegState::Failed(m) if m.contains("OPSP0008"))));
     assert_eq!(get(&env.c().subscribe_over_limit), 1);
     // Dropping to one symbol unsubscribes the rest.
@@ -448,8 +454,9 @@ async fn typed_rest_calls() {
     assert!(none.is_none());
     let (_, days) = p.holidays(day).await.unwrap();
     assert!(days[0].open && days.iter().any(|d| !d.open));
+    // The minute chart pages 30 bars back from the hour asked (09:31 through 10:00).
     let (_, mins) = p.minute_bars(&sym, jiff::civil::time(10, 0, 0, 0)).await.unwrap();
-    assert_eq!(mins.len(), 1);
+    assert_eq!(mins.len(), 30);
     // Real-only calls are refused on the mock domain without a request.
     let mock = env.provider(KisConfig { env: KisEnv::Mock, ..env.config() });
     assert!(mock.volume_rank().await.unwrap_err().to_string().contains("mock"));

@@ -28,14 +28,16 @@ fn p(s: &str) -> Price {
     Price::from_str(s).unwrap()
 }
 
+/// The ticks of a trade frame (each record also yields its level-1 quote, checked apart).
 fn ticks(frame: &str) -> Vec<(UtcTime, model::Tick)> {
     provider()
         .parse(&ws(frame))
         .unwrap()
         .into_iter()
-        .map(|(t, e)| match e {
-            MarketEvent::Tick(t2) => (t, t2),
-            other => panic!("not a tick: {other:?}"),
+        .filter_map(|(t, e)| match e {
+            MarketEvent::Tick(t2) => Some((t, t2)),
+            MarketEvent::Quote(_) => None,
+            other => panic!("neither a tick nor a quote: {other:?}"),
         })
         .collect()
 }
@@ -58,6 +60,30 @@ fn h0stcnt0_46_fields() {
     let live = ticks(CNT46_LIVE);
     assert_eq!(live[0].1.size, Qty::from_int(125));
     assert_eq!(live[0].0.to_string(), "2023-03-24T02:26:16.000Z");
+}
+
+#[test]
+fn h0stcnt0_carries_the_level_1_quote() {
+    // ASKP1 (10), BIDP1 (11), ASKP_RSQN1 (36), BIDP_RSQN1 (37): a slot needs no H0STASP0.
+    let events = provider().parse(&ws(CNT46)).unwrap();
+    let quotes: Vec<_> = events
+        .iter()
+        .filter_map(|(at, e)| match e {
+            MarketEvent::Quote(q) => Some((at, q)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(quotes.len(), 1, "{events:?}");
+    let (at, q) = quotes[0];
+    assert_eq!(at.to_string(), "2023-06-12T00:33:54.000Z", "as of the trade");
+    assert_eq!((q.ask_price, q.bid_price), (p("71900"), p("71800")));
+    assert_eq!((q.ask_size, q.bid_size), (Qty::from_int(65945), Qty::from_int(216924)));
+    assert_eq!((q.asks.len(), q.bids.len()), (1, 1), "one level, as the record has");
+    // A side with no resting order (price 0, at a price limit) yields no quote at all.
+    let limit = CNT46.replacen("^71900^71800^1^", "^0^71800^1^", 1);
+    let events = provider().parse(&ws(&limit)).unwrap();
+    assert!(events.iter().all(|(_, e)| !matches!(e, MarketEvent::Quote(_))), "{events:?}");
+    assert_eq!(events.len(), 1);
 }
 
 #[test]
