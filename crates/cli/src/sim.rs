@@ -6,6 +6,7 @@ use anyhow::Context;
 use jiff::civil::DateTime;
 
 use model::{Clock, UtcTime};
+use providers::kis::fake::FakeCredentials;
 
 use crate::sources::{self, Binds};
 
@@ -42,6 +43,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let fakes = sources::start_fakes(&settings, market, clock, &binds, true).await?;
         if let Some(k) = &fakes.kis {
             println!("KIS   REST {}  WebSocket {}  master files {}", k.rest_base(), k.ws_base(), k.master_base());
+            // The pair `start_fakes` gave the fake (a pure function of the environment and
+            // the seed).
+            let creds = FakeCredentials::from_env_or_made_up(settings.sim.seed).map_err(anyhow::Error::msg)?;
+            if creds.is_made_up() {
+                // Deliberately printed: a made-up pair that only this loopback sim accepts,
+                // for clients that need one. Set KIS_APP_KEY / KIS_APP_SECRET to use your own.
+                let (key, secret) = creds.expose();
+                println!("KIS   app key {key}");
+                println!("KIS   app secret {secret}");
+            } else {
+                println!("KIS   accepts the app key and secret in KIS_APP_KEY / KIS_APP_SECRET");
+            }
         }
         if let Some(u) = &fakes.upbit {
             println!("Upbit REST {}  WebSocket {}", u.rest_base(), u.ws_url());

@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 use config::{Settings, Source};
 use engine::collector::Launch;
 use model::Clock;
-use providers::kis::fake::{FakeKis, FakeKisConfig, FaultSwitch};
+use providers::kis::fake::{FakeCredentials, FakeKis, FakeKisConfig, FaultSwitch};
 use providers::kis::{KisConfig, KisCredentials, KisProvider};
 use providers::sim::SimMarket;
 use providers::upbit::fake::{FakeConfig, FakeUpbit};
@@ -32,11 +32,6 @@ pub fn mode(settings: &Settings) -> Mode {
         Source::Auto => Mode::Sim,
     }
 }
-
-/// Credentials of the fake KIS server. They guard nothing real; the fake checks them
-/// exactly as KIS checks real ones.
-const FAKE_APP_KEY: &str = "PSsimFAKEappKEY0000000000000000000000";
-const FAKE_APP_SECRET: &str = "sim-fake-app-secret";
 
 /// The fake servers of one run; dropping them stops them.
 pub struct Fakes {
@@ -78,9 +73,14 @@ pub async fn start_fakes(
     binds: &Binds,
     with_upbit: bool,
 ) -> anyhow::Result<Fakes> {
-    let mut kcfg = FakeKisConfig::new(settings.providers.kis.env, FAKE_APP_KEY, FAKE_APP_SECRET);
+    // KIS_APP_KEY / KIS_APP_SECRET when set (a client of `sim` keeps its own pair), else a
+    // made-up pair of the same shape.
+    let kis_credentials = FakeCredentials::from_env_or_made_up(settings.sim.seed).map_err(anyhow::Error::msg)?;
+    let (key, secret) = kis_credentials.expose();
+    let mut kcfg = FakeKisConfig::new(settings.providers.kis.env, key, secret);
     kcfg.rest_bind = binds.kis_rest;
     kcfg.ws_bind = binds.kis_ws;
+    kcfg.holidays = settings.calendar.holidays.clone();
     let kis_faults = FaultSwitch::default();
     let kis = providers::kis::fake::serve(kcfg, Arc::new(Mutex::new(market)), clock, kis_faults.clone())
         .await
@@ -123,7 +123,7 @@ pub fn adapters(
                     token_cache: data_dir.join("state/sim_kis_token.json"),
                     ..kis_cfg.clone()
                 },
-                KisCredentials::new(FAKE_APP_KEY.to_string().into(), FAKE_APP_SECRET.to_string().into()),
+                fake.credentials(),
             ),
             _ => (kis_cfg.clone(), KisCredentials::from_env().map_err(anyhow::Error::msg)?),
         };

@@ -9,9 +9,14 @@ use std::process::Stdio;
 
 use common::*;
 
-/// The keys the fake KIS server accepts (crates/cli/src/sources.rs).
-const KEY: &str = "PSsimFAKEappKEY0000000000000000000000";
-const SECRET: &str = "sim-fake-app-secret";
+/// A KIS-shaped pair (36-character key, 180-character secret): `sim` accepts the pair in
+/// KIS_APP_KEY / KIS_APP_SECRET.
+const KEY: &str = "PSsecretsTESTappKEY00000000000000000";
+const SECRET: &str = concat!(
+    "secretsTESTappSECRET",
+    "0123456789abcdefghij0123456789abcdefghij0123456789abcdefghij0123456789abcdefghij",
+    "0123456789abcdefghij0123456789abcdefghij0123456789abcdefghij0123456789abcdefghij",
+);
 
 fn leaks_under(dir: &Path) -> Vec<String> {
     let mut out = Vec::new();
@@ -32,7 +37,15 @@ fn leaks_under(dir: &Path) -> Vec<String> {
 
 #[test]
 fn kis_key_and_secret_never_leak() {
-    let mut sim = cmd().args(["sim", "--speed", "1"]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    assert_eq!((KEY.len(), SECRET.len()), (36, 180));
+    let mut sim = cmd()
+        .args(["sim", "--speed", "1"])
+        .env("KIS_APP_KEY", KEY)
+        .env("KIS_APP_SECRET", SECRET)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let mut lines = BufReader::new(sim.stdout.take().unwrap()).lines();
     let kis = lines.next().unwrap().unwrap();
     let words: Vec<&str> = kis.split_whitespace().collect();
@@ -53,6 +66,11 @@ fn kis_key_and_secret_never_leak() {
         .env("STOCK_OBSERVER__PROVIDERS__KIS__TOKEN_CACHE", data.join("state/kis_token.json")));
     let _ = sim.kill();
     let _ = sim.wait();
+    // The sim says it took the pair from the environment, without printing it (it prints
+    // only a pair it made up itself).
+    let sim_out: Vec<String> = std::iter::once(kis.clone()).chain(lines.map_while(Result::ok)).collect();
+    assert!(sim_out.iter().any(|l| l.contains("KIS_APP_KEY")), "{sim_out:?}");
+    assert!(sim_out.iter().all(|l| !l.contains(KEY) && !l.contains(SECRET)), "{sim_out:?}");
     let t = text(&out);
     assert!(out.status.success(), "{t}");
     // The run really used the credentials: start-up obtained a token (cached) and an
@@ -79,4 +97,28 @@ fn kis_key_and_secret_never_leak() {
     let t = text(&out);
     assert!(!t.contains(wrong) && !t.contains(KEY), "{t}");
     assert!(!t.contains("panicked"), "{t}");
+}
+
+#[test]
+fn sim_without_keys_prints_the_made_up_pair_it_accepts() {
+    let mut sim = cmd()
+        .args(["sim", "--speed", "1"])
+        .env_remove("KIS_APP_KEY")
+        .env_remove("KIS_APP_SECRET")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines: Vec<String> = BufReader::new(sim.stdout.take().unwrap()).lines().take(3).map(Result::unwrap).collect();
+    let _ = sim.kill();
+    let _ = sim.wait();
+    let value = |label: &str| {
+        let line = lines.iter().find(|l| l.starts_with(label)).unwrap_or_else(|| panic!("no {label:?} in {lines:?}"));
+        line[label.len()..].trim().to_string()
+    };
+    let (key, secret) = (value("KIS   app key"), value("KIS   app secret"));
+    // KIS's shapes, which clients check (python-kis: 36 and 180).
+    assert_eq!((key.len(), secret.len()), (36, 180), "{lines:?}");
+    assert!(key.starts_with("PS") && key.bytes().all(|b| b.is_ascii_alphanumeric()));
+    assert!(secret.bytes().all(|b| b.is_ascii_graphic()));
 }

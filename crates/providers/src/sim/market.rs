@@ -13,19 +13,21 @@
 //! from that cursor: `snapshot` returns the state as of the latest step reached, and
 //! `events` does not deliver again events it already delivered.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use fastrand::Rng;
-use jiff::civil::Date;
+use jiff::civil::{Date, Weekday};
 use model::settings::{Checker, Problem, Validate};
 use model::{Market, Price, Provider, Qty, Side, Snapshot, Symbol, UtcTime};
 use rust_decimal::Decimal;
+use rust_decimal::prelude::ToPrimitive;
 
-use super::config::SimConfig;
+use super::config::{LargeCap, SimConfig};
 use super::random::{normal, rng_for};
 
 /// The KRX board a symbol is listed on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Board {
     Kospi,
     Kosdaq,
@@ -38,6 +40,10 @@ pub struct Listing {
     pub board: Board,
     /// On the tick grid.
     pub prev_close: Price,
+    /// Listed shares.
+    pub shares: u64,
+    /// Listed by its real KRX code and name (a configured large cap), not generated.
+    pub real: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,6 +150,7 @@ const SALT_BURST: u64 = 0x4255_5253;
 const SALT_UNIVERSE: u64 = 0x554e_4956;
 const SALT_LISTING: u64 = 0x4c49_5354;
 const SALT_DAY: u64 = 0x4441_5921;
+const SALT_HISTORY: u64 = 0x4849_5354;
 
 // ---------------------------------------------------------------------------------------
 // The price grid, in integer units of 10^-scale.
@@ -216,6 +223,10 @@ impl Grid {
 /// Per-symbol constants for the day.
 #[derive(Debug, Clone, Copy)]
 struct SymConst {
+    /// The symbol's coordinate in every random draw: fixed by its identity (a generated
+    /// symbol's rank among the generated codes, a real one's code), never by its position
+    /// in the listing, so adding real listings does not reshuffle the generated paths.
+    key: u64,
     prev_close: i64,
     open_px: i64,
     lo: i64,
@@ -282,13 +293,13 @@ struct Emit<'a> {
 
 impl Params {
     /// +1 / -1 for an up / down burst active in `minute`, 0 for none.
-    fn burst_at(&self, sym: usize, minute: i64) -> i8 {
+    fn burst_at(&self, key: u64, minute: i64) -> i8 {
         if self.burst_p <= 0.0 || minute < 0 {
             return 0;
         }
         let first = (minute - self.burst_max as i64 + 1).max(0);
         for j in (first..=minute).rev() {
-            let mut r = rng_for(self.seed, self.day, sym as u64, j as u64, SALT_BURST);
+            let mut r = rng_for(self.seed, self.day, key, j as u64, SALT_BURST);
             if r.f64() < self.burst_p {
                 let dur = r.u32(self.burst_min..=self.burst_max) as i64;
                 if j + dur > minute {
@@ -306,6 +317,15 @@ impl Params {
             return 0;
         }
         ((since + 1) / self.step_ms).min(self.n_steps as i64) as u32
+    }
+
+    /// The volume a session trades on average outside bursts: trades per session times the
+    /// mean lot (`1 + lot_max * E[u^skew]`, and `E[u^s] = 1/(s+1)` for uniform `u`), plus
+    /// the mean opening-auction print.
+    fn expected_day_volume(&self) -> f64 {
+        let mean_lot = 1.0 + self.lot_max as f64 / (self.size_skew + 1.0);
+        let auction = (1.0 + self.auction_max as f64) / 2.0;
+        self.rate_per_step * self.n_steps as f64 * mean_lot + auction
     }
 
     fn trade_size(&self, rng: &mut Rng, bursting: bool) -> u64 {
@@ -357,24 +377,16 @@ impl Params {
 
     /// Runs step `k` on `s`, applying only events at or before `cutoff` (ms). Returns whether
     /// the whole step ran (then `s.step` is `k + 1`).
-    fn run_step(
-        &self,
-        sym: usize,
-        c: &SymConst,
-        s: &mut SymState,
-        k: u32,
-        cutoff: i64,
-        mut emit: Option<&mut Emit<'_>>,
-    ) -> bool {
+    fn run_step(&self, c: &SymConst, s: &mut SymState, k: u32, cutoff: i64, mut emit: Option<&mut Emit<'_>>) -> bool {
         let g = &self.grid;
         let start = self.open_ms + k as i64 * self.step_ms;
         let minute = (k as i64 * self.step_ms) / 60_000;
         if minute != s.burst_minute {
             s.burst_minute = minute;
-            s.burst_dir = self.burst_at(sym, minute);
+            s.burst_dir = self.burst_at(c.key, minute);
         }
         let bursting = s.burst_dir != 0;
-        let mut rng = rng_for(self.seed, self.day, sym as u64, k as u64, SALT_STEP);
+        let mut rng = rng_for(self.seed, self.day, c.key, k as u64, SALT_STEP);
 
         // 1. The quotes move (not in the opening step: the auction prints the open first).
         if k > 0 {
@@ -480,7 +492,7 @@ impl Params {
         if let Some(e) = emit
             && tb > e.from
         {
-            let mut r = rng_for(self.seed, self.day, sym as u64, k as u64, SALT_BOOK);
+            let mut r = rng_for(self.seed, self.day, c.key, k as u64, SALT_BOOK);
             let mut size = || Qty::from_int(1 + r.u32(0..self.book_max) as i64);
             let mut bids = Vec::with_capacity(self.levels as usize);
             let mut asks = Vec::with_capacity(self.levels as usize);
@@ -513,24 +525,17 @@ impl Params {
 
     /// Runs `s` forward to `t`: whole steps are committed to `s`; a step in progress at `t`
     /// runs on a copy, which is returned.
-    fn advance(
-        &self,
-        sym: usize,
-        c: &SymConst,
-        s: &mut SymState,
-        t: UtcTime,
-        mut emit: Option<&mut Emit<'_>>,
-    ) -> SymState {
+    fn advance(&self, c: &SymConst, s: &mut SymState, t: UtcTime, mut emit: Option<&mut Emit<'_>>) -> SymState {
         let target = self.complete_steps(t);
         while s.step < target {
             let k = s.step;
-            self.run_step(sym, c, s, k, i64::MAX, emit.as_deref_mut());
+            self.run_step(c, s, k, i64::MAX, emit.as_deref_mut());
         }
         let mut partial = *s;
         if s.step < self.n_steps && s.step == target {
             let k = s.step;
             if t.as_millis() > self.open_ms + k as i64 * self.step_ms {
-                self.run_step(sym, c, &mut partial, k, t.as_millis(), emit);
+                self.run_step(c, &mut partial, k, t.as_millis(), emit);
             }
         }
         partial
@@ -546,6 +551,12 @@ pub struct SimMarket {
     listings: Vec<Listing>,
     consts: Vec<SymConst>,
     cursors: Vec<Cursors>,
+    /// The trading days before `trading_day` that have daily bars, newest first.
+    history_dates: Vec<Date>,
+    /// 52-week ranges already computed (a quote asks for one every time).
+    year_ranges: HashMap<usize, YearRange>,
+    /// Today's minute bars of the symbols someone charted, each with its own cursor.
+    minute_bars: HashMap<usize, MinuteCursor>,
 }
 
 const NAME_HEADS: &[&str] = &[
@@ -618,8 +629,7 @@ impl SimMarket {
         let session_ms = close.millis_since(open);
         let step_ms = cfg.step.as_millis() as i64;
         let n_steps = (session_ms / step_ms) as u32;
-        let day =
-            (trading_day.year() as i64 * 10_000 + trading_day.month() as i64 * 100 + trading_day.day() as i64) as u64;
+        let day = day_key(trading_day);
         let params = Params {
             seed: cfg.seed,
             day,
@@ -643,44 +653,54 @@ impl SimMarket {
             auction_max: cfg.open_auction_size_max,
         };
 
-        let codes = make_codes(cfg);
-        let mut listings = Vec::with_capacity(codes.len());
-        let mut consts = Vec::with_capacity(codes.len());
-        let mut names = HashSet::new();
+        let real_codes: HashSet<&str> = cfg.large_caps.iter().map(|c| c.code.as_str()).collect();
+        let generated = make_codes(cfg, &real_codes);
+        // (code, board, key, the large cap it is, if real)
+        let mut entries: Vec<(String, Board, u64, Option<&LargeCap>)> =
+            generated.into_iter().enumerate().map(|(i, (code, board))| (code, board, i as u64, None)).collect();
+        entries.extend(cfg.large_caps.iter().map(|c| (c.code.clone(), c.board, real_key(&c.code), Some(c))));
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+
+        let mut listings = Vec::with_capacity(entries.len());
+        let mut consts = Vec::with_capacity(entries.len());
+        // Real names first: a generated name never copies one.
+        let mut names: HashSet<String> = cfg.large_caps.iter().map(|c| c.name.clone()).collect();
         let g = &params.grid;
         let scale = g.scale;
         let units = |d: Decimal| to_units(d, scale);
         let (min_u, max_u) = (units(cfg.prev_close_min), units(cfg.prev_close_max));
         let median = units(cfg.prev_close_median) as f64;
-        let limit = cfg.daily_limit;
-        for (i, (code, board)) in codes.into_iter().enumerate() {
+        for (code, board, key, real) in entries {
             // The universe (codes, names, price level) depends on the seed only; the day
             // moves each previous close a little.
-            let mut r = rng_for(cfg.seed, 0, i as u64, 0, SALT_LISTING);
-            let base = median * (cfg.prev_close_sigma * normal(&mut r)).exp();
-            let head = NAME_HEADS[r.usize(0..NAME_HEADS.len())];
-            let tail = NAME_TAILS[r.usize(0..NAME_TAILS.len())];
-            let mut name = format!("{head}{tail}");
-            let mut n = 1;
-            while !names.insert(name.clone()) {
-                n += 1;
-                name = format!("{head}{tail}{n}");
-            }
-            let mut rd = rng_for(cfg.seed, day, i as u64, 0, SALT_DAY);
+            let (base, name, shares, clamp) = match real {
+                Some(cap) => (units(cap.price) as f64, cap.name.clone(), cap.shares, (g.tick(1), i64::MAX)),
+                None => {
+                    let mut r = rng_for(cfg.seed, 0, key, 0, SALT_LISTING);
+                    let base = median * (cfg.prev_close_sigma * normal(&mut r)).exp();
+                    let head = NAME_HEADS[r.usize(0..NAME_HEADS.len())];
+                    let tail = NAME_TAILS[r.usize(0..NAME_TAILS.len())];
+                    let mut name = format!("{head}{tail}");
+                    let mut n = 1;
+                    while names.contains(&name) {
+                        n += 1;
+                        name = format!("{head}{tail}{n}");
+                    }
+                    let shares = cfg.listed_shares_median as f64 * (cfg.listed_shares_sigma * normal(&mut r)).exp();
+                    (base, name, (shares.round() as u64).max(1), (g.ceil(min_u), g.floor(max_u)))
+                }
+            };
+            names.insert(name.clone());
+            let mut rd = rng_for(cfg.seed, day, key, 0, SALT_DAY);
             let pc = base * (cfg.daily_volatility * normal(&mut rd)).exp();
-            let pc = (pc.round() as i64).clamp(min_u, max_u);
-            let pc = g.nearest(pc).clamp(g.ceil(min_u), g.floor(max_u)).max(g.tick(1));
-            let pc_d = Decimal::new(pc, scale);
-            let lo = g.ceil(units((pc_d * (Decimal::ONE - limit)).ceil_to(scale))).max(g.tick(1));
-            let mut hi = g.floor(units((pc_d * (Decimal::ONE + limit)).floor_to(scale)));
-            if g.up(g.up(lo)) > hi {
-                hi = g.up(g.up(lo));
-            }
+            let pc = (pc.round() as i64).clamp(min_u.min(clamp.0), max_u.max(clamp.1));
+            let pc = g.nearest(pc).clamp(clamp.0, clamp.1).max(g.tick(1));
+            let (lo, hi) = limits(g, pc, cfg.daily_limit);
             let gap = cfg.open_gap_sigma * normal(&mut rd);
             let open_px = g.nearest((pc as f64 * gap.exp()).round() as i64).clamp(lo, g.down(hi));
-            let c = SymConst { prev_close: pc, open_px, lo, hi };
-            let symbol = Symbol::new(&code).expect("generated codes are valid symbols");
-            listings.push(Listing { symbol, name, board, prev_close: g.price(pc) });
+            let c = SymConst { key, prev_close: pc, open_px, lo, hi };
+            let symbol = Symbol::new(&code).expect("generated and validated codes are valid symbols");
+            listings.push(Listing { symbol, name, board, prev_close: g.price(pc), shares, real: real.is_some() });
             consts.push(c);
         }
         let cursors = consts
@@ -690,7 +710,18 @@ impl SimMarket {
                 Cursors { feed: s, lead: s }
             })
             .collect();
-        Ok(SimMarket { cfg: cfg.clone(), trading_day, params, listings, consts, cursors })
+        let history_dates = trading_days_before(trading_day, cfg.history_days as usize, &[]);
+        Ok(SimMarket {
+            cfg: cfg.clone(),
+            trading_day,
+            params,
+            listings,
+            consts,
+            cursors,
+            history_dates,
+            year_ranges: HashMap::new(),
+            minute_bars: HashMap::new(),
+        })
     }
 
     pub fn config(&self) -> &SimConfig {
@@ -736,13 +767,13 @@ impl SimMarket {
     /// meant to find). A pure function; advances nothing.
     pub fn is_bursting(&self, idx: usize, at: UtcTime) -> bool {
         let since = at.millis_since(self.session_open());
-        since >= 0 && at < self.session_close() && self.params.burst_at(idx, since / 60_000) != 0
+        since >= 0 && at < self.session_close() && self.params.burst_at(self.consts[idx].key, since / 60_000) != 0
     }
 
     fn state_at(&mut self, idx: usize, at: UtcTime) -> SymState {
         let cur = &mut self.cursors[idx];
         let mut base = if cur.feed.step > cur.lead.step { cur.feed } else { cur.lead };
-        let partial = self.params.advance(idx, &self.consts[idx], &mut base, at, None);
+        let partial = self.params.advance(&self.consts[idx], &mut base, at, None);
         cur.lead = base;
         partial
     }
@@ -817,32 +848,279 @@ impl SimMarket {
             (false, false) => a,
         };
         let mut emit = Emit { from: from.as_millis(), symbol: &self.listings[idx].symbol, out };
-        self.params.advance(idx, &self.consts[idx], &mut base, to, Some(&mut emit));
+        self.params.advance(&self.consts[idx], &mut base, to, Some(&mut emit));
         cur.feed = base;
         if base.step > cur.lead.step {
             cur.lead = base;
         }
     }
+
+    /// The trading days with daily bars before the trading day, newest first.
+    pub fn history_dates(&self) -> &[Date] {
+        &self.history_dates
+    }
+
+    /// Skips `holidays` (besides weekends) when dating the past trading days. The sim knows
+    /// no calendar of its own; the server that has one tells it.
+    pub fn set_holidays(&mut self, holidays: &[Date]) {
+        self.history_dates = trading_days_before(self.trading_day, self.cfg.history_days as usize, holidays);
+        self.year_ranges.clear();
+    }
+
+    /// Symbol `idx`'s daily bars before the trading day, newest first, one per
+    /// [`history_dates`](Self::history_dates) entry.
+    ///
+    /// A past day is not simulated tick by tick (months of ticks for 2,000 symbols would
+    /// cost more than the whole live day): its bar is drawn from an RNG keyed by (seed, that
+    /// day, symbol), walking back from today's previous close, so the newest bar closes at
+    /// it and each bar opens near the previous one's close. A pure function: nothing is
+    /// stored, any symbol and range costs one walk of `history_days` draws.
+    pub fn daily_history(&self, idx: usize) -> Vec<DailyBar> {
+        let c = &self.consts[idx];
+        let g = &self.params.grid;
+        let cfg = &self.cfg;
+        let vol = cfg.daily_volatility;
+        let limit = cfg.daily_limit.to_f64().unwrap_or(0.0);
+        // A day's return stays inside the daily limits, as the exchange enforces.
+        let (r_lo, r_hi) = ((1.0 - limit).ln(), (1.0 + limit).ln());
+        let mean_volume = self.params.expected_day_volume();
+        let nearest = |x: f64| g.nearest(x.round() as i64).max(g.tick(1));
+        let mut close_f = c.prev_close as f64;
+        let mut out = Vec::with_capacity(self.history_dates.len());
+        for &d in &self.history_dates {
+            let mut r = rng_for(self.params.seed, day_key(d), c.key, 0, SALT_HISTORY);
+            let ret = (vol * normal(&mut r)).clamp(r_lo, r_hi);
+            let prev_f = close_f / ret.exp();
+            let open_f = prev_f * (cfg.open_gap_sigma * normal(&mut r)).exp();
+            // The day's range reaches past the open and close by about a day's volatility.
+            let high_f = open_f.max(close_f) * (vol * normal(&mut r).abs()).exp();
+            let low_f = open_f.min(close_f) * (-vol * normal(&mut r).abs()).exp();
+            let volume = (mean_volume * (cfg.history_volume_sigma * normal(&mut r)).exp()).round().max(1.0) as i64;
+            let prev = nearest(prev_f);
+            let (lo_lim, hi_lim) = limits(g, prev, cfg.daily_limit);
+            // Not clamped: it is the next bar's previous close, exactly.
+            let close = nearest(close_f);
+            let open = nearest(open_f).clamp(lo_lim, hi_lim);
+            let high = g.ceil(high_f.round() as i64).clamp(lo_lim, hi_lim).max(open).max(close);
+            let low = g.floor(low_f.round() as i64).clamp(lo_lim, hi_lim).min(open).min(close).max(g.tick(1));
+            // Traded value at the bar's typical price (the mean of its four prices).
+            let typical = Decimal::new(open + high + low + close, g.scale) / Decimal::from(4);
+            out.push(DailyBar {
+                date: d,
+                open: g.price(open),
+                high: g.price(high),
+                low: g.price(low),
+                close: g.price(close),
+                prev_close: g.price(prev),
+                volume: Qty::from_int(volume),
+                traded_value: (typical * Decimal::from(volume)).round(),
+            });
+            close_f = prev_f;
+        }
+        out
+    }
+
+    /// Highest and lowest prices of the 52 weeks before the trading day (from the daily
+    /// bars), and the previous day's volume. Cached: every quote carries them.
+    pub fn year_range(&mut self, idx: usize) -> YearRange {
+        if let Some(r) = self.year_ranges.get(&idx) {
+            return r.clone();
+        }
+        let bars = self.daily_history(idx);
+        let since = self.trading_day.checked_sub(jiff::Span::new().weeks(52)).unwrap_or(self.trading_day);
+        let pc = self.listings[idx].prev_close;
+        let mut r = YearRange {
+            high: pc,
+            high_date: self.trading_day,
+            low: pc,
+            low_date: self.trading_day,
+            prev_volume: bars.first().map_or(Qty::ZERO, |b| b.volume),
+        };
+        for b in bars.iter().filter(|b| b.date >= since) {
+            if b.high.0 > r.high.0 || r.high_date == self.trading_day {
+                (r.high, r.high_date) = (b.high, b.date);
+            }
+            if b.low.0 < r.low.0 || r.low_date == self.trading_day {
+                (r.low, r.low_date) = (b.low, b.date);
+            }
+        }
+        self.year_ranges.insert(idx, r.clone());
+        r
+    }
+
+    /// Symbol `idx`'s one-minute bars of the session from the open to `at`, oldest first,
+    /// one per minute: a minute without trades repeats the last price with no volume (the
+    /// previous close before the first trade). The bars replay the same steps the event
+    /// feed delivers, on a cursor of their own kept per charted symbol, so a chart costs the
+    /// steps since the last chart of that symbol.
+    pub fn minute_bars(&mut self, idx: usize, at: UtcTime) -> Vec<MinuteBar> {
+        let p = &self.params;
+        let c = &self.consts[idx];
+        let cur = self.minute_bars.entry(idx).or_insert_with(|| MinuteCursor { state: p.initial(c), bars: Vec::new() });
+        let mut events = Vec::new();
+        let mut emit = Emit { from: i64::MIN, symbol: &self.listings[idx].symbol, out: &mut events };
+        p.advance(c, &mut cur.state, at, Some(&mut emit));
+        // Events up to the committed cursor are kept; a step in progress is folded into a
+        // copy, since it runs again (further) next time.
+        let committed_ms = p.open_ms + cur.state.step as i64 * p.step_ms;
+        let mut raw = cur.bars.clone();
+        for ev in &events {
+            if let SimEvent::Trade(t) = ev {
+                let ms = t.time.as_millis();
+                let minute = (ms - p.open_ms) / MINUTE_MS;
+                let units = to_units(t.price.0, p.grid.scale);
+                let size = t.size.0.to_u64().unwrap_or(0);
+                if ms < committed_ms {
+                    fold_minute(&mut cur.bars, minute, units, size);
+                }
+                fold_minute(&mut raw, minute, units, size);
+            }
+        }
+        let end_ms = at.as_millis().min(p.open_ms + p.n_steps as i64 * p.step_ms - 1);
+        if end_ms < p.open_ms {
+            return Vec::new();
+        }
+        let g = &p.grid;
+        let mut last = c.prev_close;
+        let (mut cum_volume, mut cum_value) = (0u64, 0i128);
+        let mut raw = raw.into_iter().peekable();
+        let mut out = Vec::new();
+        for minute in 0..=(end_ms - p.open_ms) / MINUTE_MS {
+            let m = match raw.next_if(|m| m.minute == minute) {
+                Some(m) => m,
+                None => RawMinute { minute, open: last, high: last, low: last, close: last, volume: 0, value: 0 },
+            };
+            last = m.close;
+            cum_volume += m.volume;
+            cum_value += m.value;
+            out.push(MinuteBar {
+                start: UtcTime::from_millis(p.open_ms + minute * MINUTE_MS),
+                open: g.price(m.open),
+                high: g.price(m.high),
+                low: g.price(m.low),
+                close: g.price(m.close),
+                volume: Qty::from_int(m.volume as i64),
+                traded_value: Decimal::from_i128_with_scale(m.value, g.scale),
+                cum_volume: Qty::from_int(cum_volume as i64),
+                cum_value: Decimal::from_i128_with_scale(cum_value, g.scale),
+            });
+        }
+        out
+    }
+}
+
+const MINUTE_MS: i64 = 60_000;
+
+/// One past trading day of a symbol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DailyBar {
+    pub date: Date,
+    pub open: Price,
+    pub high: Price,
+    pub low: Price,
+    pub close: Price,
+    /// The day before's close.
+    pub prev_close: Price,
+    pub volume: Qty,
+    /// KRW, rounded to the won.
+    pub traded_value: Decimal,
+}
+
+/// The 52-week range before the trading day.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct YearRange {
+    pub high: Price,
+    pub high_date: Date,
+    pub low: Price,
+    pub low_date: Date,
+    /// The previous trading day's volume.
+    pub prev_volume: Qty,
+}
+
+/// One minute of a symbol's session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MinuteBar {
+    /// Start of the minute.
+    pub start: UtcTime,
+    pub open: Price,
+    pub high: Price,
+    pub low: Price,
+    pub close: Price,
+    pub volume: Qty,
+    pub traded_value: Decimal,
+    /// The day's volume and traded value through this minute.
+    pub cum_volume: Qty,
+    pub cum_value: Decimal,
+}
+
+#[derive(Debug, Clone)]
+struct MinuteCursor {
+    state: SymState,
+    /// Minutes with trades in the committed steps, in order.
+    bars: Vec<RawMinute>,
+}
+
+/// A minute in grid units.
+#[derive(Debug, Clone, Copy)]
+struct RawMinute {
+    minute: i64,
+    open: i64,
+    high: i64,
+    low: i64,
+    close: i64,
+    volume: u64,
+    value: i128,
+}
+
+fn fold_minute(bars: &mut Vec<RawMinute>, minute: i64, price: i64, size: u64) {
+    match bars.last_mut() {
+        Some(m) if m.minute == minute => {
+            m.high = m.high.max(price);
+            m.low = m.low.min(price);
+            m.close = price;
+            m.volume += size;
+            m.value += price as i128 * size as i128;
+        }
+        _ => bars.push(RawMinute {
+            minute,
+            open: price,
+            high: price,
+            low: price,
+            close: price,
+            volume: size,
+            value: price as i128 * size as i128,
+        }),
+    }
 }
 
 /// Unique 6-character codes, sorted: KOSPI `0dddd0`, KOSDAQ `1dddd0`/`2dddd0`, a few with a
-/// letter (`0dddJ0`-style, or a trailing letter like `00088K`).
-fn make_codes(cfg: &SimConfig) -> Vec<(String, Board)> {
+/// letter (`0dddJ0`-style, or a trailing letter like `00088K`). None is in `reserved` (the
+/// real listings' codes): a draw that lands on one is skipped.
+fn make_codes(cfg: &SimConfig, reserved: &HashSet<&str>) -> Vec<(String, Board)> {
     let n = cfg.symbols as usize;
     let n_kospi = ((n as f64 * cfg.kospi_share).round() as usize).min(n);
     let mut r = rng_for(cfg.seed, 0, 0, 0, SALT_UNIVERSE);
-    let mut pick = |space: usize, take: usize| -> Vec<usize> {
+    let kospi_code = |m: usize| format!("0{m:04}0");
+    let kosdaq_code = |m: usize| format!("{}{:04}0", 1 + m / 10_000, m % 10_000);
+    let mut pick = |space: usize, take: usize, code: &dyn Fn(usize) -> String| -> Vec<String> {
+        // A partial Fisher-Yates shuffle that passes over reserved codes.
         let mut all: Vec<usize> = (0..space).collect();
-        for i in 0..take.min(space) {
+        let mut out = Vec::with_capacity(take);
+        let mut i = 0;
+        while out.len() < take && i < space {
             let j = r.usize(i..space);
             all.swap(i, j);
+            let c = code(all[i]);
+            if !reserved.contains(c.as_str()) {
+                out.push(c);
+            }
+            i += 1;
         }
-        all.truncate(take);
-        all
+        out
     };
-    let kospi = pick(10_000, n_kospi);
-    let kosdaq = pick(20_000, n - n_kospi);
-    let mut seen = HashSet::with_capacity(n);
+    let kospi = pick(10_000, n_kospi, &kospi_code);
+    let kosdaq = pick(20_000, n - n_kospi, &kosdaq_code);
+    let mut seen: HashSet<String> = reserved.iter().map(|c| c.to_string()).collect();
     let mut out = Vec::with_capacity(n);
     let letters = b"ABCDEFGHJKLMNPQRSTUVWXYZ";
     let mut push = |mut code: String, board: Board, r: &mut Rng| {
@@ -860,13 +1138,50 @@ fn make_codes(cfg: &SimConfig) -> Vec<(String, Board)> {
         out.push((code, board));
     };
     let mut r2 = rng_for(cfg.seed, 0, 1, 0, SALT_UNIVERSE);
-    for m in kospi {
-        push(format!("0{m:04}0"), Board::Kospi, &mut r2);
+    for code in kospi {
+        push(code, Board::Kospi, &mut r2);
     }
-    for m in kosdaq {
-        push(format!("{}{:04}0", 1 + m / 10_000, m % 10_000), Board::Kosdaq, &mut r2);
+    for code in kosdaq {
+        push(code, Board::Kosdaq, &mut r2);
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// A real listing's random coordinate: its code's bytes, far above any generated rank.
+fn real_key(code: &str) -> u64 {
+    code.bytes().fold(0u64, |k, b| (k << 8) | b as u64)
+}
+
+/// The trading day as a number (`20260114`), the day coordinate of random draws.
+fn day_key(d: Date) -> u64 {
+    (d.year() as i64 * 10_000 + d.month() as i64 * 100 + d.day() as i64) as u64
+}
+
+/// Lower and upper daily price limits around `pc`, on the grid.
+fn limits(g: &Grid, pc: i64, limit: Decimal) -> (i64, i64) {
+    let scale = g.scale;
+    let pc_d = Decimal::new(pc, scale);
+    let lo = g.ceil(to_units((pc_d * (Decimal::ONE - limit)).ceil_to(scale), scale)).max(g.tick(1));
+    let mut hi = g.floor(to_units((pc_d * (Decimal::ONE + limit)).floor_to(scale), scale));
+    if g.up(g.up(lo)) > hi {
+        hi = g.up(g.up(lo));
+    }
+    (lo, hi)
+}
+
+/// The `n` weekdays before `day` that are not in `holidays`, newest first.
+fn trading_days_before(day: Date, n: usize, holidays: &[Date]) -> Vec<Date> {
+    let mut out = Vec::with_capacity(n);
+    let mut d = day;
+    while out.len() < n {
+        let Ok(prev) = d.yesterday() else { break };
+        d = prev;
+        let weekend = matches!(d.weekday(), Weekday::Saturday | Weekday::Sunday);
+        if !weekend && !holidays.contains(&d) {
+            out.push(d);
+        }
+    }
     out
 }
 

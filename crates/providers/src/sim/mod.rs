@@ -15,5 +15,5 @@ pub mod wire;
 #[cfg(test)]
 mod tests;
 
-pub use config::{MAX_PRICE_SCALE, SimConfig, TickBand, krx_tick_table};
-pub use market::{Board, DayStats, Listing, SimBook, SimEvent, SimMarket, SimTrade};
+pub use config::{LargeCap, MAX_PRICE_SCALE, SimConfig, TickBand, krx_large_caps, krx_tick_table};
+pub use market::{Board, DailyBar, DayStats, Listing, MinuteBar, SimBook, SimEvent, SimMarket, SimTrade, YearRange};

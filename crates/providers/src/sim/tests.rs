@@ -85,10 +85,12 @@ fn same_seed_and_day_give_the_same_market_however_it_is_queried() {
     });
     assert_same(&interleaved, &whole, "interleaved");
 
-    // Snapshots agree too.
-    assert_eq!(one.snapshot(idx, to), small.snapshot(idx, to));
-    assert_eq!(one.snapshot(idx, to), mixed.snapshot(idx, to));
-    assert_eq!(one.day_stats(idx, to), mixed.day_stats(idx, to));
+    // Snapshots agree too, at a time no cursor has passed (the interleaved snapshots ran
+    // up to 7 s past `to`, and a query behind a cursor answers from the cursor).
+    let later = to.plus_millis(10_000);
+    assert_eq!(one.snapshot(idx, later), small.snapshot(idx, later));
+    assert_eq!(one.snapshot(idx, later), mixed.snapshot(idx, later));
+    assert_eq!(one.day_stats(idx, later), mixed.day_stats(idx, later));
 
     // A different seed is a different market.
     let mut other = SimMarket::new(&SimConfig { seed: c.seed + 1, ..c.clone() }, day());
@@ -172,34 +174,171 @@ fn events_are_ordered_and_consistent_with_snapshots() {
 
 #[test]
 fn universe_looks_like_krx() {
-    let m = SimMarket::new(&SimConfig::krx_default(), day());
+    let cfg = SimConfig::krx_default();
+    let m = SimMarket::new(&cfg, day());
     let l = m.listings();
-    assert_eq!(l.len(), 2000);
+    let n_real = cfg.large_caps.len();
+    assert_eq!(l.len(), 2000 + n_real);
     let codes: HashSet<&str> = l.iter().map(|x| x.symbol.as_str()).collect();
-    assert_eq!(codes.len(), 2000, "codes unique");
+    assert_eq!(codes.len(), l.len(), "codes unique");
     assert!(codes.iter().all(|c| c.len() == 6));
-    let lettered = l.iter().filter(|x| x.symbol.as_str().bytes().any(|b| b.is_ascii_alphabetic())).count();
+    let generated: Vec<&Listing> = l.iter().filter(|x| !x.real).collect();
+    assert_eq!(generated.len(), 2000);
+    let lettered = generated.iter().filter(|x| x.symbol.as_str().bytes().any(|b| b.is_ascii_alphabetic())).count();
     assert!((1..=60).contains(&lettered), "{lettered} lettered codes");
-    let kospi = l.iter().filter(|x| x.board == Board::Kospi).count();
+    let kospi = generated.iter().filter(|x| x.board == Board::Kospi).count();
     assert_eq!(kospi, 700);
-    for x in l {
+    for x in &generated {
         let first = x.symbol.as_str().as_bytes()[0];
         match x.board {
             Board::Kospi => assert_eq!(first, b'0'),
             Board::Kosdaq => assert!(first == b'1' || first == b'2'),
         }
-        assert!(on_grid(&m, x.prev_close), "{} {}", x.symbol, x.prev_close);
         assert!(x.prev_close.0 >= Decimal::from(500) && x.prev_close.0 <= Decimal::from(1_000_000));
-        assert!(!x.name.is_empty());
     }
-    let above = l.iter().filter(|x| x.prev_close.0 >= Decimal::from(4000)).count();
+    for x in l {
+        assert!(on_grid(&m, x.prev_close), "{} {}", x.symbol, x.prev_close);
+        assert!(!x.name.is_empty());
+        assert!(x.shares > 0);
+    }
+    let above = generated.iter().filter(|x| x.prev_close.0 >= Decimal::from(4000)).count();
     assert!((800..=1200).contains(&above), "{above} of 2000 at or above 4000");
     for (i, x) in l.iter().enumerate().step_by(97) {
         assert_eq!(m.index_of(&x.symbol), Some(i));
     }
     assert_eq!(m.index_of(&Symbol::new("999999").unwrap()), None);
     let names: HashSet<&str> = l.iter().map(|x| x.name.as_str()).collect();
-    assert_eq!(names.len(), 2000, "names unique");
+    assert_eq!(names.len(), l.len(), "names unique");
+}
+
+#[test]
+fn real_large_caps_keep_their_codes_and_names() {
+    let cfg = SimConfig::krx_default();
+    let kospi = cfg.large_caps.iter().filter(|c| c.board == Board::Kospi).count();
+    let kosdaq = cfg.large_caps.iter().filter(|c| c.board == Board::Kosdaq).count();
+    assert!(kospi >= 50 && kosdaq >= 15, "{kospi} KOSPI, {kosdaq} KOSDAQ large caps");
+    let mut m = SimMarket::new(&cfg, day());
+    for (code, name, board) in [
+        ("005930", "삼성전자", Board::Kospi),
+        ("000660", "SK하이닉스", Board::Kospi),
+        ("035420", "NAVER", Board::Kospi),
+        ("005380", "현대차", Board::Kospi),
+        ("373220", "LG에너지솔루션", Board::Kospi),
+        ("207940", "삼성바이오로직스", Board::Kospi),
+        ("247540", "에코프로비엠", Board::Kosdaq),
+        ("086520", "에코프로", Board::Kosdaq),
+        ("196170", "알테오젠", Board::Kosdaq),
+    ] {
+        let idx = m.index_of(&Symbol::new(code).unwrap()).unwrap_or_else(|| panic!("{code} not listed"));
+        let l = m.listings()[idx].clone();
+        assert_eq!((l.name.as_str(), l.board, l.real), (name, board, true), "{code}");
+    }
+    // Every large cap trades near its configured level, on the KRX grid.
+    for cap in &cfg.large_caps {
+        let idx = m.index_of(&Symbol::new(&cap.code).unwrap()).unwrap();
+        let pc = m.listings()[idx].prev_close;
+        assert!(on_grid(&m, pc), "{} {pc}", cap.code);
+        let ratio = pc.0 / cap.price;
+        assert!(
+            ratio > Decimal::new(85, 2) && ratio < Decimal::new(115, 2),
+            "{} at {pc}, level {}",
+            cap.code,
+            cap.price
+        );
+        let s = m.snapshot(idx, at(10, 0, 0));
+        assert!(s.volume.0 > Decimal::ZERO && on_grid(&m, s.last_price), "{} {s:?}", cap.code);
+    }
+    // A generated symbol takes neither a real code nor a real name, and the real codes the
+    // generator would have drawn (005930, 000660, ...) went to nobody else.
+    let real_names: HashSet<&str> = cfg.large_caps.iter().map(|c| c.name.as_str()).collect();
+    let real_codes: HashSet<&str> = cfg.large_caps.iter().map(|c| c.code.as_str()).collect();
+    for l in m.listings().iter().filter(|l| !l.real) {
+        assert!(!real_codes.contains(l.symbol.as_str()) && !real_names.contains(l.name.as_str()), "{l:?}");
+    }
+    let without = SimMarket::new(&SimConfig { large_caps: vec![], ..cfg.clone() }, day());
+    assert_eq!(without.len(), 2000);
+    assert_eq!(without.index_of(&Symbol::new("005930").unwrap()), None, "generated codes avoid real ones regardless");
+}
+
+#[test]
+fn generated_paths_do_not_depend_on_the_real_listings() {
+    let cfg = cfg(50);
+    let (mut with, mut without) =
+        (SimMarket::new(&cfg, day()), SimMarket::new(&SimConfig { large_caps: vec![], ..cfg.clone() }, day()));
+    let sym = without.listings()[7].symbol.clone();
+    let (a, b) = (with.index_of(&sym).unwrap(), without.index_of(&sym).unwrap());
+    assert_eq!(with.snapshot(a, at(11, 0, 0)), without.snapshot(b, at(11, 0, 0)));
+}
+
+#[test]
+fn daily_history_walks_back_from_the_previous_close() {
+    let c = cfg(30);
+    let mut m = SimMarket::new(&c, day());
+    let dates = m.history_dates().to_vec();
+    assert_eq!(dates.len(), c.history_days as usize);
+    assert!(dates.windows(2).all(|w| w[0] > w[1]) && dates[0] < day());
+    assert!(
+        dates.iter().all(|d| !matches!(d.weekday(), jiff::civil::Weekday::Saturday | jiff::civil::Weekday::Sunday))
+    );
+    for idx in 0..m.len() {
+        let bars = m.daily_history(idx);
+        assert_eq!(bars.len(), dates.len());
+        assert_eq!(bars[0].close, m.listings()[idx].prev_close, "the newest bar closes at the previous close");
+        for (i, b) in bars.iter().enumerate() {
+            assert_eq!(b.date, dates[i]);
+            assert!(b.low.0 <= b.open.0.min(b.close.0) && b.high.0 >= b.open.0.max(b.close.0), "{b:?}");
+            assert!(b.low.is_positive() && b.volume.0 >= Decimal::ONE);
+            for p in [b.open, b.high, b.low, b.close, b.prev_close] {
+                assert!(on_grid(&m, p), "{p} off grid in {b:?}");
+            }
+            if let Some(older) = bars.get(i + 1) {
+                assert_eq!(b.prev_close, older.close, "bars chain");
+            }
+        }
+        // Pure: asking again, or another market of the same seed and day, gives the same.
+        assert_eq!(m.daily_history(idx), SimMarket::new(&c, day()).daily_history(idx));
+    }
+    // Holidays are skipped and the dates shift back.
+    let holiday = dates[2];
+    m.set_holidays(&[holiday]);
+    assert!(!m.history_dates().contains(&holiday) && m.history_dates().len() == dates.len());
+    let y = m.year_range(0);
+    assert!(y.high.0 >= y.low.0 && y.prev_volume.0 >= Decimal::ONE);
+}
+
+#[test]
+fn minute_bars_replay_the_feed_and_cover_the_session_so_far() {
+    let mut m = SimMarket::new(&cfg(5), day());
+    assert!(m.minute_bars(2, at(8, 59, 0)).is_empty(), "no bars before the open");
+    let mid = at(10, 30, 30);
+    // Asked in pieces, with a step in progress each time.
+    for t in [at(9, 0, 0), at(9, 0, 0).plus_millis(1_500), at(9, 45, 10), mid] {
+        m.minute_bars(2, t);
+    }
+    let bars = m.minute_bars(2, mid);
+    assert_eq!(bars.len(), 91, "09:00 through 10:30");
+    for (i, b) in bars.iter().enumerate() {
+        assert_eq!(b.start, at(9, 0, 0).plus_millis(i as i64 * 60_000));
+        assert!(b.low.0 <= b.open.0.min(b.close.0) && b.high.0 >= b.open.0.max(b.close.0));
+    }
+    let st = m.day_stats(2, mid);
+    let last = bars.last().unwrap();
+    assert_eq!(last.cum_volume, st.volume);
+    assert_eq!(last.cum_value, st.traded_value);
+    assert_eq!(last.close, st.last);
+    assert_eq!(bars[0].open, st.open.unwrap());
+    // The same bars as a fresh market's, and as the trades the feed delivers.
+    assert_eq!(SimMarket::new(&cfg(5), day()).minute_bars(2, mid), bars);
+    let mut ev = Vec::new();
+    m.events(2, at(8, 0, 0), mid, &mut ev);
+    let first_minute: Decimal = ev
+        .iter()
+        .filter_map(|e| match e {
+            SimEvent::Trade(t) if t.time < at(9, 1, 0) => Some(t.size.0),
+            _ => None,
+        })
+        .sum();
+    assert_eq!(bars[0].volume.0, first_minute);
 }
 
 #[test]
@@ -322,6 +461,13 @@ fn invalid_config_is_refused() {
     c.quote_levels = 0;
     let problems = SimMarket::try_new(&c, day()).unwrap_err();
     assert_eq!(problems[0].key, "quote_levels");
+    let mut c = cfg(10);
+    c.large_caps[1].code = c.large_caps[0].code.clone();
+    c.large_caps[2].code = "5930".into();
+    c.large_caps[3].price = Decimal::ZERO;
+    let problems = SimMarket::try_new(&c, day()).unwrap_err();
+    assert_eq!(problems.len(), 3, "{problems:?}");
+    assert!(problems.iter().all(|p| p.key == "large_caps"));
 }
 
 // ---------------------------------------------------------------------------------------

@@ -410,11 +410,19 @@ fn gate(s: &Shared, group: &'static str) -> Result<String, Response> {
     Ok(format!("group={group}; min=1800; sec={}", limit - w.len()))
 }
 
+/// Query parameters by name. A repeated name joins its values with commas, as the real
+/// server (Spring) binds them: pyupbit asks for several tickers as `markets=A&markets=B`.
 fn query(raw: &Option<String>) -> HashMap<String, String> {
-    let mut out = HashMap::new();
+    let mut out: HashMap<String, String> = HashMap::new();
     for pair in raw.as_deref().unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        out.insert(pct_decode(k), pct_decode(v));
+        let v = pct_decode(v);
+        out.entry(pct_decode(k))
+            .and_modify(|all| {
+                all.push(',');
+                all.push_str(&v);
+            })
+            .or_insert(v);
     }
     out
 }
@@ -533,7 +541,14 @@ async fn ticker_all(State(s): State<Arc<Shared>>, RawQuery(q): RawQuery) -> Resp
     ok(rem, tickers_body(&s, &idxs))
 }
 
-fn candle_json(body: &mut String, market: &str, start_ms: i64, c: &super::sim_market::MinuteCandle, unit: Option<u32>) {
+/// Minute candles carry their unit; day candles the change against the day before.
+#[derive(Clone, Copy)]
+enum CandleKind {
+    Minutes(u32),
+    Day(Price),
+}
+
+fn candle_json(body: &mut String, market: &str, start_ms: i64, c: &super::sim_market::MinuteCandle, kind: CandleKind) {
     let fmt = |ms: i64, kst: bool| {
         UtcTime::from_millis(ms + if kst { model::time::KST_OFFSET_MS } else { 0 })
             .to_timestamp()
@@ -553,8 +568,21 @@ fn candle_json(body: &mut String, market: &str, start_ms: i64, c: &super::sim_ma
         eight_decimals(c.value),
         eight_decimals(c.volume.0),
     );
-    if let Some(u) = unit {
-        let _ = write!(body, r#","unit":{u}"#);
+    match kind {
+        CandleKind::Minutes(u) => {
+            let _ = write!(body, r#","unit":{u}"#);
+        }
+        CandleKind::Day(prev) => {
+            let change = c.close.0 - prev.0;
+            let rate = if prev.0.is_zero() { Decimal::ZERO } else { change / prev.0 };
+            let _ = write!(
+                body,
+                r#","prev_closing_price":{},"change_price":{},"change_rate":{}"#,
+                eight_decimals(prev.0),
+                eight_decimals(change),
+                rate.round_dp(10).normalize(),
+            );
+        }
     }
     body.push('}');
 }
@@ -585,6 +613,59 @@ fn fold_candles(
     out
 }
 
+fn type_mismatch() -> Response {
+    json_response(
+        StatusCode::BAD_REQUEST,
+        None,
+        error_body(400, false, "Type mismatch error. Check the parameters type!"),
+    )
+}
+
+/// The `to` parameter (spec §2: ISO 8601 with a zone, or without one meaning UTC, `T` or a
+/// space between date and time).
+fn parse_to(text: &str) -> Option<UtcTime> {
+    if let Ok(ts) = text.parse::<jiff::Timestamp>() {
+        return Some(UtcTime::from_timestamp(ts));
+    }
+    let dt = text.replacen(' ', "T", 1).parse::<jiff::civil::DateTime>().ok()?;
+    dt.to_zoned(jiff::tz::TimeZone::UTC).ok().map(|z| UtcTime::from_timestamp(z.timestamp()))
+}
+
+/// Candle requests share their parameters: the market, `count` (1..=200, default 1) and the
+/// exclusive end `to` (default now; a later `to` is now, since the future has no candles).
+struct CandleQuery {
+    idx: usize,
+    count: usize,
+    /// Candles start before this (ms).
+    end_ms: i64,
+}
+
+#[allow(clippy::result_large_err)] // axum's own response type; boxing it buys nothing here
+fn candle_query(s: &Shared, raw: &Option<String>, now: UtcTime) -> Result<CandleQuery, Response> {
+    let q = query(raw);
+    let Some(market) = q.get("market") else { return Err(missing_param()) };
+    let count = match q.get("count").map(|c| c.parse::<usize>()) {
+        None => 1,
+        Some(Ok(c)) => c.clamp(1, MAX_CANDLES),
+        Some(Err(_)) => return Err(type_mismatch()),
+    };
+    // The candle in progress starts at or before now, so "before now + 1 ms" keeps it.
+    let mut end_ms = now.as_millis() + 1;
+    if let Some(to) = q.get("to").filter(|t| !t.is_empty()) {
+        let Some(to) = parse_to(to) else { return Err(type_mismatch()) };
+        end_ms = end_ms.min(to.as_millis());
+    }
+    let Some(idx) = s.market(now).index_of(&market.to_ascii_uppercase()) else { return Err(code_not_found()) };
+    Ok(CandleQuery { idx, count, end_ms })
+}
+
+/// Most candles one request returns (spec §2).
+const MAX_CANDLES: usize = 200;
+
+fn day_start_ms(day: jiff::civil::Date) -> i64 {
+    day.to_zoned(jiff::tz::TimeZone::UTC).map_or(0, |z| z.timestamp().as_millisecond())
+}
+
 async fn candles_minutes(State(s): State<Arc<Shared>>, Path(unit): Path<String>, RawQuery(q): RawQuery) -> Response {
     let rem = match gate(&s, "candle") {
         Ok(r) => r,
@@ -592,30 +673,42 @@ async fn candles_minutes(State(s): State<Arc<Shared>>, Path(unit): Path<String>,
     };
     let unit: u32 = match unit.parse() {
         Ok(u) if [1, 3, 5, 10, 15, 30, 60, 240].contains(&u) => u,
-        _ => {
-            return json_response(
-                StatusCode::BAD_REQUEST,
-                None,
-                error_body(400, false, "Type mismatch error. Check the parameters type!"),
-            );
-        }
+        _ => return type_mismatch(),
     };
-    let q = query(&q);
-    let Some(market) = q.get("market") else { return missing_param() };
-    let count = q.get("count").and_then(|c| c.parse::<usize>().ok()).unwrap_or(1).clamp(1, 200);
     let now = s.clock.now();
+    let cq = match candle_query(&s, &q, now) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
     let mut m = s.market(now);
-    let Some(idx) = m.index_of(&market.to_ascii_uppercase()) else { return code_not_found() };
-    let day_start = m.day_start().as_millis();
-    let sym = m.listings()[idx].symbol.clone();
-    let mins = m.minute_candles(idx, now);
+    let sym = m.listings()[cq.idx].symbol.clone();
+    let first_day = m.first_history_day();
+    // Walk back day by day (every unit divides a day, so no candle spans two) until
+    // `count` candles or the start of the history.
+    let mut day = CryptoMarket::day_of(UtcTime::from_millis(cq.end_ms - 1)).min(m.day());
+    let mut candles: Vec<(i64, super::sim_market::MinuteCandle)> = Vec::new();
+    while candles.len() < cq.count && day >= first_day {
+        let start = day_start_ms(day);
+        let mins = if day == m.day() {
+            m.minute_candles(cq.idx, now)
+        } else {
+            m.past_minutes(cq.idx, day).unwrap_or_default()
+        };
+        // A candle is in when it starts before the end, even if `to` cuts into it.
+        let kept: Vec<_> =
+            mins.into_iter().filter(|c| start + (c.minute / unit * unit) as i64 * 60_000 < cq.end_ms).collect();
+        let want = cq.count - candles.len();
+        candles.extend(fold_candles(&kept, unit, want).into_iter().map(|(st, c)| (start + st as i64 * 60_000, c)));
+        let Ok(prev) = day.yesterday() else { break };
+        day = prev;
+    }
     drop(m);
     let mut body = String::from("[");
-    for (i, (start, c)) in fold_candles(&mins, unit, count).iter().enumerate() {
+    for (i, (start, c)) in candles.iter().enumerate() {
         if i > 0 {
             body.push(',');
         }
-        candle_json(&mut body, sym.as_str(), day_start + *start as i64 * 60_000, c, Some(unit));
+        candle_json(&mut body, sym.as_str(), *start, c, CandleKind::Minutes(unit));
     }
     body.push(']');
     ok(rem, body)
@@ -626,19 +719,36 @@ async fn candles_days(State(s): State<Arc<Shared>>, RawQuery(q): RawQuery) -> Re
         Ok(r) => r,
         Err(r) => return r,
     };
-    let q = query(&q);
-    let Some(market) = q.get("market") else { return missing_param() };
     let now = s.clock.now();
+    let cq = match candle_query(&s, &q, now) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
     let mut m = s.market(now);
-    let Some(idx) = m.index_of(&market.to_ascii_uppercase()) else { return code_not_found() };
-    let day_start = m.day_start().as_millis();
-    let sym = m.listings()[idx].symbol.clone();
-    let mins = m.minute_candles(idx, now);
+    let sym = m.listings()[cq.idx].symbol.clone();
+    let first_day = m.first_history_day();
+    let mut day = CryptoMarket::day_of(UtcTime::from_millis(cq.end_ms - 1)).min(m.day());
+    let mut candles = Vec::new();
+    while candles.len() < cq.count && day >= first_day {
+        let candle = if day == m.day() {
+            let mins = m.minute_candles(cq.idx, now);
+            fold_candles(&mins, 1440, 1).into_iter().next().map(|(_, c)| (c, m.listings()[cq.idx].prev_close))
+        } else {
+            m.past_day(cq.idx, day).map(|c| (c.clone(), c.open))
+        };
+        if let Some((c, prev_close)) = candle {
+            candles.push((day_start_ms(day), c, prev_close));
+        }
+        let Ok(prev) = day.yesterday() else { break };
+        day = prev;
+    }
     drop(m);
-    // The sim keeps only today, so the day series is today's candle.
     let mut body = String::from("[");
-    if let Some((_, c)) = fold_candles(&mins, 1440, 1).first() {
-        candle_json(&mut body, sym.as_str(), day_start, c, None);
+    for (i, (start, c, prev_close)) in candles.iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        candle_json(&mut body, sym.as_str(), *start, c, CandleKind::Day(*prev_close));
     }
     body.push(']');
     ok(rem, body)

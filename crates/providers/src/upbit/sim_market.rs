@@ -13,7 +13,7 @@
 //! at 00:00 UTC). Prices live on Upbit's KRW tick grid, in integer units of 10^-8; sizes are
 //! fractional coin amounts with 8 decimals.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 
 use jiff::civil::Date;
 
@@ -67,6 +67,10 @@ pub struct CryptoSimConfig {
     /// KRW-market tick table, ascending by `below`, last row unbounded.
     pub tick_sizes: Vec<TickBand>,
     pub pairs: Vec<PairSpec>,
+    /// UTC days of candles (day and minute) before the current day.
+    pub history_days: u32,
+    /// Log sd of a past minute's traded value around the pair's mean.
+    pub history_volume_sigma: f64,
 }
 
 fn dec(s: &str) -> Decimal {
@@ -136,6 +140,8 @@ impl CryptoSimConfig {
                 p("KRW-SAND", "샌드박스", "The Sandbox", "450", 0.06, 0.3, 60_000),
                 p("KRW-ARB", "아비트럼", "Arbitrum", "650", 0.06, 0.3, 60_000),
             ],
+            history_days: 400,
+            history_volume_sigma: 0.8,
         }
     }
 }
@@ -151,6 +157,8 @@ impl Validate for CryptoSimConfig {
         c.range("book_value_sigma", self.book_value_sigma, 0.0, 4.0);
         c.range("recent_trades", self.recent_trades, 1, 10_000);
         c.check(!self.pairs.is_empty(), "pairs", "must list at least one pair");
+        c.range("history_days", self.history_days, 1, 5_000);
+        c.range("history_volume_sigma", self.history_volume_sigma, 0.0, 4.0);
         let mut prev: Option<Decimal> = None;
         for (i, b) in self.tick_sizes.iter().enumerate() {
             let last = i + 1 == self.tick_sizes.len();
@@ -201,6 +209,9 @@ impl Validate for CryptoSimConfig {
 const SALT_STEP: u64 = 0x5550_5354;
 const SALT_BOOK: u64 = 0x5550_424b;
 const SALT_DAY: u64 = 0x5550_4459;
+const SALT_PAST_RETURN: u64 = 0x5550_5052;
+const SALT_PAST_MINUTES: u64 = 0x5550_504d;
+const MINUTE_MS: i64 = 60_000;
 
 fn units(d: Decimal) -> i64 {
     let mut v = d;
@@ -354,6 +365,7 @@ struct PairState {
 struct PairConst {
     symbol: Symbol,
     prev_close: i64,
+    daily_volatility: f64,
     sd_rel_step: f64,
     rate_per_step: f64,
     median_value: f64,
@@ -374,6 +386,8 @@ pub struct CryptoMarket {
     listings: Vec<PairListing>,
     consts: Vec<PairConst>,
     states: Vec<PairState>,
+    /// Past day candles already summed from their minutes (the day chart asks for 200).
+    past_days: HashMap<(usize, Date), MinuteCandle>,
 }
 
 impl CryptoMarket {
@@ -386,7 +400,7 @@ impl CryptoMarket {
         let grid = Grid {
             bands: cfg.tick_sizes.iter().map(|b| (b.below.map_or(i64::MAX, units), units(b.tick).max(1))).collect(),
         };
-        let day_key = (day.year() as i64 * 10_000 + day.month() as i64 * 100 + day.day() as i64) as u64;
+        let day_key = day_key(day);
         let day_start = UtcTime::from_timestamp(
             day.to_zoned(jiff::tz::TimeZone::UTC).map(|z| z.timestamp()).unwrap_or(jiff::Timestamp::UNIX_EPOCH),
         )
@@ -417,6 +431,7 @@ impl CryptoMarket {
             consts.push(PairConst {
                 symbol,
                 prev_close: pc,
+                daily_volatility: p.daily_volatility,
                 sd_rel_step,
                 rate_per_step: p.trades_per_second * step_ms as f64 / 1000.0,
                 median_value,
@@ -445,7 +460,19 @@ impl CryptoMarket {
                 watched: false,
             })
             .collect();
-        Ok(CryptoMarket { cfg: cfg.clone(), day, day_key, day_start, step_ms, n_steps, grid, listings, consts, states })
+        Ok(CryptoMarket {
+            cfg: cfg.clone(),
+            day,
+            day_key,
+            day_start,
+            step_ms,
+            n_steps,
+            grid,
+            listings,
+            consts,
+            states,
+            past_days: HashMap::new(),
+        })
     }
 
     /// The UTC day `at` falls in.
@@ -534,6 +561,111 @@ impl CryptoMarket {
     pub fn minute_candles(&mut self, idx: usize, at: UtcTime) -> Vec<MinuteCandle> {
         self.advance(idx, at);
         self.states.get(idx).map(|s| s.candles.clone()).unwrap_or_default()
+    }
+
+    /// The oldest UTC day with history candles.
+    pub fn first_history_day(&self) -> Date {
+        self.day.checked_sub(jiff::Span::new().days(self.cfg.history_days as i64)).unwrap_or(self.day)
+    }
+
+    /// Pair `idx`'s one-minute candles of the past UTC `day` (oldest first, every minute),
+    /// or `None` outside the history (today included: that is the live simulation's).
+    ///
+    /// The past is not simulated tick by tick (a day of BTC ticks is half a million
+    /// trades): each past day closes where a walk back from today's previous close puts it
+    /// (one return per day, keyed by (seed, day, pair)), opens at the day before's close,
+    /// and its minutes are a Brownian bridge between the two drawn from one RNG keyed by
+    /// (seed, day, pair). So yesterday's last minute closes at today's previous close, a
+    /// day's candle is the sum of its minutes, and any day costs its walk back plus 1,440
+    /// minute draws.
+    pub fn past_minutes(&self, idx: usize, day: Date) -> Option<Vec<MinuteCandle>> {
+        if idx >= self.consts.len() || day >= self.day || day < self.first_history_day() {
+            return None;
+        }
+        let c = &self.consts[idx];
+        let g = &self.grid;
+        // Walk back from yesterday's close (today's previous close) to `day`'s close.
+        let mut close = c.prev_close as f64;
+        let mut d = self.day.yesterday().ok()?;
+        while d > day {
+            close /= self.past_return(idx, d).exp();
+            d = d.yesterday().ok()?;
+        }
+        let open = close / self.past_return(idx, day).exp();
+        let minutes = (DAY_MS / MINUTE_MS) as usize;
+        let sd = c.daily_volatility / (minutes as f64).sqrt();
+        let mut r = rng_for(self.cfg.seed, day_key(day), idx as u64, 0, SALT_PAST_MINUTES);
+        // Pass 1: the free walk W and each minute's wicks, value and last-trade offset.
+        let mut walk = Vec::with_capacity(minutes + 1);
+        let mut draws = Vec::with_capacity(minutes);
+        walk.push(0.0f64);
+        for m in 0..minutes {
+            walk.push(walk[m] + sd * normal(&mut r));
+            let (up, down, v) = (normal(&mut r).abs(), normal(&mut r).abs(), normal(&mut r));
+            draws.push((up, down, v, r.i64(0..MINUTE_MS)));
+        }
+        // Pass 2: pin the walk's end to the day's close (the bridge) and price the minutes.
+        let (lo, lc) = (open.ln(), close.ln());
+        let drift = walk[minutes] - (lc - lo);
+        let at = |m: usize| (lo + walk[m] - drift * m as f64 / minutes as f64).exp();
+        let nearest = |x: f64| g.nearest(x.round() as i64).max(g.tick(1));
+        let sigma_v = self.cfg.history_volume_sigma;
+        // Mean-preserving log-normal: E[exp(sN - s^2/2)] = 1.
+        let mean_value = c.expected_day_value / minutes as f64;
+        let day_start = UtcTime::from_timestamp(
+            day.to_zoned(jiff::tz::TimeZone::UTC).map(|z| z.timestamp()).unwrap_or(jiff::Timestamp::UNIX_EPOCH),
+        )
+        .as_millis();
+        let mut out = Vec::with_capacity(minutes);
+        for (m, &(up, down, v, last)) in draws.iter().enumerate() {
+            let (o_f, c_f) = (at(m), at(m + 1));
+            let (o, cl) = (nearest(o_f), nearest(c_f));
+            let high = nearest(o_f.max(c_f) * (sd * up).exp()).max(o).max(cl);
+            let low = nearest(o_f.min(c_f) * (-sd * down).exp()).min(o).min(cl).max(g.tick(1));
+            let value = mean_value * (sigma_v * v - sigma_v * sigma_v / 2.0).exp();
+            let size = ((value / (cl as f64 / UNIT)) * UNIT).round().max(1.0) as i128;
+            let price = |u: i64| Price(to_dec(u as i128));
+            out.push(MinuteCandle {
+                minute: m as u32,
+                open: price(o),
+                high: price(high),
+                low: price(low),
+                close: price(cl),
+                volume: Qty(to_dec(size)),
+                // Rounded to 8 decimals, as Upbit's candle_acc_trade_price shows.
+                value: to_dec((cl as i128 * size + 50_000_000) / 100_000_000),
+                last_time: UtcTime::from_millis(day_start + m as i64 * MINUTE_MS + last),
+            });
+        }
+        Some(out)
+    }
+
+    /// Pair `idx`'s candle of the past UTC `day`, summed from its minutes (cached), with
+    /// `minute` 0; `None` outside the history.
+    pub fn past_day(&mut self, idx: usize, day: Date) -> Option<MinuteCandle> {
+        if let Some(c) = self.past_days.get(&(idx, day)) {
+            return Some(c.clone());
+        }
+        let mins = self.past_minutes(idx, day)?;
+        let first = mins.first()?.clone();
+        let day_candle = mins.iter().skip(1).fold(first, |mut acc, m| {
+            acc.high = acc.high.max(m.high);
+            acc.low = acc.low.min(m.low);
+            acc.close = m.close;
+            acc.volume = Qty(acc.volume.0 + m.volume.0);
+            acc.value += m.value;
+            acc.last_time = m.last_time;
+            acc
+        });
+        self.past_days.insert((idx, day), day_candle.clone());
+        Some(day_candle)
+    }
+
+    /// The log return of pair `idx` over the past UTC `day` (its close over the day
+    /// before's close).
+    fn past_return(&self, idx: usize, day: Date) -> f64 {
+        let mut r = rng_for(self.cfg.seed, day_key(day), idx as u64, 0, SALT_PAST_RETURN);
+        self.consts[idx].daily_volatility * normal(&mut r)
     }
 
     fn stats_now(&self, idx: usize) -> PairStats {
@@ -683,6 +815,11 @@ impl CryptoMarket {
             s.pending.push(CryptoEvent::Book(b));
         }
     }
+}
+
+/// The UTC day as a number (`20260114`), the day coordinate of random draws.
+fn day_key(d: Date) -> u64 {
+    (d.year() as i64 * 10_000 + d.month() as i64 * 100 + d.day() as i64) as u64
 }
 
 fn stats_of(s: &PairState, c: &PairConst, day_start: i64, time: UtcTime) -> PairStats {

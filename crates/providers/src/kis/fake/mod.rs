@@ -18,7 +18,9 @@ use tokio::task::JoinHandle;
 use model::settings::Interval;
 use model::{Clock, UtcTime};
 
-use super::config::KisEnv;
+use secrecy::{ExposeSecret, SecretString};
+
+use super::config::{ENV_APP_KEY, ENV_APP_SECRET, KisCredentials, KisEnv};
 use crate::sim::SimMarket;
 
 pub use records::{book_record, trade_record};
@@ -50,9 +52,16 @@ pub struct FakeKisConfig {
     pub batch_max: usize,
     /// `msg_cd` of the search-* "no data" answer (unconfirmed in public sources).
     pub no_data_msg_cd: String,
+    /// Most rows of one daily-chart answer (spec §3.3: 100).
+    pub daily_rows: usize,
+    /// Most rows of one minute-chart answer (spec §3.4: 30).
+    pub minute_rows: usize,
     /// Where REST and WebSocket listen; port 0 picks a free one.
     pub rest_bind: SocketAddr,
     pub ws_bind: SocketAddr,
+    /// KRX closed days besides weekends: `chk-holiday` answers with them and the daily
+    /// charts skip them.
+    pub holidays: Vec<jiff::civil::Date>,
 }
 
 impl FakeKisConfig {
@@ -77,10 +86,102 @@ impl FakeKisConfig {
             book_width: 62,
             batch_max: 11,
             no_data_msg_cd: "KIOK0560".into(),
+            daily_rows: 100,
+            minute_rows: 30,
             rest_bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             ws_bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            holidays: Vec::new(),
         }
     }
+}
+
+/// Length of a KIS app key (spec §2.1). Clients check it (python-kis refuses other lengths).
+pub const APP_KEY_LEN: usize = 36;
+/// Length of a KIS app secret (spec §2.1).
+pub const APP_SECRET_LEN: usize = 180;
+
+/// The app key and secret a fake KIS server accepts. Never printed by accident: no
+/// `Debug`, and the values are exposed only through [`FakeCredentials::expose`].
+pub struct FakeCredentials {
+    key: SecretString,
+    secret: SecretString,
+    made_up: bool,
+}
+
+impl FakeCredentials {
+    /// `KIS_APP_KEY` / `KIS_APP_SECRET` when both are set, so a client keeps the pair it is
+    /// configured with; otherwise a made-up pair (see [`FakeCredentials::made_up`]). Either
+    /// way the pair has KIS's shape; an error names the variable and what is wrong with
+    /// it, never its value.
+    pub fn from_env_or_made_up(seed: u64) -> Result<FakeCredentials, String> {
+        let var = |name: &str| std::env::var(name).ok().map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        match (var(ENV_APP_KEY), var(ENV_APP_SECRET)) {
+            (Some(key), Some(secret)) => {
+                if let Some(problem) = shape_problem(&key, &secret) {
+                    return Err(problem);
+                }
+                Ok(FakeCredentials { key: key.into(), secret: secret.into(), made_up: false })
+            }
+            (None, None) => Ok(FakeCredentials::made_up(seed)),
+            (Some(_), None) => Err(format!("{ENV_APP_KEY} is set but {ENV_APP_SECRET} is not: set both or neither")),
+            (None, Some(_)) => Err(format!("{ENV_APP_SECRET} is set but {ENV_APP_KEY} is not: set both or neither")),
+        }
+    }
+
+    /// A pair with real KIS shapes drawn from `seed`: the same every run, so a client
+    /// configured once keeps working. It guards nothing real; the fake checks it exactly
+    /// as KIS checks real ones.
+    pub fn made_up(seed: u64) -> FakeCredentials {
+        const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+        const SECRET_CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        // Real app keys start with `PS`.
+        const KEY_PREFIX: &str = "PS";
+        let mut r = crate::sim::random::rng_for(seed, 0, 0, 0, SALT_CREDENTIALS);
+        let mut draw = |n: usize, alphabet: &[u8]| -> String {
+            (0..n).map(|_| alphabet[r.usize(0..alphabet.len())] as char).collect()
+        };
+        let key = format!("{KEY_PREFIX}{}", draw(APP_KEY_LEN - KEY_PREFIX.len(), ALNUM));
+        let secret = draw(APP_SECRET_LEN, SECRET_CHARS);
+        FakeCredentials { key: key.into(), secret: secret.into(), made_up: true }
+    }
+
+    /// Whether the pair was made up (and may be printed) rather than taken from the
+    /// environment.
+    pub fn is_made_up(&self) -> bool {
+        self.made_up
+    }
+
+    /// (app key, app secret).
+    pub fn expose(&self) -> (&str, &str) {
+        (self.key.expose_secret(), self.secret.expose_secret())
+    }
+
+    /// The adapter's credentials for this fake.
+    pub fn to_kis(&self) -> KisCredentials {
+        KisCredentials::new(self.key.clone(), self.secret.clone())
+    }
+}
+
+const SALT_CREDENTIALS: u64 = 0x4b49_534b;
+
+/// What is wrong with the shape of an app key / secret pair, naming the variable, never
+/// the value.
+pub fn shape_problem(key: &str, secret: &str) -> Option<String> {
+    let printable = |v: &str| v.bytes().all(|b| b.is_ascii_graphic());
+    if key.chars().count() != APP_KEY_LEN || !key.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Some(format!(
+            "{ENV_APP_KEY} must be {APP_KEY_LEN} letters and digits, like a KIS app key (it has {} characters)",
+            key.chars().count()
+        ));
+    }
+    if secret.chars().count() != APP_SECRET_LEN || !printable(secret) {
+        return Some(format!(
+            "{ENV_APP_SECRET} must be {APP_SECRET_LEN} printable characters without spaces, like a KIS app secret \
+             (it has {} characters)",
+            secret.chars().count()
+        ));
+    }
+    None
 }
 
 /// Runtime fault switches shared by the test and the server.
@@ -292,6 +393,8 @@ pub struct FakeKis {
     pub rest_addr: SocketAddr,
     pub ws_addr: SocketAddr,
     pub counters: Arc<Counters>,
+    /// The app key and secret it accepts.
+    accepts: (SecretString, SecretString),
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -304,6 +407,10 @@ impl FakeKis {
     }
     pub fn master_base(&self) -> String {
         format!("http://{}/common/master/", self.rest_addr)
+    }
+    /// The credentials this server accepts, for an adapter that talks to it.
+    pub fn credentials(&self) -> KisCredentials {
+        KisCredentials::new(self.accepts.0.clone(), self.accepts.1.clone())
     }
 }
 
@@ -324,6 +431,8 @@ pub async fn serve(
 ) -> std::io::Result<FakeKis> {
     let counters = Arc::new(Counters::default());
     let cfg_binds = (cfg.rest_bind, cfg.ws_bind);
+    let accepts = (SecretString::from(cfg.app_key.clone()), SecretString::from(cfg.app_secret.clone()));
+    guard(&market).set_holidays(&cfg.holidays);
     let shared = Arc::new(Shared {
         bucket: Mutex::new(Bucket { tokens: cfg.rate_per_second, at: clock.now(), second: 0, in_second: 0 }),
         cfg,
@@ -346,5 +455,5 @@ pub async fn serve(
         }
     });
     let ws_task = tokio::spawn(ws::accept_loop(ws_listener, shared));
-    Ok(FakeKis { rest_addr, ws_addr, counters, tasks: vec![rest_task, ws_task] })
+    Ok(FakeKis { rest_addr, ws_addr, counters, accepts, tasks: vec![rest_task, ws_task] })
 }

@@ -17,7 +17,7 @@ use super::{IssuedToken, Shared, bump, guard};
 use crate::kis::config::KisEnv;
 use crate::kis::master::{self, Board};
 use crate::kis::rest::{PATH_APPROVAL, PATH_TOKEN, QUOTATIONS, endpoint};
-use crate::sim::Board as SimBoard;
+use crate::sim::{Board as SimBoard, DailyBar, DayStats};
 
 pub(super) fn router(shared: Arc<Shared>) -> Router {
     Router::new().fallback(handle).with_state(shared)
@@ -152,7 +152,7 @@ fn master_file(s: &Shared, file: &str) -> Response {
             let on_board =
                 matches!((l.board, board), (SimBoard::Kospi, Board::Kospi) | (SimBoard::Kosdaq, Board::Kosdaq));
             if on_board {
-                let isin = format!("KR7{}003", l.symbol.as_str());
+                let isin = isin(l.symbol.as_str());
                 mst.extend(master::build_line(l.symbol.as_str(), &isin, &l.name, "ST", &n(l.prev_close.0), board));
                 mst.push(b'\n');
             }
@@ -263,7 +263,8 @@ fn quotation(s: &Shared, name: &str, query: Option<&str>, h: &HeaderMap) -> Resp
             Some(_) => {}
         }
     }
-    if !matches!(hv("custtype"), Some("P" | "B")) {
+    // A missing custtype is an individual's call: python-kis sends none and KIS serves it.
+    if !matches!(hv("custtype"), None | Some("P" | "B")) {
         bump(&s.counters.auth_rejections);
         return kis_error("EGW00208", "고객타입(custtype)이 유효하지 않습니다.");
     }
@@ -282,12 +283,12 @@ fn quotation(s: &Shared, name: &str, query: Option<&str>, h: &HeaderMap) -> Resp
     let resp = match name {
         "inquire-price" => price(s, get("FID_INPUT_ISCD"), now),
         "inquire-asking-price-exp-ccn" => asking(s, get("FID_INPUT_ISCD"), now),
-        "inquire-daily-itemchartprice" => daily(s, get("FID_INPUT_ISCD"), now),
-        "inquire-time-itemchartprice" => minute(s, get("FID_INPUT_ISCD"), now),
+        "inquire-daily-itemchartprice" => daily(s, &get, now),
+        "inquire-time-itemchartprice" => minute(s, &get, now),
         "volume-rank" => volume_rank(s, now),
         "search-info" => search_info(s, get("PDNO"), get("PRDT_TYPE_CD"), false),
         "search-stock-info" => search_info(s, get("PDNO"), get("PRDT_TYPE_CD"), true),
-        "chk-holiday" => holidays(get("BASS_DT")),
+        "chk-holiday" => holidays(get("BASS_DT"), &s.cfg.holidays),
         _ => None,
     };
     match resp {
@@ -314,27 +315,92 @@ fn sign(d: Decimal) -> &'static str {
     }
 }
 
+/// The direction code of `last` against `prev`, `1`/`4` at the upper/lower limit.
+fn sign_at(last: Decimal, prev: Decimal, st: &DayStats) -> &'static str {
+    if last >= st.limit_high.0 {
+        "1"
+    } else if last <= st.limit_low.0 {
+        "4"
+    } else {
+        sign(last - prev)
+    }
+}
+
+/// Change against `prev` in percent, two decimals, as KIS writes it.
+fn pct(x: Decimal, of: Decimal) -> String {
+    let v = if of.is_zero() { Decimal::ZERO } else { x / of * Decimal::from(100) };
+    format!("{:.2}", v.round_dp(2))
+}
+
+fn board_name(b: SimBoard) -> &'static str {
+    match b {
+        SimBoard::Kospi => "KOSPI",
+        SimBoard::Kosdaq => "KOSDAQ",
+    }
+}
+
+fn ymd(d: jiff::civil::Date) -> String {
+    format!("{:04}{:02}{:02}", d.year(), d.month(), d.day())
+}
+
+/// Market cap in 억원 (10^8 KRW), as `hts_avls` gives it.
+fn hundred_millions(price: Decimal, shares: u64) -> String {
+    n((price * Decimal::from(shares) / Decimal::from(100_000_000)).round())
+}
+
 fn price(s: &Shared, code: &str, now: UtcTime) -> Option<Response> {
     let idx = lookup(s, code)?;
     let mut m = s.market();
     let st = m.day_stats(idx, now);
     let l = m.listings()[idx].clone();
     let tick = m.tick_size(st.last);
+    let year = m.year_range(idx);
+    let today = m.trading_day();
     drop(m);
     let prev = l.prev_close.0;
-    let vrss = st.last.0 - prev;
-    let ctrt = if prev.is_zero() { Decimal::ZERO } else { vrss / prev * Decimal::from(100) };
-    let vwap = if st.volume.0.is_zero() { st.last.0 } else { st.traded_value / st.volume.0 };
+    let last = st.last.0;
+    let vrss = last - prev;
+    let vwap = if st.volume.0.is_zero() { last } else { st.traded_value / st.volume.0 };
     let or_last = |p: Option<model::Price>| n(p.map_or(Decimal::ZERO, |p| p.0));
-    Some(ok(json!({"output": {
-        "iscd_stat_cls_code": "55", "marg_rate": "20.00", "rprs_mrkt_kor_name": "KOSPI", "bstp_kor_isnm": "전기·전자",
-        "temp_stop_yn": "N", "stck_prpr": n(st.last.0), "prdy_vrss": n(vrss), "prdy_vrss_sign": sign(vrss),
-        "prdy_ctrt": format!("{:.2}", ctrt.round_dp(2)), "acml_tr_pbmn": n(st.traded_value.round()),
-        "acml_vol": n(st.volume.0), "stck_oprc": or_last(st.open), "stck_hgpr": or_last(st.high),
-        "stck_lwpr": or_last(st.low), "stck_mxpr": n(st.limit_high.0), "stck_llam": n(st.limit_low.0),
-        "stck_sdpr": n(prev), "wghn_avrg_stck_prc": format!("{:.2}", vwap.round_dp(2)), "aspr_unit": n(tick),
-        "stck_shrn_iscd": l.symbol.as_str(), "vi_cls_code": "N",
-    }})))
+    // The 52-week range includes today.
+    let (mut hi, mut hi_date, mut lo, mut lo_date) = (year.high.0, year.high_date, year.low.0, year.low_date);
+    if let (Some(h), Some(l)) = (st.high, st.low) {
+        if h.0 > hi {
+            (hi, hi_date) = (h.0, today);
+        }
+        if l.0 < lo {
+            (lo, lo_date) = (l.0, today);
+        }
+    }
+    let shares = Decimal::from(l.shares);
+    // Two halves: one `json!` of ~80 keys overflows the macro recursion limit.
+    let mut out = json!({
+        "iscd_stat_cls_code": "55", "marg_rate": "20.00", "rprs_mrkt_kor_name": board_name(l.board),
+        "new_hgpr_lwpr_cls_code": "", "bstp_kor_isnm": "전기·전자", "temp_stop_yn": "N", "oprc_rang_cont_yn": "N",
+        "clpr_rang_cont_yn": "N", "crdt_able_yn": "Y", "grmn_rate_cls_code": "40", "elw_pblc_yn": "N",
+        "stck_prpr": n(last), "prdy_vrss": n(vrss), "prdy_vrss_sign": sign_at(last, prev, &st), "prdy_ctrt": pct(vrss, prev),
+        "acml_tr_pbmn": n(st.traded_value.round()), "acml_vol": n(st.volume.0),
+        "prdy_vrss_vol_rate": pct(st.volume.0, year.prev_volume.0), "stck_oprc": or_last(st.open),
+        "stck_hgpr": or_last(st.high), "stck_lwpr": or_last(st.low), "stck_mxpr": n(st.limit_high.0),
+        "stck_llam": n(st.limit_low.0), "stck_sdpr": n(prev), "wghn_avrg_stck_prc": format!("{:.2}", vwap.round_dp(2)),
+        "hts_frgn_ehrt": "0.00", "frgn_ntby_qty": "0", "pgtr_ntby_qty": "0", "aspr_unit": n(tick),
+        "hts_deal_qty_unit_val": "1", "lstn_stcn": l.shares.to_string(), "hts_avls": hundred_millions(last, l.shares),
+        "per": "0.00", "pbr": "0.00", "eps": "0.00", "bps": "0.00", "stac_month": "12",
+        "vol_tnrt": pct(st.volume.0, shares),
+    });
+    let more = json!({
+        "d250_hgpr": n(hi), "d250_hgpr_date": ymd(hi_date), "d250_hgpr_vrss_prpr_rate": pct(last - hi, hi),
+        "d250_lwpr": n(lo), "d250_lwpr_date": ymd(lo_date), "d250_lwpr_vrss_prpr_rate": pct(last - lo, lo),
+        "w52_hgpr": n(hi), "w52_hgpr_date": ymd(hi_date), "w52_hgpr_vrss_prpr_ctrt": pct(last - hi, hi),
+        "w52_lwpr": n(lo), "w52_lwpr_date": ymd(lo_date), "w52_lwpr_vrss_prpr_ctrt": pct(last - lo, lo),
+        "whol_loan_rmnd_rate": "0.00", "ssts_yn": "Y", "stck_shrn_iscd": l.symbol.as_str(), "fcam_cnnm": "100",
+        "cpfn_cnnm": "", "frgn_hldn_qty": "0", "vi_cls_code": "N", "ovtm_vi_cls_code": "N", "last_ssts_cntg_qty": "0",
+        "invt_caful_yn": "N", "mrkt_warn_cls_code": "00", "short_over_yn": "N", "sltr_yn": "N", "mang_issu_cls_code": "N",
+    });
+    if let (Some(out), Value::Object(more)) = (out.as_object_mut(), more) {
+        out.extend(more);
+    }
+    Some(ok(json!({ "output": out })))
 }
 
 fn asking(s: &Shared, code: &str, now: UtcTime) -> Option<Response> {
@@ -364,44 +430,139 @@ fn asking(s: &Shared, code: &str, now: UtcTime) -> Option<Response> {
     })))
 }
 
-fn daily(s: &Shared, code: &str, now: UtcTime) -> Option<Response> {
-    let idx = lookup(s, code)?;
+/// `inquire-daily-itemchartprice` (spec §3.3): bars of `FID_INPUT_DATE_1..=FID_INPUT_DATE_2`
+/// newest first, at most `daily_rows`; a client pages back by moving DATE_2. Weeks, months
+/// and years are summed from the days and dated by their last trading day. Today's bar is
+/// the session so far.
+fn daily<'a>(s: &Shared, get: &impl Fn(&str) -> &'a str, now: UtcTime) -> Option<Response> {
+    let idx = lookup(s, get("FID_INPUT_ISCD"))?;
     let mut m = s.market();
     let st = m.day_stats(idx, now);
     let l = m.listings()[idx].clone();
+    let today = m.trading_day();
+    let history = m.daily_history(idx);
     drop(m);
-    let mut rows = Vec::new();
-    if let (Some(o), Some(h), Some(lo)) = (st.open, st.high, st.low) {
-        rows.push(json!({
-            "stck_bsop_date": now.kst_yyyymmdd(), "stck_oprc": n(o.0), "stck_hgpr": n(h.0), "stck_lwpr": n(lo.0),
-            "stck_clpr": n(st.last.0), "acml_vol": n(st.volume.0), "acml_tr_pbmn": n(st.traded_value.round()),
-            "flng_cls_code": "00", "prtt_rate": "0.00", "mod_yn": "N", "prdy_vrss_sign": sign(st.last.0 - l.prev_close.0),
-            "prdy_vrss": n(st.last.0 - l.prev_close.0), "revl_issu_reas": "",
-        }));
+    let mut days = Vec::with_capacity(history.len() + 1);
+    if let (Some(open), Some(high), Some(low)) = (st.open, st.high, st.low) {
+        days.push(DailyBar {
+            date: today,
+            open,
+            high,
+            low,
+            close: st.last,
+            prev_close: l.prev_close,
+            volume: st.volume,
+            traded_value: st.traded_value.round(),
+        });
     }
+    days.extend(history);
+    let date = |k: &str| crate::kis::wire::yyyymmdd(get(k)).ok();
+    let from = date("FID_INPUT_DATE_1").unwrap_or(jiff::civil::Date::MIN);
+    let to = date("FID_INPUT_DATE_2").unwrap_or(today);
+    let bars = match get("FID_PERIOD_DIV_CODE") {
+        "" | "D" => days,
+        "W" => group_bars(days, |d| {
+            let w = d.iso_week_date();
+            (w.year() as i32, w.week() as i32)
+        }),
+        "M" => group_bars(days, |d| (d.year() as i32, d.month() as i32)),
+        "Y" => group_bars(days, |d| (d.year() as i32, 0)),
+        _ => return Some(kis_error("OPSQ2002", "입력 값이 올바르지 않습니다. (FID_PERIOD_DIV_CODE)")),
+    };
+    let rows: Vec<Value> = bars
+        .iter()
+        .filter(|b| b.date >= from && b.date <= to)
+        .take(s.cfg.daily_rows)
+        .map(|b| {
+            let vrss = b.close.0 - b.prev_close.0;
+            json!({
+                "stck_bsop_date": ymd(b.date), "stck_oprc": n(b.open.0), "stck_hgpr": n(b.high.0),
+                "stck_lwpr": n(b.low.0), "stck_clpr": n(b.close.0), "acml_vol": n(b.volume.0),
+                "acml_tr_pbmn": n(b.traded_value), "flng_cls_code": "00", "prtt_rate": "0.00", "mod_yn": "N",
+                "prdy_vrss_sign": sign(vrss), "prdy_vrss": n(vrss), "revl_issu_reas": "",
+            })
+        })
+        .collect();
+    let vrss = st.last.0 - l.prev_close.0;
     Some(ok(json!({
-        "output1": {"stck_prpr": n(st.last.0), "stck_prdy_clpr": n(l.prev_close.0), "acml_vol": n(st.volume.0),
-                    "hts_kor_isnm": l.name, "stck_mxpr": n(st.limit_high.0), "stck_llam": n(st.limit_low.0)},
+        "output1": {"prdy_vrss": n(vrss), "prdy_vrss_sign": sign_at(st.last.0, l.prev_close.0, &st),
+                    "prdy_ctrt": pct(vrss, l.prev_close.0), "stck_prdy_clpr": n(l.prev_close.0),
+                    "acml_vol": n(st.volume.0), "acml_tr_pbmn": n(st.traded_value.round()), "hts_kor_isnm": l.name,
+                    "stck_prpr": n(st.last.0), "stck_shrn_iscd": l.symbol.as_str(),
+                    "stck_oprc": n(st.open.map_or(Decimal::ZERO, |p| p.0)),
+                    "stck_hgpr": n(st.high.map_or(Decimal::ZERO, |p| p.0)),
+                    "stck_lwpr": n(st.low.map_or(Decimal::ZERO, |p| p.0)),
+                    "stck_mxpr": n(st.limit_high.0), "stck_llam": n(st.limit_low.0),
+                    "lstn_stcn": l.shares.to_string(), "hts_avls": hundred_millions(st.last.0, l.shares),
+                    "per": "0.00", "eps": "0.00", "pbr": "0.00"},
         "output2": rows,
     })))
 }
 
-fn minute(s: &Shared, code: &str, now: UtcTime) -> Option<Response> {
-    let idx = lookup(s, code)?;
+/// Sums consecutive days (newest first) with the same `key` into one bar dated by its
+/// newest day.
+fn group_bars(days: Vec<DailyBar>, key: impl Fn(jiff::civil::Date) -> (i32, i32)) -> Vec<DailyBar> {
+    let mut out: Vec<(_, DailyBar)> = Vec::new();
+    for d in days {
+        match out.last_mut() {
+            Some((k, acc)) if *k == key(d.date) => {
+                // Walking back in time: this day comes before the bar's days.
+                acc.open = d.open;
+                acc.prev_close = d.prev_close;
+                acc.high = acc.high.max(d.high);
+                acc.low = acc.low.min(d.low);
+                acc.volume = model::Qty(acc.volume.0 + d.volume.0);
+                acc.traded_value += d.traded_value;
+            }
+            _ => out.push((key(d.date), d)),
+        }
+    }
+    out.into_iter().map(|(_, b)| b).collect()
+}
+
+/// `inquire-time-itemchartprice` (spec §3.4): today's one-minute bars at or before
+/// `FID_INPUT_HOUR_1` (HHMMSS), newest first, at most `minute_rows`; a client pages back
+/// with an earlier hour. An hour outside the session so far (python-kis sends `000000`
+/// for "latest") means now.
+fn minute<'a>(s: &Shared, get: &impl Fn(&str) -> &'a str, now: UtcTime) -> Option<Response> {
+    let idx = lookup(s, get("FID_INPUT_ISCD"))?;
     let mut m = s.market();
     let st = m.day_stats(idx, now);
     let l = m.listings()[idx].clone();
+    let bars = m.minute_bars(idx, now);
+    let (today, open) = (m.trading_day(), m.session_open());
     drop(m);
-    let k = now.kst();
-    let row = json!({
-        "stck_bsop_date": now.kst_yyyymmdd(), "stck_cntg_hour": format!("{:02}{:02}00", k.hour(), k.minute()),
-        "stck_prpr": n(st.last.0), "stck_oprc": n(st.last.0), "stck_hgpr": n(st.last.0), "stck_lwpr": n(st.last.0),
-        "cntg_vol": "0", "acml_tr_pbmn": n(st.traded_value.round()),
-    });
+    let hour = get("FID_INPUT_HOUR_1");
+    let asked = (hour.len() == 6)
+        .then(|| {
+            let num = |r: std::ops::Range<usize>| hour.get(r).and_then(|x| x.parse::<i8>().ok());
+            jiff::civil::Time::new(num(0..2)?, num(2..4)?, num(4..6)?, 0).ok()
+        })
+        .flatten()
+        .map(|t| UtcTime::from_kst(today.to_datetime(t)))
+        .filter(|t| *t >= open && *t <= now)
+        .unwrap_or(now);
+    let rows: Vec<Value> = bars
+        .iter()
+        .rev()
+        .filter(|b| b.start <= asked)
+        .take(s.cfg.minute_rows)
+        .map(|b| {
+            let k = b.start.kst();
+            json!({
+                "stck_bsop_date": ymd(today), "stck_cntg_hour": format!("{:02}{:02}{:02}", k.hour(), k.minute(), k.second()),
+                "stck_prpr": n(b.close.0), "stck_oprc": n(b.open.0), "stck_hgpr": n(b.high.0), "stck_lwpr": n(b.low.0),
+                "cntg_vol": n(b.volume.0), "acml_tr_pbmn": n(b.cum_value.round()),
+            })
+        })
+        .collect();
+    let vrss = st.last.0 - l.prev_close.0;
     Some(ok(json!({
-        "output1": {"stck_prpr": n(st.last.0), "stck_prdy_clpr": n(l.prev_close.0), "acml_vol": n(st.volume.0),
-                    "hts_kor_isnm": l.name},
-        "output2": [row],
+        "output1": {"prdy_vrss": n(vrss), "prdy_vrss_sign": sign_at(st.last.0, l.prev_close.0, &st),
+                    "prdy_ctrt": pct(vrss, l.prev_close.0), "stck_prdy_clpr": n(l.prev_close.0),
+                    "acml_vol": n(st.volume.0), "acml_tr_pbmn": n(st.traded_value.round()),
+                    "hts_kor_isnm": l.name, "stck_prpr": n(st.last.0)},
+        "output2": rows,
     })))
 }
 
@@ -438,35 +599,78 @@ fn search_info(s: &Shared, pdno: &str, prdt_type: &str, stock: bool) -> Option<R
     let idx = lookup(s, pdno)?;
     let l = s.market().listings()[idx].clone();
     let code = l.symbol.as_str();
-    let isin = format!("KR7{code}003");
-    let v = if stock {
-        json!({"output": {
-            "pdno": format!("00000A{code}"), "prdt_type_cd": "300",
-            "mket_id_cd": if l.board == SimBoard::Kospi { "STK" } else { "KSQ" },
-            "scty_grp_id_cd": "ST", "excg_dvsn_cd": if l.board == SimBoard::Kospi { "02" } else { "03" },
-            "setl_mmdd": "12", "lstg_stqt": "10000000", "papr": "500", "kospi200_item_yn": "N",
-            "prdt_name": l.name, "prdt_abrv_name": l.name, "std_pdno": isin, "tr_stop_yn": "N", "admn_item_yn": "N",
-            "thdt_clpr": n(l.prev_close.0), "stck_kind_cd": "101",
-        }})
+    let isin = isin(code);
+    let kospi = l.board == SimBoard::Kospi;
+    // Both TRs carry the same names (spec §3.10); the sim has Korean names only.
+    let names = json!({
+        "pdno": format!("00000A{code}"), "prdt_type_cd": "300", "prdt_name": l.name, "prdt_name120": l.name,
+        "prdt_abrv_name": l.name, "prdt_eng_name": "", "prdt_eng_name120": "", "prdt_eng_abrv_name": "",
+        "std_pdno": isin,
+    });
+    let rest = if stock {
+        json!({
+            "mket_id_cd": if kospi { "STK" } else { "KSQ" }, "scty_grp_id_cd": "ST",
+            "excg_dvsn_cd": if kospi { "02" } else { "03" }, "setl_mmdd": "12", "lstg_stqt": l.shares.to_string(),
+            "lstg_cptl_amt": "0", "cpta": "0", "papr": "500", "issu_pric": "500", "kospi200_item_yn": "N",
+            "scts_mket_lstg_dt": "", "scts_mket_lstg_abol_dt": "", "kosdaq_mket_lstg_dt": "",
+            "kosdaq_mket_lstg_abol_dt": "", "frbd_mket_lstg_dt": "", "lstg_abol_dt": "", "tr_stop_yn": "N",
+            "admn_item_yn": "N", "thdt_clpr": n(l.prev_close.0), "bfdy_clpr": n(l.prev_close.0), "clpr_chng_dt": "",
+            "stck_kind_cd": "101", "std_idst_clsf_cd": "", "std_idst_clsf_cd_name": "", "etf_dvsn_cd": "0",
+        })
     } else {
-        json!({"output": {
-            "pdno": format!("00000A{code}"), "prdt_type_cd": "300", "prdt_name": l.name, "prdt_abrv_name": l.name,
-            "prdt_eng_abrv_name": "", "std_pdno": isin, "shtn_pdno": code, "prdt_clsf_cd": "101010",
-        }})
+        json!({
+            "shtn_pdno": code, "prdt_clsf_cd": "101010", "prdt_clsf_name": "주권", "ivst_prdt_type_cd": "1010",
+            "ivst_prdt_type_cd_name": "주식", "prdt_sale_stat_cd": "", "prdt_risk_grad_cd": "", "sale_strt_dt": "",
+            "sale_end_dt": "", "frst_erlm_dt": "", "wrap_asst_type_cd": "",
+        })
     };
-    let mut v = v;
+    let mut output = names;
+    if let (Some(out), Value::Object(rest)) = (output.as_object_mut(), rest) {
+        out.extend(rest);
+    }
+    let mut v = json!({ "output": output });
     v["rt_cd"] = json!("0");
     v["msg_cd"] = json!("KIOK0530");
     v["msg1"] = json!(format!("{:<80}", "조회되었습니다"));
     Some(json_response(StatusCode::OK, v))
 }
 
-fn holidays(bass_dt: &str) -> Option<Response> {
+/// A KRX share's ISIN: `KR7` + code + `00` + the ISIN check digit (Luhn over the digits,
+/// letters counting as 10..=35), so `005930` gives `KR7005930003`.
+pub(super) fn isin(code: &str) -> String {
+    let body = format!("KR7{code}00");
+    let mut digits = Vec::new();
+    for c in body.chars() {
+        match c.to_digit(36) {
+            Some(d) if d >= 10 => digits.extend([d / 10, d % 10]),
+            Some(d) => digits.push(d),
+            None => {}
+        }
+    }
+    // Luhn from the right, doubling the rightmost digit (the check digit comes after it).
+    let sum: u32 = digits
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, &d)| {
+            if i % 2 == 0 {
+                let x = d * 2;
+                x / 10 + x % 10
+            } else {
+                d
+            }
+        })
+        .sum();
+    format!("{body}{}", (10 - sum % 10) % 10)
+}
+
+fn holidays(bass_dt: &str, closed: &[jiff::civil::Date]) -> Option<Response> {
     let start = crate::kis::wire::yyyymmdd(bass_dt).ok()?;
     let mut rows = Vec::new();
     let mut d = start;
     for _ in 0..24 {
-        let open = !matches!(d.weekday(), jiff::civil::Weekday::Saturday | jiff::civil::Weekday::Sunday);
+        let open = !matches!(d.weekday(), jiff::civil::Weekday::Saturday | jiff::civil::Weekday::Sunday)
+            && !closed.contains(&d);
         let yn = |b: bool| if b { "Y" } else { "N" };
         rows.push(json!({
             "bass_dt": format!("{:04}{:02}{:02}", d.year(), d.month(), d.day()),
@@ -476,4 +680,14 @@ fn holidays(bass_dt: &str) -> Option<Response> {
         d = d.tomorrow().ok()?;
     }
     Some(ok(json!({ "output": rows })))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn isin_check_digits_are_krx_ones() {
+        for (code, isin) in [("005930", "KR7005930003"), ("000660", "KR7000660001"), ("035420", "KR7035420009")] {
+            assert_eq!(super::isin(code), isin);
+        }
+    }
 }
