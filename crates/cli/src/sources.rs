@@ -125,7 +125,11 @@ pub fn adapters(
                 },
                 fake.credentials(),
             ),
-            _ => (kis_cfg.clone(), KisCredentials::from_env().map_err(anyhow::Error::msg)?),
+            _ => (
+                // The token cache lives with the data it serves, not in the working directory.
+                KisConfig { token_cache: kis_cfg.token_cache_under(data_dir), ..kis_cfg.clone() },
+                KisCredentials::from_env().map_err(anyhow::Error::msg)?,
+            ),
         };
         out.push(Arc::new(KisProvider::new(cfg, creds, clock).context("starting the KIS adapter")?));
     }
