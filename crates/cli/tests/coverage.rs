@@ -50,6 +50,20 @@ fn stays(samples: &[Value]) -> Vec<Stay<'_>> {
     out
 }
 
+/// After each symbol's first 5 s in its slot, at least 99 % of its samples have data.
+fn settled_samples_have_data(stays: &[Stay<'_>]) {
+    let (mut due, mut with) = (0u64, 0u64);
+    for stay in stays {
+        let settled = stay.entered() + 5_000;
+        for s in stay.samples.iter().filter(|s| ms(s, "event_time") >= settled) {
+            due += 1;
+            with += has_data(s) as u64;
+        }
+    }
+    let share = with as f64 / due as f64;
+    assert!(share >= 0.99, "{with} of {due} settled samples have data ({share:.4})");
+}
+
 fn has_data(s: &Value) -> bool {
     s["quality_flag"] != "no_data"
 }
@@ -114,17 +128,7 @@ fn every_slot_symbol_has_data_through_an_hour_of_churn() {
 
     let samples = lines_under(&data.join("scalp"));
     let stays = stays(&samples);
-    // After each symbol's first 5 s in its slot, at least 99 % of its samples have data.
-    let (mut due, mut with) = (0, 0);
-    for stay in &stays {
-        let settled = stay.entered() + 5_000;
-        for s in stay.samples.iter().filter(|s| ms(s, "event_time") >= settled) {
-            due += 1;
-            with += has_data(s) as u64;
-        }
-    }
-    let share = with as f64 / due as f64;
-    assert!(share >= 0.99, "{with} of {due} settled samples have data ({share:.4})");
+    settled_samples_have_data(&stays);
     // Every entrant got fresh data in its stay, and no stay of 30 s or more lacked it.
     for stay in &stays {
         if stay.seconds() >= 30 || entrants.contains(&stay.symbol.as_str()) {
@@ -202,14 +206,6 @@ fn upbit_slots_have_data_too() {
     assert!(out.status.success(), "{out_text}");
     let samples = lines_under(&data.join("scalp/upbit"));
     assert!(!samples.is_empty(), "no Upbit samples:\n{out_text}");
-    let stays = stays(&samples);
-    let (mut due, mut with) = (0, 0);
-    for stay in &stays {
-        for s in stay.samples.iter().filter(|s| ms(s, "event_time") >= stay.entered() + 5_000) {
-            due += 1;
-            with += has_data(s) as u64;
-        }
-    }
-    assert!(with as f64 >= 0.99 * due as f64, "{with} of {due} settled Upbit samples have data");
+    settled_samples_have_data(&stays(&samples));
     figures_equal_disk(&data, &samples, &out_text, None);
 }
