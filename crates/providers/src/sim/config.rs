@@ -43,7 +43,7 @@ pub struct LargeCap {
 pub struct SimConfig {
     /// Seeds everything; with the trading day it fixes the whole market.
     pub seed: u64,
-    /// Number of listed symbols.
+    /// Number of generated symbols; the `large_caps` are listed on top of them.
     pub symbols: u32,
     /// The simulation grid: prices, trades and books advance one step at a time.
     pub step: Interval,

@@ -467,6 +467,7 @@ fn daily<'a>(s: &Shared, get: &impl Fn(&str) -> &'a str, now: UtcTime) -> Option
         }),
         "M" => group_bars(days, |d| (d.year() as i32, d.month() as i32)),
         "Y" => group_bars(days, |d| (d.year() as i32, 0)),
+        // KIS's code for a bad period is unconfirmed; an OPSQ input error like OPSQ2001's.
         _ => return Some(kis_error("OPSQ2002", "입력 값이 올바르지 않습니다. (FID_PERIOD_DIV_CODE)")),
     };
     let rows: Vec<Value> = bars
