@@ -1,4 +1,5 @@
 pub mod kis;
+pub mod limits;
 pub mod provider;
 pub mod ratelimit;
 pub mod sim;

@@ -215,6 +215,25 @@ async fn stall_is_detected_by_the_idle_timeout_and_recovered() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_message_ends_the_session_without_being_held() {
+    // Anyone on the plain ws:// path can send one; tungstenite's default would buffer 64 MiB.
+    let env = start(20.0, |_| {}).await;
+    let limit = 64 * 1024;
+    let p = env.provider(KisConfig { ws_max_message_bytes: limit, ..env.config() });
+    let (_tx, subs) = watch::channel(env.symbols(2));
+    let frames = Arc::new(Mutex::new(Vec::new()));
+    let r = run(&p, subs.clone(), frames.clone());
+    wait_for("data", || data_frames(&frames) >= 2).await;
+    env.faults.oversize_next_frames(1, 4 * limit as u32);
+    let e = ended(r).await;
+    assert!(e.to_string().contains("too long") || e.to_string().contains("limit"), "{e}");
+    assert!(frames.lock().unwrap().iter().all(|f| f.frame.len() <= limit), "an oversized frame reached the pipeline");
+    // The next session is fine.
+    let r = reconnect(&p, &subs, &frames).await;
+    stop(r).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn withheld_data_keeps_the_session_alive_on_heartbeats() {
     // Stale, not dead: the adapter's idle timeout must not fire while PINGPONG flows, so
     // the engine's watchdog (which judges data) is what notices.

@@ -128,7 +128,7 @@ impl KisProvider {
                 why: format!("{}: {why}", board.file_name()),
                 frame: String::new(),
             };
-            let mst = master::unzip_mst(&zip).map_err(bad)?;
+            let mst = master::unzip_mst(&zip, self.rest.config().max_master_bytes).map_err(bad)?;
             out.extend(master::parse_mst(&mst, board).map_err(bad)?.into_iter().map(|r| (board, r)));
         }
         Ok(out)

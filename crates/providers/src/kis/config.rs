@@ -102,6 +102,13 @@ pub struct KisConfig {
     /// (`H0STASP0`), each spending a second registration. Every slot already has level-1
     /// quotes from `H0STCNT0`; `tracks.scalp.slots` + this must fit `max_registrations`.
     pub orderbook_slots: u32,
+    /// Largest WebSocket message or frame accepted (a 999-record H0STCNT0 frame is about
+    /// 300 KB).
+    pub ws_max_message_bytes: usize,
+    /// Largest REST response body read, the master-file zips included.
+    pub max_body_bytes: usize,
+    /// Largest `.mst` unzipped from a master file (the KOSPI master is about 2 MB).
+    pub max_master_bytes: usize,
     /// With nothing received for this long the session is treated as dead. KIS sends
     /// PINGPONG every 10–20 s, so silence well beyond that means a stalled server.
     pub ws_idle_timeout: Interval,
@@ -132,6 +139,9 @@ impl Default for KisConfig {
             max_registrations: 41,
             orderbook_slots: 0,
             ws_idle_timeout: Interval::from_millis(60_000),
+            ws_max_message_bytes: 1 << 20,
+            max_body_bytes: 8 << 20,
+            max_master_bytes: 32 << 20,
         }
     }
 }
@@ -181,6 +191,9 @@ impl Validate for KisConfig {
         c.range("max_retries", self.max_retries, 0, 100);
         c.range("max_registrations", self.max_registrations, 1, 1000);
         c.range("orderbook_slots", self.orderbook_slots, 0, self.max_registrations);
+        c.range("ws_max_message_bytes", self.ws_max_message_bytes, 4096, 64 << 20);
+        c.range("max_body_bytes", self.max_body_bytes, 4096, 256 << 20);
+        c.range("max_master_bytes", self.max_master_bytes, 4096, 1 << 30);
         c.check(
             self.token_refresh_before < Interval::from_millis(12 * 3_600_000),
             "token_refresh_before",

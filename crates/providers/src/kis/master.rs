@@ -91,14 +91,18 @@ pub fn parse_mst(body: &[u8], board: Board) -> Result<Vec<MasterRecord>, String>
         .collect()
 }
 
-/// The single `.mst` inside a master zip.
-pub fn unzip_mst(zip_bytes: &[u8]) -> Result<Vec<u8>, String> {
+/// The single `.mst` inside a master zip, at most `max` bytes unzipped. The entry's declared
+/// size is not trusted for anything: the read stops one byte past `max`.
+pub fn unzip_mst(zip_bytes: &[u8], max: usize) -> Result<Vec<u8>, String> {
     let mut z = zip::ZipArchive::new(std::io::Cursor::new(zip_bytes)).map_err(|e| format!("bad zip: {e}"))?;
     for i in 0..z.len() {
-        let mut f = z.by_index(i).map_err(|e| format!("bad zip entry: {e}"))?;
+        let f = z.by_index(i).map_err(|e| format!("bad zip entry: {e}"))?;
         if f.name().ends_with(".mst") {
-            let mut out = Vec::with_capacity(f.size() as usize);
-            f.read_to_end(&mut out).map_err(|e| format!("unreadable zip entry: {e}"))?;
+            let mut out = Vec::new();
+            f.take(max as u64 + 1).read_to_end(&mut out).map_err(|e| format!("unreadable zip entry: {e}"))?;
+            if out.len() > max {
+                return Err(format!("unzipped master larger than {max} bytes (providers.kis.max_master_bytes)"));
+            }
             return Ok(out);
         }
     }
@@ -172,6 +176,8 @@ mod tests {
         let mut mst = build_line("005930", "KR7005930003", "A", "ST", "66000", Board::Kospi);
         mst.push(b'\n');
         let z = zip_mst(Board::Kospi, &mst).unwrap();
-        assert_eq!(parse_mst(&unzip_mst(&z).unwrap(), Board::Kospi).unwrap().len(), 1);
+        assert_eq!(parse_mst(&unzip_mst(&z, 1 << 20).unwrap(), Board::Kospi).unwrap().len(), 1);
+        let e = unzip_mst(&z, 10).unwrap_err();
+        assert!(e.contains("larger than 10 bytes (providers.kis.max_master_bytes)"), "{e}");
     }
 }

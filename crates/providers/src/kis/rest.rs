@@ -215,7 +215,7 @@ impl RestClient {
             .await
             .map_err(|e| req_err("tokenP", http_why(&e)))?;
         let status = resp.status();
-        let text = resp.text().await.map_err(|e| req_err("tokenP", http_why(&e)))?;
+        let text = self.body(resp).await.map_err(|e| req_err("tokenP", e))?;
         let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
         let code = v.get("error_code").and_then(Value::as_str).unwrap_or_default();
         if code == EGW_TOKEN_TOO_SOON {
@@ -289,7 +289,7 @@ impl RestClient {
             .await
             .map_err(|e| req_err("Approval", http_why(&e)))?;
         let status = resp.status();
-        let text = resp.text().await.map_err(|e| req_err("Approval", http_why(&e)))?;
+        let text = self.body(resp).await.map_err(|e| req_err("Approval", e))?;
         let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
         let Some(key) = v.get("approval_key").and_then(Value::as_str) else {
             let code = v.get("error_code").or(v.get("msg_cd")).and_then(Value::as_str).unwrap_or_default();
@@ -344,10 +344,10 @@ impl RestClient {
                 }
             };
             let status = resp.status();
-            let text = match resp.text().await {
+            let text = match self.body(resp).await {
                 Ok(t) => t,
                 Err(e) => {
-                    last_why = http_why(&e);
+                    last_why = e;
                     self.back_off(attempt);
                     continue;
                 }
@@ -708,7 +708,14 @@ impl RestClient {
         if !resp.status().is_success() {
             return Err(req_err(file, format_args!("HTTP {}", resp.status().as_u16())));
         }
-        resp.bytes().await.map(|b| b.to_vec()).map_err(|e| req_err(file, http_why(&e)))
+        let key = "providers.kis.max_body_bytes";
+        crate::limits::read_body(resp, self.cfg.max_body_bytes, key).await.map_err(|e| req_err(file, e.why(http_why)))
+    }
+
+    /// A response body as text, within `max_body_bytes`.
+    async fn body(&self, resp: reqwest::Response) -> Result<String, String> {
+        let key = "providers.kis.max_body_bytes";
+        crate::limits::read_text(resp, self.cfg.max_body_bytes, key).await.map_err(|e| e.why(http_why))
     }
 }
 

@@ -118,7 +118,8 @@ impl Session<'_> {
         let cfg = self.rest.config();
         let approval = self.rest.approval_key().await.map_err(|e| ended(format!("no approval key: {e}")))?;
         let url = cfg.ws_url();
-        let connect = tokio_tungstenite::connect_async(url.as_str());
+        let limits = crate::limits::ws_config(cfg.ws_max_message_bytes);
+        let connect = tokio_tungstenite::connect_async_with_config(url.as_str(), Some(limits), false);
         // A wall-clock I/O timeout: a connect that hangs says nothing about market time.
         let ws = match tokio::time::timeout(cfg.request_timeout.get(), connect).await {
             Ok(Ok((ws, _))) => ws,

@@ -141,7 +141,9 @@ impl UpbitProvider {
                 let missing = self.cfg.remaining_req_threshold - sec + 1;
                 limiter.penalize(self.cfg.remaining_req_pause.get() * missing);
             }
-            let body = resp.text().await.map_err(|e| request_err(path, format!("body: {}", e.without_url())))?;
+            let body = crate::limits::read_text(resp, self.cfg.max_body_bytes, "providers.upbit.max_body_bytes")
+                .await
+                .map_err(|e| request_err(path, format!("body: {}", e.why(|e| e.to_string()))))?;
             match status {
                 200 => return Ok(self.frame(RawFrameKind::Rest, channel, body)),
                 429 => {
@@ -294,7 +296,8 @@ impl UpbitProvider {
         let send = |f: RawFrame| async move { out.send(f).await.map_err(|_| ended("the pipeline stopped reading")) };
         self.connects.acquire().await;
         let url = self.cfg.ws_base.clone();
-        let connect = tokio_tungstenite::connect_async(url.as_str());
+        let limits = crate::limits::ws_config(self.cfg.ws_max_message_bytes);
+        let connect = tokio_tungstenite::connect_async_with_config(url.as_str(), Some(limits), false);
         let ws = tokio::select! {
             r = connect => r.map_err(|e| ended(format!("connect to {url} failed: {e}")))?.0,
             _ = self.clock.sleep(self.cfg.connect_timeout.get()) => return Err(ended(format!("connect to {url} timed out"))),

@@ -75,6 +75,10 @@ pub struct UpbitConfig {
     /// A subscribed code with no data for this long is marked failed: Upbit ignores unknown
     /// codes silently instead of answering with an error.
     pub confirm_timeout: Interval,
+    /// Largest WebSocket message or frame accepted (a 30-level orderbook is about 4 KB).
+    pub ws_max_message_bytes: usize,
+    /// Largest REST response body read (a 200-row candle page is about 60 KB).
+    pub max_body_bytes: usize,
 }
 
 impl Default for UpbitConfig {
@@ -106,6 +110,8 @@ impl Default for UpbitConfig {
             keepalive: Interval::from_millis(20_000),
             stall_timeout: Interval::from_millis(45_000),
             confirm_timeout: Interval::from_millis(10_000),
+            ws_max_message_bytes: 1 << 20,
+            max_body_bytes: 8 << 20,
         }
     }
 }
@@ -120,6 +126,8 @@ impl Validate for UpbitConfig {
             );
         };
         url(c, "rest_base", &self.rest_base, &["https://", "http://"]);
+        c.range("ws_max_message_bytes", self.ws_max_message_bytes, 4096, 64 << 20);
+        c.range("max_body_bytes", self.max_body_bytes, 4096, 256 << 20);
         url(c, "ws_base", &self.ws_base, &["wss://", "ws://"]);
         c.check(
             !self.quote_currency.is_empty() && self.quote_currency.bytes().all(|b| b.is_ascii_uppercase()),

@@ -194,6 +194,8 @@ struct Faults {
     withhold: AtomicBool,
     tear_next: AtomicU32,
     corrupt_next: AtomicU32,
+    /// (padded size in bytes << 32) | remaining count.
+    oversize_next: AtomicU64,
     /// (HTTP status << 32) | remaining count.
     fail_next: AtomicU64,
     token_epoch: AtomicU64,
@@ -208,6 +210,7 @@ impl Default for FaultSwitch {
             withhold: AtomicBool::new(false),
             tear_next: AtomicU32::new(0),
             corrupt_next: AtomicU32::new(0),
+            oversize_next: AtomicU64::new(0),
             fail_next: AtomicU64::new(0),
             token_epoch: AtomicU64::new(0),
             refuse_until_ms: AtomicI64::new(i64::MIN),
@@ -240,6 +243,11 @@ impl FaultSwitch {
     pub fn corrupt_next_frames(&self, n: u32) {
         self.0.corrupt_next.store(n, Ordering::SeqCst);
     }
+    /// The next `n` data frames are padded to `bytes` (a hostile frame: anyone on the plain
+    /// `ws://` path can send one).
+    pub fn oversize_next_frames(&self, n: u32, bytes: u32) {
+        self.0.oversize_next.store(((bytes as u64) << 32) | n as u64, Ordering::SeqCst);
+    }
     /// The next `n` REST calls get HTTP `status` with a non-KIS body (a proxy or gateway).
     pub fn fail_next_requests(&self, status: u16, n: u32) {
         self.0.fail_next.store(((status as u64) << 32) | n as u64, Ordering::SeqCst);
@@ -267,6 +275,14 @@ impl FaultSwitch {
     }
     fn take_corrupt(&self) -> bool {
         Self::take(&self.0.corrupt_next)
+    }
+    fn take_oversize(&self) -> Option<usize> {
+        let prev = self
+            .0
+            .oversize_next
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| (v & 0xffff_ffff > 0).then(|| v - 1))
+            .ok()?;
+        Some((prev >> 32) as usize)
     }
     fn take_failure(&self) -> Option<u16> {
         let mut status = 0u16;

@@ -140,6 +140,9 @@ impl Conn<'_> {
                         for (f, records) in frames {
                             let f = if s.faults.take_corrupt() {
                                 "0|H0STCNT0|001|\u{1}garbage^^".to_string()
+                            } else if let Some(size) = s.faults.take_oversize() {
+                                let pad = size.saturating_sub(f.len());
+                                format!("{f}{}", "^".repeat(pad))
                             } else if s.faults.take_tear() {
                                 let mut cut = f.len() / 2;
                                 while !f.is_char_boundary(cut) {
