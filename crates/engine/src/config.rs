@@ -5,7 +5,7 @@ use jiff::civil::Date;
 use serde::{Deserialize, Serialize};
 
 use model::settings::{Checker, Interval, Validate, Window};
-use model::{KrxCalendar, Price};
+use model::{KrxCalendar, Price, UtcTime};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -38,13 +38,77 @@ pub struct ObserverConfig {
     pub dedupe_capacity: usize,
     /// Longest piece of a rejected record kept as evidence in its system event.
     pub evidence_bytes: usize,
+    /// Plausible ranges of a provider's numbers and times; anything outside is rejected at
+    /// validation like any other invalid record.
+    #[serde(default)]
+    pub limits: ObserverLimits,
 }
+
+/// Bounds on what a provider may send (issue 14: a frame on the wire, or a damaged archive
+/// line in `replay`, must not be able to overflow the arithmetic behind it). They can narrow
+/// the archive format's domain ([`model::num::PLAUSIBLE_ABS_MAX`],
+/// [`model::time::PLAUSIBLE_TIMES`]), never widen it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObserverLimits {
+    /// Largest |value| of any price, size or volume.
+    pub max_abs_number: rust_decimal::Decimal,
+    /// Event and receive times before this are refused.
+    pub earliest_time: UtcTime,
+    /// Event and receive times at or after this are refused.
+    pub latest_time: UtcTime,
+    /// Largest |event_time − receive_time| whatever the clock speed (`max_clock_skew` is
+    /// scaled by the simulated clock's speed; this is not).
+    pub max_receipt_distance: Interval,
+}
+
+impl Default for ObserverLimits {
+    fn default() -> Self {
+        ObserverLimits {
+            max_abs_number: model::num::PLAUSIBLE_ABS_MAX,
+            earliest_time: model::time::PLAUSIBLE_TIMES.start,
+            latest_time: model::time::PLAUSIBLE_TIMES.end,
+            max_receipt_distance: Interval::from_millis(MS_PER_DAY),
+        }
+    }
+}
+
+const MS_PER_DAY: u64 = 86_400_000;
 
 impl Validate for ObserverConfig {
     fn validate(&self, c: &mut Checker) {
         c.check(self.max_clock_skew.as_millis() <= 3_600_000, "max_clock_skew", "must be at most 1h");
         c.range("dedupe_capacity", self.dedupe_capacity, 16, 10_000_000);
         c.range("evidence_bytes", self.evidence_bytes, 64, 1_048_576);
+        c.section("limits", |c| self.limits.validate(c));
+    }
+}
+
+impl Validate for ObserverLimits {
+    fn validate(&self, c: &mut Checker) {
+        let max = model::num::PLAUSIBLE_ABS_MAX;
+        c.check(
+            self.max_abs_number.is_sign_positive() && !self.max_abs_number.is_zero() && self.max_abs_number <= max,
+            "max_abs_number",
+            format_args!("{} must be positive and at most {max}", self.max_abs_number),
+        );
+        let domain = model::time::PLAUSIBLE_TIMES;
+        c.check(
+            domain.start <= self.earliest_time
+                && self.earliest_time < self.latest_time
+                && self.latest_time <= domain.end,
+            "earliest_time",
+            format_args!(
+                "{}..{} must be a non-empty span within {}..{}",
+                self.earliest_time, self.latest_time, domain.start, domain.end
+            ),
+        );
+        let d = self.max_receipt_distance.as_millis();
+        c.check(
+            d > 0 && d <= MS_PER_DAY,
+            "max_receipt_distance",
+            format_args!("{} must be longer than zero and at most 1d", self.max_receipt_distance),
+        );
     }
 }
 

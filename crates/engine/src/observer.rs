@@ -7,9 +7,11 @@ use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 
+use rust_decimal::Decimal;
+
 use model::{KrxCalendar, Market, MarketEvent, Meta, QualityFlag, Record, SessionId, Symbol, UtcTime};
 
-use crate::config::{CalendarConfig, ObserverConfig};
+use crate::config::{CalendarConfig, ObserverConfig, ObserverLimits};
 use crate::stats::{Stats, inc};
 
 /// Why the core refused an event. `stage` is `validate` or `guard`.
@@ -83,6 +85,38 @@ impl Dedupe {
     }
 }
 
+/// The first number of `event` whose magnitude is above `limit`, with its field name.
+fn out_of_bounds(event: &MarketEvent, limit: Decimal) -> Option<(&'static str, Decimal)> {
+    let over = |name: &'static str, v: Decimal| (v.abs() > limit).then_some((name, v));
+    match event {
+        MarketEvent::Tick(t) => over("price", t.price.0)
+            .or_else(|| over("size", t.size.0))
+            .or_else(|| t.cum_volume.and_then(|v| over("cum_volume", v.0))),
+        MarketEvent::Quote(q) => over("bid_price", q.bid_price.0)
+            .or_else(|| over("bid_size", q.bid_size.0))
+            .or_else(|| over("ask_price", q.ask_price.0))
+            .or_else(|| over("ask_size", q.ask_size.0))
+            .or_else(|| {
+                q.bids
+                    .iter()
+                    .chain(&q.asks)
+                    .find_map(|l| over("level price", l.price.0).or(over("level size", l.size.0)))
+            }),
+        MarketEvent::Snapshot(s) => [
+            ("last_price", s.last_price.0),
+            ("open", s.open.0),
+            ("high", s.high.0),
+            ("low", s.low.0),
+            ("prev_close", s.prev_close.0),
+            ("volume", s.volume.0),
+        ]
+        .into_iter()
+        .chain(s.bid_price.map(|p| ("bid_price", p.0)))
+        .chain(s.ask_price.map(|p| ("ask_price", p.0)))
+        .find_map(|(name, v)| over(name, v)),
+    }
+}
+
 fn time_ms(t: jiff::civil::Time) -> i64 {
     ((t.hour() as i64 * 60 + t.minute() as i64) * 60 + t.second() as i64) * 1000
         + t.subsec_nanosecond() as i64 / 1_000_000
@@ -90,6 +124,7 @@ fn time_ms(t: jiff::civil::Time) -> i64 {
 
 pub struct ObserverCore {
     max_skew_ms: i64,
+    limits: ObserverLimits,
     calendar: KrxCalendar,
     session_id: SessionId,
     mapper_version: &'static str,
@@ -114,7 +149,8 @@ impl ObserverCore {
         stats: Arc<Stats>,
     ) -> Self {
         ObserverCore {
-            max_skew_ms: cfg.max_clock_skew.as_millis() as i64,
+            max_skew_ms: i64::try_from(cfg.max_clock_skew.as_millis()).unwrap_or(i64::MAX),
+            limits: cfg.limits.clone(),
             calendar: calendar.krx(),
             session_id,
             mapper_version,
@@ -150,17 +186,44 @@ impl ObserverCore {
     }
 
     pub fn validate(&self, event_time: UtcTime, receive_time: UtcTime, event: &MarketEvent) -> Result<(), Rejection> {
+        let lim = &self.limits;
+        for (name, t) in [("event_time", event_time), ("receive_time", receive_time)] {
+            if t < lim.earliest_time || t >= lim.latest_time {
+                return Err(Rejection::validate(format!(
+                    "implausible {name} {t} (ms {}): outside {}..{}",
+                    t.as_millis(),
+                    lim.earliest_time,
+                    lim.latest_time
+                )));
+            }
+        }
         let skew = event_time.millis_since(receive_time);
-        if skew.abs() > self.max_skew_ms {
+        let distance = skew.unsigned_abs();
+        let max_distance = lim.max_receipt_distance.as_millis();
+        if distance > max_distance {
             return Err(Rejection::validate(format!(
-                "event_time {event_time} is {}ms {} receive_time {receive_time} (max skew {}ms)",
-                skew.abs(),
+                "implausible event_time {event_time}: {distance}ms from receive_time {receive_time} \
+                 (max_receipt_distance {max_distance}ms)"
+            )));
+        }
+        if distance > self.max_skew_ms.unsigned_abs() {
+            return Err(Rejection::validate(format!(
+                "event_time {event_time} is {distance}ms {} receive_time {receive_time} (max skew {}ms)",
                 if skew > 0 { "after" } else { "before" },
                 self.max_skew_ms
             )));
         }
+        if let Some((name, v)) = out_of_bounds(event, lim.max_abs_number) {
+            return Err(Rejection::validate(format!("implausible {name} {v}: |value| above {}", lim.max_abs_number)));
+        }
         match event {
             MarketEvent::Tick(t) => {
+                if t.cum_volume.is_some_and(|v| v.is_negative()) {
+                    return Err(Rejection::validate(format!(
+                        "negative cum_volume {}",
+                        t.cum_volume.unwrap_or_default()
+                    )));
+                }
                 if !t.price.is_positive() {
                     return Err(Rejection::validate(format!("non-positive price {}", t.price)));
                 }
@@ -174,6 +237,9 @@ impl ObserverCore {
                 }
                 if q.bid_size.is_negative() || q.ask_size.is_negative() {
                     return Err(Rejection::validate(format!("negative size bid {} / ask {}", q.bid_size, q.ask_size)));
+                }
+                if let Some(l) = q.bids.iter().chain(&q.asks).find(|l| l.size.is_negative()) {
+                    return Err(Rejection::validate(format!("negative level size {} at {}", l.size, l.price)));
                 }
                 if q.bid_price > q.ask_price {
                     return Err(Rejection::validate(format!(
@@ -276,6 +342,7 @@ mod tests {
             max_clock_skew: "10s".parse::<Interval>().unwrap(),
             dedupe_capacity: 16,
             evidence_bytes: 512,
+            limits: ObserverLimits::default(),
         };
         let cal = CalendarConfig {
             holidays: vec![jiff::civil::date(2026, 1, 1)],
@@ -344,6 +411,50 @@ mod tests {
         let s = c.stats.snapshot();
         assert_eq!(s.events_normalized, 13);
         assert_eq!(s.events_passed, 5);
+        assert_eq!(s.rejected_validate + s.rejected_guard + s.events_passed, s.events_normalized);
+    }
+
+    /// Issue 14: numbers and times no market produces are refused at validation, counted,
+    /// and never reach the arithmetic behind the core (nor panic in it).
+    #[test]
+    fn implausible_numbers_and_times_are_refused() {
+        let mut c = core();
+        let t = at("10:00:00");
+        let with_cum = |cum: &str| {
+            let MarketEvent::Tick(mut tk) = tick("71500", "1") else { unreachable!() };
+            tk.trade_id = None;
+            tk.cum_volume = Some(cum.parse().unwrap());
+            MarketEvent::Tick(tk)
+        };
+        let refused = |c: &mut ObserverCore, et: UtcTime, rt: UtcTime, e: MarketEvent| {
+            let r = c.observe(et, rt, e, None).unwrap_err();
+            assert_eq!(r.stage, "validate", "{r:?}");
+            r.reason
+        };
+        assert!(refused(&mut c, t, t, with_cum("-5")).contains("negative cum_volume"));
+        // ±7.9e28 parses as a Decimal; it is still no volume.
+        let huge = "79228162514264337593543950335";
+        assert!(refused(&mut c, t, t, with_cum(huge)).contains("implausible cum_volume"));
+        assert!(refused(&mut c, t, t, with_cum("1000000000000000001")).contains("implausible"));
+        assert!(c.observe(t, t, with_cum("1000000000000000000"), None).is_ok());
+        assert!(refused(&mut c, t, t, tick("1e19", "2")).contains("implausible price"));
+        // Upbit's timestamp of i64::MIN (wrapped past the skew check in release builds).
+        let r = refused(&mut c, UtcTime::from_millis(i64::MIN), t, tick("71500", "3"));
+        assert!(r.contains("implausible event_time"), "{r}");
+        let r = refused(&mut c, UtcTime::from_millis(i64::MAX), t, tick("71500", "3"));
+        assert!(r.contains("implausible event_time"), "{r}");
+        let far = UtcTime::parse("9999-12-31T20:00:00.000Z").unwrap();
+        assert!(refused(&mut c, t, far, tick("71500", "3")).contains("implausible receive_time"));
+        assert!(refused(&mut c, far, far, tick("71500", "3")).contains("implausible event_time"));
+        let r = refused(&mut c, t.plus_millis(-2 * 86_400_000), t, tick("71500", "3"));
+        assert!(r.contains("max_receipt_distance"), "{r}");
+        let mut q = quote(71400, 71500);
+        if let MarketEvent::Quote(q) = &mut q {
+            q.asks.push(model::Level { price: Price::from_int(71500), size: Qty::from_int(-1) });
+        }
+        assert!(refused(&mut c, t, t, q).contains("negative level size"));
+        let s = c.stats.snapshot();
+        assert_eq!(s.events_passed, 1);
         assert_eq!(s.rejected_validate + s.rejected_guard + s.events_passed, s.events_normalized);
     }
 

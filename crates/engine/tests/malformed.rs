@@ -25,8 +25,12 @@ async fn malformed_frames_are_archived_and_reported() {
     let (sink, _) = Sink::start(dir.path().to_path_buf(), &acfg, t0, &session, 1024, stats.clone()).unwrap();
     let creds = KisCredentials::new("k".to_string().into(), "s".to_string().into());
     let provider = Arc::new(KisProvider::new(KisConfig::default(), creds, clock).unwrap());
-    let ocfg =
-        ObserverConfig { max_clock_skew: "10s".parse::<Interval>().unwrap(), dedupe_capacity: 64, evidence_bytes: 512 };
+    let ocfg = ObserverConfig {
+        max_clock_skew: "10s".parse::<Interval>().unwrap(),
+        dedupe_capacity: 64,
+        evidence_bytes: 512,
+        limits: Default::default(),
+    };
     let cal = CalendarConfig {
         holidays: vec![],
         session: Window { start: jiff::civil::time(9, 0, 0, 0), end: jiff::civil::time(15, 30, 0, 0) },

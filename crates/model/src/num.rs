@@ -19,6 +19,8 @@ macro_rules! decimal_newtype {
             pub fn is_positive(&self) -> bool { self.0 > Decimal::ZERO }
             pub fn is_negative(&self) -> bool { self.0 < Decimal::ZERO }
             pub fn from_int(v: i64) -> Self { $name(Decimal::from(v)) }
+            /// |self| ≤ `limit` (see [`PLAUSIBLE_ABS_MAX`]).
+            pub fn within(&self, limit: Decimal) -> bool { self.0.abs() <= limit }
         }
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { fmt::Display::fmt(&self.0, f) }
@@ -40,6 +42,12 @@ macro_rules! decimal_newtype {
     };
 }
 
+/// The largest magnitude of a price, size or volume the recorder accepts from a provider:
+/// 1e18. Real quotes are far below it (the largest KRW prices and day volumes are around
+/// 1e12), and sums and differences of numbers within it never overflow a `Decimal`
+/// (±7.9e28). `observer.limits.max_abs_number` may lower it, never raise it.
+pub const PLAUSIBLE_ABS_MAX: Decimal = Decimal::from_parts(0xA764_0000, 0x0DE0_B6B3, 0, false, 0);
+
 decimal_newtype!(
     /// A price in the instrument's quote currency.
     Price
@@ -59,6 +67,14 @@ mod tests {
         assert_eq!(p.to_string(), "116539000");
         let q: Qty = "0.00012345".parse().unwrap();
         assert_eq!(q.to_string(), "0.00012345");
+    }
+
+    #[test]
+    fn plausible_bound_is_1e18() {
+        assert_eq!(PLAUSIBLE_ABS_MAX, Decimal::from(1_000_000_000_000_000_000i64));
+        assert!(Qty(PLAUSIBLE_ABS_MAX).within(PLAUSIBLE_ABS_MAX));
+        assert!(Qty(-PLAUSIBLE_ABS_MAX).within(PLAUSIBLE_ABS_MAX));
+        assert!(!Qty(Decimal::MIN).within(PLAUSIBLE_ABS_MAX));
     }
 
     #[test]

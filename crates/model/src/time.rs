@@ -35,6 +35,18 @@ pub fn seoul() -> TimeZone {
     TimeZone::get("Asia/Seoul").unwrap_or_else(|_| TimeZone::fixed(jiff::tz::offset(9)))
 }
 
+/// The span of instants a record may carry: 2000-01-01T00:00:00Z (inclusive) to
+/// 2100-01-01T00:00:00Z (exclusive). It is the archive format's domain: the observer
+/// refuses events outside it (`observer.limits` may narrow it, never widen it), and
+/// `verify`, `replay` and `etl` report an archive line outside it as a bad line.
+pub const PLAUSIBLE_TIMES: std::ops::Range<UtcTime> = UtcTime(946_684_800_000)..UtcTime(4_102_444_800_000);
+
+/// The earliest and latest instants `kst()` and the RFC 3339 formatter can show
+/// (0000-01-01T00:00:00.000 and 9999-12-31T23:59:59.999 on their clocks); instants beyond are
+/// shown clamped to these, so neither ever panics. Nothing in range is affected.
+const CIVIL_MIN_MS: i64 = -62_167_219_200_000;
+const CIVIL_MAX_MS: i64 = 253_402_300_799_999;
+
 impl UtcTime {
     pub const fn from_millis(ms: i64) -> Self {
         UtcTime(ms)
@@ -42,29 +54,47 @@ impl UtcTime {
     pub const fn as_millis(self) -> i64 {
         self.0
     }
+    /// `self` moved by `ms` milliseconds, saturating at the ends of `i64` (never panics).
     pub fn plus_millis(self, ms: i64) -> Self {
-        UtcTime(self.0 + ms)
+        UtcTime(self.0.saturating_add(ms))
+    }
+    /// `self` moved by `secs` seconds, saturating (never panics): for durations a peer
+    /// sends, such as a token's `expires_in`.
+    pub fn plus_secs(self, secs: i64) -> Self {
+        self.plus_millis(secs.saturating_mul(1000))
+    }
+    /// `self` moved by `ms` milliseconds, or `None` if that leaves `i64`.
+    pub fn checked_plus_millis(self, ms: i64) -> Option<Self> {
+        self.0.checked_add(ms).map(UtcTime)
     }
     pub fn plus(self, d: std::time::Duration) -> Self {
-        UtcTime(self.0 + d.as_millis() as i64)
+        self.plus_millis(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
     }
-    /// Milliseconds from `earlier` to `self` (negative if `earlier` is later).
+    /// Milliseconds from `earlier` to `self` (negative if `earlier` is later), saturating at
+    /// the ends of `i64`, so a distance between absurd instants is still huge, never wrapped.
     pub fn millis_since(self, earlier: UtcTime) -> i64 {
-        self.0 - earlier.0
+        self.0.saturating_sub(earlier.0)
+    }
+    /// Inside [`PLAUSIBLE_TIMES`].
+    pub fn is_plausible(self) -> bool {
+        PLAUSIBLE_TIMES.contains(&self)
     }
 
     pub fn from_timestamp(ts: jiff::Timestamp) -> Self {
         UtcTime(ts.as_millisecond())
     }
     pub fn to_timestamp(self) -> jiff::Timestamp {
-        // Every i64 millisecond count we produce is inside jiff's range (years -9999..9999)
-        // because it came from a clock or a parsed RFC 3339 string.
-        jiff::Timestamp::from_millisecond(self.0).unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+        // Clocks and parsed RFC 3339 strings are inside jiff's range (years -9999..9999);
+        // anything else (arithmetic on a hostile value) is clamped to its nearest end.
+        let (lo, hi) = (jiff::Timestamp::MIN.as_millisecond(), jiff::Timestamp::MAX.as_millisecond());
+        jiff::Timestamp::from_millisecond(self.0.clamp(lo, hi)).unwrap_or(jiff::Timestamp::UNIX_EPOCH)
     }
 
-    /// The Asia/Seoul wall-clock date and time of this instant.
+    /// The Asia/Seoul wall-clock date and time of this instant. Total: an instant whose Seoul
+    /// time is outside years 0000..=9999 shows as the nearest end of that span (such an
+    /// instant is never plausible, see [`PLAUSIBLE_TIMES`], and is refused where it matters).
     pub fn kst(self) -> DateTime {
-        let local = self.0 + KST_OFFSET_MS;
+        let local = self.0.saturating_add(KST_OFFSET_MS).clamp(CIVIL_MIN_MS, CIVIL_MAX_MS);
         let (days, ms) = (local.div_euclid(MS_PER_DAY), local.rem_euclid(MS_PER_DAY));
         let (y, m, d) = civil_from_days(days);
         let secs = ms / 1000;
@@ -91,7 +121,7 @@ impl UtcTime {
     /// Seoul day number (days since 1970-01-01 in Seoul) and milliseconds into that day:
     /// the cheap form of `kst()` for hot-path window checks.
     pub fn kst_day_ms(self) -> (i64, i64) {
-        let local = self.0 + KST_OFFSET_MS;
+        let local = self.0.saturating_add(KST_OFFSET_MS);
         (local.div_euclid(MS_PER_DAY), local.rem_euclid(MS_PER_DAY))
     }
 
@@ -121,6 +151,9 @@ impl UtcTime {
         thread_local! {
             static LAST_SECOND: std::cell::Cell<(i64, [u8; 24])> = const { std::cell::Cell::new((i64::MIN, [0; 24])) };
         }
+        if !(CIVIL_MIN_MS..=CIVIL_MAX_MS).contains(&self.0) {
+            return self.format_full(buf);
+        }
         let second = self.0.div_euclid(1000);
         let (cached, text) = LAST_SECOND.with(std::cell::Cell::get);
         if cached == second {
@@ -132,8 +165,10 @@ impl UtcTime {
         LAST_SECOND.with(|c| c.set((second, *buf)));
     }
 
+    /// Years 0000..=9999 fit the 24 bytes; an instant beyond is written clamped (see `kst`).
     fn format_full(self, buf: &mut [u8; 24]) {
-        let (days, ms) = (self.0.div_euclid(MS_PER_DAY), self.0.rem_euclid(MS_PER_DAY));
+        let t = self.0.clamp(CIVIL_MIN_MS, CIVIL_MAX_MS);
+        let (days, ms) = (t.div_euclid(MS_PER_DAY), t.rem_euclid(MS_PER_DAY));
         let (y, m, d) = civil_from_days(days);
         let secs = ms / 1000;
         *buf = *b"0000-00-00T00:00:00.000Z";
@@ -278,6 +313,37 @@ mod tests {
             UtcTime(ms).format_full(&mut full);
             assert_eq!(UtcTime(ms).rfc3339_bytes(), full, "{ms}");
         }
+    }
+
+    #[test]
+    fn arithmetic_saturates_and_kst_is_total() {
+        let (min, max) = (UtcTime(i64::MIN), UtcTime(i64::MAX));
+        assert_eq!(max.plus_millis(1), max);
+        assert_eq!(min.plus_millis(-1), min);
+        assert_eq!(UtcTime(0).plus_secs(i64::MAX), max);
+        assert_eq!(max.checked_plus_millis(1), None);
+        assert_eq!(UtcTime(0).plus(std::time::Duration::MAX), max);
+        assert_eq!(min.millis_since(max), i64::MIN);
+        assert_eq!(max.millis_since(min), i64::MAX);
+        // The reproduction of issue 14: 9999-12-31T20:00Z is year 10000 in Seoul.
+        let far = UtcTime::parse("9999-12-31T20:00:00.000Z").unwrap();
+        assert_eq!(far.kst().to_string(), "9999-12-31T23:59:59.999");
+        assert_eq!(far.kst_yyyymmdd(), "99991231");
+        assert!(!far.is_plausible());
+        for ms in [i64::MIN, i64::MIN + 1, -62_167_219_200_001, 253_402_300_800_000, i64::MAX - 1, i64::MAX] {
+            let t = UtcTime(ms);
+            let _ = (t.kst(), t.kst_day_ms(), t.kst_yyyymmdd(), t.to_timestamp());
+            let text = t.to_string();
+            assert_eq!(text.len(), 24, "{text}");
+            assert!(UtcTime::parse(&text).is_ok(), "{text}");
+            assert_eq!(t.rfc3339_bytes(), t.rfc3339_bytes());
+            let _ = crate::SessionId::starting_at(t);
+        }
+        assert_eq!(UtcTime(i64::MIN).to_string(), "0000-01-01T00:00:00.000Z");
+        assert_eq!(UtcTime(i64::MAX).to_string(), "9999-12-31T23:59:59.999Z");
+        assert!(UtcTime::parse("2000-01-01T00:00:00.000Z").unwrap().is_plausible());
+        assert!(!UtcTime::parse("2100-01-01T00:00:00.000Z").unwrap().is_plausible());
+        assert!(!UtcTime::parse("1999-12-31T23:59:59.999Z").unwrap().is_plausible());
     }
 
     #[test]
