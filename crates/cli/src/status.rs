@@ -38,7 +38,7 @@ fn line(live: &Live, s: &StatsSnapshot, prev: &StatsSnapshot, secs: f64) -> Stri
         s.scalp_stale,
         s.scalp_no_data,
         s.files_open,
-        s.rejected_validate + s.rejected_guard + s.frames_malformed,
+        s.rejected_validate + s.rejected_guard + s.rejected_unsubscribed + s.frames_malformed,
     )
 }
 
@@ -78,8 +78,8 @@ pub fn print_summary(sum: &Summary, data_dir: &Path) {
     }
     println!("  frames received   {:>10}  (malformed {})", s.frames_received, s.frames_malformed);
     println!(
-        "  events            {:>10}  passed {}, rejected {} by validation, {} by the guard",
-        s.events_normalized, s.events_passed, s.rejected_validate, s.rejected_guard
+        "  events            {:>10}  passed {}, rejected {} by validation, {} by the guard, {} never subscribed",
+        s.events_normalized, s.events_passed, s.rejected_validate, s.rejected_guard, s.rejected_unsubscribed
     );
     println!("  swing snapshots   {:>10}  in {} Track A cycles", s.swing_written, s.track_a_cycles);
     println!(

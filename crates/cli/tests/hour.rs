@@ -65,7 +65,11 @@ fn one_simulated_hour_has_the_expected_counts() {
     assert_eq!(end["clean"], true);
     let c = &end["counters"];
     let n = |k: &str| c[k].as_u64().unwrap_or_else(|| panic!("counter {k} missing"));
-    assert_eq!(n("events_normalized"), n("events_passed") + n("rejected_validate") + n("rejected_guard"));
+    assert_eq!(
+        n("events_normalized"),
+        n("events_passed") + n("rejected_validate") + n("rejected_guard") + n("rejected_unsubscribed")
+    );
+    assert_eq!(n("rejected_unsubscribed"), 0, "the fake sends only what was subscribed");
     assert_eq!(n("frames_received") as usize, count_lines_under(&data.join("raw")));
     assert_eq!(n("scalp_written") as usize, scalp);
     assert_eq!(n("swing_written") as usize, swing.len());

@@ -32,6 +32,20 @@ impl LatestBook {
         }
     }
 
+    /// Forgets every symbol `keep` refuses (at day roll: the new universe and the slots), so
+    /// the book never outgrows what can be sampled.
+    pub fn retain(&self, keep: impl Fn(&Symbol) -> bool) {
+        self.states.lock().unwrap_or_else(|p| p.into_inner()).retain(|s, _| keep(s));
+    }
+
+    pub fn len(&self) -> usize {
+        self.states.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Copies the states of `symbols` (in order) under one lock.
     pub fn read(&self, symbols: &[Symbol], out: &mut Vec<SymbolState>) {
         let states = self.states.lock().unwrap_or_else(|p| p.into_inner());
@@ -66,4 +80,36 @@ fn update(s: &mut SymbolState, receive_time: UtcTime, event: &MarketEvent) {
         }
     }
     s.updated = Some(s.updated.map_or(receive_time, |u| u.max(receive_time)));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use model::{Market, Provider, Tick};
+
+    #[test]
+    fn day_roll_forgets_symbols_outside_universe_and_slots() {
+        let book = LatestBook::default();
+        let t = UtcTime::from_millis(1_800_000_000_000);
+        for code in ["005930", "000660", "035420"] {
+            let tick = Tick {
+                provider: Provider::Kis,
+                market: Market::KrStocks,
+                symbol: Symbol::new(code).unwrap(),
+                price: Price::from_int(1000),
+                size: Qty::from_int(1),
+                side: None,
+                cum_volume: None,
+                trade_id: None,
+            };
+            book.apply(t, &MarketEvent::Tick(tick));
+        }
+        assert_eq!(book.len(), 3);
+        book.retain(|s| s.as_str() != "000660");
+        assert_eq!(book.len(), 2);
+        let mut out = Vec::new();
+        book.read(&[Symbol::new("000660").unwrap(), Symbol::new("005930").unwrap()], &mut out);
+        assert_eq!(out[0], SymbolState::default());
+        assert!(out[1].last_price.is_some());
+    }
 }

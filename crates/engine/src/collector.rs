@@ -26,7 +26,7 @@ use crate::config::EngineConfig;
 use crate::health::HealthTask;
 use crate::mitigation::Pressure;
 use crate::observer::ObserverCore;
-use crate::pipeline::{Events, FrameProcessor, RawRefs};
+use crate::pipeline::{Events, FrameProcessor, RawRefs, Subscribed};
 use crate::poll::Poller;
 use crate::reconnect::{EvidenceRequest, Outage, Supervisor};
 use crate::schedule::{End, Schedule};
@@ -241,6 +241,7 @@ async fn launch_provider<P: MarketProvider>(
         refs: RawRefs::default(),
         last_level: 0,
         quality: QualityFlag::Normal,
+        subscribed: None,
     };
     let schedule = |window: Window, interval_ms: i64, end: End| Schedule {
         window: if market == Market::Crypto { ALL_DAY } else { window },
@@ -298,6 +299,7 @@ async fn launch_provider<P: MarketProvider>(
     tasks.spawn(async move { selector.run(stop).await.map_err(CollectError::from) });
     {
         let mut p = processor();
+        p.subscribed = Some(Subscribed::new(subs_rx.clone()));
         // Degrade-mode REST polls (`poll`): their own guard state, and raw lines that say so.
         let mut polls = processor();
         polls.quality = QualityFlag::Degraded;
@@ -400,6 +402,7 @@ async fn launch_provider<P: MarketProvider>(
         // pick it up at their next cycle.
         let provider = provider.clone();
         let (root, cfg2, live2) = (ctx.data_dir.clone(), cfg.clone(), live.clone());
+        let (book, activity, slots_now) = (book.clone(), activity.clone(), subs_rx.clone());
         let mut stop = ctx.stop.clone();
         let build = Schedule {
             window: Window { start: cfg.universe.build_at, end: Time::MAX },
@@ -427,6 +430,11 @@ async fn launch_provider<P: MarketProvider>(
                     }
                 };
                 let symbols = Arc::new(uni.symbols());
+                // Day roll: per-symbol state shrinks to the new universe and the slots held.
+                let keep: std::collections::HashSet<Symbol> =
+                    symbols.iter().chain(slots_now.borrow().iter()).cloned().collect();
+                book.retain(|s| keep.contains(s));
+                activity.retain(|s| keep.contains(s));
                 live2.universe_size.fetch_sub(old, Relaxed);
                 live2.universe_size.fetch_add(symbols.len() as u64, Relaxed);
                 tracing::info!(provider = %provider.id(), date = %uni.date, count = uni.count, "universe for the day");

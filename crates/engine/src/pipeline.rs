@@ -1,15 +1,17 @@
 //! Shared steps of every track: archive the raw frame first, parse it, run each event through
 //! the observer core, and write every refusal as a system event with its evidence.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use serde::Serialize;
+use tokio::sync::watch;
 
 use archive::Stream;
 use model::{
     Market, MarketEvent, Meta, OverflowEntry, Provider, QualityFlag, RawFrame, RawFrameKind, Record, SessionId,
-    SystemEvent, UtcTime,
+    Symbol, SystemEvent, UtcTime,
 };
 use providers::{MarketProvider, evidence};
 
@@ -73,6 +75,31 @@ impl Events {
     }
 }
 
+/// The symbols the stream was ever asked for this run: a stream record for any other symbol
+/// was never requested (on a plain `ws://` path anyone can inject one) and must neither feed
+/// Track B nor become a slot candidate, nor grow per-symbol state without bound.
+#[derive(Debug)]
+pub struct Subscribed {
+    slots: watch::Receiver<Vec<Symbol>>,
+    ever: HashSet<Symbol>,
+}
+
+impl Subscribed {
+    pub fn new(mut slots: watch::Receiver<Vec<Symbol>>) -> Self {
+        let ever = slots.borrow_and_update().iter().cloned().collect();
+        Subscribed { slots, ever }
+    }
+
+    fn allows(&mut self, symbol: &Symbol) -> bool {
+        if self.slots.has_changed().unwrap_or(false) {
+            self.ever.extend(self.slots.borrow_and_update().iter().cloned());
+        }
+        self.ever.contains(symbol)
+    }
+}
+
+pub const STAGE_SUBSCRIPTION: &str = "subscription";
+
 /// Turns raw frames into accepted records for one provider and one track.
 pub struct FrameProcessor<P> {
     pub provider: Arc<P>,
@@ -86,6 +113,8 @@ pub struct FrameProcessor<P> {
     /// degrade mode's REST polls: their raw lines and records say so, and replay keeps them
     /// out of the swing files.
     pub quality: QualityFlag,
+    /// For stream frames: only records of symbols the stream was asked for pass.
+    pub subscribed: Option<Subscribed>,
 }
 
 impl<P: MarketProvider> FrameProcessor<P> {
@@ -121,6 +150,16 @@ impl<P: MarketProvider> FrameProcessor<P> {
             // The frame's last event takes its raw_ref, earlier ones a copy.
             let raw_ref = if events.peek().is_some() { raw_ref.clone() } else { raw_ref.take() };
             let symbol = event.symbol().clone();
+            if frame.kind == RawFrameKind::Ws
+                && let Some(sub) = self.subscribed.as_mut()
+                && !sub.allows(&symbol)
+            {
+                inc(&self.events.stats.events_normalized);
+                inc(&self.events.stats.rejected_unsubscribed);
+                let why = format!("{symbol} was never subscribed on this stream");
+                self.events.rejected(rt, STAGE_SUBSCRIPTION, why, Some(symbol.to_string()), &frame.frame).await?;
+                continue;
+            }
             match self.core.observe(event_time, rt, event, raw_ref) {
                 Ok(mut rec) => {
                     if self.quality != QualityFlag::Normal {

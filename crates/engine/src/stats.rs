@@ -2,7 +2,7 @@
 //! Engine-owned atomics, so the status line, `/metrics`, the exit summary and the tests all
 //! read the same numbers, and a loss anywhere shows as a mismatch:
 //!
-//! - `events_normalized == events_passed + rejected_validate + rejected_guard`
+//! - `events_normalized == events_passed + rejected_validate + rejected_guard + rejected_unsubscribed`
 //! - `lines_published == lines_saved + lines_failed` once the sink has drained
 
 use std::fmt::Write as _;
@@ -56,6 +56,8 @@ counters! {
     events_normalized,
     rejected_validate,
     rejected_guard,
+    /// Stream records for symbols the stream was never asked for (injected or misrouted).
+    rejected_unsubscribed,
     events_passed,
     swing_written,
     /// Track B samples written, whatever their quality…

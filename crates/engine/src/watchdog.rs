@@ -150,6 +150,11 @@ impl Activity {
         }
     }
 
+    /// Forgets the rhythm of every symbol `keep` refuses (at day roll).
+    pub fn retain(&self, keep: impl Fn(&Symbol) -> bool) {
+        self.symbols.lock().unwrap_or_else(|p| p.into_inner()).retain(|s, _| keep(s));
+    }
+
     /// Whether stream data for `symbol` arrived at or after `since`.
     pub fn has_data_since(&self, symbol: &Symbol, since: UtcTime) -> bool {
         self.symbols.lock().unwrap_or_else(|p| p.into_inner()).get(symbol).is_some_and(|r| r.last >= since)
