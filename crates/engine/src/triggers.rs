@@ -272,6 +272,27 @@ impl Candidate {
     }
 }
 
+/// Measurements the monitor could not compute (a difference, sum or quotient outside
+/// `Decimal`'s range, which only numbers no market produces can cause) and skipped, by
+/// reason. The observer core refuses such numbers first; this is the second line.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct SkippedPoints {
+    /// A volume point whose difference from the previous one overflows.
+    pub volume_difference: u64,
+    /// A baseline whose summed volume overflows (its ratio is not given).
+    pub volume_sum: u64,
+    /// A price interval whose range over the opening price overflows.
+    pub price_range: u64,
+    /// A change over the previous close that overflows (a tiny previous close).
+    pub price_change: u64,
+}
+
+impl SkippedPoints {
+    pub fn total(&self) -> u64 {
+        self.volume_difference + self.volume_sum + self.price_range + self.price_change
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct VolumePoint {
     at: UtcTime,
@@ -331,7 +352,7 @@ impl SymbolState {
         }
     }
 
-    fn on_volume(&mut self, cfg: &TriggerConfig, at: UtcTime, cum: Qty, source: Source) {
+    fn on_volume(&mut self, cfg: &TriggerConfig, at: UtcTime, cum: Qty, source: Source, skipped: &mut SkippedPoints) {
         self.note_source(source);
         let Some(p) = self.volume_point else {
             self.volume_point = Some(VolumePoint { at, cum });
@@ -351,15 +372,19 @@ impl SymbolState {
         if at.millis_since(p.at) < cfg.min_volume_interval.as_millis() as i64 {
             return;
         }
-        self.rates.push_back(Rate { start: p.at, end: at, volume: Qty(cum.0 - p.cum.0) });
         self.volume_point = Some(VolumePoint { at, cum });
+        let Some(volume) = cum.0.checked_sub(p.cum.0) else {
+            skipped.volume_difference += 1;
+            return;
+        };
+        self.rates.push_back(Rate { start: p.at, end: at, volume: Qty(volume) });
         let horizon = p.at.plus_millis(-(cfg.baseline_window.as_millis() as i64));
         while self.rates.front().is_some_and(|r| r.end <= horizon) {
             self.rates.pop_front();
         }
     }
 
-    fn on_price(&mut self, cfg: &TriggerConfig, at: UtcTime, s: &Snapshot) {
+    fn on_price(&mut self, cfg: &TriggerConfig, at: UtcTime, s: &Snapshot, skipped: &mut SkippedPoints) {
         if self.prev_close.is_some_and(|pc| pc != s.prev_close) {
             // A new trading day: yesterday's intervals are not today's baseline.
             self.moves.clear();
@@ -389,7 +414,12 @@ impl SymbolState {
         if new.low.is_positive() && (new.low < old.low || !old.low.is_positive()) {
             lo = lo.min(new.low.0);
         }
-        let Some(range_pct) = ((hi - lo) / old.last.0).to_f64().map(|f| f * PERCENT) else { return };
+        let Some(range_pct) = hi.checked_sub(lo).and_then(|r| r.checked_div(old.last.0)).and_then(|f| f.to_f64())
+        else {
+            skipped.price_range += 1;
+            return;
+        };
+        let range_pct = range_pct * PERCENT;
         self.moves.push_back(Move { start: old.at, end: at, range_pct });
         let horizon = old.at.plus_millis(-(cfg.baseline_window.as_millis() as i64));
         while self.moves.front().is_some_and(|m| m.end <= horizon) {
@@ -408,7 +438,7 @@ impl SymbolState {
         let idx = at.as_millis().div_euclid(bucket_ms);
         // Trades arrive in order almost always; a late one is filed where it belongs.
         match self.buckets.iter().rposition(|&(i, _)| i <= idx) {
-            Some(pos) if self.buckets[pos].0 == idx => self.buckets[pos].1 += 1,
+            Some(pos) if self.buckets[pos].0 == idx => self.buckets[pos].1 = self.buckets[pos].1.saturating_add(1),
             Some(pos) => self.buckets.insert(pos + 1, (idx, 1)),
             None => self.buckets.push_front((idx, 1)),
         }
@@ -428,7 +458,7 @@ impl SymbolState {
     }
 
     /// Fills the volume fields; returns nothing if the newest interval is stale.
-    fn measure_volume(&self, cfg: &TriggerConfig, now: UtcTime, inp: &mut ScoreInputs) {
+    fn measure_volume(&self, cfg: &TriggerConfig, now: UtcTime, inp: &mut ScoreInputs, skipped: &mut SkippedPoints) {
         let Some(newest) = self.rates.back() else { return };
         let baseline: Vec<&Rate> =
             self.rates.iter().take(self.rates.len() - 1).filter(|r| r.end <= newest.start).collect();
@@ -442,7 +472,10 @@ impl SymbolState {
         if baseline.len() < cfg.min_baseline_samples {
             return;
         }
-        let volume: Decimal = baseline.iter().map(|r| r.volume.0).sum();
+        let Some(volume) = baseline.iter().try_fold(Decimal::ZERO, |acc, r| acc.checked_add(r.volume.0)) else {
+            skipped.volume_sum += 1;
+            return;
+        };
         let minutes: f64 = baseline.iter().map(|r| r.minutes()).sum();
         let base = volume.to_f64().map(|v| v / minutes);
         inp.baseline_volume_per_min = base;
@@ -499,7 +532,7 @@ impl SymbolState {
         inp.velocity_ratio = Some(tpm / btpm);
     }
 
-    fn measure_price(&self, cfg: &TriggerConfig, now: UtcTime, inp: &mut ScoreInputs) {
+    fn measure_price(&self, cfg: &TriggerConfig, now: UtcTime, inp: &mut ScoreInputs, skipped: &mut SkippedPoints) {
         let Some((at, last)) = self.last_price else { return };
         if now.millis_since(at) > cfg.max_signal_age.as_millis() as i64 {
             return;
@@ -510,7 +543,11 @@ impl SymbolState {
             inp.sources.push(Source::Snapshot);
         }
         if let Some(pc) = self.prev_close.filter(Price::is_positive) {
-            inp.change_pct = ((last.0 - pc.0) / pc.0).to_f64().map(|f| f * PERCENT);
+            let change = last.0.checked_sub(pc.0).and_then(|d| d.checked_div(pc.0));
+            inp.change_pct = change.and_then(|f| f.to_f64()).map(|f| f * PERCENT);
+            if inp.change_pct.is_none() {
+                skipped.price_change += 1;
+            }
         }
     }
 }
@@ -538,11 +575,23 @@ pub struct CandidateMonitor {
     /// Newest ranking: symbol → 1-based position, and when it arrived.
     ranking: HashMap<Symbol, u32>,
     ranking_at: Option<UtcTime>,
+    skipped: SkippedPoints,
 }
 
 impl CandidateMonitor {
     pub fn new(cfg: TriggerConfig) -> Self {
-        CandidateMonitor { cfg, states: HashMap::new(), ranking: HashMap::new(), ranking_at: None }
+        CandidateMonitor {
+            cfg,
+            states: HashMap::new(),
+            ranking: HashMap::new(),
+            ranking_at: None,
+            skipped: SkippedPoints::default(),
+        }
+    }
+
+    /// Points skipped because they could not be computed, by reason, since the start.
+    pub fn skipped(&self) -> SkippedPoints {
+        self.skipped
     }
 
     pub fn config(&self) -> &TriggerConfig {
@@ -562,8 +611,8 @@ impl CandidateMonitor {
     /// A Track A snapshot: cumulative day volume, OHLC and previous close.
     pub fn on_snapshot(&mut self, at: UtcTime, s: &Snapshot) {
         let st = seen(&mut self.states, at, &s.symbol);
-        st.on_volume(&self.cfg, at, s.volume, Source::Snapshot);
-        st.on_price(&self.cfg, at, s);
+        st.on_volume(&self.cfg, at, s.volume, Source::Snapshot, &mut self.skipped);
+        st.on_price(&self.cfg, at, s, &mut self.skipped);
     }
 
     /// The provider's volume ranking, in rank order, with each symbol's day volume. It
@@ -572,7 +621,7 @@ impl CandidateMonitor {
         self.ranking.clear();
         for (pos, (symbol, volume)) in ranking.iter().enumerate() {
             self.ranking.entry(symbol.clone()).or_insert(pos as u32 + 1);
-            seen(&mut self.states, at, symbol).on_volume(&self.cfg, at, *volume, Source::Ranking);
+            seen(&mut self.states, at, symbol).on_volume(&self.cfg, at, *volume, Source::Ranking, &mut self.skipped);
         }
         self.ranking_at = Some(at);
     }
@@ -582,7 +631,7 @@ impl CandidateMonitor {
         let st = seen(&mut self.states, at, &t.symbol);
         st.on_trade(&self.cfg, at, t.price);
         if let Some(cum) = t.cum_volume {
-            st.on_volume(&self.cfg, at, cum, Source::Ticks);
+            st.on_volume(&self.cfg, at, cum, Source::Ticks, &mut self.skipped);
         }
     }
 
@@ -617,12 +666,13 @@ impl CandidateMonitor {
         let ranking_fresh =
             self.ranking_at.is_some_and(|t| now.millis_since(t) <= self.cfg.max_signal_age.as_millis() as i64);
         let mut out = Vec::new();
+        let mut skipped = self.skipped;
         for (symbol, st) in &self.states {
             let mut inp = ScoreInputs::default();
-            st.measure_volume(&self.cfg, now, &mut inp);
+            st.measure_volume(&self.cfg, now, &mut inp, &mut skipped);
             st.measure_velocity(&self.cfg, now, &mut inp);
             st.measure_volatility(&self.cfg, now, &mut inp);
-            st.measure_price(&self.cfg, now, &mut inp);
+            st.measure_price(&self.cfg, now, &mut inp, &mut skipped);
             if ranking_fresh {
                 inp.ranking_position = self.ranking.get(symbol).copied();
                 if inp.ranking_position.is_some() {
@@ -639,6 +689,7 @@ impl CandidateMonitor {
                 out.push(self.judge(symbol.clone(), ScoreInputs::default()));
             }
         }
+        self.skipped = skipped;
         out.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.symbol.cmp(&b.symbol)));
         out.dedup_by(|a, b| a.symbol == b.symbol);
         out
@@ -794,6 +845,33 @@ pub(crate) mod tests {
             cum_volume: cum.map(Qty::from_int),
             trade_id: None,
         }
+    }
+
+    /// Issue 14: two cumulative volumes at the ends of `Decimal`'s range, and a price change
+    /// over a tiny previous close, used to panic (`Subtraction overflowed`) and end
+    /// `collect`. They are skipped with a counted reason instead.
+    #[test]
+    fn overflowing_points_are_skipped_and_counted() {
+        let mut m = CandidateMonitor::new(config());
+        let (min, max) = (Decimal::MIN.to_string(), Decimal::MAX.to_string());
+        m.on_tick(at(0), &Tick { cum_volume: Some(Qty(d(&min))), ..tick("005930", "100", None) });
+        m.on_tick(at(2), &Tick { cum_volume: Some(Qty(d(&max))), ..tick("005930", "100", None) });
+        assert_eq!(m.skipped().volume_difference, 1);
+        // A baseline of two intervals whose volumes each fit but whose sum does not.
+        let mut m2 = CandidateMonitor::new(config());
+        let k = (Decimal::MAX / Decimal::from(10)).trunc() * Decimal::from(6);
+        for (i, v) in [-k, Decimal::ZERO, k, k + Decimal::ONE].into_iter().enumerate() {
+            m2.on_tick(at(i as i64 * 2), &Tick { cum_volume: Some(Qty(v)), ..tick("000660", "100", None) });
+        }
+        m2.evaluate(at(7));
+        assert_eq!(m2.skipped(), SkippedPoints { volume_sum: 1, ..Default::default() });
+        // A tiny previous close and a huge last price.
+        let tiny = "0.0000000000000000000000000001";
+        m.on_snapshot(at(3), &snap("035720", tiny, tiny, tiny, tiny, 1));
+        m.on_snapshot(at(5), &snap("035720", &max, &max, tiny, tiny, 2));
+        m.evaluate(at(6));
+        let s = m.skipped();
+        assert!(s.price_change >= 1 && s.price_range >= 1, "{s:?}");
     }
 
     fn find<'a>(cands: &'a [Candidate], symbol: &str) -> Option<&'a Candidate> {
