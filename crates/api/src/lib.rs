@@ -15,7 +15,10 @@ use tokio::sync::watch;
 
 use engine::Live;
 use model::UtcTime;
-use model::settings::{Checker, Validate};
+use model::settings::{Checker, Interval, Validate};
+
+mod listener;
+pub use listener::Listener;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -23,10 +26,75 @@ pub struct HttpConfig {
     pub enabled: bool,
     /// Where `/health` and `/metrics` listen. Loopback by default: the API has no auth yet.
     pub listen: SocketAddr,
+    /// Serve on a non-loopback `listen` address anyway. Refused at start-up otherwise: the
+    /// API has no authentication yet, so anyone who can reach the port reads it.
+    pub allow_remote: bool,
+    /// A client must send a whole request head within this time of the connection opening
+    /// (or of its previous response), else the connection is closed.
+    pub header_read_timeout: Interval,
+    /// A connection that moves no byte either way for this long is closed (a client that
+    /// stops reading its response, or trickles a body).
+    pub idle_timeout: Interval,
+    /// A handler that has not answered within this time answers 503.
+    pub request_timeout: Interval,
+    /// Connections served at once; one beyond is accepted and closed at once, so the
+    /// recorder's file descriptors stay bounded (the archive needs them).
+    pub max_connections: usize,
+    /// Bytes buffered for one request head (hyper's read buffer; its minimum is 8192).
+    pub max_request_head_bytes: usize,
+    /// Header lines in one request.
+    pub max_headers: usize,
+    /// Bytes of a request body; a larger declared body answers 413.
+    pub max_body_bytes: usize,
+    /// Wait after an accept error (e.g. out of file descriptors) before accepting again.
+    pub accept_retry: Interval,
+}
+
+/// Bounds on the `http:` limits, so a typo cannot switch a limit off.
+pub mod bounds {
+    use model::settings::Interval;
+    /// hyper refuses (panics on) a smaller read buffer.
+    pub const MIN_HEAD_BYTES: usize = 8192;
+    pub const MAX_HEAD_BYTES: usize = 1 << 20;
+    pub const MAX_HEADERS: usize = 1024;
+    pub const MAX_BODY_BYTES: usize = 1 << 20;
+    /// Each connection holds a file descriptor; the archive and the providers need theirs.
+    pub const MAX_CONNECTIONS: usize = 4096;
+    pub const MAX_TIMEOUT: Interval = Interval::from_millis(10 * 60 * 1000);
+}
+
+impl HttpConfig {
+    /// Whether `listen` is a loopback address (IPv4-mapped IPv6 included).
+    pub fn is_loopback(&self) -> bool {
+        self.listen.ip().to_canonical().is_loopback()
+    }
 }
 
 impl Validate for HttpConfig {
-    fn validate(&self, _c: &mut Checker) {}
+    fn validate(&self, c: &mut Checker) {
+        use bounds::*;
+        if self.enabled && !self.is_loopback() && !self.allow_remote {
+            c.check(
+                false,
+                "listen",
+                format_args!(
+                    "{} is not a loopback address and the HTTP API has no authentication yet: anyone \
+                     who can reach the port reads /health and /metrics. Listen on 127.0.0.1, or set \
+                     http.allow_remote: true (STOCK_OBSERVER__HTTP__ALLOW_REMOTE) to serve it anyway",
+                    self.listen
+                ),
+            );
+        }
+        let one_ms = Interval::from_millis(1);
+        c.range("header_read_timeout", self.header_read_timeout, one_ms, MAX_TIMEOUT);
+        c.range("idle_timeout", self.idle_timeout, one_ms, MAX_TIMEOUT);
+        c.range("request_timeout", self.request_timeout, one_ms, MAX_TIMEOUT);
+        c.range("accept_retry", self.accept_retry, one_ms, MAX_TIMEOUT);
+        c.range("max_connections", self.max_connections, 1, MAX_CONNECTIONS);
+        c.range("max_request_head_bytes", self.max_request_head_bytes, MIN_HEAD_BYTES, MAX_HEAD_BYTES);
+        c.range("max_headers", self.max_headers, 1, MAX_HEADERS);
+        c.range("max_body_bytes", self.max_body_bytes, 0, MAX_BODY_BYTES);
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
@@ -135,22 +203,21 @@ pub struct BindError {
     pub source: std::io::Error,
 }
 
-/// Binds now (so a taken port is reported at start-up) and serves until `stop`.
-pub async fn serve(
-    cfg: &HttpConfig,
-    live: Arc<Live>,
-    mut stop: watch::Receiver<bool>,
-) -> Result<SocketAddr, BindError> {
+/// Binds now (so a taken port is reported at start-up) and serves `/health` and `/metrics`
+/// until `stop`, within the `http:` limits.
+pub async fn serve(cfg: &HttpConfig, live: Arc<Live>, stop: watch::Receiver<bool>) -> Result<Listener, BindError> {
+    serve_app(cfg, router(live), stop).await
+}
+
+/// [`serve`] for any router: binds `cfg.listen` and serves `app` within the limits.
+pub async fn serve_app(cfg: &HttpConfig, app: Router, stop: watch::Receiver<bool>) -> Result<Listener, BindError> {
     let listener =
         tokio::net::TcpListener::bind(cfg.listen).await.map_err(|source| BindError { addr: cfg.listen, source })?;
-    let addr = listener.local_addr().map_err(|source| BindError { addr: cfg.listen, source })?;
-    tokio::spawn(async move {
-        let shutdown = async move {
-            model::stopped(&mut stop).await;
-        };
-        if let Err(e) = axum::serve(listener, router(live)).with_graceful_shutdown(shutdown).await {
-            tracing::error!(error = %e, "http server failed");
-        }
-    });
-    Ok(addr)
+    if !cfg.is_loopback() {
+        tracing::warn!(
+            listen = %cfg.listen,
+            "serving /health and /metrics on a non-loopback address without authentication (http.allow_remote: true)"
+        );
+    }
+    listener::spawn(listener, app, cfg, stop).map_err(|source| BindError { addr: cfg.listen, source })
 }

@@ -158,8 +158,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         );
 
         if settings.http.enabled {
-            let addr = api::serve(&settings.http, live.clone(), stop_rx.clone()).await?;
-            eprintln!("health: http://{addr}/health  metrics: http://{addr}/metrics");
+            // The HTTP surface is a window on the recording, not part of it: a taken port
+            // costs /health and /metrics for this run, never the recording.
+            match api::serve(&settings.http, live.clone(), stop_rx.clone()).await {
+                Ok(l) => eprintln!("health: http://{0}/health  metrics: http://{0}/metrics", l.addr),
+                Err(e) => tracing::warn!("{e}; recording continues without /health and /metrics"),
+            }
         }
         let status = tokio::spawn(crate::status::run(live.clone(), settings.status.interval.get(), stop_rx.clone()));
 
