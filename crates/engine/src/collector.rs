@@ -26,7 +26,7 @@ use crate::config::EngineConfig;
 use crate::health::HealthTask;
 use crate::mitigation::Pressure;
 use crate::observer::ObserverCore;
-use crate::pipeline::{Events, FrameProcessor, RawRefs, Subscribed};
+use crate::pipeline::{Events, FrameBytes, FrameProcessor, RawRefs, Subscribed};
 use crate::poll::Poller;
 use crate::reconnect::{EvidenceRequest, Outage, Supervisor};
 use crate::schedule::{End, Schedule};
@@ -254,6 +254,21 @@ async fn launch_provider<P: MarketProvider>(
 
     // Provider stream → observer. The frames channel blocks the stream when full.
     let (frames_tx, mut frames_rx) = mpsc::channel::<RawFrame>(cfg.pipeline.frames_capacity);
+    // The stream's frames pass a byte budget on their way in; the observer gives it back.
+    let frame_bytes = Arc::new(FrameBytes::new(cfg.pipeline.frames_bytes));
+    let (stream_tx, mut stream_rx) = mpsc::channel::<RawFrame>(1);
+    {
+        let (budget, frames_tx) = (frame_bytes.clone(), frames_tx.clone());
+        tasks.spawn(async move {
+            while let Some(frame) = stream_rx.recv().await {
+                budget.reserve(&frame).await;
+                if frames_tx.send(frame).await.is_err() {
+                    break; // the observer has stopped: the run is ending
+                }
+            }
+            Ok(())
+        });
+    }
     let clock_frames = frames_tx.clone();
     let poll_frames = frames_tx.clone();
     let seed_frames = frames_tx.clone();
@@ -276,7 +291,8 @@ async fn launch_provider<P: MarketProvider>(
     let stop = ctx.stop.clone();
     {
         let subs_rx = subs_rx.clone();
-        tasks.spawn(async move { supervisor.run(subs_rx, frames_tx, stop).await.map_err(CollectError::from) });
+        drop(frames_tx);
+        tasks.spawn(async move { supervisor.run(subs_rx, stream_tx, stop).await.map_err(CollectError::from) });
     }
     let selector = Selector {
         provider: provider.clone(),
@@ -327,6 +343,11 @@ async fn launch_provider<P: MarketProvider>(
                     polls.process(&frame, &mut passed).await?;
                 } else {
                     p.process(&frame, &mut passed).await?;
+                }
+                // Everything but REST responses and Track B's clock came through the stream's
+                // byte budget.
+                if !polled && frame.kind != RawFrameKind::Clock {
+                    frame_bytes.release(&frame);
                 }
                 activity.on_frame(frame.receive_time);
                 if frame.kind == RawFrameKind::Clock {

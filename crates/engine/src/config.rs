@@ -246,6 +246,8 @@ impl Validate for TracksConfig {
 #[serde(deny_unknown_fields)]
 pub struct PipelineConfig {
     pub frames_capacity: usize,
+    /// Bytes of stream frames queued for the observer at most (besides `frames_capacity`).
+    pub frames_bytes: usize,
     pub archive_capacity: usize,
     /// Wall-clock period of archive housekeeping: closing files whose window ended.
     pub housekeeping_interval: Interval,
@@ -254,6 +256,7 @@ pub struct PipelineConfig {
 impl Validate for PipelineConfig {
     fn validate(&self, c: &mut Checker) {
         c.range("frames_capacity", self.frames_capacity, 16, 1_048_576);
+        c.range("frames_bytes", self.frames_bytes, 1 << 20, u32::MAX as usize);
         c.range("archive_capacity", self.archive_capacity, 16, 1_048_576);
     }
 }

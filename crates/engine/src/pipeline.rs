@@ -100,6 +100,42 @@ impl Subscribed {
 
 pub const STAGE_SUBSCRIPTION: &str = "subscription";
 
+/// The bytes of stream frames waiting for the observer, bounded like their count: a burst
+/// of large messages (each within the provider's WebSocket limit) blocks the stream once
+/// `pipeline.frames_bytes` are queued, instead of holding `frames_capacity` × 1 MiB.
+#[derive(Debug)]
+pub struct FrameBytes {
+    queued: tokio::sync::Semaphore,
+    limit: usize,
+}
+
+impl FrameBytes {
+    pub fn new(limit: usize) -> Self {
+        FrameBytes { queued: tokio::sync::Semaphore::new(limit), limit }
+    }
+
+    /// A frame larger than the whole budget takes all of it (and so waits for an empty queue).
+    fn cost(&self, f: &RawFrame) -> u32 {
+        f.frame.len().clamp(1, self.limit).min(u32::MAX as usize) as u32
+    }
+
+    /// Waits until `f` fits.
+    pub async fn reserve(&self, f: &RawFrame) {
+        if let Ok(permit) = self.queued.acquire_many(self.cost(f)).await {
+            permit.forget();
+        }
+    }
+
+    /// `f` left the queue.
+    pub fn release(&self, f: &RawFrame) {
+        self.queued.add_permits(self.cost(f) as usize);
+    }
+
+    pub fn available(&self) -> usize {
+        self.queued.available_permits()
+    }
+}
+
 /// Turns raw frames into accepted records for one provider and one track.
 pub struct FrameProcessor<P> {
     pub provider: Arc<P>,
@@ -370,5 +406,34 @@ mod tests {
         assert_eq!(refs.get(Provider::Kis, t, 7), "raw/kis/20260114/23.jsonl#7");
         assert_eq!(refs.get(Provider::Kis, t.plus_millis(1), 8), "raw/kis/20260115/00.jsonl#8");
         assert_eq!(refs.get(Provider::Upbit, t.plus_millis(1), 9), "raw/upbit/20260115/00.jsonl#9");
+    }
+
+    #[tokio::test]
+    async fn queued_stream_bytes_are_bounded() {
+        use std::future::Future;
+        let budget = std::sync::Arc::new(FrameBytes::new(1000));
+        let frame = |n: usize| RawFrame {
+            provider: Provider::Kis,
+            kind: RawFrameKind::Ws,
+            channel: "H0STCNT0".into(),
+            frame: "x".repeat(n),
+            receive_time: UtcTime::from_millis(0),
+        };
+        budget.reserve(&frame(600)).await;
+        assert_eq!(budget.available(), 400);
+        // 600 more bytes do not fit until the first frame leaves the queue: the reservation
+        // stays pending when polled (no clock involved), and completes after the release.
+        let second = frame(600);
+        let mut waiting = Box::pin(budget.reserve(&second));
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        assert!(waiting.as_mut().poll(&mut cx).is_pending());
+        budget.release(&frame(600));
+        assert!(waiting.as_mut().poll(&mut cx).is_ready());
+        assert_eq!(budget.available(), 400);
+        // A frame larger than the budget takes all of it rather than waiting forever.
+        budget.release(&frame(600));
+        budget.reserve(&frame(5000)).await;
+        assert_eq!(budget.available(), 0);
     }
 }
