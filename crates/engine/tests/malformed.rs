@@ -51,6 +51,7 @@ async fn malformed_frames_are_archived_and_reported() {
         refs: RawRefs::default(),
         last_level: 0,
         quality: model::QualityFlag::Normal,
+        subscribed: None,
     };
     let garbage = "0|H0STCNT0|002|005930^100000^not-a-price";
     let frame = |text: &str| RawFrame {
@@ -64,18 +65,40 @@ async fn malformed_frames_are_archived_and_reported() {
     p.process(&frame(garbage), &mut passed).await.unwrap();
     assert!(passed.is_empty());
     p.process(&frame("{\"header\":{\"tr_id\":\"PINGPONG\"}}"), &mut passed).await.unwrap();
+    // A well-formed record for a symbol the stream never asked for (on plain ws:// anyone
+    // can inject one) is refused with a counted reason; a subscribed symbol's passes.
+    let (_slots, rx) = tokio::sync::watch::channel(vec![model::Symbol::new("005930").unwrap()]);
+    p.subscribed = Some(so_engine::pipeline::Subscribed::new(rx));
+    let record = |code: &str| {
+        format!(
+            "0|H0STCNT0|001|{code}^100000^71900^5^-100^-0.14^72023.83^72100^72400^71700^71900^71800^1^3052507^219853241700^5105^6937^1832^84.90^1366314^1159996^1^0.39^20.28^090020^5^-200^090820^5^-500^092619^2^200^20260114^20^N^65945^216924^1118750^2199206^0.05^2424142^125.92^0^^72100^2"
+        )
+    };
+    p.process(&frame(&record("000660")), &mut passed).await.unwrap();
+    assert!(passed.is_empty(), "{passed:?}");
+    p.process(&frame(&record("005930")), &mut passed).await.unwrap();
+    assert!(passed.iter().all(|r| r.body.symbol().as_str() == "005930") && !passed.is_empty(), "{passed:?}");
     drop(p);
     sink.close(t0.plus_millis(1000)).await.unwrap();
 
     let raw = std::fs::read_to_string(dir.path().join("raw/kis/20260114/10.jsonl")).unwrap();
     let lines: Vec<serde_json::Value> = raw.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(lines.len(), 2, "both frames archived, the bad one first");
+    assert_eq!(lines.len(), 4, "every frame archived, the bad one first");
     assert_eq!(lines[0]["frame"], garbage);
     let events = std::fs::read_to_string(dir.path().join("system/events/kis/20260114.jsonl")).unwrap();
     let rejected: serde_json::Value = serde_json::from_str(events.lines().next().unwrap()).unwrap();
     assert_eq!(rejected["event_type"], "record_rejected");
     assert_eq!(rejected["stage"], "normalize");
     assert!(rejected["evidence"].as_str().unwrap().contains("not-a-price"), "{rejected}");
+    let injected: Vec<serde_json::Value> = events
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["stage"] == "subscription")
+        .collect();
+    assert_eq!(injected.len(), 2, "the trade and its quote: {injected:?}");
+    assert!(injected.iter().all(|e| e["symbol"] == "000660"), "{injected:?}");
     let s = stats.snapshot();
-    assert_eq!((s.frames_received, s.frames_malformed), (2, 1));
+    assert_eq!((s.frames_received, s.frames_malformed), (4, 1));
+    assert_eq!(s.rejected_unsubscribed, 2);
+    assert_eq!(s.events_normalized, s.events_passed + s.rejected_validate + s.rejected_guard + s.rejected_unsubscribed);
 }
