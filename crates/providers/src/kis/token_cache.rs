@@ -19,7 +19,10 @@
 //! verifies; [`Load::Discarded`] carries it for the caller to judge.
 //!
 //! Writes go to a 0600 temporary file in the same folder, are fsynced and renamed over the
-//! cache, so a reader sees the old file or the new one, never half of one.
+//! cache, so a reader sees the old file or the new one, never half of one. The folder is
+//! created 0700; neither the cache nor its temporary file is ever opened through a symbolic
+//! link (`O_NOFOLLOW`, and the temporary file is created new, `O_EXCL`), so a link planted in
+//! the state folder can neither receive the token nor make the recorder overwrite its target.
 
 use std::fmt;
 use std::io::Write;
@@ -215,9 +218,17 @@ impl TokenCache {
     /// content) and removed, so a stale plaintext token does not stay on disk and the next
     /// read does not judge the same file again.
     pub(crate) fn load(&self) -> Load {
-        let bytes = match std::fs::read(&self.path) {
+        let bytes = match read_no_follow(&self.path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Load::Missing,
+            Err(e) if is_symlink_refusal(&e) => {
+                tracing::warn!(
+                    path = %self.path.display(),
+                    "kis: the token cache is a symbolic link, which is never followed; removing the link, a new token will be issued"
+                );
+                self.remove();
+                return Load::Discarded { issued_at_hint: None };
+            }
             Err(e) => {
                 tracing::warn!(
                     path = %self.path.display(),
@@ -255,32 +266,65 @@ impl TokenCache {
     }
 }
 
-/// Writes `bytes` to `path` through a 0600 temporary file in the same folder: created with
-/// that mode (never world-readable, not even for a moment), fsynced, renamed over `path`,
-/// and the folder fsynced so the rename survives a crash.
+/// Reads a state file, refusing a symbolic link in its place (`O_NOFOLLOW`).
+fn read_no_follow(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.custom_flags(libc::O_NOFOLLOW);
+    }
+    let mut bytes = Vec::new();
+    opts.open(path)?.read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// The error `O_NOFOLLOW` gives when the last path component is a symbolic link.
+fn is_symlink_refusal(e: &std::io::Error) -> bool {
+    #[cfg(unix)]
+    return e.raw_os_error() == Some(libc::ELOOP);
+    #[cfg(not(unix))]
+    return false;
+}
+
+/// Writes `bytes` to `path` through a 0600 temporary file in the same folder: created new
+/// with that mode (never world-readable, not even for a moment, and never through a symbolic
+/// link), fsynced, renamed over `path` (which replaces a link there rather than following
+/// it), and the folder fsynced so the rename survives a crash. A missing folder is created
+/// 0700.
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
+    let mut mkdir = std::fs::DirBuilder::new();
+    mkdir.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        mkdir.mode(0o700);
+    }
+    mkdir.create(dir)?;
     let name = path.file_name().ok_or_else(|| std::io::Error::other("the token cache path names no file"))?;
     let mut tmp_name = std::ffi::OsString::from(".");
     tmp_name.push(name);
     tmp_name.push(format!(".{}.tmp", std::process::id()));
     let tmp = dir.join(tmp_name);
+    // A leftover of a crashed run with this process id, or anything planted under the name
+    // (removing a link removes the link, not its target): `create_new` below needs it gone.
+    match std::fs::remove_file(&tmp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
     let result = (|| {
         let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create(true).truncate(true);
+        // Created new (`O_EXCL`): `mode` applies, and an existing file or link fails.
+        opts.write(true).create_new(true);
         #[cfg(unix)]
         {
             use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
+            opts.mode(0o600).custom_flags(libc::O_NOFOLLOW);
         }
         let mut f = opts.open(&tmp)?;
-        // `mode` applies only at creation; a leftover temporary file keeps its own otherwise.
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-        }
         f.write_all(bytes)?;
         f.sync_all()?;
         drop(f);
@@ -409,6 +453,49 @@ mod tests {
         assert_eq!(names, ["kis_token.json"], "no temporary file is left behind");
         let Load::Found(back) = c.load() else { panic!("the saved cache did not load") };
         assert_eq!(back.access_token.expose_secret(), TOKEN);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_state_folder_is_owner_only_and_links_are_never_followed() {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt, symlink};
+        let mode = |p: &Path| std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o777;
+        let dir = tempfile::tempdir().unwrap();
+        let c = cache(dir.path(), SECRET);
+        let state = c.path().parent().unwrap().to_path_buf();
+        // A victim file the recorder's user can write.
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "victim").unwrap();
+
+        // A link planted at the temporary file's name: the token goes to a new file, the
+        // victim is untouched.
+        std::fs::DirBuilder::new().mode(0o700).create(&state).unwrap();
+        let tmp = state.join(format!(".kis_token.json.{}.tmp", std::process::id()));
+        symlink(&victim, &tmp).unwrap();
+        c.save(&token()).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "victim");
+        assert!(!tmp.exists() && std::fs::symlink_metadata(&tmp).is_err(), "the planted link is gone");
+        assert!(std::fs::symlink_metadata(c.path()).unwrap().file_type().is_file());
+        assert_eq!(mode(c.path()), 0o600);
+
+        // A link in place of the cache itself: not read through, removed, and a save writes
+        // a regular file in its place.
+        std::fs::remove_file(c.path()).unwrap();
+        std::fs::write(&victim, c.seal(&token()).unwrap()).unwrap();
+        symlink(&victim, c.path()).unwrap();
+        assert!(matches!(c.load(), Load::Discarded { issued_at_hint: None }), "a linked cache was read");
+        assert!(std::fs::symlink_metadata(c.path()).is_err(), "the link was removed");
+        assert!(victim.exists());
+        symlink(&victim, c.path()).unwrap();
+        c.save(&token()).unwrap();
+        assert!(std::fs::symlink_metadata(c.path()).unwrap().file_type().is_file());
+        assert_ne!(std::fs::read(&victim).unwrap(), std::fs::read(c.path()).unwrap(), "the victim was not written");
+
+        // A missing state folder is created owner-only.
+        let fresh = cache(&dir.path().join("data"), SECRET);
+        fresh.save(&token()).unwrap();
+        assert_eq!(mode(fresh.path().parent().unwrap()), 0o700);
+        assert_eq!(mode(fresh.path()), 0o600);
     }
 
     #[test]
