@@ -86,6 +86,6 @@ impl Manifest {
         let mut bytes = serde_json::to_vec_pretty(self)
             .map_err(|e| ArchiveError::Manifest { path: path.clone(), reason: e.to_string() })?;
         bytes.push(b'\n');
-        fsutil::write_atomic(&path, &bytes)
+        fsutil::write_atomic(&path, &bytes, fsutil::FILE_MODE)
     }
 }

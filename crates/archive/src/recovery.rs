@@ -2,7 +2,7 @@
 //! left open.
 
 use std::collections::{BTreeSet, HashMap};
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
 
@@ -53,7 +53,12 @@ pub(crate) fn is_json_object(line: &[u8]) -> bool {
 /// hashes what remains so appends (or a manifest entry) can continue from it.
 pub(crate) fn scan_and_repair(path: &Path, rel: &str) -> Result<Scanned, ArchiveError> {
     let io_err = ArchiveError::io(path);
-    let mut f = OpenOptions::new().read(true).write(true).open(path).map_err(ArchiveError::io(path))?;
+    // Never through a link planted in place of the file: repair would truncate its target.
+    let mut f = crate::fsutil::open_options(crate::fsutil::FILE_MODE)
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(ArchiveError::io(path))?;
     let len = f.metadata().map_err(ArchiveError::io(path))?.len();
     let (good, last_line) = good_end(&mut f, len).map_err(ArchiveError::io(path))?;
     let (hasher, lines) = hash_prefix(&mut f, good).map_err(ArchiveError::io(path))?;

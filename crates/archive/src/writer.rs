@@ -1,5 +1,5 @@
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions, TryLockError};
+use std::fs::{self, File, TryLockError};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -126,8 +126,9 @@ impl ArchiveWriter {
         session: &SessionId,
     ) -> Result<(ArchiveWriter, Recovery), ArchiveError> {
         fsutil::create_dirs_synced(root)?;
+        fsutil::restrict_root(root);
         let lock_path = root.join(".lock");
-        let lock = OpenOptions::new()
+        let lock = fsutil::open_options(fsutil::PRIVATE_MODE)
             .read(true)
             .write(true)
             .create(true)
@@ -160,7 +161,7 @@ impl ArchiveWriter {
         let marker = SessionMarker { session_id: session.as_str().to_string(), started_at: now };
         let bytes = serde_json::to_vec(&marker)
             .map_err(|e| ArchiveError::Io { path: session_path.clone(), source: e.into() })?;
-        fsutil::write_atomic(&session_path, &bytes)?;
+        fsutil::write_atomic(&session_path, &bytes, fsutil::PRIVATE_MODE)?;
 
         let slots = Stream::slot_count();
         let writer = ArchiveWriter {
@@ -266,7 +267,11 @@ impl ArchiveWriter {
         } else {
             (0, 0, Sha256::new())
         };
-        let file = OpenOptions::new().create(true).append(true).open(&path).map_err(ArchiveError::io(&path))?;
+        let file = fsutil::open_options(fsutil::FILE_MODE)
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(ArchiveError::io(&path))?;
         if size == 0 {
             fsutil::sync_dir(&parent)?;
         }
