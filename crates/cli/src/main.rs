@@ -76,10 +76,7 @@ fn main() -> ExitCode {
         // SAFETY: restoring the default disposition before any thread starts.
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging();
     let result = match cli.command {
         Command::Collect(args) => collect::run(args),
         Command::Sim(args) => sim::run(args),
@@ -96,6 +93,116 @@ fn main() -> ExitCode {
             eprintln!("error: {}", model::errors::with_causes(e.as_ref()));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Libraries that see secrets on the wire: the KIS approval key travels in WebSocket text
+/// frames, the app key, secret and access token in REST headers and bodies, the database
+/// password in the PostgreSQL start-up. At `debug`/`trace` these crates log frames, headers
+/// and buffers, so they are held at [`WIRE_LOG_CAP`] whatever `RUST_LOG` says.
+const WIRE_TARGETS: &[&str] = &[
+    "tungstenite",
+    "tokio_tungstenite",
+    "hyper",
+    "hyper_util",
+    "h2",
+    "http",
+    "reqwest",
+    "rustls",
+    "tokio_rustls",
+    "hyper_rustls",
+    "tokio_postgres",
+    "postgres_protocol",
+    "tower",
+];
+
+/// The most any [`WIRE_TARGETS`] crate may log: their `info` and above carry no payloads. A
+/// security control, not a setting: no configuration or `RUST_LOG` can raise it.
+const WIRE_LOG_CAP: tracing_subscriber::filter::LevelFilter = tracing_subscriber::filter::LevelFilter::INFO;
+
+/// The cap on the wire crates, applied after (and independently of) `RUST_LOG`: an `EnvFilter`
+/// alone can be talked past (`RUST_LOG=trace`, `RUST_LOG=h2=trace`, a span directive
+/// `[conn]=trace` that enables every target inside a span), a second filter ANDed with it
+/// cannot. `log` records (tungstenite logs through `log`) carry their crate's target too.
+fn wire_cap() -> tracing_subscriber::filter::Targets {
+    WIRE_TARGETS
+        .iter()
+        .fold(tracing_subscriber::filter::Targets::new().with_default(tracing::Level::TRACE), |t, target| {
+            t.with_target(*target, WIRE_LOG_CAP)
+        })
+}
+
+/// The log layer: `rust_log` (`RUST_LOG`; default `info`) with [`wire_cap`] on top.
+fn log_layer<S, W>(rust_log: Option<&str>, writer: W) -> impl tracing_subscriber::Layer<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + 'static,
+{
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::filter::FilterExt;
+    let env =
+        rust_log.and_then(|s| tracing_subscriber::EnvFilter::builder().parse(s).ok()).unwrap_or_else(|| "info".into());
+    tracing_subscriber::fmt::layer().with_writer(writer).with_filter(env.and(wire_cap()))
+}
+
+/// Logs to stderr ([`log_layer`]); `log` records (tungstenite's) are forwarded with their
+/// targets.
+fn init_logging() {
+    use tracing_subscriber::prelude::*;
+    let rust_log = std::env::var("RUST_LOG").ok();
+    tracing_subscriber::registry().with(log_layer(rust_log.as_deref(), std::io::stderr)).init();
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use tracing_subscriber::prelude::*;
+
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn logged(rust_log: &str) -> String {
+        let buf = Buf::default();
+        let out = buf.clone();
+        let sub = tracing_subscriber::registry().with(super::log_layer(Some(rust_log), move || out.clone()));
+        tracing::subscriber::with_default(sub, || {
+            let span = tracing::info_span!("conn");
+            let _in = span.enter();
+            // As tungstenite (through `log`) and h2 write a frame carrying the approval key.
+            tracing::trace!(target: "tungstenite::protocol", "frame: approval_key=SECRET-1");
+            tracing::debug!(target: "h2::codec::framed_write", "send frame=SECRET-2");
+            tracing::trace!(target: "hyper_util::client", "headers SECRET-3");
+            tracing::info!(target: "tungstenite::protocol", "connection closed");
+            tracing::trace!(target: "so_providers::kis::stream", "our own trace line");
+        });
+        String::from_utf8(buf.0.lock().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn no_rust_log_can_open_the_wire_crates_below_info() {
+        for (rust_log, ours) in [
+            ("trace", true),
+            ("tungstenite=trace,h2=trace,hyper_util=trace", false),
+            ("[conn]=trace", true),
+            ("trace,tungstenite[conn]=trace", true),
+        ] {
+            let out = logged(rust_log);
+            assert!(!out.contains("SECRET"), "RUST_LOG={rust_log}:\n{out}");
+            assert!(out.contains("connection closed"), "RUST_LOG={rust_log}: info is kept:\n{out}");
+            assert_eq!(out.contains("our own trace line"), ours, "RUST_LOG={rust_log}: our trace:\n{out}");
+        }
+        assert!(!logged("info").contains("our own trace line"));
     }
 }
 

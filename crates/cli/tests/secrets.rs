@@ -1,11 +1,15 @@
-//! Broker credentials from the environment appear in no log line, error message, panic
-//! output or archive file, through a whole live run against the fake KIS server.
+//! Broker credentials from the environment, and the access token and approval key the
+//! broker issues, appear in no log line, error message, panic output or archive file —
+//! neither in clear nor hex-encoded (as wire-level trace logs print buffers) — through a whole
+//! live run against the fake KIS server with every log level on.
 
 mod common;
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 
 use common::*;
 
@@ -18,21 +22,80 @@ const SECRET: &str = concat!(
     "0123456789abcdefghij0123456789abcdefghij0123456789abcdefghij0123456789abcdefghij",
 );
 
-fn leaks_under(dir: &Path) -> Vec<String> {
+/// Every level on, and the wire crates asked for by name: the log filter must hold them
+/// back whatever `RUST_LOG` says.
+const RUST_LOG_ALL: &str = "trace,tungstenite=trace,tokio_tungstenite=trace,hyper=trace,hyper_util=trace,\
+                            h2=trace,reqwest=trace,rustls=trace,tokio_postgres=trace";
+
+/// The forms a secret could be written in: clear, and hex of its bytes in either case.
+fn forms(secret: &str) -> [String; 3] {
+    let hex: String = secret.bytes().map(|b| format!("{b:02x}")).collect();
+    [secret.to_string(), hex.clone(), hex.to_uppercase()]
+}
+
+/// The secrets (by name) found in `text` in any of their [`forms`].
+fn found_in(text: &str, secrets: &[(&str, String)]) -> Vec<String> {
+    secrets
+        .iter()
+        .filter(|(_, s)| forms(s).iter().any(|f| text.contains(f.as_str())))
+        .map(|(name, _)| name.to_string())
+        .collect()
+}
+
+fn leaks_under(dir: &Path, secrets: &[(&str, String)]) -> Vec<String> {
     let mut out = Vec::new();
     let Ok(entries) = std::fs::read_dir(dir) else { return out };
     for e in entries.flatten() {
         let p = e.path();
         if p.is_dir() {
-            out.extend(leaks_under(&p));
+            out.extend(leaks_under(&p, secrets));
         } else if let Ok(bytes) = std::fs::read(&p) {
-            let text = String::from_utf8_lossy(&bytes);
-            if text.contains(KEY) || text.contains(SECRET) {
-                out.push(p.display().to_string());
+            for name in found_in(&String::from_utf8_lossy(&bytes), secrets) {
+                out.push(format!("{name} in {}", p.display()));
             }
         }
     }
     out
+}
+
+/// A TCP relay on loopback in front of `upstream` that keeps a copy of every answer, so the
+/// test learns the token and approval key the fake issued to the recorder.
+fn tap(upstream: &str) -> (String, Arc<Mutex<Vec<u8>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let upstream = upstream.trim_start_matches("http://").trim_end_matches('/').to_string();
+    let copy = seen.clone();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let Ok(server) = TcpStream::connect(&upstream) else { continue };
+            let (mut c_in, mut s_out) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut c_in, &mut s_out);
+                let _ = s_out.shutdown(std::net::Shutdown::Write);
+            });
+            let (mut s_in, mut c_out, copy) = (server, client, copy.clone());
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 8192];
+                while let Ok(n) = s_in.read(&mut buf) {
+                    if n == 0 || c_out.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                    copy.lock().unwrap().extend_from_slice(&buf[..n]);
+                }
+                let _ = c_out.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    (format!("http://{addr}"), seen)
+}
+
+/// The string value of `"field":"…"` in the relayed answers.
+fn issued(seen: &[u8], field: &str) -> Option<String> {
+    let text = String::from_utf8_lossy(seen);
+    let start = text.find(&format!("\"{field}\":\""))? + field.len() + 4;
+    let len = text[start..].find('"')?;
+    Some(text[start..start + len].to_string())
 }
 
 #[test]
@@ -51,16 +114,18 @@ fn kis_key_and_secret_never_leak() {
     let words: Vec<&str> = kis.split_whitespace().collect();
     let (rest, ws, master) = (words[2], words[4], words[7]);
 
+    let (rest, seen) = tap(rest);
+
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let out = run(cmd()
         .args(["collect", "--duration", "4s", "--data-dir"])
         .arg(&data)
-        .env("RUST_LOG", "debug")
+        .env("RUST_LOG", RUST_LOG_ALL)
         .env("KIS_APP_KEY", KEY)
         .env("KIS_APP_SECRET", SECRET)
         .env("STOCK_OBSERVER__SOURCE", "live")
-        .env("STOCK_OBSERVER__PROVIDERS__KIS__REST_BASE", rest)
+        .env("STOCK_OBSERVER__PROVIDERS__KIS__REST_BASE", &rest)
         .env("STOCK_OBSERVER__PROVIDERS__KIS__WS_BASE", ws)
         .env("STOCK_OBSERVER__PROVIDERS__KIS__MASTER_BASE", master)
         .env("STOCK_OBSERVER__PROVIDERS__KIS__TOKEN_CACHE", data.join("state/kis_token.json")));
@@ -80,8 +145,17 @@ fn kis_key_and_secret_never_leak() {
     let raw = lines_under(&data.join("raw/kis"));
     let subscribed = raw.iter().any(|l| l["kind"] == "sent" && l["frame"].as_str().unwrap_or("").contains("H0STCNT0"));
     eprintln!("subscribed during the run: {subscribed}");
-    assert!(!t.contains(KEY) && !t.contains(SECRET), "a credential leaked into the output:\n{t}");
-    assert_eq!(leaks_under(&data), Vec::<String>::new(), "a credential leaked into these files");
+    let seen = seen.lock().unwrap().clone();
+    let token = issued(&seen, "access_token").expect("the recorder obtained no access token");
+    let approval = issued(&seen, "approval_key").expect("the recorder obtained no approval key");
+    let secrets = [
+        ("app key", KEY.to_string()),
+        ("app secret", SECRET.to_string()),
+        ("access token", token),
+        ("approval key", approval),
+    ];
+    assert_eq!(found_in(&t, &secrets), Vec::<String>::new(), "a secret leaked into the output");
+    assert_eq!(leaks_under(&data, &secrets), Vec::<String>::new(), "a secret leaked into these files");
 
     // A wrong secret is refused with an error that does not echo it either.
     let wrong = "wrong-secret-value-123";

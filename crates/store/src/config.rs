@@ -1,3 +1,5 @@
+use std::path::PathBuf;
+
 use model::settings::{Checker, Interval, Validate};
 use serde::{Deserialize, Serialize};
 
@@ -23,10 +25,15 @@ pub const PASSWORD_ENV: &str = "STOCK_OBSERVER__STORE__PASSWORD";
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
-    /// `postgres://user@host:port/db` (password from [`PASSWORD_ENV`] or
-    /// `PGPASSWORD`, never here), `sqlite:///path/observer.db`, or absent for the embedded
-    /// SQLite file `<data-dir>/observer.db`.
+    /// `postgres://user@host:port/db[?sslmode=…]` (password from [`PASSWORD_ENV`] or
+    /// `PGPASSWORD`, never here: a URL with one is refused), `sqlite:///path/observer.db`, or
+    /// absent for the embedded SQLite file `<data-dir>/observer.db`. `sslmode` defaults to
+    /// `disable` for a loopback host, `require` (certificate verified) for any other
+    /// ([`crate::pgconn`]).
     pub url: Option<String>,
+    /// PostgreSQL TLS: PEM certificates trusted besides the system store (a private CA or a
+    /// self-signed server certificate).
+    pub tls_ca_file: Option<PathBuf>,
     /// Rows per write transaction (ETL and live sink). Each costs a handful of round trips
     /// and, on PostgreSQL, one transaction per COPY connection.
     pub batch_rows: usize,
@@ -86,6 +93,7 @@ impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             url: None,
+            tls_ca_file: None,
             batch_rows: 50_000,
             pool_size: 4,
             connect_timeout: Interval::from_millis(5_000),
@@ -105,16 +113,21 @@ impl Default for StoreConfig {
 impl Validate for StoreConfig {
     fn validate(&self, c: &mut Checker) {
         if let Some(url) = &self.url {
-            c.check(
-                url.starts_with("postgres://") || url.starts_with("postgresql://") || url.starts_with("sqlite://"),
-                "url",
-                "must start with postgres://, postgresql:// or sqlite://",
-            );
-            c.check(
-                !crate::url_has_password(url),
-                "url",
-                format!("must not contain a password; set {PASSWORD_ENV} or PGPASSWORD"),
-            );
+            let problem = if crate::pgconn::has_password(url) {
+                Some(crate::pgconn::password_refusal())
+            } else if url.starts_with("sqlite://") {
+                None
+            } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+                crate::PgUrl::parse(url).err()
+            } else {
+                Some("must start with postgres://, postgresql:// or sqlite://".into())
+            };
+            if let Some(why) = problem {
+                c.check(false, "url", why);
+            }
+        }
+        if let Some(p) = &self.tls_ca_file {
+            c.check(p.is_file(), "tls_ca_file", format_args!("{} is not a file", p.display()));
         }
         c.range("batch_rows", self.batch_rows, 1, 1_000_000);
         c.range("pool_size", self.pool_size, 1, 64);
@@ -142,8 +155,25 @@ mod tests {
         assert!(problems(&StoreConfig::default()).is_empty());
         let bad = StoreConfig { url: Some("postgres://u:secret@h/db".into()), batch_rows: 0, ..StoreConfig::default() };
         let p = problems(&bad);
-        assert!(p.iter().any(|m| m.starts_with("store.url:") && !m.contains("secret")), "{p:?}");
-        assert!(p.iter().any(|m| m.starts_with("store.batch_rows:")), "{p:?}");
+        assert!(
+            p.iter().any(|m| m.starts_with("store.url:") && !m.contains("secret") && m.contains(PASSWORD_ENV)),
+            "{p:?}"
+        );
+        for url in
+            ["postgres://u@h/db?password=secret", "postgresql://h/db?user=u&password=secret", "sqlite://u:secret@/x"]
+        {
+            let p = problems(&StoreConfig { url: Some(url.into()), ..StoreConfig::default() });
+            assert!(
+                p.iter().any(|m| m.starts_with("store.url:") && m.contains(PASSWORD_ENV) && !m.contains("secret")),
+                "{url}: {p:?}"
+            );
+        }
+        let p = problems(&StoreConfig {
+            url: Some("postgres://u@h/db?sslmode=sometimes".into()),
+            ..StoreConfig::default()
+        });
+        assert!(p.iter().any(|m| m.starts_with("store.url:") && m.contains("sslmode")), "{p:?}");
+        assert!(problems(&bad).iter().any(|m| m.starts_with("store.batch_rows:")));
         let unknown = serde_json::from_str::<StoreConfig>(r#"{"urll":"x"}"#);
         assert!(unknown.is_err());
     }

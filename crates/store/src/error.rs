@@ -44,7 +44,11 @@ impl From<tokio_postgres::Error> for StoreError {
         // `{:#}`-style detail: the server's message, not just "db error".
         let msg = match e.as_db_error() {
             Some(db) => format!("{}: {}", db.code().code(), db.message()),
-            None => model::errors::with_causes(&e),
+            None => {
+                let msg = model::errors::with_causes(&e);
+                let hint = tls_hint(&msg);
+                msg + hint
+            }
         };
         StoreError::Postgres(msg)
     }
@@ -56,6 +60,7 @@ impl From<deadpool_postgres::PoolError> for StoreError {
         if msg.ends_with("password missing") {
             msg.push_str(&format!(" (the server asks for one: set {} or PGPASSWORD)", crate::PASSWORD_ENV));
         }
+        msg.push_str(tls_hint(&msg));
         StoreError::Pool(msg)
     }
 }
@@ -70,5 +75,19 @@ impl StoreError {
     pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> StoreError {
         let path = path.into();
         move |source| StoreError::Io { path, source }
+    }
+}
+
+/// What to do about a TLS failure (`sslmode`, see `pgconn`).
+fn tls_hint(msg: &str) -> &'static str {
+    if msg.contains("server does not support TLS") {
+        " (store.url's sslmode is require, the default for a non-loopback host, and the server \
+         offers no TLS: enable ssl on the server, or add ?sslmode=disable to store.url on a \
+         trusted network)"
+    } else if msg.contains("invalid peer certificate") {
+        " (the server's certificate does not verify against the system trust store: add its CA \
+         to store.tls_ca_file)"
+    } else {
+        ""
     }
 }

@@ -16,16 +16,17 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use futures_util::{SinkExt, pin_mut};
 use jiff::civil::Date;
 use rust_decimal::Decimal;
+use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{NoTls, Row};
 
 use model::{Market, Price, Provider, Qty, QualityFlag, Side, Symbol, UtcTime};
 
 use crate::migrate::{self, Applied, MigrateReport, Migration, StatusReport};
+use crate::pgconn::{PgUrl, SslMode, shown_url};
 use crate::pgcopy::CopyBuf;
 use crate::rows::*;
-use crate::store::{Backend, Mode, redact};
+use crate::store::{Backend, Mode};
 use crate::{PASSWORD_ENV, StoreConfig, StoreError, TimescaleChoice};
 
 /// Serializes migrators across processes (`pg_advisory_lock` key; arbitrary, fixed).
@@ -72,15 +73,22 @@ fn side_str(s: Option<Side>) -> Option<&'static str> {
 
 impl PgStore {
     /// Builds the pool; no connection is made until the first call. The password comes from
-    /// [`PASSWORD_ENV`] or `PGPASSWORD`, never from the URL or the config.
+    /// [`PASSWORD_ENV`] or `PGPASSWORD`, never from the URL (refused) or the config. TLS
+    /// follows the URL's `sslmode` ([`crate::pgconn`]).
     pub async fn connect(url: &str, cfg: &StoreConfig) -> Result<Self, StoreError> {
-        let bad = |why: String| StoreError::Url { url: redact(url), why };
-        let mut pg = tokio_postgres::Config::from_str(url).map_err(|e| bad(e.to_string()))?;
-        if pg.get_password().is_none()
-            && let Some(pw) = std::env::var(PASSWORD_ENV).ok().or_else(|| std::env::var("PGPASSWORD").ok())
-        {
+        let bad = |why: String| StoreError::Url { url: shown_url(url), why };
+        let PgUrl { config: mut pg, sslmode, loopback } = PgUrl::parse(url).map_err(bad)?;
+        let shown = PgUrl { config: pg.clone(), sslmode, loopback }.display();
+        if let Some(pw) = std::env::var(PASSWORD_ENV).ok().or_else(|| std::env::var("PGPASSWORD").ok()) {
             pg.password(pw);
         }
+        if !loopback && sslmode != SslMode::Require {
+            tracing::warn!(
+                url = %shown,
+                "store: sslmode={sslmode} to a non-loopback host: the password and the data may cross the network unencrypted"
+            );
+        }
+        let tls = crate::pgconn::tls_connector(sslmode, cfg.tls_ca_file.as_deref()).map_err(bad)?;
         if pg.get_connect_timeout().is_none() {
             pg.connect_timeout(cfg.connect_timeout.get());
         }
@@ -92,7 +100,7 @@ impl PgStore {
             pg.options("-c synchronous_commit=off");
         }
         let pg_connect_timeout = pg.get_connect_timeout().copied();
-        let mgr = Manager::from_config(pg, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let mgr = Manager::from_config(pg, tls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(mgr)
             .max_size(cfg.pool_size.max(1))
             .runtime(Runtime::Tokio1)
@@ -103,7 +111,7 @@ impl PgStore {
             .map_err(|e| bad(e.to_string()))?;
         Ok(PgStore {
             pool,
-            url: redact(url),
+            url: shown,
             timescale: cfg.timescale,
             mode: AtomicU8::new(MODE_UNKNOWN),
             copy_connections: cfg.copy_connections.clamp(1, cfg.pool_size.max(1)),
