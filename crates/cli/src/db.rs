@@ -87,8 +87,24 @@ async fn open(base: &StoreConfig, db: &DbArgs) -> anyhow::Result<Store> {
     if db.url.is_some() {
         cfg.url = db.url.clone();
     }
+    validated(&cfg, db.url.is_some())?;
     let store = Store::open(&cfg, &db.data_dir).await?;
     Ok(store)
+}
+
+/// The store section checked as the configuration loader checks it, so `--url` (or
+/// STOCK_OBSERVER__STORE__URL) passes the same rules as `store.url`: no password in it, a
+/// known scheme, a valid `sslmode`. Messages never repeat the URL.
+fn validated(cfg: &StoreConfig, from_flag: bool) -> anyhow::Result<()> {
+    use model::settings::Validate;
+    let mut c = model::settings::Checker::default();
+    c.section("store", |c| cfg.validate(c));
+    if c.problems.is_empty() {
+        return Ok(());
+    }
+    let source = if from_flag { "--url (or STOCK_OBSERVER__STORE__URL)" } else { "configuration" };
+    let each: Vec<String> = c.problems.iter().map(|p| format!("{source}: {p}")).collect();
+    anyhow::bail!("invalid database settings:\n  {}", each.join("\n  "))
 }
 
 /// `db migrate` / `db status`.
@@ -247,6 +263,7 @@ async fn bench(args: &BenchDbArgs, tmp: &Path) -> anyhow::Result<ExitCode> {
     let base = crate::load_config(None)?.settings.store;
     let batch_rows = args.batch_rows.unwrap_or(base.batch_rows);
     let cfg = StoreConfig { url: args.url.clone(), batch_rows, ..base };
+    validated(&cfg, args.url.is_some())?;
     let store = Store::open(&cfg, tmp).await?;
     store.migrate().await.context("migrating the benchmark database")?;
     eprintln!("bench db: {} ({} mode)", store.describe(), store.mode().as_str());

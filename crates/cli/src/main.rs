@@ -74,7 +74,10 @@ fn main() -> ExitCode {
         // tools do, not panic in println!. Not for the long-running services: their sockets
         // are written with MSG_NOSIGNAL anyway, and a recorder must not die with its log pipe.
         // SAFETY: restoring the default disposition before any thread starts.
-        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL)
+        };
     }
     init_logging();
     let result = match cli.command {
@@ -209,6 +212,13 @@ mod tests {
 fn print_config(args: ConfigArgs) -> anyhow::Result<ExitCode> {
     let loaded = load_config(args.config.as_deref())?;
     eprintln!("configuration OK (sources: {})", loaded.sources.join(" → "));
-    println!("{}", serde_json::to_string_pretty(&loaded.settings)?);
+    let mut shown = serde_json::to_value(&loaded.settings)?;
+    // The store URL as parsed, never the raw string (which validation has already checked).
+    if let Some(url) = shown.pointer_mut("/store/url")
+        && let Some(raw) = url.as_str()
+    {
+        *url = serde_json::Value::String(store::shown_url(raw));
+    }
+    println!("{}", serde_json::to_string_pretty(&shown)?);
     Ok(ExitCode::SUCCESS)
 }

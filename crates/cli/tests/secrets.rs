@@ -196,3 +196,32 @@ fn sim_without_keys_prints_the_made_up_pair_it_accepts() {
     assert!(key.starts_with("PS") && key.bytes().all(|b| b.is_ascii_alphanumeric()));
     assert!(secret.bytes().all(|b| b.is_ascii_graphic()));
 }
+
+#[test]
+fn a_password_in_the_store_url_is_refused_everywhere_and_shown_urls_are_rebuilt() {
+    let pw = "hunter2-store-secret";
+    let dir = tempfile::tempdir().unwrap();
+    for url in [
+        format!("postgres://obs:{pw}@127.0.0.1:1/db"),
+        format!("postgres://obs@127.0.0.1:1/db?password={pw}"),
+        format!("postgresql://127.0.0.1:1/db?user=obs&pass%77ord={pw}"),
+    ] {
+        // As a setting: `config` refuses it at validation.
+        let out = run(cmd().arg("config").env("STOCK_OBSERVER__STORE__URL", &url));
+        let t = text(&out);
+        assert!(!out.status.success() && t.contains("STOCK_OBSERVER__STORE__PASSWORD"), "{url}: {t}");
+        assert!(!t.contains(pw), "{t}");
+        // As `db … --url`: the same validation, before any connection.
+        let out = run(cmd().args(["db", "status", "--data-dir"]).arg(dir.path()).args(["--url", &url]));
+        let t = text(&out);
+        assert!(!out.status.success() && t.contains("STOCK_OBSERVER__STORE__PASSWORD"), "{url}: {t}");
+        assert!(t.contains("--url") && !t.contains(pw), "{t}");
+    }
+    // What `config` prints is rebuilt from the parsed URL, with the sslmode in force.
+    let out = run(cmd()
+        .arg("config")
+        .env("STOCK_OBSERVER__STORE__URL", "postgresql://obs@db.example.com:6543/market?connect_timeout=3"));
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("\"url\": \"postgres://obs@db.example.com:6543/market?sslmode=require\""), "{t}");
+}
