@@ -7,8 +7,6 @@ use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 
-use rust_decimal::Decimal;
-
 use model::{KrxCalendar, Market, MarketEvent, Meta, QualityFlag, Record, SessionId, Symbol, UtcTime};
 
 use crate::config::{CalendarConfig, ObserverConfig, ObserverLimits};
@@ -82,38 +80,6 @@ impl Dedupe {
         }
         self.order.push_back(key);
         true
-    }
-}
-
-/// The first number of `event` whose magnitude is above `limit`, with its field name.
-fn out_of_bounds(event: &MarketEvent, limit: Decimal) -> Option<(&'static str, Decimal)> {
-    let over = |name: &'static str, v: Decimal| (v.abs() > limit).then_some((name, v));
-    match event {
-        MarketEvent::Tick(t) => over("price", t.price.0)
-            .or_else(|| over("size", t.size.0))
-            .or_else(|| t.cum_volume.and_then(|v| over("cum_volume", v.0))),
-        MarketEvent::Quote(q) => over("bid_price", q.bid_price.0)
-            .or_else(|| over("bid_size", q.bid_size.0))
-            .or_else(|| over("ask_price", q.ask_price.0))
-            .or_else(|| over("ask_size", q.ask_size.0))
-            .or_else(|| {
-                q.bids
-                    .iter()
-                    .chain(&q.asks)
-                    .find_map(|l| over("level price", l.price.0).or(over("level size", l.size.0)))
-            }),
-        MarketEvent::Snapshot(s) => [
-            ("last_price", s.last_price.0),
-            ("open", s.open.0),
-            ("high", s.high.0),
-            ("low", s.low.0),
-            ("prev_close", s.prev_close.0),
-            ("volume", s.volume.0),
-        ]
-        .into_iter()
-        .chain(s.bid_price.map(|p| ("bid_price", p.0)))
-        .chain(s.ask_price.map(|p| ("ask_price", p.0)))
-        .find_map(|(name, v)| over(name, v)),
     }
 }
 
@@ -213,7 +179,7 @@ impl ObserverCore {
                 self.max_skew_ms
             )));
         }
-        if let Some((name, v)) = out_of_bounds(event, lim.max_abs_number) {
+        if let Some((name, v)) = event.number_beyond(lim.max_abs_number) {
             return Err(Rejection::validate(format!("implausible {name} {v}: |value| above {}", lim.max_abs_number)));
         }
         match event {

@@ -1,6 +1,7 @@
 //! What flows through the pipeline: raw frames in, normalized events in the middle, records
 //! with common meta out.
 
+use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{Market, Provider, Symbol};
@@ -156,6 +157,53 @@ impl MarketEvent {
             MarketEvent::Quote(_) => "quote",
             MarketEvent::Snapshot(_) => "snapshot",
         }
+    }
+
+    /// The first price, size or volume whose magnitude is above `limit`, with its field name
+    /// (see [`crate::num::PLAUSIBLE_ABS_MAX`]).
+    pub fn number_beyond(&self, limit: Decimal) -> Option<(&'static str, Decimal)> {
+        let over = |name: &'static str, v: Decimal| (v.abs() > limit).then_some((name, v));
+        let levels = |q: &Quote| {
+            q.bids.iter().chain(&q.asks).find_map(|l| over("level price", l.price.0).or(over("level size", l.size.0)))
+        };
+        match self {
+            MarketEvent::Tick(t) => over("price", t.price.0)
+                .or_else(|| over("size", t.size.0))
+                .or_else(|| t.cum_volume.and_then(|v| over("cum_volume", v.0))),
+            MarketEvent::Quote(q) => over("bid_price", q.bid_price.0)
+                .or_else(|| over("bid_size", q.bid_size.0))
+                .or_else(|| over("ask_price", q.ask_price.0))
+                .or_else(|| over("ask_size", q.ask_size.0))
+                .or_else(|| levels(q)),
+            MarketEvent::Snapshot(s) => [
+                ("last_price", Some(s.last_price.0)),
+                ("open", Some(s.open.0)),
+                ("high", Some(s.high.0)),
+                ("low", Some(s.low.0)),
+                ("prev_close", Some(s.prev_close.0)),
+                ("volume", Some(s.volume.0)),
+                ("bid_price", s.bid_price.map(|p| p.0)),
+                ("ask_price", s.ask_price.map(|p| p.0)),
+            ]
+            .into_iter()
+            .find_map(|(name, v)| v.and_then(|v| over(name, v))),
+        }
+    }
+}
+
+impl ScalpSample {
+    /// The first price, size or volume whose magnitude is above `limit`, with its name.
+    pub fn number_beyond(&self, limit: Decimal) -> Option<(&'static str, Decimal)> {
+        [
+            ("bid_price", self.bid_price.map(|p| p.0)),
+            ("ask_price", self.ask_price.map(|p| p.0)),
+            ("bid_size", self.bid_size.map(|q| q.0)),
+            ("ask_size", self.ask_size.map(|q| q.0)),
+            ("last_price", self.last_price.map(|p| p.0)),
+            ("volume", self.volume.map(|q| q.0)),
+        ]
+        .into_iter()
+        .find_map(|(name, v)| v.filter(|v| v.abs() > limit).map(|v| (name, v)))
     }
 }
 

@@ -120,6 +120,18 @@ pub struct Meta {
 }
 
 impl Meta {
+    /// Why this meta cannot be a recorded record's: an event or receive time outside
+    /// [`crate::time::PLAUSIBLE_TIMES`] (a damaged or forged archive line).
+    pub fn implausible(&self) -> Option<String> {
+        [("event_time", self.event_time), ("receive_time", self.receive_time)]
+            .into_iter()
+            .find(|(_, t)| !t.is_plausible())
+            .map(|(name, t)| {
+                let d = crate::time::PLAUSIBLE_TIMES;
+                format!("implausible {name} {t} (outside {}..{})", d.start, d.end)
+            })
+    }
+
     pub fn new(event_time: UtcTime, receive_time: UtcTime, session_id: SessionId) -> Self {
         Meta {
             schema_version: std::borrow::Cow::Borrowed(SCHEMA_VERSION),

@@ -71,7 +71,10 @@ impl BarBuilder {
         self.push(s.provider, s.market, &s.symbol, obs);
     }
 
-    pub fn finish(mut self) -> Vec<Bar> {
+    /// The bars, sorted. A bar whose volume cannot be computed (a difference outside
+    /// `Decimal`'s range: only numbers no market produces, which the ETL refuses first) is
+    /// skipped, with a line in `skipped` saying which.
+    pub fn finish(mut self, skipped: &mut Vec<String>) -> Vec<Bar> {
         let size = self.size;
         let span_ms = match size {
             BarInterval::M1 => 60_000.0,
@@ -95,13 +98,17 @@ impl BarBuilder {
                 let first_cum = group.iter().find_map(|o| o.cum_volume);
                 let last_cum = group.iter().rev().find_map(|o| o.cum_volume);
                 let volume = match (last_cum, prev_cum.or(first_cum)) {
-                    (Some(l), Some(p)) if l.0 >= p.0 => Qty(l.0 - p.0),
-                    (Some(l), _) => Qty(l.0 - first_cum.unwrap_or(l).0),
-                    _ => Qty::ZERO,
+                    (Some(l), Some(p)) if l.0 >= p.0 => l.0.checked_sub(p.0),
+                    (Some(l), _) => l.0.checked_sub(first_cum.unwrap_or(l).0),
+                    _ => Some(rust_decimal::Decimal::ZERO),
                 };
                 if last_cum.is_some() {
                     prev_cum = last_cum;
                 }
+                let Some(volume) = volume.map(Qty) else {
+                    skipped.push(format!("{provider}/{symbol} bar {bucket}: volume difference overflows"));
+                    continue;
+                };
                 let mut prices = group.iter().filter_map(|o| o.price);
                 let Some(open) = prices.next() else { continue };
                 let (mut high, mut low, mut close) = (open, open, open);
@@ -110,7 +117,7 @@ impl BarBuilder {
                     low = low.min(p);
                     close = p;
                 }
-                let covered: u64 = group.iter().map(|o| o.interval_ms).sum();
+                let covered = group.iter().fold(0u64, |acc, o| acc.saturating_add(o.interval_ms));
                 let coverage = (covered as f64 / span_ms).min(1.0);
                 let last = &group[group.len() - 1];
                 let meta = BarMeta {
@@ -165,20 +172,24 @@ pub(crate) fn bar_meta(m: &RowMeta) -> BarMeta {
     }
 }
 
-/// Rolls 1m bars (any order) up to `size`.
-pub fn rollup(bars: &[Bar], size: BarInterval) -> Vec<Bar> {
+/// Rolls 1m bars (any order) up to `size`. A group whose summed volume overflows is skipped,
+/// with a line in `skipped`.
+pub fn rollup(bars: &[Bar], size: BarInterval, skipped: &mut Vec<String>) -> Vec<Bar> {
     let mut groups: BTreeMap<(Provider, Symbol, UtcTime), Vec<&Bar>> = BTreeMap::new();
     for b in bars {
         groups.entry((b.provider, b.symbol.clone(), size.bucket(b.bar_time))).or_default().push(b);
     }
     groups
         .into_iter()
-        .map(|((provider, symbol, bar_time), mut g)| {
+        .filter_map(|((provider, symbol, bar_time), mut g)| {
             g.sort_by_key(|b| b.bar_time);
             let first = g[0];
             let last = g[g.len() - 1];
-            let volume = g.iter().fold(Qty::ZERO, |acc, b| Qty(acc.0 + b.volume.0));
-            Bar {
+            let Some(volume) = g.iter().try_fold(Qty::ZERO, |acc, b| acc.0.checked_add(b.volume.0).map(Qty)) else {
+                skipped.push(format!("{provider}/{symbol} {size:?} bar {bar_time}: summed volume overflows"));
+                return None;
+            };
+            Some(Bar {
                 provider,
                 market: first.market,
                 symbol,
@@ -191,7 +202,7 @@ pub fn rollup(bars: &[Bar], size: BarInterval) -> Vec<Bar> {
                 coverage_ratio: g.iter().map(|b| b.coverage_ratio).sum::<f64>() / g.len() as f64,
                 count: g.len() as u32,
                 meta: None,
-            }
+            })
         })
         .collect()
 }

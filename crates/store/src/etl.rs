@@ -21,6 +21,8 @@ use model::{
     SystemEvent, UtcTime,
 };
 
+use model::num::PLAUSIBLE_ABS_MAX;
+
 use crate::StoreError;
 use crate::bars::{BarBuilder, eod_rows, rollup};
 use crate::rows::*;
@@ -300,6 +302,14 @@ impl Ctx<'_> {
     }
 }
 
+/// Why a Track B sample line cannot be loaded although it parses: an implausible time or
+/// number (issue 14; the engine never writes one, so the line is damaged or forged).
+fn implausible_sample(rec: &Record<ScalpSample>) -> Option<String> {
+    rec.meta
+        .implausible()
+        .or_else(|| rec.body.number_beyond(PLAUSIBLE_ABS_MAX).map(|(name, v)| format!("implausible {name} {v}")))
+}
+
 /// Loads archive day `opts.date` from `root` into `store` and reconciles every table.
 pub async fn run_etl<B: Backend>(store: &B, root: &Path, opts: &EtlOptions) -> Result<EtlReport, StoreError> {
     let started = Instant::now();
@@ -369,6 +379,9 @@ pub async fn run_etl<B: Backend>(store: &B, root: &Path, opts: &EtlOptions) -> R
                 Ok(r) => r,
                 Err(e) => return cx.bad(path, n, e),
             };
+            if let Some(why) = rec.meta.implausible() {
+                return cx.bad(path, n, why);
+            }
             if !matches!(rec.body.kind, RawFrameKind::Ws | RawFrameKind::Rest) {
                 return;
             }
@@ -391,6 +404,15 @@ pub async fn run_etl<B: Backend>(store: &B, root: &Path, opts: &EtlOptions) -> R
                 }
             };
             let raw_ref = format!("{file_rel}#{}", rec.body.seq);
+            // What the observer core refuses as implausible (issue 14) is no market tick.
+            let before = events.len();
+            let events: Vec<_> = events
+                .into_iter()
+                .filter(|(t, ev)| t.is_plausible() && ev.number_beyond(PLAUSIBLE_ABS_MAX).is_none())
+                .collect();
+            if events.len() < before {
+                cx.report.malformed_frames += 1;
+            }
             for (event_time, ev) in events {
                 let mut meta = rec.meta.clone();
                 meta.event_time = event_time;
@@ -423,6 +445,9 @@ pub async fn run_etl<B: Backend>(store: &B, root: &Path, opts: &EtlOptions) -> R
         let mut rows_here = Vec::new();
         cx.read_lines(path, |cx, n, line| match serde_json::from_str::<Record<ScalpSample>>(line) {
             Ok(rec) => {
+                if let Some(why) = implausible_sample(&rec) {
+                    return cx.bad(path, n, why);
+                }
                 cx.line(Table::ScalpTicks);
                 let row = ScalpTickRow::from_record(&rec);
                 if row.event_time >= day_lo && row.event_time < day_hi {
@@ -446,11 +471,12 @@ pub async fn run_etl<B: Backend>(store: &B, root: &Path, opts: &EtlOptions) -> R
     drop(sample_keys);
 
     let in_day = |b: &Bar| b.bar_time >= day_lo && b.bar_time < day_hi;
-    let m1: Vec<Bar> = bars_1m.finish().into_iter().filter(in_day).collect();
+    let mut skipped_bars = Vec::new();
+    let m1: Vec<Bar> = bars_1m.finish(&mut skipped_bars).into_iter().filter(in_day).collect();
     let rollups =
         [(Table::Bars10m, BarInterval::M10), (Table::Bars1h, BarInterval::H1), (Table::Bars1d, BarInterval::D1)];
     for (table, size) in rollups {
-        let r = rollup(&m1, size);
+        let r = rollup(&m1, size, &mut skipped_bars);
         expected.insert(table, r.len() as u64);
         *cx.lines.entry(table).or_default() += m1.len() as u64;
         for chunk in r.chunks(batch) {
@@ -472,6 +498,14 @@ pub async fn run_etl<B: Backend>(store: &B, root: &Path, opts: &EtlOptions) -> R
     let mut snaps = Vec::new();
     for path in &files.swing {
         cx.read_lines(path, |cx, n, line| match serde_json::from_str::<Record<MarketEvent>>(line) {
+            Ok(Record { body, meta })
+                if meta.implausible().is_some() || body.number_beyond(PLAUSIBLE_ABS_MAX).is_some() =>
+            {
+                let why = meta.implausible().or_else(|| {
+                    body.number_beyond(PLAUSIBLE_ABS_MAX).map(|(name, v)| format!("implausible {name} {v}"))
+                });
+                cx.bad(path, n, why.unwrap_or_default())
+            }
             Ok(Record { body: MarketEvent::Snapshot(s), meta }) => {
                 cx.line(Table::SwingBars10m);
                 cx.line(Table::EodPrices);
@@ -483,7 +517,13 @@ pub async fn run_etl<B: Backend>(store: &B, root: &Path, opts: &EtlOptions) -> R
             Err(e) => cx.bad(path, n, e),
         })?;
     }
-    let swing_bars: Vec<Bar> = swing.finish().into_iter().filter(in_day).collect();
+    let swing_bars: Vec<Bar> = swing.finish(&mut skipped_bars).into_iter().filter(in_day).collect();
+    for why in skipped_bars {
+        cx.report.bad_lines += 1;
+        if cx.report.bad_line_samples.len() < MAX_BAD_LINES {
+            cx.report.bad_line_samples.push(format!("bars: {why}"));
+        }
+    }
     expected.insert(Table::SwingBars10m, swing_bars.len() as u64);
     for chunk in swing_bars.chunks(batch) {
         let n = store.write_bars(BarTable::Swing10m, chunk.to_vec()).await?;
@@ -509,6 +549,9 @@ pub async fn run_etl<B: Backend>(store: &B, root: &Path, opts: &EtlOptions) -> R
                 Ok(m) => m,
                 Err(e) => return cx.bad(path, n, format_args!("meta: {e}")),
             };
+            if let Some(why) = meta.implausible() {
+                return cx.bad(path, n, why);
+            }
             let Some(provider) = path.parent().and_then(|p| p.file_name()).and_then(|p| p.to_str()?.parse().ok())
             else {
                 return cx.bad(path, n, "file is not under system/events/{provider}");
@@ -520,6 +563,11 @@ pub async fn run_etl<B: Backend>(store: &B, root: &Path, opts: &EtlOptions) -> R
             if event_type == "gap_marker" {
                 cx.line(Table::ScalpGaps);
                 match serde_json::from_value::<SystemEvent>(value.clone()) {
+                    Ok(SystemEvent::GapMarker { gap_start_ts, gap_end_ts, .. })
+                        if !gap_start_ts.is_plausible() || !gap_end_ts.is_plausible() =>
+                    {
+                        cx.bad(path, n, format_args!("gap_marker: implausible span {gap_start_ts}..{gap_end_ts}"))
+                    }
                     Ok(SystemEvent::GapMarker { gap_start_ts, gap_end_ts, gap_seconds, scope, reason, detail }) => gaps
                         .push(GapRow {
                             src: src.clone(),
@@ -562,6 +610,11 @@ pub async fn run_etl<B: Backend>(store: &B, root: &Path, opts: &EtlOptions) -> R
     for path in &files.overflow {
         let file_rel = rel(root, path);
         cx.read_lines(path, |cx, n, line| match serde_json::from_str::<Record<OverflowEntry>>(line) {
+            Ok(rec) if rec.meta.implausible().is_some() || !rec.body.timestamp.is_plausible() => {
+                let why =
+                    rec.meta.implausible().unwrap_or_else(|| format!("implausible timestamp {}", rec.body.timestamp));
+                cx.bad(path, n, why)
+            }
             Ok(rec) => {
                 cx.line(Table::OverflowEntries);
                 overflow.push(OverflowRow {

@@ -246,8 +246,16 @@ impl Control {
     }
 }
 
+/// A number field, exactly, within the archive's domain (|x| ≤ 1e18,
+/// [`model::num::PLAUSIBLE_ABS_MAX`]): KIS fields such as `ACML_VOL` are signed text of any
+/// length, and a value no market produces is refused here rather than overflowing the
+/// arithmetic behind the parser (issue 14).
 fn dec(name: &str, s: &str) -> Result<Decimal, String> {
-    Decimal::from_str_exact(s).map_err(|_| format!("{name} {s:?} is not a number"))
+    let d = Decimal::from_str_exact(s).map_err(|_| format!("{name} {s:?} is not a number"))?;
+    if d.abs() > model::num::PLAUSIBLE_ABS_MAX {
+        return Err(format!("{name} {s:?} is implausible (|value| above 1e18)"));
+    }
+    Ok(d)
 }
 fn price(name: &str, s: &str) -> Result<Price, String> {
     dec(name, s).map(Price)

@@ -111,11 +111,13 @@ pub fn decimal_from_text(text: &str) -> Option<Decimal> {
     if t.is_empty() || t.len() > 64 {
         return None;
     }
-    if t.bytes().any(|b| b == b'e' || b == b'E') {
+    let d = if t.bytes().any(|b| b == b'e' || b == b'E') {
         Decimal::from_scientific(t).ok().map(|d| d.normalize())
     } else {
         Decimal::from_str_exact(t).ok()
-    }
+    };
+    // A value no market produces is refused at the edge (issue 14): |x| ≤ 1e18.
+    d.filter(|d| d.abs() <= model::num::PLAUSIBLE_ABS_MAX)
 }
 
 fn num(v: Num<'_>, field: &'static str) -> Result<Decimal, Why> {
@@ -136,8 +138,14 @@ fn symbol(code: &Option<Cow<'_, str>>) -> Result<Symbol, Why> {
     Symbol::new(c).map_err(|e| Cow::Owned(e.to_string()))
 }
 
+/// A millisecond timestamp within the archive's domain ([`model::time::PLAUSIBLE_TIMES`]);
+/// `i64::MIN` and the like are refused here, before any arithmetic (issue 14).
 fn time(ms: Option<i64>, field: &'static str) -> Result<UtcTime, Why> {
-    ms.map(UtcTime::from_millis).ok_or(Cow::Borrowed(field))
+    let t = ms.map(UtcTime::from_millis).ok_or(Cow::Borrowed(field))?;
+    if !t.is_plausible() {
+        return Err(Cow::Owned(format!("implausible timestamp {} ({t})", t.as_millis())));
+    }
+    Ok(t)
 }
 
 fn side(ab: &Option<Cow<'_, str>>) -> Result<Option<Side>, Why> {
