@@ -1,6 +1,8 @@
 //! The HTTP surface. For now: `/health` (JSON) and `/metrics` (Prometheus text) for a live
 //! `collect`, on a loopback address by default.
 
+#![forbid(unsafe_code)]
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;

@@ -164,6 +164,7 @@ fn start_writeback(file: &File) {
     use std::os::fd::AsRawFd;
     // SAFETY: plain syscall on a valid open descriptor; offset 0 and length 0 mean the
     // whole file; SYNC_FILE_RANGE_WRITE only initiates write-out.
+    #[allow(unsafe_code)]
     unsafe {
         libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
     }

@@ -392,9 +392,13 @@ fn cpu_seconds(who: Usage) -> f64 {
         Usage::Thread => libc::RUSAGE_THREAD,
         Usage::Process => libc::RUSAGE_SELF,
     };
-    // SAFETY: getrusage only writes the struct we pass; a zeroed rusage is a valid value.
+    // SAFETY: rusage is plain integers and timevals, for which all-zero bytes are a valid value.
+    #[allow(unsafe_code)]
     let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-    if unsafe { libc::getrusage(who, &mut u) } != 0 {
+    // SAFETY: getrusage only writes the struct we pass, which is valid and writable.
+    #[allow(unsafe_code)]
+    let failed = unsafe { libc::getrusage(who, &mut u) } != 0;
+    if failed {
         return f64::NAN;
     }
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;

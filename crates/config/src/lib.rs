@@ -5,6 +5,8 @@
 //! crate only layers the sources and reports problems as one message naming the source (file
 //! or env var), the key and the value.
 
+#![forbid(unsafe_code)]
+
 use std::fmt;
 use std::path::{Path, PathBuf};
 

@@ -194,9 +194,13 @@ fn sustained(since: &mut Option<UtcTime>, on: bool, now: UtcTime) -> Option<UtcT
 pub fn disk_percent(path: &std::path::Path) -> Option<f64> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statvfs is plain integers, for which all-zero bytes are a valid value.
+    #[allow(unsafe_code)]
     let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
     // SAFETY: `c` is a valid NUL-terminated path and `s` a writable statvfs.
-    if unsafe { libc::statvfs(c.as_ptr(), &mut s) } != 0 {
+    #[allow(unsafe_code)]
+    let failed = unsafe { libc::statvfs(c.as_ptr(), &mut s) } != 0;
+    if failed {
         return None;
     }
     let total = s.f_blocks as f64;

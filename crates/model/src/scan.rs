@@ -114,7 +114,9 @@ fn pad(block: &[u8]) -> ([u8; BLOCK], u64) {
     (padded, valid)
 }
 
+// SSE2 intrinsics: the crate's only unsafe code, each block with its SAFETY comment.
 #[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
 mod imp {
     use std::arch::x86_64::{
         _mm_cmpeq_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,

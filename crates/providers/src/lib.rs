@@ -1,3 +1,4 @@
+#![forbid(unsafe_code)]
 pub mod kis;
 pub mod limits;
 pub mod provider;

@@ -8,6 +8,8 @@
 //! every table has a natural key so a repeated write is a no-op, and prices and sizes stay
 //! exact decimals (TEXT on SQLite, NUMERIC on PostgreSQL).
 
+#![forbid(unsafe_code)]
+
 pub mod bars;
 mod config;
 mod error;

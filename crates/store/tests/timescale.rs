@@ -27,7 +27,10 @@ async fn timescale_mode_hypertables_aggregates_policies_and_bars() {
     };
     // PGlite asks for a password and accepts any; the store takes it from the environment.
     // SAFETY: this binary's only test sets it before the store reads it; nothing else runs.
-    unsafe { std::env::set_var("STOCK_OBSERVER__STORE__PASSWORD", "postgres") };
+    #[allow(unsafe_code)]
+    unsafe {
+        std::env::set_var("STOCK_OBSERVER__STORE__PASSWORD", "postgres")
+    };
     // The server has one backend session for all connections: use one.
     let cfg = StoreConfig { url: Some(server.url()), pool_size: 1, copy_connections: 1, ..StoreConfig::default() };
     let store = Store::open(&cfg, Path::new("/nonexistent")).await.unwrap();
