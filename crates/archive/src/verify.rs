@@ -175,14 +175,74 @@ fn check_file(
 }
 
 fn check_line(content: &[u8]) -> Option<String> {
-    match serde_json::from_slice::<HashMap<String, IgnoredAny>>(content) {
-        Ok(fields) => {
-            let missing: Vec<&str> =
-                REQUIRED_META_FIELDS.iter().copied().filter(|k| !fields.contains_key(*k)).collect();
-            (!missing.is_empty()).then(|| format!("missing meta field(s) {}", missing.join(", ")))
+    match serde_json::from_slice::<LineCheck>(content) {
+        Ok(line) => {
+            let missing: Vec<&str> = REQUIRED_META_FIELDS
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| line.present & (1 << i) == 0)
+                .map(|(_, k)| *k)
+                .collect();
+            if !missing.is_empty() {
+                return Some(format!("missing meta field(s) {}", missing.join(", ")));
+            }
+            line.bad_time
         }
         Err(e) if e.is_data() => Some("not a JSON object".to_string()),
         // One document per line, so serde_json's "line 1" carries no information.
         Err(e) => Some(format!("not JSON ({})", e.to_string().replace(" at line 1 column ", " at column "))),
+    }
+}
+
+/// What `check_line` learns from one pass over a line: which meta fields are present (bit i
+/// for `REQUIRED_META_FIELDS[i]`), and the first event or receive time that is not an
+/// RFC 3339 instant inside the archive's domain (`model::time::PLAUSIBLE_TIMES`): a line
+/// with `receive_time` 9999-12-31T20:00:00.000Z is damaged, and `replay` and `etl` refuse it
+/// too (issue 14).
+struct LineCheck {
+    present: u32,
+    bad_time: Option<String>,
+}
+
+impl<'de> serde::Deserialize<'de> for LineCheck {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = LineCheck;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<LineCheck, A::Error> {
+                let mut out = LineCheck { present: 0, bad_time: None };
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    let idx = REQUIRED_META_FIELDS.iter().position(|k| *k == key);
+                    if let Some(i) = idx {
+                        out.present |= 1 << i;
+                    }
+                    if key == "event_time" || key == "receive_time" {
+                        let v = map.next_value::<serde_json::Value>()?;
+                        if out.bad_time.is_none() {
+                            out.bad_time = time_problem(&key, &v);
+                        }
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+fn time_problem(key: &str, v: &serde_json::Value) -> Option<String> {
+    let Some(text) = v.as_str() else { return Some(format!("{key} is not a string")) };
+    match model::UtcTime::parse(text) {
+        Ok(t) if t.is_plausible() => None,
+        Ok(_) => {
+            let d = model::time::PLAUSIBLE_TIMES;
+            Some(format!("implausible {key} {text} (outside {}..{})", d.start, d.end))
+        }
+        Err(_) => Some(format!("{key} {text:?} is not an RFC 3339 time")),
     }
 }

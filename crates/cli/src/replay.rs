@@ -46,5 +46,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     for p in &report.skipped {
         println!("  skipped raw/{p}: this build has no frame mapper for it");
     }
+    if report.bad_lines > 0 {
+        // The rest was replayed; the output cannot equal the recording, so the exit says so.
+        for l in &report.bad_line_samples {
+            println!("  bad line {l}");
+        }
+        let more = report.bad_lines - report.bad_line_samples.len() as u64;
+        if more > 0 {
+            println!("  … and {more} more bad lines");
+        }
+        println!("replay FAILED: {} bad archive line(s) skipped (see `stock-observer verify`)", report.bad_lines);
+        return Ok(ExitCode::FAILURE);
+    }
     Ok(ExitCode::SUCCESS)
 }

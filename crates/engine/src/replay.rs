@@ -26,8 +26,6 @@ use crate::track_b::Sampler;
 pub enum ReplayError {
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
-    #[error("{path}:{line}: not a raw archive line: {why}")]
-    Line { path: PathBuf, line: usize, why: String },
     #[error("the output folder must differ from the archive being replayed ({0})")]
     SameDir(PathBuf),
     #[error(transparent)]
@@ -41,8 +39,37 @@ pub struct ReplayReport {
     pub scalp: u64,
     pub rejected: u64,
     pub malformed: u64,
+    /// Archive lines that are not raw-archive lines (torn, edited, random bytes, times
+    /// outside the archive's domain): skipped, so the replay of the rest goes on.
+    pub bad_lines: u64,
+    /// The first of them, as `file:line: why`.
+    pub bad_line_samples: Vec<String>,
     /// Providers whose frames this build has no mapper for.
     pub skipped: Vec<String>,
+}
+
+/// Bad lines quoted in the report; the rest are counted.
+const MAX_BAD_LINE_SAMPLES: usize = 20;
+
+impl ReplayReport {
+    fn bad(&mut self, path: &Path, line: usize, why: impl std::fmt::Display) {
+        self.bad_lines += 1;
+        if self.bad_line_samples.len() < MAX_BAD_LINE_SAMPLES {
+            self.bad_line_samples.push(format!("{}:{line}: {why}", path.display()));
+        }
+    }
+}
+
+/// One line of a raw-archive file: the record, or why it is not one. Never panics, whatever
+/// the bytes (issue 14): invalid UTF-8, JSON of another shape, and event or receive times
+/// outside the archive's domain are all reasons.
+fn parse_raw_line(bytes: &[u8]) -> Result<RawLine, String> {
+    let text = std::str::from_utf8(bytes).map_err(|e| format!("not UTF-8 ({e})"))?;
+    let line: RawLine = serde_json::from_str(text).map_err(|e| format!("not a raw archive line: {e}"))?;
+    if let Some(why) = line.meta.implausible() {
+        return Err(why);
+    }
+    Ok(line)
 }
 
 #[derive(Deserialize)]
@@ -63,12 +90,14 @@ fn jsonl_files(dir: &Path) -> Result<Vec<PathBuf>, ReplayError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
         Err(source) => return Err(ReplayError::Io { path: dir.to_path_buf(), source }),
     };
-    let mut paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
-    paths.sort();
-    for p in paths {
-        if p.is_dir() {
+    // Symbolic links are not followed: the archive writer never makes one.
+    let mut paths: Vec<(PathBuf, std::fs::FileType)> =
+        entries.flatten().filter_map(|e| Some((e.path(), e.file_type().ok()?))).collect();
+    paths.sort_by(|a, b| a.0.cmp(&b.0));
+    for (p, kind) in paths {
+        if kind.is_dir() {
             out.extend(jsonl_files(&p)?);
-        } else if p.extension().is_some_and(|e| e == "jsonl") {
+        } else if kind.is_file() && p.extension().is_some_and(|e| e == "jsonl") {
             out.push(p);
         }
     }
@@ -105,14 +134,25 @@ pub async fn replay(archive: &Path, out: &Path, cfg: &EngineConfig) -> Result<Re
         // Per session: Track A's core sees REST frames, the stream's core the rest, as live.
         let mut state: Option<(SessionId, ObserverCore, ObserverCore, ObserverCore, Sampler)> = None;
         for path in jsonl_files(&dir)? {
-            let text =
-                std::fs::read_to_string(&path).map_err(|source| ReplayError::Io { path: path.clone(), source })?;
-            for (i, line) in text.lines().enumerate() {
-                let l: RawLine = serde_json::from_str(line).map_err(|e| ReplayError::Line {
-                    path: path.clone(),
-                    line: i + 1,
-                    why: e.to_string(),
-                })?;
+            let io = |source| ReplayError::Io { path: path.clone(), source };
+            let mut reader = std::io::BufReader::new(std::fs::File::open(&path).map_err(io)?);
+            let mut buf = Vec::new();
+            let mut i = 0;
+            loop {
+                buf.clear();
+                if std::io::BufRead::read_until(&mut reader, b'\n', &mut buf).map_err(io)? == 0 {
+                    break;
+                }
+                i += 1;
+                let bytes = buf.strip_suffix(b"\n").unwrap_or(&buf);
+                let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+                let l = match parse_raw_line(bytes) {
+                    Ok(l) => l,
+                    Err(why) => {
+                        report.bad(&path, i, why);
+                        continue;
+                    }
+                };
                 let rt = l.meta.receive_time;
                 last = last.max(rt);
                 if sink.is_none() {

@@ -285,17 +285,21 @@ impl Ctx<'_> {
     fn read_lines(&mut self, path: &Path, mut each: impl FnMut(&mut Self, u64, &str)) -> Result<(), StoreError> {
         let file = std::fs::File::open(path).map_err(StoreError::io(path))?;
         let mut r = BufReader::with_capacity(1 << 20, file);
-        let mut buf = String::new();
+        let mut buf = Vec::new();
         let mut n = 0u64;
         loop {
             buf.clear();
-            let got = r.read_line(&mut buf).map_err(StoreError::io(path))?;
-            if got == 0 || !buf.ends_with('\n') {
+            let got = r.read_until(b'\n', &mut buf).map_err(StoreError::io(path))?;
+            if got == 0 || !buf.ends_with(b"\n") {
                 break;
             }
             n += 1;
             self.bar.inc(got as u64);
-            each(self, n, buf.trim_end_matches(['\n', '\r']));
+            // Bytes that are not UTF-8 (a damaged file) make a bad line, not a failed run.
+            match std::str::from_utf8(&buf) {
+                Ok(line) => each(self, n, line.trim_end_matches(['\n', '\r'])),
+                Err(e) => self.bad(path, n, format_args!("not UTF-8 ({e})")),
+            }
         }
         self.report.files += 1;
         Ok(())
