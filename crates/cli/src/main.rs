@@ -156,6 +156,20 @@ fn init_logging() {
     tracing_subscriber::registry().with(log_layer(rust_log.as_deref(), std::io::stderr)).init();
 }
 
+fn print_config(args: ConfigArgs) -> anyhow::Result<ExitCode> {
+    let loaded = load_config(args.config.as_deref())?;
+    eprintln!("configuration OK (sources: {})", loaded.sources.join(" → "));
+    let mut shown = serde_json::to_value(&loaded.settings)?;
+    // The store URL as parsed, never the raw string (which validation has already checked).
+    if let Some(url) = shown.pointer_mut("/store/url")
+        && let Some(raw) = url.as_str()
+    {
+        *url = serde_json::Value::String(store::shown_url(raw));
+    }
+    println!("{}", serde_json::to_string_pretty(&shown)?);
+    Ok(ExitCode::SUCCESS)
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::{Arc, Mutex};
@@ -207,18 +221,4 @@ mod tests {
         }
         assert!(!logged("info").contains("our own trace line"));
     }
-}
-
-fn print_config(args: ConfigArgs) -> anyhow::Result<ExitCode> {
-    let loaded = load_config(args.config.as_deref())?;
-    eprintln!("configuration OK (sources: {})", loaded.sources.join(" → "));
-    let mut shown = serde_json::to_value(&loaded.settings)?;
-    // The store URL as parsed, never the raw string (which validation has already checked).
-    if let Some(url) = shown.pointer_mut("/store/url")
-        && let Some(raw) = url.as_str()
-    {
-        *url = serde_json::Value::String(store::shown_url(raw));
-    }
-    println!("{}", serde_json::to_string_pretty(&shown)?);
-    Ok(ExitCode::SUCCESS)
 }

@@ -125,11 +125,17 @@ pub fn adapters(
                 },
                 fake.credentials(),
             ),
-            _ => (
-                // The token cache lives with the data it serves, not in the working directory.
-                KisConfig { token_cache: kis_cfg.token_cache_under(data_dir), ..kis_cfg.clone() },
-                KisCredentials::from_env().map_err(anyhow::Error::msg)?,
-            ),
+            _ => {
+                // KIS's realtime endpoint is plain ws:// (the only one validation lets through).
+                if let Some(warning) = providers::transport::plaintext_ws_warning(&kis_cfg.ws_url()) {
+                    tracing::warn!("kis: {warning}");
+                }
+                (
+                    // The token cache lives with the data it serves, not in the working directory.
+                    KisConfig { token_cache: kis_cfg.token_cache_under(data_dir), ..kis_cfg.clone() },
+                    KisCredentials::from_env().map_err(anyhow::Error::msg)?,
+                )
+            }
         };
         out.push(Arc::new(KisProvider::new(cfg, creds, clock).context("starting the KIS adapter")?));
     }

@@ -4,6 +4,7 @@ pub mod limits;
 pub mod provider;
 pub mod ratelimit;
 pub mod sim;
+pub mod transport;
 pub mod upbit;
 
 pub use provider::{MarketProvider, ProviderError, SlotBudget, UniverseEntry, VolumeRanking, evidence};

@@ -120,7 +120,7 @@ impl Validate for StoreConfig {
             } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
                 crate::PgUrl::parse(url).err()
             } else {
-                Some("must start with postgres://, postgresql:// or sqlite://".into())
+                Some("expected postgres://, postgresql:// or sqlite://".into())
             };
             if let Some(why) = problem {
                 c.check(false, "url", why);

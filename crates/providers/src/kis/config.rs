@@ -163,23 +163,25 @@ impl KisConfig {
     }
 }
 
-fn url_ok(s: &str, schemes: &[&str]) -> bool {
-    schemes.iter().any(|p| s.starts_with(p)) && !s.contains(char::is_whitespace)
-}
-
 impl Validate for KisConfig {
     fn validate(&self, c: &mut Checker) {
+        // Credentials travel to the REST bases and the approval key to the WebSocket: plain
+        // text only to loopback (the fake server), or to KIS's published ws:// endpoint.
+        use crate::transport::{KIS_PLAINTEXT_WS, rest_base_problem, ws_base_problem};
+        let base = |c: &mut Checker, key: &str, url: &str, problem: Option<String>| {
+            let why =
+                if url.contains(char::is_whitespace) { Some(format!("{url:?} contains whitespace")) } else { problem };
+            if let Some(why) = why {
+                c.check(false, key, why);
+            }
+        };
         if let Some(b) = &self.rest_base {
-            c.check(url_ok(b, &["http://", "https://"]), "rest_base", format_args!("{b:?} is not an http(s) URL"));
+            base(c, "rest_base", b, rest_base_problem(b));
         }
         if let Some(b) = &self.ws_base {
-            c.check(url_ok(b, &["ws://", "wss://"]), "ws_base", format_args!("{b:?} is not a ws:// URL"));
+            base(c, "ws_base", b, ws_base_problem(b, KIS_PLAINTEXT_WS));
         }
-        c.check(
-            url_ok(&self.master_base, &["http://", "https://"]),
-            "master_base",
-            format_args!("{:?} is not an http(s) URL", self.master_base),
-        );
+        base(c, "master_base", &self.master_base, rest_base_problem(&self.master_base));
         c.check(self.ws_path.is_empty() || self.ws_path.starts_with('/'), "ws_path", "must be empty or start with '/'");
         c.check(!self.token_cache.as_os_str().is_empty(), "token_cache", "must be a file path");
         c.check(self.custtype == "P" || self.custtype == "B", "custtype", "must be P (individual) or B (corporate)");
@@ -263,6 +265,32 @@ mod tests {
         c.section("kis", |c| cfg.validate(c));
         let keys: Vec<&str> = c.problems.iter().map(|p| p.key.as_str()).collect();
         assert_eq!(keys, ["kis.custtype", "kis.burst"]);
+    }
+
+    #[test]
+    fn plain_text_endpoints_are_refused_off_loopback_except_kis_published_ws() {
+        let problems = |cfg: KisConfig| {
+            let mut c = Checker::default();
+            c.section("kis", |c| cfg.validate(c));
+            c.problems.iter().map(|p| p.to_string()).collect::<Vec<_>>()
+        };
+        let ok = KisConfig {
+            rest_base: Some("http://127.0.0.1:9443".into()),
+            ws_base: Some("ws://ops.koreainvestment.com:31000".into()),
+            master_base: "http://localhost:8080/master/".into(),
+            ..KisConfig::default()
+        };
+        assert_eq!(problems(ok), Vec::<String>::new());
+        let bad = KisConfig {
+            rest_base: Some("http://openapi.koreainvestment.com:9443".into()),
+            ws_base: Some("ws://relay.example.com:21000".into()),
+            master_base: "http://new.real.download.dws.co.kr/common/master/".into(),
+            ..KisConfig::default()
+        };
+        let p = problems(bad);
+        assert!(p[0].starts_with("kis.rest_base:") && p[0].contains("https://"), "{p:?}");
+        assert!(p[1].starts_with("kis.ws_base:") && p[1].contains("wss://"), "{p:?}");
+        assert!(p[2].starts_with("kis.master_base:"), "{p:?}");
     }
 
     #[test]

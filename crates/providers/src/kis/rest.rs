@@ -114,13 +114,19 @@ fn http_why(e: &reqwest::Error) -> String {
     }
 }
 
+/// A credential as a header value marked sensitive (never indexed by HPACK, `Sensitive` in
+/// `Debug`); an unusable value is reported by header name only.
+fn secret_header(value: &str, name: &str) -> Result<reqwest::header::HeaderValue, ProviderError> {
+    crate::transport::sensitive(value)
+        .ok_or_else(|| req_err("request", format_args!("the {name} value is not a valid HTTP header value")))
+}
+
 impl RestClient {
     pub(crate) fn new(cfg: KisConfig, creds: KisCredentials, clock: Clock) -> Result<Self, ProviderError> {
         let timeout = cfg.request_timeout.get();
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .build()
+        // No redirects (the key headers and the token body stay with KIS), HTTPS unless both
+        // endpoints are on loopback (the fake server).
+        let http = crate::transport::broker_http(timeout, &[cfg.rest_base(), cfg.master_base.as_str()])
             .map_err(|e| req_err("client", http_why(&e)))?;
         let limiter = RateLimiter::new(clock, cfg.rate(), cfg.burst);
         let cache = TokenCache::new(cfg.token_cache.clone(), &creds);
@@ -328,9 +334,9 @@ impl RestClient {
                 .http
                 .get(&url)
                 .header("content-type", "application/json; charset=utf-8")
-                .header("authorization", format!("Bearer {}", token.expose_secret()))
-                .header("appkey", self.creds.key())
-                .header("appsecret", self.creds.secret())
+                .header("authorization", secret_header(&format!("Bearer {}", token.expose_secret()), "authorization")?)
+                .header("appkey", secret_header(self.creds.key(), "appkey")?)
+                .header("appsecret", secret_header(self.creds.secret(), "appsecret")?)
                 .header("tr_id", tr_id)
                 .header("custtype", &self.cfg.custtype)
                 .send()

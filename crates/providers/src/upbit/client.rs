@@ -78,9 +78,8 @@ fn frame_code(text: &str) -> Option<&str> {
 
 impl UpbitProvider {
     pub fn new(cfg: UpbitConfig, clock: Clock) -> Result<Self, ProviderError> {
-        let http = reqwest::Client::builder()
-            .timeout(cfg.request_timeout.get())
-            .build()
+        // No redirects, HTTPS unless the endpoint is on loopback (the fake server).
+        let http = crate::transport::broker_http(cfg.request_timeout.get(), &[cfg.rest_base.as_str()])
             .map_err(|e| request_err("client", e.to_string()))?;
         let rl = || RateLimiter::new(clock, cfg.rest_per_second, cfg.rest_burst);
         Ok(UpbitProvider {
