@@ -20,7 +20,7 @@ use model::UtcTime;
 use model::settings::{Checker, Interval, Validate};
 
 mod listener;
-pub use listener::Listener;
+pub use listener::{Listener, Stats};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -184,15 +184,25 @@ pub fn metrics(live: &Live) -> String {
 }
 
 pub fn router(live: Arc<Live>) -> Router {
+    router_with(live, None)
+}
+
+/// The routes; `/metrics` also shows the listener's connection counts when given.
+fn router_with(live: Arc<Live>, http: Option<Arc<Stats>>) -> Router {
+    type S = (Arc<Live>, Option<Arc<Stats>>);
     Router::new()
-        .route("/health", get(|State(l): State<Arc<Live>>| async move { Json(health(&l)) }))
+        .route("/health", get(|State((l, _)): State<S>| async move { Json(health(&l)) }))
         .route(
             "/metrics",
-            get(|State(l): State<Arc<Live>>| async move {
-                ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], metrics(&l)).into_response()
+            get(|State((l, http)): State<S>| async move {
+                let mut body = metrics(&l);
+                if let Some(h) = http {
+                    body.push_str(&h.prometheus());
+                }
+                ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
             }),
         )
-        .with_state(live)
+        .with_state((live, http))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -208,11 +218,19 @@ pub struct BindError {
 /// Binds now (so a taken port is reported at start-up) and serves `/health` and `/metrics`
 /// until `stop`, within the `http:` limits.
 pub async fn serve(cfg: &HttpConfig, live: Arc<Live>, stop: watch::Receiver<bool>) -> Result<Listener, BindError> {
-    serve_app(cfg, router(live), stop).await
+    let stats = Arc::new(Stats::default());
+    let app = router_with(live, Some(stats.clone()));
+    serve_app(cfg, app, stats, stop).await
 }
 
-/// [`serve`] for any router: binds `cfg.listen` and serves `app` within the limits.
-pub async fn serve_app(cfg: &HttpConfig, app: Router, stop: watch::Receiver<bool>) -> Result<Listener, BindError> {
+/// [`serve`] for any router: binds `cfg.listen` and serves `app` within the limits,
+/// counting into `stats`.
+pub async fn serve_app(
+    cfg: &HttpConfig,
+    app: Router,
+    stats: Arc<Stats>,
+    stop: watch::Receiver<bool>,
+) -> Result<Listener, BindError> {
     let listener =
         tokio::net::TcpListener::bind(cfg.listen).await.map_err(|source| BindError { addr: cfg.listen, source })?;
     if !cfg.is_loopback() {
@@ -221,5 +239,5 @@ pub async fn serve_app(cfg: &HttpConfig, app: Router, stop: watch::Receiver<bool
             "serving /health and /metrics on a non-loopback address without authentication (http.allow_remote: true)"
         );
     }
-    listener::spawn(listener, app, cfg, stop).map_err(|source| BindError { addr: cfg.listen, source })
+    listener::spawn(listener, app, cfg, stats, stop).map_err(|source| BindError { addr: cfg.listen, source })
 }

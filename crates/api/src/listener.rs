@@ -40,10 +40,41 @@ pub struct Listener {
     max_connections: usize,
 }
 
+/// What the listener has done, for [`Listener`] and `/metrics`.
 #[derive(Debug, Default)]
-struct Stats {
+pub struct Stats {
     accepted: AtomicU64,
     refused: AtomicU64,
+    open: AtomicU64,
+}
+
+impl Stats {
+    /// The listener's counters and gauge in Prometheus text format.
+    pub fn prometheus(&self) -> String {
+        let accepted = self.accepted.load(Relaxed);
+        let refused = self.refused.load(Relaxed);
+        let open = self.open.load(Relaxed);
+        format!(
+            "# HELP stock_observer_http_connections_accepted HTTP connections accepted and served.\n\
+             # TYPE stock_observer_http_connections_accepted counter\n\
+             stock_observer_http_connections_accepted {accepted}\n\
+             # HELP stock_observer_http_connections_refused HTTP connections closed at once: http.max_connections were open.\n\
+             # TYPE stock_observer_http_connections_refused counter\n\
+             stock_observer_http_connections_refused {refused}\n\
+             # HELP stock_observer_http_connections_open HTTP connections open now.\n\
+             # TYPE stock_observer_http_connections_open gauge\n\
+             stock_observer_http_connections_open {open}\n"
+        )
+    }
+}
+
+/// Counts a connection open until dropped.
+struct Open(Arc<Stats>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Relaxed);
+    }
 }
 
 impl Listener {
@@ -65,11 +96,12 @@ pub(crate) fn spawn(
     listener: TcpListener,
     app: Router,
     cfg: &HttpConfig,
+    stats: Arc<Stats>,
     stop: watch::Receiver<bool>,
 ) -> io::Result<Listener> {
     let addr = listener.local_addr()?;
     let permits = Arc::new(Semaphore::new(cfg.max_connections));
-    let handle = Listener { addr, stats: Arc::default(), permits, max_connections: cfg.max_connections };
+    let handle = Listener { addr, stats, permits, max_connections: cfg.max_connections };
     let app = app
         .layer(RequestBodyLimitLayer::new(cfg.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, cfg.request_timeout.get()));
@@ -127,6 +159,8 @@ impl Accept {
                 continue;
             };
             self.handle.stats.accepted.fetch_add(1, Relaxed);
+            self.handle.stats.open.fetch_add(1, Relaxed);
+            let open = Open(self.handle.stats.clone());
             let _ = stream.set_nodelay(true);
             let io = TokioIo::new(IdleTimeout::new(stream, self.idle));
             let service = TowerToHyperService::new(self.app.clone());
@@ -134,6 +168,7 @@ impl Accept {
             let mut stop = stop.clone();
             tokio::spawn(async move {
                 let _permit = permit;
+                let _open = open;
                 let conn = http.serve_connection(io, service);
                 let mut conn = std::pin::pin!(conn);
                 let result = tokio::select! {

@@ -2,12 +2,13 @@
 //! clients, small timeouts so the test stays short (issue 14, part 3).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::routing::get;
 use model::settings::{Checker, Interval, Validate};
-use so_api::{HttpConfig, Listener};
+use so_api::{HttpConfig, Listener, Stats};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -30,10 +31,16 @@ fn shipped() -> HttpConfig {
 }
 
 async fn start(cfg: &HttpConfig) -> (Listener, watch::Sender<bool>) {
+    let (l, tx, _) = start_counting(cfg).await;
+    (l, tx)
+}
+
+async fn start_counting(cfg: &HttpConfig) -> (Listener, watch::Sender<bool>, Arc<Stats>) {
     let app = Router::new().route("/health", get(|| async { "ok" }));
     let (tx, rx) = watch::channel(false);
-    let l = so_api::serve_app(cfg, app, rx).await.unwrap();
-    (l, tx)
+    let stats = Arc::new(Stats::default());
+    let l = so_api::serve_app(cfg, app, stats.clone(), rx).await.unwrap();
+    (l, tx, stats)
 }
 
 /// Reads until the server closes the connection (EOF or reset); everything read.
@@ -102,7 +109,7 @@ async fn half_heads_are_closed_within_the_header_read_timeout() {
 async fn a_connection_beyond_the_cap_is_closed_at_once() {
     let cap = 4;
     let cfg = config(60_000, 60_000, cap);
-    let (l, _stop) = start(&cfg).await;
+    let (l, _stop, stats) = start_counting(&cfg).await;
     let mut held = Vec::new();
     for _ in 0..cap {
         held.push(TcpStream::connect(l.addr).await.unwrap());
@@ -113,6 +120,15 @@ async fn a_connection_beyond_the_cap_is_closed_at_once() {
     let got = until_closed(&mut extra, Duration::from_secs(2)).await.expect("the connection beyond the cap is closed");
     assert!(got.is_empty(), "served beyond the cap: {}", String::from_utf8_lossy(&got));
     assert_eq!(l.refused(), 1);
+    // …and /metrics says so.
+    let metrics = stats.prometheus();
+    for line in [
+        "stock_observer_http_connections_refused 1",
+        &format!("stock_observer_http_connections_open {cap}"),
+        &format!("stock_observer_http_connections_accepted {cap}"),
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line:?} not in {metrics}");
+    }
     drop(held.pop());
     wait_for("a permit back", Duration::from_secs(5), || l.open_connections() == cap - 1).await;
     assert!(get_health(l.addr).await.starts_with("HTTP/1.1 200"));
