@@ -154,6 +154,33 @@ impl PgServer {
         self.pg_start()
     }
 
+    /// Turns TLS on with this certificate and private key (PEM) and restarts the server.
+    pub fn enable_tls(&self, cert_pem: &str, key_pem: &str) -> Result<(), String> {
+        use std::io::Write;
+        use std::os::unix::fs::PermissionsExt;
+        let cert = self.dir.path().join("server.crt");
+        let key = self.dir.path().join("server.key");
+        std::fs::write(&cert, cert_pem).map_err(|e| format!("{}: {e}", cert.display()))?;
+        std::fs::write(&key, key_pem).map_err(|e| format!("{}: {e}", key.display()))?;
+        // The server refuses a key file others can read.
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| format!("chmod key: {e}"))?;
+        if self.as_postgres {
+            let o = Command::new("chown").arg("postgres:postgres").args([&cert, &key]).output();
+            let o = o.map_err(|e| format!("chown: {e}"))?;
+            if !o.status.success() {
+                return Err(describe("chown the certificate", &o));
+            }
+        }
+        let conf = self.data_dir().join("postgresql.conf");
+        let mut f =
+            std::fs::OpenOptions::new().append(true).open(&conf).map_err(|e| format!("{}: {e}", conf.display()))?;
+        writeln!(f, "ssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'", cert.display(), key.display())
+            .map_err(|e| format!("{}: {e}", conf.display()))?;
+        self.stop()?;
+        self.restart()
+    }
+
     pub fn port(&self) -> u16 {
         self.port
     }

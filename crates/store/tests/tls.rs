@@ -38,3 +38,44 @@ async fn a_password_in_the_url_is_refused_before_connecting() {
         assert!(e.contains(so_store::PASSWORD_ENV) && !e.contains("hunter2"), "{e}");
     }
 }
+
+/// Whether the store's own connection is encrypted, as the server sees it.
+async fn encrypted(store: &Store) -> bool {
+    let Store::Postgres(pg) = store else { panic!("not PostgreSQL") };
+    pg.scalar_i64("SELECT count(*) FROM pg_stat_ssl WHERE pid = pg_backend_pid() AND ssl").await.unwrap() == 1
+}
+
+#[tokio::test]
+async fn tls_is_used_and_the_certificate_and_host_name_are_verified() {
+    let server = common::pg();
+    server.create_db("tls_on").expect("createdb");
+    let issued = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    server.enable_tls(&issued.cert.pem(), &issued.signing_key.serialize_pem()).expect("TLS on");
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, issued.cert.pem()).unwrap();
+    let port = server.port();
+    let open = |url: String, ca: Option<std::path::PathBuf>| async move {
+        let cfg = StoreConfig { url: Some(url), tls_ca_file: ca, ..StoreConfig::default() };
+        Store::open(&cfg, Path::new("/nonexistent")).await.unwrap()
+    };
+
+    // Verified TLS: the certificate is trusted through store.tls_ca_file and names the host.
+    for mode in ["require", "verify-full", "prefer"] {
+        let store = open(format!("postgres://postgres@localhost:{port}/tls_on?sslmode={mode}"), Some(ca.clone())).await;
+        store.status().await.unwrap_or_else(|e| panic!("sslmode={mode}: {e}"));
+        assert!(encrypted(&store).await, "sslmode={mode} connected without TLS");
+    }
+    // Loopback default is plain TCP.
+    let store = open(format!("postgres://postgres@localhost:{port}/tls_on"), Some(ca.clone())).await;
+    assert!(!encrypted(&store).await);
+
+    // A certificate nobody vouches for is refused, with what to do about it.
+    let store = open(format!("postgres://postgres@localhost:{port}/tls_on?sslmode=require"), None).await;
+    let e = store.status().await.unwrap_err().to_string();
+    assert!(e.contains("certificate") && e.contains("store.tls_ca_file"), "{e}");
+    // So is one for another name (the certificate says localhost, not 127.0.0.1).
+    let store = open(format!("postgres://postgres@127.0.0.1:{port}/tls_on?sslmode=require"), Some(ca)).await;
+    let e = store.status().await.unwrap_err().to_string();
+    assert!(e.contains("certificate"), "{e}");
+}
