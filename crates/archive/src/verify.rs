@@ -246,3 +246,41 @@ fn time_problem(key: &str, v: &serde_json::Value) -> Option<String> {
         Err(_) => Some(format!("{key} {text:?} is not an RFC 3339 time")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const LINE: &str = r#"{"provider":"kis","kind":"open","channel":"ws","seq":1,"frame":"{}","schema_version":"1.0","event_time":"2026-01-14T01:00:05.617Z","receive_time":"2026-01-14T01:00:05.617Z","session_id":"sess_20260114_100000","mitigation_level":0,"quality_flag":"normal"}"#;
+
+    #[test]
+    fn times_outside_the_archive_domain_are_bad_lines() {
+        assert_eq!(check_line(LINE.as_bytes()), None);
+        let far = LINE.replacen("2026-01-14T01:00:05.617Z", "9999-12-31T20:00:00.000Z", 1);
+        assert!(check_line(far.as_bytes()).unwrap().contains("implausible event_time 9999-12-31T20:00:00.000Z"));
+        let bad = LINE.replacen("\"2026-01-14T01:00:05.617Z\"", "5", 1);
+        assert_eq!(check_line(bad.as_bytes()).unwrap(), "event_time is not a string");
+        let text = LINE.replacen("2026-01-14T01:00:05.617Z", "yesterday", 1);
+        assert!(check_line(text.as_bytes()).unwrap().contains("not an RFC 3339 time"));
+        assert_eq!(check_line(b"[1,2,3,4,5,6]").unwrap(), "not a JSON object");
+        assert!(check_line(b"{}").unwrap().starts_with("missing meta field(s) schema_version, event_time"));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Fuzzing verify's line check with random bytes and damaged real lines.
+        #[test]
+        fn the_line_check_never_panics(
+            bytes in proptest::collection::vec(any::<u8>(), 0..300),
+            cut in 0usize..400,
+            junk in "[\\[\\]{}\",:0-9eE.+TZ-]{0,12}",
+        ) {
+            let _ = check_line(&bytes);
+            let at = cut.min(LINE.len());
+            let _ = check_line(format!("{}{junk}{}", &LINE[..at], &LINE[at..]).as_bytes());
+            let _ = check_line(&LINE.as_bytes()[..at]);
+        }
+    }
+}

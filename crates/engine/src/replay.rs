@@ -270,3 +270,44 @@ fn session_skews(archive: &Path) -> std::collections::HashMap<String, u64> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const LINE: &str = r#"{"provider":"kis","kind":"ws","channel":"ws","seq":7,"frame":"0|H0STCNT0|001|005930","schema_version":"1.0","event_time":"2026-01-14T01:00:05.617Z","receive_time":"2026-01-14T01:00:05.617Z","session_id":"sess_20260114_100000","mitigation_level":0,"quality_flag":"normal"}"#;
+
+    #[test]
+    fn the_raw_line_reader_refuses_what_it_cannot_replay() {
+        assert!(parse_raw_line(LINE.as_bytes()).is_ok());
+        let far = LINE
+            .replace("\"receive_time\":\"2026-01-14T01:00:05.617Z\"", "\"receive_time\":\"9999-12-31T20:00:00.000Z\"");
+        assert!(parse_raw_line(far.as_bytes()).err().unwrap().contains("implausible receive_time"));
+        assert!(parse_raw_line(&[0xff, b'{']).err().unwrap().contains("not UTF-8"));
+        assert!(parse_raw_line(b"{}").err().unwrap().contains("not a raw archive line"));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Fuzzing the raw-line reader: random bytes, and a real line cut, spliced or with
+        /// random text inserted, never panic; what is accepted has plausible times.
+        #[test]
+        fn the_raw_line_reader_never_panics(
+            bytes in proptest::collection::vec(any::<u8>(), 0..300),
+            cut in 0usize..400,
+            junk in "[\\[\\]{}\",:0-9eE.+TZ-]{0,12}",
+        ) {
+            let _ = parse_raw_line(&bytes);
+            let at = cut.min(LINE.len());
+            let spliced = format!("{}{junk}{}", &LINE[..at], &LINE[at..]);
+            for candidate in [spliced.as_bytes(), &LINE.as_bytes()[..at]] {
+                if let Ok(l) = parse_raw_line(candidate) {
+                    prop_assert!(l.meta.implausible().is_none());
+                    let _ = (l.meta.receive_time.kst(), l.meta.receive_time.to_string());
+                }
+            }
+        }
+    }
+}

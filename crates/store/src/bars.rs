@@ -236,3 +236,95 @@ pub fn eod_rows(snapshots: &[(UtcTime, Snapshot, RowMeta)], day: Date) -> Vec<Eo
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use model::QualityFlag;
+    use proptest::prelude::*;
+    use rust_decimal::Decimal;
+
+    fn meta() -> BarMeta {
+        BarMeta {
+            session_id: "sess_20260114_100000".into(),
+            schema_version: "1.0".into(),
+            mitigation_level: 0,
+            quality_flag: QualityFlag::Normal,
+        }
+    }
+
+    fn obs(ms: i64, price: Option<Decimal>, cum: Option<Decimal>, interval_ms: u64) -> Obs {
+        Obs {
+            time: UtcTime::from_millis(ms),
+            price: price.map(Price),
+            cum_volume: cum.map(Qty),
+            interval_ms,
+            meta: meta(),
+        }
+    }
+
+    const T0: i64 = 1_768_352_400_000; // 2026-01-14T01:00:00Z
+
+    /// Issue 14's ETL reproduction: two samples of a day with cumulative volumes of ∓7.9e28
+    /// panicked (`Subtraction overflowed`, exit 101). The bar is skipped with a reason.
+    #[test]
+    fn overflowing_volumes_skip_the_bar_with_a_reason() {
+        let sym = Symbol::new("005930").unwrap();
+        let mut b = BarBuilder::new(BarInterval::M1);
+        let p = Some(Decimal::from(71900));
+        b.push(Provider::Kis, Market::KrStocks, &sym, obs(T0 + 30_000, p, Some(Decimal::MIN), 500));
+        b.push(Provider::Kis, Market::KrStocks, &sym, obs(T0 + 90_000, p, Some(Decimal::MAX), u64::MAX));
+        let mut skipped = Vec::new();
+        let bars = b.finish(&mut skipped);
+        assert_eq!(bars.len(), 1, "the first minute has a volume (0): {bars:?}");
+        assert_eq!(skipped.len(), 1, "{skipped:?}");
+        assert!(skipped[0].contains("volume difference overflows"), "{skipped:?}");
+        let mut big = bars[0].clone();
+        big.volume = Qty(Decimal::MAX);
+        let mut other = big.clone();
+        other.bar_time = big.bar_time.plus_millis(60_000);
+        let r = rollup(&[big, other], BarInterval::H1, &mut skipped);
+        assert!(r.is_empty() && skipped.len() == 2 && skipped[1].contains("summed volume"), "{skipped:?}");
+    }
+
+    fn decimal() -> impl Strategy<Value = Decimal> {
+        prop_oneof![
+            Just(Decimal::MAX),
+            Just(Decimal::MIN),
+            Just(Decimal::new(1, 28)),
+            Just(Decimal::ZERO),
+            (any::<i64>(), 0u32..=28).prop_map(|(m, s)| Decimal::new(m, s)),
+            (0i64..10_000_000).prop_map(Decimal::from),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Random and extreme observations, in any order, never panic the bars or rollups.
+        #[test]
+        fn bars_never_panic(
+            points in proptest::collection::vec(
+                (0i64..86_400_000, proptest::option::of(decimal()), proptest::option::of(decimal()), any::<u64>(), 0usize..2),
+                0..60,
+            ),
+        ) {
+            let syms = [Symbol::new("005930").unwrap(), Symbol::new("000660").unwrap()];
+            let mut m1 = BarBuilder::new(BarInterval::M1);
+            let mut swing = BarBuilder::new(BarInterval::M10);
+            for (off, price, cum, interval, s) in points {
+                m1.push(Provider::Kis, Market::KrStocks, &syms[s], obs(T0 + off, price, cum, interval));
+                swing.push(Provider::Kis, Market::KrStocks, &syms[s], obs(T0 + off, price, cum, 0));
+            }
+            let mut skipped = Vec::new();
+            let bars = m1.finish(&mut skipped);
+            for b in &bars {
+                prop_assert!(b.low <= b.high && (0.0..=1.0).contains(&b.coverage_ratio));
+            }
+            for size in [BarInterval::M10, BarInterval::H1, BarInterval::D1] {
+                let _ = rollup(&bars, size, &mut skipped);
+            }
+            let _ = swing.finish(&mut skipped);
+        }
+    }
+}
