@@ -26,7 +26,12 @@ pub async fn start(cfg: &StoreConfig, data_dir: &Path) -> anyhow::Result<Option<
     if !cfg.live_sink.enabled {
         return Ok(None);
     }
-    std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    // The data dir's mode, as the archive would create it (the database may come first).
+    let mut mkdir = std::fs::DirBuilder::new();
+    mkdir.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut mkdir, archive::DIR_MODE);
+    mkdir.create(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
     let store = Store::open(cfg, data_dir).await.context("opening the database for the live sink")?;
     Ok(Some(Arc::new(LiveSink::spawn(Arc::new(store), &cfg.live_sink, cfg.batch_rows))))
 }
