@@ -111,7 +111,7 @@ proptest! {
         let n = |i: usize| {
             let t = &numbers[i];
             // Half the time a JSON number, else the text quoted (both are read exactly).
-            if t.parse::<f64>().is_ok() && i % 2 == 0 { t.clone() } else { format!("{t:?}") }
+            if t.parse::<f64>().is_ok() && i.is_multiple_of(2) { t.clone() } else { format!("{t:?}") }
         };
         let text = if simple {
             format!(
