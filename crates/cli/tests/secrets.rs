@@ -225,3 +225,33 @@ fn a_password_in_the_store_url_is_refused_everywhere_and_shown_urls_are_rebuilt(
     assert!(out.status.success(), "{t}");
     assert!(t.contains("\"url\": \"postgres://obs@db.example.com:6543/market?sslmode=require\""), "{t}");
 }
+
+#[test]
+fn wire_trace_logs_never_carry_a_registration_frame() {
+    // The simulated exchange opens the market at once, so the KIS stream connects and registers
+    // through the same tungstenite and reqwest code as a live run, whatever the wall clock.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = run(cmd()
+        .args(["collect", "--duration", "5s", "--speed", "10", "--data-dir"])
+        .arg(&data)
+        .env("RUST_LOG", RUST_LOG_ALL)
+        .env("STOCK_OBSERVER__SOURCE", "sim")
+        .env("KIS_APP_KEY", KEY)
+        .env("KIS_APP_SECRET", SECRET));
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    let raw = lines_under(&data.join("raw/kis"));
+    let sent = raw.iter().filter(|l| l["kind"] == "sent").count();
+    assert!(sent > 0, "the stream never registered, so nothing was tested:\n{t}");
+    // Any registration frame carries the approval key (the fake's is made up per run, so the
+    // frame is looked for by its field name, in clear and hex, as tungstenite logs payloads).
+    let secrets = [
+        ("a registration frame (approval_key)", "\"approval_key\"".to_string()),
+        ("app key", KEY.to_string()),
+        ("app secret", SECRET.to_string()),
+    ];
+    assert_eq!(found_in(&t, &secrets), Vec::<String>::new(), "found in the log output");
+    let files: Vec<(&str, String)> = vec![("app key", KEY.to_string()), ("app secret", SECRET.to_string())];
+    assert_eq!(leaks_under(&data, &files), Vec::<String>::new(), "a credential leaked into these files");
+}
