@@ -53,7 +53,8 @@ fn assert_plausible(events: &[(UtcTime, MarketEvent)]) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(512))]
+    // 256 cases unless PROPTEST_CASES says otherwise.
+    #![proptest_config(ProptestConfig { failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn kis_never_panics_on_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
