@@ -346,6 +346,19 @@ mod tests {
         assert!(!UtcTime::parse("1999-12-31T23:59:59.999Z").unwrap().is_plausible());
     }
 
+    proptest::proptest! {
+        /// Any instant at all: arithmetic, `kst()`, formatting and partition names never
+        /// panic, and what is formatted parses back (clamped at the ends of years 0..=9999).
+        #[test]
+        fn every_instant_is_total(ms in proptest::prelude::any::<i64>(), d in proptest::prelude::any::<i64>()) {
+            let t = UtcTime(ms);
+            let _ = (t.plus_millis(d), t.plus_secs(d), t.checked_plus_millis(d), t.millis_since(UtcTime(d)));
+            let _ = (t.kst(), t.kst_day_ms(), t.kst_yyyymmdd(), t.to_timestamp(), crate::SessionId::starting_at(t));
+            let back = UtcTime::parse(&t.to_string()).unwrap();
+            proptest::prop_assert_eq!(back, UtcTime(ms.clamp(CIVIL_MIN_MS, CIVIL_MAX_MS)));
+        }
+    }
+
     #[test]
     fn kst_partitions() {
         let t = UtcTime::parse("2026-01-14T15:00:00.000Z").unwrap();
