@@ -235,7 +235,7 @@ impl RestClient {
             return Err(req_err("tokenP", format_args!("HTTP {} {code} {why}", status.as_u16())));
         };
         let now = self.clock.now();
-        let expires_at = now.plus_millis(secs * 1000);
+        let expires_at = now.plus_secs(secs);
         let value = SecretString::from(tok.to_string());
         let cached = CachedToken {
             access_token: value.clone(),
