@@ -255,3 +255,39 @@ fn wire_trace_logs_never_carry_a_registration_frame() {
     let files: Vec<(&str, String)> = vec![("app key", KEY.to_string()), ("app secret", SECRET.to_string())];
     assert_eq!(leaks_under(&data, &files), Vec::<String>::new(), "a credential leaked into these files");
 }
+
+#[test]
+fn kis_plain_ws_warns_what_it_exposes_and_other_plain_endpoints_are_refused() {
+    // Live with KIS's default (published, plain ws://) realtime endpoint: a warning at start-up.
+    // REST goes to a closed loopback port, so the run ends at the credential check.
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(cmd()
+        .args(["collect", "--duration", "2s", "--data-dir"])
+        .arg(dir.path())
+        .env("KIS_APP_KEY", KEY)
+        .env("KIS_APP_SECRET", SECRET)
+        .env("STOCK_OBSERVER__SOURCE", "live")
+        .env("STOCK_OBSERVER__PROVIDERS__KIS__REST_BASE", "http://127.0.0.1:9")
+        .env("STOCK_OBSERVER__PROVIDERS__KIS__MASTER_BASE", "http://127.0.0.1:9/"));
+    let t = text(&out);
+    assert!(
+        t.contains("plain ws:// (ws://ops.koreainvestment.com:21000/tryitout)") && t.contains("approval key"),
+        "{t}"
+    );
+    assert!(!t.contains(KEY) && !t.contains(SECRET), "{t}");
+
+    // Any other plain-text endpoint off loopback is refused at validation, naming the key.
+    for (var, value, key) in [
+        ("STOCK_OBSERVER__PROVIDERS__KIS__WS_BASE", "ws://relay.example.com:21000", "providers.kis.ws_base"),
+        (
+            "STOCK_OBSERVER__PROVIDERS__KIS__REST_BASE",
+            "http://openapi.koreainvestment.com:9443",
+            "providers.kis.rest_base",
+        ),
+        ("STOCK_OBSERVER__PROVIDERS__UPBIT__WS_BASE", "ws://api.upbit.com/websocket/v1", "providers.upbit.ws_base"),
+    ] {
+        let out = run(cmd().arg("config").env(var, value));
+        let t = text(&out);
+        assert!(!out.status.success() && t.contains(key) && t.contains(var), "{var}={value}: {t}");
+    }
+}
