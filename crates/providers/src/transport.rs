@@ -95,9 +95,11 @@ pub fn plaintext_ws_warning(url: &str) -> Option<String> {
 
 /// The HTTP client for one broker's REST endpoints: redirects are never followed (a redirect
 /// would carry the app key headers or the token request body to another host), no
-/// `Referer`, and HTTPS only unless every one of `bases` is on loopback (the fake servers).
+/// `Referer`, and HTTPS only unless one of `bases` is plain `http://` on loopback (a fake
+/// server or a local proxy; validation refuses plain `http://` anywhere else, and with
+/// redirects off the client only ever requests URLs built from `bases`).
 pub fn broker_http(timeout: Duration, bases: &[&str]) -> reqwest::Result<reqwest::Client> {
-    let local = bases.iter().all(|b| is_loopback_url(b));
+    let local = bases.iter().any(|b| has_scheme(b, "http://") && is_loopback_url(b));
     reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout)
