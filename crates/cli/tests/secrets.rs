@@ -244,6 +244,16 @@ fn wire_trace_logs_never_carry_a_registration_frame() {
     let raw = lines_under(&data.join("raw/kis"));
     let sent = raw.iter().filter(|l| l["kind"] == "sent").count();
     assert!(sent > 0, "the stream never registered, so nothing was tested:\n{t}");
+    // The archived registration frames carry the approval key masked.
+    let mut registrations = 0;
+    for l in raw.iter().filter(|l| l["kind"] == "sent") {
+        let frame: serde_json::Value = serde_json::from_str(l["frame"].as_str().unwrap()).unwrap();
+        if let Some(key) = frame["header"].get("approval_key") {
+            assert_eq!(key, "***", "{l}");
+            registrations += 1;
+        }
+    }
+    assert!(registrations > 0, "no registration frame was archived:\n{t}");
     // Any registration frame carries the approval key (the fake's is made up per run, so the
     // frame is looked for by its field name, in clear and hex, as tungstenite logs payloads).
     let secrets = [
