@@ -10,8 +10,8 @@ use tokio::sync::watch;
 
 use archive::Stream;
 use model::{
-    Market, MarketEvent, Meta, OverflowEntry, Provider, QualityFlag, RawFrame, RawFrameKind, Record, SessionId,
-    Symbol, SystemEvent, UtcTime,
+    Market, MarketEvent, Meta, OverflowEntry, Provider, QualityFlag, RawFrame, RawFrameKind, Record, SessionId, Symbol,
+    SystemEvent, UtcTime,
 };
 use providers::{MarketProvider, evidence};
 

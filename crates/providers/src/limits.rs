@@ -15,7 +15,10 @@ pub fn ws_config(max_bytes: usize) -> WebSocketConfig {
 #[derive(Debug)]
 pub enum BodyError {
     /// The body is (or declares to be) larger than the limit.
-    TooLarge { limit: usize, key: &'static str },
+    TooLarge {
+        limit: usize,
+        key: &'static str,
+    },
     Transport(reqwest::Error),
 }
 
