@@ -14,6 +14,7 @@ mod config;
 mod error;
 mod fsutil;
 mod io;
+pub mod lines;
 pub mod manifest;
 mod recovery;
 mod stream;

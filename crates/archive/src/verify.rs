@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::fs::{File, OpenOptions, TryLockError};
-use std::io::{BufRead, BufReader};
+use std::io::BufReader;
 use std::path::Path;
 
 use model::meta::REQUIRED_META_FIELDS;
@@ -130,21 +130,22 @@ fn check_file(
     let mut buf = Vec::new();
     report.files += 1;
     loop {
-        buf.clear();
-        let n = reader.read_until(b'\n', &mut buf).map_err(ArchiveError::io(path))?;
-        if n == 0 {
-            break;
-        }
-        size += n as u64;
-        hasher.update(&buf);
-        let Some(content) = buf.strip_suffix(b"\n") else {
+        let read = crate::lines::read_line(&mut reader, &mut buf, crate::lines::MAX_LINE_BYTES, |b| hasher.update(b));
+        let Some(read) = read.map_err(ArchiveError::io(path))? else { break };
+        size += read.bytes;
+        if read.end == crate::lines::LineEnd::Eof {
             if !open {
                 report.problems.push(problem(rel, Some(lines + 1), "incomplete last line (no newline; torn write?)"));
             }
             break;
-        };
+        }
         lines += 1;
-        if let Some(what) = check_line(content) {
+        let what = if read.too_long {
+            Some(format!("line of {} bytes, longer than {}", read.bytes, crate::lines::MAX_LINE_BYTES))
+        } else {
+            check_line(&buf)
+        };
+        if let Some(what) = what {
             line_problems += 1;
             if line_problems <= MAX_LINE_PROBLEMS {
                 report.problems.push(problem(rel, Some(lines), what));

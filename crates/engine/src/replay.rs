@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
 use serde::Deserialize;
 
 use archive::Stream;
+use archive::lines::MAX_LINE_BYTES;
 use model::{MarketEvent, Meta, Provider, QualityFlag, RawFrame, RawFrameKind, SessionId, UtcTime};
 
 use crate::book::LatestBook;
@@ -138,14 +139,17 @@ pub async fn replay(archive: &Path, out: &Path, cfg: &EngineConfig) -> Result<Re
             let mut reader = std::io::BufReader::new(std::fs::File::open(&path).map_err(io)?);
             let mut buf = Vec::new();
             let mut i = 0;
-            loop {
-                buf.clear();
-                if std::io::BufRead::read_until(&mut reader, b'\n', &mut buf).map_err(io)? == 0 {
-                    break;
-                }
+            // A last line without its newline is read like any other (a torn one does not
+            // parse and is reported); a line past the bound is damage.
+            while let Some(read) =
+                archive::lines::read_line(&mut reader, &mut buf, MAX_LINE_BYTES, |_| {}).map_err(io)?
+            {
                 i += 1;
-                let bytes = buf.strip_suffix(b"\n").unwrap_or(&buf);
-                let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+                if read.too_long {
+                    report.bad(&path, i, format_args!("line of {} bytes, longer than {MAX_LINE_BYTES}", read.bytes));
+                    continue;
+                }
+                let bytes = buf.strip_suffix(b"\r").unwrap_or(&buf);
                 let l = match parse_raw_line(bytes) {
                     Ok(l) => l,
                     Err(why) => {

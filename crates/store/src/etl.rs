@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::hash::{Hash, Hasher};
-use std::io::{BufRead, BufReader};
+use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -287,17 +287,21 @@ impl Ctx<'_> {
         let mut r = BufReader::with_capacity(1 << 20, file);
         let mut buf = Vec::new();
         let mut n = 0u64;
-        loop {
-            buf.clear();
-            let got = r.read_until(b'\n', &mut buf).map_err(StoreError::io(path))?;
-            if got == 0 || !buf.ends_with(b"\n") {
+        let max = archive::lines::MAX_LINE_BYTES;
+        while let Some(read) = archive::lines::read_line(&mut r, &mut buf, max, |_| {}).map_err(StoreError::io(path))? {
+            if read.end == archive::lines::LineEnd::Eof {
                 break;
             }
             n += 1;
-            self.bar.inc(got as u64);
-            // Bytes that are not UTF-8 (a damaged file) make a bad line, not a failed run.
+            self.bar.inc(read.bytes);
+            // A line past the bound, or bytes that are not UTF-8 (a damaged file), make a bad
+            // line, not a failed run.
+            if read.too_long {
+                self.bad(path, n, format_args!("line of {} bytes, longer than {max}", read.bytes));
+                continue;
+            }
             match std::str::from_utf8(&buf) {
-                Ok(line) => each(self, n, line.trim_end_matches(['\n', '\r'])),
+                Ok(line) => each(self, n, line.trim_end_matches('\r')),
                 Err(e) => self.bad(path, n, format_args!("not UTF-8 ({e})")),
             }
         }
