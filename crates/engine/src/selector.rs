@@ -77,7 +77,11 @@ impl<P: MarketProvider> Selector<P> {
             }
             let (candidates, exclude) = {
                 let mut m = self.monitor.lock().unwrap_or_else(|p| p.into_inner());
-                (m.evaluate(now), m.manual_exclude().to_vec())
+                let candidates = m.evaluate(now);
+                // The monitor counts since the start of the run, as the counter does.
+                let skipped = m.skipped().total();
+                self.events.stats.trigger_points_skipped.fetch_max(skipped, std::sync::atomic::Ordering::Relaxed);
+                (candidates, m.manual_exclude().to_vec())
             };
             let decision = self.manager.decide(now, &candidates, &exclude);
             self.monitor.lock().unwrap_or_else(|p| p.into_inner()).on_slots(now, self.manager.slots());

@@ -97,6 +97,10 @@ counters! {
     slot_changes,
     /// Watchdog session restarts and degrade-mode entries.
     watchdog_actions,
+    /// Candidate-monitor measurements skipped because they could not be computed (a
+    /// difference or quotient outside `Decimal`'s range; reasons in
+    /// `triggers::SkippedPoints`).
+    trigger_points_skipped,
 }
 
 /// Worst readings since the mitigation controller last looked; each is taken (reset to 0)
