@@ -277,3 +277,41 @@ pub struct EngineConfig {
     pub triggers: crate::triggers::TriggerConfig,
     pub slots: crate::slots::SlotConfig,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(l: &ObserverLimits) -> Vec<String> {
+        let mut c = Checker::default();
+        c.section("observer", |c| c.section("limits", |c| l.validate(c)));
+        c.problems.iter().map(|p| p.to_string()).collect()
+    }
+
+    #[test]
+    fn limits_narrow_the_archive_domain_and_never_widen_it() {
+        assert!(problems(&ObserverLimits::default()).is_empty());
+        let narrower = ObserverLimits {
+            max_abs_number: rust_decimal::Decimal::from(1_000_000_000_000i64),
+            earliest_time: UtcTime::parse("2020-01-01T00:00:00Z").unwrap(),
+            latest_time: UtcTime::parse("2050-01-01T00:00:00Z").unwrap(),
+            max_receipt_distance: "1h".parse().unwrap(),
+        };
+        assert!(problems(&narrower).is_empty());
+        let wider = ObserverLimits {
+            max_abs_number: rust_decimal::Decimal::MAX,
+            earliest_time: UtcTime::parse("1990-01-01T00:00:00Z").unwrap(),
+            latest_time: UtcTime::parse("2200-01-01T00:00:00Z").unwrap(),
+            max_receipt_distance: "2d".parse().unwrap(),
+        };
+        let p = problems(&wider);
+        assert_eq!(p.len(), 3, "{p:?}");
+        assert!(p[0].starts_with("observer.limits.max_abs_number:"), "{p:?}");
+        assert!(p[1].starts_with("observer.limits.earliest_time:"), "{p:?}");
+        assert!(p[2].starts_with("observer.limits.max_receipt_distance:"), "{p:?}");
+        let empty = ObserverLimits { latest_time: ObserverLimits::default().earliest_time, ..Default::default() };
+        assert_eq!(problems(&empty).len(), 1);
+        let zero = ObserverLimits { max_abs_number: rust_decimal::Decimal::ZERO, ..Default::default() };
+        assert_eq!(problems(&zero).len(), 1);
+    }
+}
