@@ -315,7 +315,7 @@ async fn launch_provider<P: MarketProvider>(
     tasks.spawn(async move { selector.run(stop).await.map_err(CollectError::from) });
     {
         let mut p = processor();
-        p.subscribed = Some(Subscribed::new(subs_rx.clone()));
+        p.subscribed = providers::mapper(pid).and_then(|m| m.subscribes).map(|_| Subscribed::default());
         // Degrade-mode REST polls (`poll`): their own guard state, and raw lines that say so.
         let mut polls = processor();
         polls.quality = QualityFlag::Degraded;

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use serde::Serialize;
-use tokio::sync::watch;
 
 use archive::Stream;
 use model::{
@@ -75,25 +74,22 @@ impl Events {
     }
 }
 
-/// The symbols the stream was ever asked for this run: a stream record for any other symbol
-/// was never requested (on a plain `ws://` path anyone can inject one) and must neither feed
-/// Track B nor become a slot candidate, nor grow per-symbol state without bound.
-#[derive(Debug)]
+/// The symbols the stream was ever asked for, read from the subscribe messages it sent
+/// (archived in band, so `replay` applies the same rule): a stream record for any other
+/// symbol was never requested (on a plain `ws://` path anyone can inject one) and must
+/// neither feed Track B nor become a slot candidate, nor grow per-symbol state without bound.
+#[derive(Debug, Default)]
 pub struct Subscribed {
-    slots: watch::Receiver<Vec<Symbol>>,
     ever: HashSet<Symbol>,
 }
 
 impl Subscribed {
-    pub fn new(mut slots: watch::Receiver<Vec<Symbol>>) -> Self {
-        let ever = slots.borrow_and_update().iter().cloned().collect();
-        Subscribed { slots, ever }
+    /// Notes what a sent frame subscribes.
+    pub fn on_sent(&mut self, subscribes: fn(&str) -> Vec<Symbol>, frame: &str) {
+        self.ever.extend(subscribes(frame));
     }
 
-    fn allows(&mut self, symbol: &Symbol) -> bool {
-        if self.slots.has_changed().unwrap_or(false) {
-            self.ever.extend(self.slots.borrow_and_update().iter().cloned());
-        }
+    pub fn allows(&self, symbol: &Symbol) -> bool {
         self.ever.contains(symbol)
     }
 }
@@ -149,7 +145,8 @@ pub struct FrameProcessor<P> {
     /// degrade mode's REST polls: their raw lines and records say so, and replay keeps them
     /// out of the swing files.
     pub quality: QualityFlag,
-    /// For stream frames: only records of symbols the stream was asked for pass.
+    /// For stream frames: only records of symbols the stream was asked for pass (where the
+    /// provider's mapper reads subscriptions; `None`: everything passes).
     pub subscribed: Option<Subscribed>,
 }
 
@@ -170,6 +167,12 @@ impl<P: MarketProvider> FrameProcessor<P> {
         self.last_level = meta.mitigation_level;
         encode_raw_line(&mut line, frame, seq, &meta);
         self.events.sink.write_line(Stream::Raw(frame.provider), rt, line).await?;
+        if frame.kind == RawFrameKind::Sent
+            && let Some(sub) = self.subscribed.as_mut()
+            && let Some(subscribes) = providers::mapper(frame.provider).and_then(|m| m.subscribes)
+        {
+            sub.on_sent(subscribes, &frame.frame);
+        }
         if !matches!(frame.kind, RawFrameKind::Ws | RawFrameKind::Rest) {
             return Ok(());
         }
@@ -187,7 +190,7 @@ impl<P: MarketProvider> FrameProcessor<P> {
             let raw_ref = if events.peek().is_some() { raw_ref.clone() } else { raw_ref.take() };
             let symbol = event.symbol().clone();
             if frame.kind == RawFrameKind::Ws
-                && let Some(sub) = self.subscribed.as_mut()
+                && let Some(sub) = self.subscribed.as_ref()
                 && !sub.allows(&symbol)
             {
                 inc(&self.events.stats.events_normalized);

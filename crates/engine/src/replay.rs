@@ -18,7 +18,7 @@ use model::{MarketEvent, Meta, Provider, QualityFlag, RawFrame, RawFrameKind, Se
 use crate::book::LatestBook;
 use crate::config::EngineConfig;
 use crate::observer::ObserverCore;
-use crate::pipeline::{Events, RawRefs};
+use crate::pipeline::{Events, RawRefs, Subscribed};
 use crate::sink::{Sink, SinkError};
 use crate::stats::Stats;
 use crate::track_b::Sampler;
@@ -134,6 +134,8 @@ pub async fn replay(archive: &Path, out: &Path, cfg: &EngineConfig) -> Result<Re
         let mut refs = RawRefs::default();
         // Per session: Track A's core sees REST frames, the stream's core the rest, as live.
         let mut state: Option<(SessionId, ObserverCore, ObserverCore, ObserverCore, Sampler)> = None;
+        // What the session's stream subscribed, from its archived subscribe messages.
+        let mut subscribed = Subscribed::default();
         for path in jsonl_files(&dir)? {
             let io = |source| ReplayError::Io { path: path.clone(), source };
             let mut reader = std::io::BufReader::new(std::fs::File::open(&path).map_err(io)?);
@@ -199,6 +201,7 @@ pub async fn replay(archive: &Path, out: &Path, cfg: &EngineConfig) -> Result<Re
                     let sampler = Sampler::new(pid, mapper.market, book.clone(), events, true, stale_after);
                     let (rest, polls, ws) = (core(), core(), core());
                     state = Some((session, rest, polls, ws, sampler));
+                    subscribed = Subscribed::default();
                 }
                 let Some((_, core_rest, core_polls, core_ws, sampler)) = state.as_mut() else { continue };
                 report.frames += 1;
@@ -230,6 +233,14 @@ pub async fn replay(archive: &Path, out: &Path, cfg: &EngineConfig) -> Result<Re
                             _ => &mut *core_ws,
                         };
                         for (et, event) in parsed {
+                            // The live run refused stream records of symbols it never subscribed.
+                            if frame.kind == RawFrameKind::Ws
+                                && mapper.subscribes.is_some()
+                                && !subscribed.allows(event.symbol())
+                            {
+                                report.rejected += 1;
+                                continue;
+                            }
                             match core.observe(et, rt, event, Some(refs.get(pid, rt, l.seq))) {
                                 Ok(rec) if frame.kind == RawFrameKind::Rest && !polled => {
                                     // Gap evidence went to the event log, not to swing.
@@ -245,7 +256,12 @@ pub async fn replay(archive: &Path, out: &Path, cfg: &EngineConfig) -> Result<Re
                             }
                         }
                     }
-                    RawFrameKind::Sent | RawFrameKind::Open | RawFrameKind::Close => {}
+                    RawFrameKind::Sent => {
+                        if let Some(subscribes) = mapper.subscribes {
+                            subscribed.on_sent(subscribes, &frame.frame);
+                        }
+                    }
+                    RawFrameKind::Open | RawFrameKind::Close => {}
                 }
             }
         }

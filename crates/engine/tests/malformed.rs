@@ -67,8 +67,14 @@ async fn malformed_frames_are_archived_and_reported() {
     p.process(&frame("{\"header\":{\"tr_id\":\"PINGPONG\"}}"), &mut passed).await.unwrap();
     // A well-formed record for a symbol the stream never asked for (on plain ws:// anyone
     // can inject one) is refused with a counted reason; a subscribed symbol's passes.
-    let (_slots, rx) = tokio::sync::watch::channel(vec![model::Symbol::new("005930").unwrap()]);
-    p.subscribed = Some(so_engine::pipeline::Subscribed::new(rx));
+    p.subscribed = Some(so_engine::pipeline::Subscribed::default());
+    // The stream's (archived) subscribe request is what admits a symbol.
+    let sent = RawFrame {
+        kind: RawFrameKind::Sent,
+        frame: r#"{"header":{"approval_key":"***","custtype":"P","tr_type":"1","content-type":"utf-8"},"body":{"input":{"tr_id":"H0STCNT0","tr_key":"005930"}}}"#.into(),
+        ..frame("")
+    };
+    p.process(&sent, &mut passed).await.unwrap();
     let record = |code: &str| {
         format!(
             "0|H0STCNT0|001|{code}^100000^71900^5^-100^-0.14^72023.83^72100^72400^71700^71900^71800^1^3052507^219853241700^5105^6937^1832^84.90^1366314^1159996^1^0.39^20.28^090020^5^-200^090820^5^-500^092619^2^200^20260114^20^N^65945^216924^1118750^2199206^0.05^2424142^125.92^0^^72100^2"
@@ -83,7 +89,7 @@ async fn malformed_frames_are_archived_and_reported() {
 
     let raw = std::fs::read_to_string(dir.path().join("raw/kis/20260114/10.jsonl")).unwrap();
     let lines: Vec<serde_json::Value> = raw.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(lines.len(), 4, "every frame archived, the bad one first");
+    assert_eq!(lines.len(), 5, "every frame archived, the bad one first");
     assert_eq!(lines[0]["frame"], garbage);
     let events = std::fs::read_to_string(dir.path().join("system/events/kis/20260114.jsonl")).unwrap();
     let rejected: serde_json::Value = serde_json::from_str(events.lines().next().unwrap()).unwrap();
@@ -98,7 +104,7 @@ async fn malformed_frames_are_archived_and_reported() {
     assert_eq!(injected.len(), 2, "the trade and its quote: {injected:?}");
     assert!(injected.iter().all(|e| e["symbol"] == "000660"), "{injected:?}");
     let s = stats.snapshot();
-    assert_eq!((s.frames_received, s.frames_malformed), (4, 1));
+    assert_eq!((s.frames_received, s.frames_malformed), (5, 1));
     assert_eq!(s.rejected_unsubscribed, 2);
     assert_eq!(s.events_normalized, s.events_passed + s.rejected_validate + s.rejected_guard + s.rejected_unsubscribed);
 }

@@ -20,6 +20,9 @@ pub struct Mapper {
     pub version: &'static str,
     pub market: model::Market,
     pub parse: fn(&RawFrame) -> Result<Parsed, ProviderError>,
+    /// The symbols a sent stream message subscribes (empty for anything else); `None` for a
+    /// source that streams without subscribing (the simulator), whose records all pass.
+    pub subscribes: Option<fn(&str) -> Vec<model::Symbol>>,
 }
 
 fn parse_sim(frame: &RawFrame) -> Result<Parsed, ProviderError> {
@@ -40,15 +43,20 @@ pub fn mapper(provider: Provider) -> Option<Mapper> {
             version: kis::wire::MAPPER_VERSION,
             market: model::Market::KrStocks,
             parse: kis::parse_frame,
+            subscribes: Some(kis::wire::subscribed_codes),
         }),
         Provider::Upbit => Some(Mapper {
             version: upbit::wire::MAPPER_VERSION,
             market: model::Market::Crypto,
             parse: upbit::wire::parse,
+            subscribes: Some(upbit::wire::subscribed_codes),
         }),
-        Provider::Sim => {
-            Some(Mapper { version: sim::wire::MAPPER_VERSION, market: model::Market::KrStocks, parse: parse_sim })
-        }
+        Provider::Sim => Some(Mapper {
+            version: sim::wire::MAPPER_VERSION,
+            market: model::Market::KrStocks,
+            parse: parse_sim,
+            subscribes: None,
+        }),
         Provider::Kiwoom | Provider::Alpaca => None,
     }
 }

@@ -132,6 +132,19 @@ fn h0staspo_59_and_62_fields() {
 }
 
 #[test]
+fn a_sent_registration_names_its_code() {
+    let reg = |tr_type: &str| {
+        format!(
+            r#"{{"header":{{"approval_key":"***","custtype":"P","tr_type":"{tr_type}","content-type":"utf-8"}},"body":{{"input":{{"tr_id":"H0STCNT0","tr_key":"005930"}}}}}}"#
+        )
+    };
+    let codes = wire::subscribed_codes(&reg("1"));
+    assert_eq!(codes.iter().map(|s| s.as_str()).collect::<Vec<_>>(), ["005930"]);
+    assert!(wire::subscribed_codes(&reg("2")).is_empty(), "an unsubscribe admits nothing");
+    assert!(wire::subscribed_codes(r#"{"header":{"tr_id":"PINGPONG"}}"#).is_empty());
+}
+
+#[test]
 fn control_messages() {
     let ok = r#"{"header":{"tr_id":"H0STCNT0","tr_key":"005930","encrypt":"N"},"body":{"rt_cd":"0","msg_cd":"OPSP0000","msg1":"SUBSCRIBE SUCCESS","output":{"iv":"0123456789abcdef","key":"abcdefghijklmnopabcdefghijklmnop"}}}"#;
     let c = wire::parse_control(ok).unwrap();

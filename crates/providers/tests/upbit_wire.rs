@@ -60,6 +60,14 @@ mod upbit {
     }
 
     #[test]
+    fn a_sent_subscription_names_its_codes() {
+        let sent = r#"[{"ticket":"t"},{"type":"ticker","codes":["KRW-BTC","KRW-ETH"]},{"type":"orderbook","codes":["KRW-BTC.15"]},{"format":"DEFAULT"}]"#;
+        let codes: Vec<String> = wire::subscribed_codes(sent).iter().map(|s| s.as_str().to_string()).collect();
+        assert_eq!(codes, ["KRW-BTC", "KRW-ETH", "KRW-BTC"]);
+        assert!(wire::subscribed_codes("PING").is_empty());
+    }
+
+    #[test]
     fn trade_default_and_simple_give_the_same_tick() {
         let a = wire::parse(&ws(TRADE_DEFAULT)).unwrap();
         let b = wire::parse(&ws(TRADE_SIMPLE)).unwrap();

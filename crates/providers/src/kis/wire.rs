@@ -483,6 +483,17 @@ pub fn asking_body(body: &str, symbol_code: &Symbol) -> Result<Quote, String> {
     })
 }
 
+/// The codes a sent (archived) message registers: `tr_type` `1` with a `tr_key`. The
+/// observer admits stream records only for codes the stream was asked for, live and in
+/// replay alike, from these in-band messages.
+pub fn subscribed_codes(sent: &str) -> Vec<Symbol> {
+    let Ok(v) = serde_json::from_str::<Value>(sent) else { return Vec::new() };
+    if v.pointer("/header/tr_type").and_then(Value::as_str) != Some("1") {
+        return Vec::new();
+    }
+    v.pointer("/body/input/tr_key").and_then(Value::as_str).and_then(|k| symbol(k).ok()).into_iter().collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -569,3 +569,13 @@ pub fn eight_decimals(d: Decimal) -> String {
     x.rescale(8);
     x.to_string()
 }
+
+/// The codes a sent (archived) subscription registers: every `codes` entry of the request
+/// array, an orderbook code's `.depth` suffix dropped.
+pub fn subscribed_codes(sent: &str) -> Vec<Symbol> {
+    let Ok(serde_json::Value::Array(parts)) = serde_json::from_str::<serde_json::Value>(sent) else {
+        return Vec::new();
+    };
+    let codes = parts.iter().filter_map(|p| p.get("codes")?.as_array()).flatten().filter_map(|c| c.as_str());
+    codes.filter_map(|c| Symbol::new(c.split('.').next().unwrap_or(c)).ok()).collect()
+}
