@@ -75,7 +75,7 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<(), ArchiveError> {
 
 /// `create_dir_all` that also fsyncs the parent of every directory it creates, each created
 /// with [`DIR_MODE`].
-pub(crate) fn create_dirs_synced(dir: &Path) -> Result<(), ArchiveError> {
+pub fn create_dirs_synced(dir: &Path) -> Result<(), ArchiveError> {
     let mut missing: Vec<PathBuf> = Vec::new();
     let mut cur = Some(dir);
     while let Some(d) = cur {
@@ -108,7 +108,7 @@ pub(crate) fn create_dirs_synced(dir: &Path) -> Result<(), ArchiveError> {
 /// Replaces `path` so that a reader (or a crash) sees either the old or the new content,
 /// never a mix: write a sibling `.tmp` (created new with `mode`, never through a link),
 /// fsync it, rename over, fsync the directory.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), ArchiveError> {
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), ArchiveError> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);

@@ -23,7 +23,7 @@ mod writer;
 
 pub use config::ArchiveConfig;
 pub use error::ArchiveError;
-pub use fsutil::{DIR_MODE, FILE_MODE, PRIVATE_MODE};
+pub use fsutil::{DIR_MODE, FILE_MODE, PRIVATE_MODE, create_dirs_synced, write_atomic};
 pub use manifest::{Manifest, ManifestEntry};
 pub use recovery::{Recovery, Repair};
 pub use stream::{Partition, Stream};

@@ -30,6 +30,11 @@ fn collect_leaves_nothing_readable_by_other_users() {
     for f in raw.iter().chain(jsonl_files_under(&data.join("system")).iter()) {
         assert_eq!(mode(f) & !archive::FILE_MODE, 0, "{} is {:o}", f.display(), mode(f));
     }
+    // The day's universe is archive data too, whatever the umask.
+    let universe = data.join("universe");
+    assert_eq!(mode(&universe) & !archive::DIR_MODE, 0, "{} is {:o}", universe.display(), mode(&universe));
+    let file = universe.join("20260114_kr_stocks.json");
+    assert_eq!(mode(&file) & !archive::FILE_MODE, 0, "{} is {:o}", file.display(), mode(&file));
     let state = data.join("state");
     assert_eq!(mode(&state) & 0o077, 0, "state folder is {:o}", mode(&state));
     let caches: Vec<_> = std::fs::read_dir(&state).unwrap().flatten().map(|e| e.path()).collect();

@@ -61,6 +61,8 @@ pub enum UniverseError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("{path}: not a universe file: {source}")]
     Parse { path: PathBuf, source: serde_json::Error },
+    #[error(transparent)]
+    Archive(#[from] archive::ArchiveError),
 }
 
 pub fn path(root: &Path, date: &str, market: Market) -> PathBuf {
@@ -116,19 +118,15 @@ impl UniverseFile {
     }
 }
 
-/// Write to a temporary name, fsync, rename, fsync the folder: a crash leaves either the old
-/// file or the new one, never half of one.
+/// Written like an archive file (archive::write_atomic: folders 0750, the file 0640 created
+/// new, never through a link, fsynced and renamed over): a crash leaves either the old file
+/// or the new one, and the umask decides nothing.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), UniverseError> {
-    use std::io::Write;
-    let io = |source| UniverseError::Io { path: path.to_path_buf(), source };
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(io)?;
-    let tmp = path.with_extension("json.tmp");
-    let mut f = std::fs::File::create(&tmp).map_err(io)?;
-    f.write_all(bytes).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)?;
-    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)
+    if let Some(dir) = path.parent() {
+        archive::create_dirs_synced(dir)?;
+    }
+    archive::write_atomic(path, bytes, archive::FILE_MODE)?;
+    Ok(())
 }
 
 #[cfg(test)]
