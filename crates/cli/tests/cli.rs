@@ -20,6 +20,22 @@ fn every_subcommand_has_help() {
 }
 
 #[test]
+fn bench_pipeline_passes_every_tick_for_each_provider() {
+    // Small runs of the benchmark docs/benchmarks.md records, so a mapper change (a KIS trade
+    // record now also yields its quote) cannot break the command unnoticed.
+    for (provider, per_frame) in [("kis", "1"), ("kis", "3"), ("sim", "1")] {
+        let dir = tempfile::tempdir().unwrap();
+        let o = run(cmd()
+            .args(["bench", "pipeline", "--ticks", "3000", "--provider", provider, "--records-per-frame", per_frame])
+            .arg("--data-dir")
+            .arg(dir.path().join("bench")));
+        let t = text(&o);
+        assert!(o.status.success(), "{provider} x{per_frame}: {t}");
+        assert!(t.contains("bench pipeline: 3000 ticks"), "{t}");
+    }
+}
+
+#[test]
 fn bad_flags_get_one_clear_message() {
     let cases: &[(&[&str], &str)] = &[
         (&["collect", "--speed", "0"], "must be a number above 0"),
