@@ -22,8 +22,8 @@ pub struct Args {
     /// Run the simulated clock N times faster than real time.
     #[arg(long, value_name = "N", default_value_t = 1.0, value_parser = crate::collect::parse_speed)]
     speed: f64,
-    /// Start the simulated clock at this Seoul date and time (default: 09:00 of the latest
-    /// trading day on or before today).
+    /// Start the simulated clock at this Seoul date and time (default: 09:30, the opening of
+    /// Track B's window, on the latest trading day on or before today).
     #[arg(long, value_name = "YYYY-MM-DDTHH:MM", value_parser = crate::collect::parse_start)]
     start: Option<DateTime>,
 }
