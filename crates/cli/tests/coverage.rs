@@ -10,7 +10,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use common::{cmd, kst_ms_on, lines_under, ms, run, text};
+use common::{cmd, http_addr, http_get, kst_ms_on, lines_under, ms, run, text};
 
 /// Samples of one symbol's continuous stay in a slot (consecutive sampling times).
 struct Stay<'a> {
@@ -211,4 +211,63 @@ fn upbit_slots_have_data_too() {
     assert!(!samples.is_empty(), "no Upbit samples:\n{out_text}");
     settled_samples_have_data(&stays(&samples));
     figures_equal_disk(&data, &samples, &out_text, None);
+}
+
+#[test]
+fn health_and_metrics_state_what_is_on_disk() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    // Track B samples 14:58–15:00; the run goes on (Track A until 15:30), so once the window
+    // has closed and more than the archive's 1 s (wall) fsync interval has passed (90 s of
+    // market time at 60x), the counters and the files are still.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut child = cmd()
+        .args(["collect", "--speed", "60", "--start", "2026-01-14T14:58", "--data-dir"])
+        .arg(&data)
+        .env("STOCK_OBSERVER__SIM__SYMBOLS", "300")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = http_addr(&mut lines);
+    std::thread::spawn(move || for _ in lines {});
+    let body = |path: &str| http_get(&addr, path).split("\r\n\r\n").last().unwrap().to_string();
+    let at = |hhmmss: &str| kst_ms_on("2026-01-14", hhmmss);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let h = loop {
+        let h: Value = serde_json::from_str(&body("/health")).unwrap();
+        if ms(&h, "market_time") >= at("15:01:30") {
+            break h;
+        }
+        assert!(std::time::Instant::now() < deadline, "the market clock never reached 15:01:30: {h}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let metrics = body("/metrics");
+    let samples = lines_under(&data.join("scalp"));
+    let _ = child.kill();
+    let _ = child.wait();
+
+    let count = |flag: &str| samples.iter().filter(|s| s["quality_flag"] == flag).count() as u64;
+    let written = samples.len() as u64;
+    assert!(written > 41 * 200, "only {written} samples in two sampled minutes");
+    let due = h["scalp_samples_due"].as_u64().unwrap();
+    assert_eq!(h["scalp_samples_with_data"].as_u64(), Some(written - count("no_data")), "{h}");
+    assert_eq!(h["scalp_samples_no_data"].as_u64(), Some(count("no_data")), "{h}");
+    assert_eq!(h["scalp_samples_stale"].as_u64(), Some(count("stale")), "{h}");
+    let rate = (written - count("no_data")) as f64 / due as f64;
+    assert!((h["recording_rate"].as_f64().unwrap() - rate).abs() < 1e-9, "{h} vs {rate}");
+    let metric = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("stock_observer_{name} ")))
+            .unwrap_or_else(|| panic!("{name} missing:\n{metrics}"))
+            .to_string()
+    };
+    assert_eq!(metric("scalp_written"), written.to_string());
+    assert_eq!(metric("scalp_no_data"), count("no_data").to_string());
+    assert_eq!(metric("scalp_stale"), count("stale").to_string());
+    assert_eq!(metric("scalp_expected"), due.to_string());
+    assert!((metric("recording_rate").parse::<f64>().unwrap() - rate).abs() < 1e-9);
 }

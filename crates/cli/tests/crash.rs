@@ -3,21 +3,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
-
-fn http_get(addr: &str, path: &str) -> String {
-    let mut s = TcpStream::connect(addr).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
-    let mut body = String::new();
-    s.read_to_string(&mut body).unwrap();
-    body
-}
 
 /// The latest `receive_time` among the last complete lines of the `.jsonl` files under `dir`:
 /// where a crash restart must say its gap began.
@@ -46,12 +37,7 @@ fn sigkill_then_restart_verifies_and_records_the_gap() {
     // Wait for the health endpoint, then use it while data flows.
     let stderr = BufReader::new(child.stderr.take().unwrap());
     let mut lines = stderr.lines();
-    let addr = loop {
-        let l = lines.next().expect("collect exited before serving health").unwrap();
-        if let Some(rest) = l.strip_prefix("health: http://") {
-            break rest.split('/').next().unwrap().to_string();
-        }
-    };
+    let addr = http_addr(&mut lines);
     std::thread::spawn(move || for _ in lines {});
     let raw = data.join("raw/kis/20260114/10.jsonl");
     let deadline = Instant::now() + Duration::from_secs(60);

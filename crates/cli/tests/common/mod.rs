@@ -77,3 +77,23 @@ pub fn ms(v: &Value, key: &str) -> i64 {
 pub fn kst_ms_on(day: &str, hhmmss: &str) -> i64 {
     model::UtcTime::from_kst(format!("{day}T{hhmmss}").parse().unwrap()).as_millis()
 }
+
+/// A GET on the collector's HTTP surface; the whole response, head included.
+pub fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    body
+}
+
+/// The `host:port` a running `collect` prints for `/health`, read from its stderr lines.
+pub fn http_addr(lines: &mut impl Iterator<Item = std::io::Result<String>>) -> String {
+    loop {
+        let l = lines.next().expect("collect exited before serving health").unwrap();
+        if let Some(rest) = l.strip_prefix("health: http://") {
+            break rest.split('/').next().unwrap().to_string();
+        }
+    }
+}
