@@ -46,7 +46,7 @@ impl Stream {
         let t = start.kst();
         let (h, m, s) = (t.hour(), t.minute(), t.second());
         let path = match self {
-            Stream::Raw(p) => format!("raw/{p}/{date}/{h:02}.jsonl"),
+            Stream::Raw(p) => raw_path(p, start),
             Stream::Swing(p, mk) => format!("swing/{p}/{mk}/{date}/{h:02}_00.jsonl"),
             Stream::Scalp(p, mk) => {
                 format!("scalp/{p}/{mk}/{date}/{h:02}_{m:02}_{s:02}.jsonl")
@@ -82,6 +82,12 @@ impl Stream {
         let np = Provider::ALL.len();
         3 * np + 2 * np * Market::ALL.len()
     }
+}
+
+/// `raw/{provider}/YYYYMMDD/HH.jsonl`: the raw file holding what `provider` sent at `at`
+/// (Seoul date and hour). The one place the raw layout is spelled; `raw_ref`s name it too.
+pub fn raw_path(provider: Provider, at: UtcTime) -> String {
+    format!("raw/{provider}/{}/{:02}.jsonl", at.kst_yyyymmdd(), at.kst().hour())
 }
 
 /// The partition date (`YYYYMMDD`) of an archive file, from its relative path; `None` for
