@@ -6,7 +6,7 @@ use model::settings::{Checker, Interval, Validate, Window};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use super::market::Board;
+use super::krx::Board;
 
 /// Largest decimal scale a price bound or tick may have (prices are simulated as integers
 /// of `10^-scale`).

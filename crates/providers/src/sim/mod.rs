@@ -8,7 +8,7 @@
 //! - [`wire`]: the sim's compact JSON frames and their parser.
 
 mod config;
-mod market;
+pub mod krx;
 pub(crate) mod random;
 pub mod wire;
 
@@ -16,4 +16,4 @@ pub mod wire;
 mod tests;
 
 pub use config::{LargeCap, MAX_PRICE_SCALE, SimConfig, TickBand, krx_large_caps, krx_tick_table};
-pub use market::{Board, DailyBar, DayStats, Listing, MinuteBar, SimBook, SimEvent, SimMarket, SimTrade, YearRange};
+pub use krx::{Board, DailyBar, DayStats, Listing, MinuteBar, SimBook, SimEvent, SimMarket, SimTrade, YearRange};

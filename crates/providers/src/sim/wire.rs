@@ -16,7 +16,7 @@ use std::str::FromStr;
 use model::{Level, Market, MarketEvent, Price, Provider, Qty, Quote, Side, Snapshot, Symbol, Tick, UtcTime};
 use serde::Deserialize;
 
-use super::market::{SimBook, SimEvent, SimTrade};
+use super::krx::{SimBook, SimEvent, SimTrade};
 
 /// Version of the frame → event mapping, recorded with the data it produced.
 pub const MAPPER_VERSION: &str = "sim/1";
