@@ -6,6 +6,7 @@ pub mod ratelimit;
 pub mod sim;
 pub mod transport;
 pub mod upbit;
+mod ws_session;
 
 pub use provider::{MarketProvider, ProviderError, SlotBudget, UniverseEntry, VolumeRanking, evidence};
 

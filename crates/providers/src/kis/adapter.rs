@@ -12,7 +12,7 @@ use model::{Clock, Market, MarketEvent, Provider, Quote, RawFrame, RawFrameKind,
 use super::config::{KisConfig, KisCredentials};
 use super::master::{self, Board};
 use super::rest::{DailyBar, HolidayRow, MinuteBar, Period, ProductInfo, RankRow, RestClient, StockInfo};
-use super::stream::{RegState, Registration, Registry, Session};
+use super::stream::{KisVenue, RegState, Registration, Registry};
 use super::wire;
 use crate::provider::{MarketProvider, ProviderError, SlotBudget, UniverseEntry, evidence};
 
@@ -202,7 +202,7 @@ impl MarketProvider for KisProvider {
         let _guard = StreamingGuard(&self.streaming);
         let book_slots =
             if self.trades_only.load(Ordering::Acquire) { 0 } else { self.rest.config().orderbook_slots as usize };
-        let session = Session { rest: &self.rest, registry: self.registry.clone(), clock: self.clock, book_slots };
-        session.run(subscriptions, out, stop).await
+        let mut venue = KisVenue::new(&self.rest, self.registry.clone(), book_slots);
+        crate::ws_session::run(&mut venue, self.clock, subscriptions, out, stop).await
     }
 }

@@ -1,7 +1,6 @@
-//! One KIS WebSocket session: connect with the approval key, register (tr_id, tr_key)
-//! pairs within the per-session cap, follow subscription changes, answer PINGPONG, and hand
-//! every received message to `out` before looking at it, so a failure never loses a frame
-//! already received.
+//! KIS's hooks to the shared WebSocket session loop ([`crate::ws_session`]): connect with the
+//! approval key, register (tr_id, tr_key) pairs within the per-session cap, follow
+//! subscription changes, answer PINGPONG, and end the session when KIS refuses it.
 //!
 //! Registrations are a state machine per (tr_id, tr_key): `Pending` when the subscribe
 //! request is sent, `Confirmed` on the server's ack (or its first data record), `Failed` when
@@ -10,16 +9,14 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use futures_util::{SinkExt, StreamExt};
 use secrecy::{ExposeSecret, SecretString};
-use tokio::sync::{mpsc, watch};
-use tokio_tungstenite::tungstenite::Message;
 
-use model::{Provider, RawFrame, RawFrameKind, Symbol};
+use model::{Provider, Symbol};
 
 use super::rest::RestClient;
 use super::wire::{self, ControlKind, TR_BOOK, TR_TRADE};
 use crate::provider::ProviderError;
+use crate::ws_session::{self, Changes, Endpoint, Incoming, Outgoing, Venue};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Registration {
@@ -71,180 +68,33 @@ pub fn wanted(symbols: &[Symbol], book_slots: usize) -> Vec<Registration> {
     out
 }
 
-pub(crate) struct Session<'a> {
+/// One `stream` call's hooks: the registry outlives it (the adapter reports it).
+pub(crate) struct KisVenue<'a> {
     pub rest: &'a RestClient,
     pub registry: Registry,
-    pub clock: model::Clock,
     /// Slots whose full order book is registered beside their trades (0 in degrade mode).
     pub book_slots: usize,
+    /// The approval key of this session (fetched in `prepare`).
+    approval: Option<SecretString>,
+    /// KIS refused the approval key: a new one is issued before the next session.
+    forget_approval: bool,
 }
 
-type WsSink = futures_util::stream::SplitSink<
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
-    Message,
->;
-
-struct Io<'a> {
-    sink: WsSink,
-    out: &'a mpsc::Sender<RawFrame>,
-    clock: model::Clock,
-}
-
-fn ended(why: impl Into<String>) -> ProviderError {
-    ProviderError::StreamEnded { provider: Provider::Kis, why: why.into() }
-}
-
-impl Io<'_> {
-    fn frame(&self, kind: RawFrameKind, channel: &str, frame: String) -> RawFrame {
-        RawFrame { provider: Provider::Kis, kind, channel: channel.into(), frame, receive_time: self.clock.now() }
+impl<'a> KisVenue<'a> {
+    pub(crate) fn new(rest: &'a RestClient, registry: Registry, book_slots: usize) -> Self {
+        KisVenue { rest, registry, book_slots, approval: None, forget_approval: false }
     }
-    async fn emit(&self, f: RawFrame) -> Result<(), ProviderError> {
-        self.out.send(f).await.map_err(|_| ended("the pipeline stopped reading"))
-    }
-    /// Sends `text` and archives `archived` (the same message with the approval key masked).
-    async fn send(&mut self, text: String, archived: String, channel: &str) -> Result<(), ProviderError> {
-        self.sink.send(Message::text(text)).await.map_err(|e| ended(format!("send failed: {e}")))?;
-        self.emit(self.frame(RawFrameKind::Sent, channel, archived)).await
-    }
-}
 
-impl Session<'_> {
-    pub(crate) async fn run(
-        &self,
-        mut subscriptions: watch::Receiver<Vec<Symbol>>,
-        out: mpsc::Sender<RawFrame>,
-        mut stop: watch::Receiver<bool>,
-    ) -> Result<(), ProviderError> {
-        let cfg = self.rest.config();
-        let approval = self.rest.approval_key().await.map_err(|e| ended(format!("no approval key: {e}")))?;
-        let url = cfg.ws_url();
-        let limits = crate::limits::ws_config(cfg.ws_max_message_bytes);
-        let connect = tokio_tungstenite::connect_async_with_config(url.as_str(), Some(limits), false);
-        // A wall-clock I/O timeout: a connect that hangs says nothing about market time.
-        let ws = match tokio::time::timeout(cfg.request_timeout.get(), connect).await {
-            Ok(Ok((ws, _))) => ws,
-            Ok(Err(e)) => return Err(ended(format!("connect to {url} failed: {e}"))),
-            Err(_) => return Err(ended(format!("connect to {url} timed out"))),
-        };
-        let (sink, mut source) = ws.split();
-        let mut io = Io { sink, out: &out, clock: self.clock };
-        io.emit(io.frame(RawFrameKind::Open, "ws", serde_json::json!({ "url": url }).to_string())).await?;
-        lock(&self.registry).clear();
-
-        let result = self.session(&mut io, &approval, &mut subscriptions, &mut source, &mut stop).await;
-        let reason = match &result {
-            Ok(()) => "requested".to_string(),
-            Err(e) => e.to_string(),
-        };
-        let _ = io.sink.send(Message::Close(None)).await;
-        let close = io.frame(RawFrameKind::Close, "ws", serde_json::json!({ "reason": reason }).to_string());
-        // Archive the close even when the session failed; a closed pipeline is reported by `result`.
-        let _ = io.emit(close).await;
-        for st in lock(&self.registry).values_mut() {
-            if *st == RegState::Confirmed {
-                *st = RegState::Pending;
-            }
+    /// The subscribe (`register`) or unsubscribe request for `r`, archived with the approval
+    /// key masked.
+    fn request(&self, register: bool, r: &Registration) -> Outgoing {
+        let custtype = &self.rest.config().custtype;
+        let key = self.approval.as_ref().map(|k| k.expose_secret()).unwrap_or_default();
+        Outgoing {
+            text: request_json(key, custtype, register, &r.tr_id, &r.tr_key),
+            archived: request_json("***", custtype, register, &r.tr_id, &r.tr_key),
+            channel: r.tr_id.clone(),
         }
-        result
-    }
-
-    async fn session<S>(
-        &self,
-        io: &mut Io<'_>,
-        approval: &SecretString,
-        subscriptions: &mut watch::Receiver<Vec<Symbol>>,
-        source: &mut S,
-        stop: &mut watch::Receiver<bool>,
-    ) -> Result<(), ProviderError>
-    where
-        S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
-    {
-        let cfg = self.rest.config();
-        let idle = cfg.ws_idle_timeout.get();
-        let symbols = subscriptions.borrow_and_update().clone();
-        self.apply(io, approval, &wanted(&symbols, self.book_slots)).await?;
-        let mut last_rx = self.clock.now();
-        loop {
-            tokio::select! {
-                biased;
-                _ = model::stopped(stop) => return Ok(()),
-                changed = subscriptions.changed() => {
-                    if changed.is_err() {
-                        return Err(ended("the subscription channel closed"));
-                    }
-                    let symbols = subscriptions.borrow_and_update().clone();
-                    self.apply(io, approval, &wanted(&symbols, self.book_slots)).await?;
-                }
-                msg = source.next() => {
-                    last_rx = self.clock.now();
-                    match msg {
-                        Some(Ok(Message::Text(t))) => self.on_text(io, t.as_str()).await?,
-                        Some(Ok(Message::Binary(b))) => {
-                            let text = String::from_utf8_lossy(&b).into_owned();
-                            io.emit(io.frame(RawFrameKind::Ws, "binary", text)).await?;
-                        }
-                        // tungstenite answers pings itself.
-                        Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
-                        Some(Ok(Message::Close(c))) => {
-                            let why = c.map(|c| format!("{} {}", u16::from(c.code), c.reason)).unwrap_or_default();
-                            return Err(ended(format!("server closed the connection {why}")));
-                        }
-                        Some(Err(e)) => return Err(ended(format!("connection failed: {e}"))),
-                        None => return Err(ended("connection closed without a close frame")),
-                    }
-                }
-                _ = self.clock.sleep_until(last_rx.plus(idle)) => {
-                    return Err(ended(format!("nothing received for {}", cfg.ws_idle_timeout)));
-                }
-            }
-        }
-    }
-
-    async fn on_text(&self, io: &mut Io<'_>, text: &str) -> Result<(), ProviderError> {
-        if text.starts_with('{') {
-            let control = wire::parse_control(text);
-            let channel = control.as_ref().map(|c| c.tr_id.clone()).unwrap_or_else(|_| "control".into());
-            io.emit(io.frame(RawFrameKind::Ws, &channel, text.to_string())).await?;
-            let Ok(c) = control else {
-                // The engine's `parse` reports it as Malformed with the frame; the session goes on.
-                return Ok(());
-            };
-            match c.kind() {
-                ControlKind::Ping => io.send(text.to_string(), text.to_string(), wire::PINGPONG).await?,
-                ControlKind::Subscribed => self.set(&c.tr_id, &c.tr_key, RegState::Confirmed),
-                ControlKind::Unsubscribed => {
-                    lock(&self.registry).remove(&Registration { tr_id: c.tr_id.clone(), tr_key: c.tr_key.clone() });
-                }
-                ControlKind::Refused => {
-                    tracing::warn!(tr_id = %c.tr_id, tr_key = %c.tr_key, msg_cd = %c.msg_cd, "kis: registration refused");
-                    self.set(&c.tr_id, &c.tr_key, RegState::Failed(format!("{} {}", c.msg_cd, c.msg1)));
-                }
-                ControlKind::SessionError => {
-                    if c.msg_cd == "OPSP0011" {
-                        self.rest.forget_approval().await;
-                    }
-                    return Err(ended(format!("session refused: {} {}", c.msg_cd, c.msg1)));
-                }
-                ControlKind::Other => {}
-            }
-            return Ok(());
-        }
-        let tr_id = text.split('|').nth(1).filter(|t| t.len() <= 16).unwrap_or("data").to_string();
-        io.emit(io.frame(RawFrameKind::Ws, &tr_id, text.to_string())).await?;
-        // First data confirms a registration whose ack has not arrived (or never will).
-        if let Ok(d) = wire::parse_data(text)
-            && !d.encrypted
-        {
-            let mut reg = lock(&self.registry);
-            for code in d.first_fields() {
-                if let Some(st) = reg.get_mut(&Registration { tr_id: d.tr_id.into(), tr_key: code.into() })
-                    && *st == RegState::Pending
-                {
-                    *st = RegState::Confirmed;
-                }
-            }
-        }
-        Ok(())
     }
 
     /// Applies a control reply to its registration. A reply without a tr_key (some error
@@ -261,43 +111,133 @@ impl Session<'_> {
         }
     }
 
-    /// Sends the difference between what is registered and what is wanted: unsubscribe
-    /// first (frees slots), then subscribe in priority order while the cap leaves room.
-    async fn apply(
-        &self,
-        io: &mut Io<'_>,
-        approval: &SecretString,
-        want: &[Registration],
-    ) -> Result<(), ProviderError> {
-        let cfg = self.rest.config();
-        let cap = cfg.max_registrations as usize;
-        let (remove, add) = {
-            let reg = lock(&self.registry);
-            let remove: Vec<(Registration, bool)> =
-                reg.iter().filter(|(r, _)| !want.contains(r)).map(|(r, st)| (r.clone(), st.holds_slot())).collect();
-            let add: Vec<Registration> =
-                want.iter().filter(|r| reg.get(*r).is_none_or(|st| !st.holds_slot())).cloned().collect();
-            (remove, add)
+    fn control(&mut self, text: &str) -> Incoming {
+        let control = wire::parse_control(text);
+        let channel = control.as_ref().map(|c| c.tr_id.clone()).unwrap_or_else(|_| "control".into());
+        let Ok(c) = control else {
+            // The engine's `parse` reports it as Malformed with the frame; the session goes on.
+            return Incoming::Control { channel, reply: None };
         };
-        for (r, registered) in remove {
-            lock(&self.registry).remove(&r);
+        match c.kind() {
+            ControlKind::Ping => {
+                return Incoming::Control { channel, reply: Some(Outgoing::plain(wire::PINGPONG, text)) };
+            }
+            ControlKind::Subscribed => self.set(&c.tr_id, &c.tr_key, RegState::Confirmed),
+            ControlKind::Unsubscribed => {
+                lock(&self.registry).remove(&Registration { tr_id: c.tr_id.clone(), tr_key: c.tr_key.clone() });
+            }
+            ControlKind::Refused => {
+                tracing::warn!(tr_id = %c.tr_id, tr_key = %c.tr_key, msg_cd = %c.msg_cd, "kis: registration refused");
+                let why = format!("{} {}", c.msg_cd, c.msg1);
+                self.set(&c.tr_id, &c.tr_key, RegState::Failed(why.clone()));
+                return Incoming::Error {
+                    channel,
+                    why: format!("{} {} refused: {why}", c.tr_id, c.tr_key),
+                    fatal: false,
+                };
+            }
+            ControlKind::SessionError => {
+                self.forget_approval |= c.msg_cd == "OPSP0011";
+                return Incoming::Error {
+                    channel,
+                    why: format!("session refused: {} {}", c.msg_cd, c.msg1),
+                    fatal: true,
+                };
+            }
+            ControlKind::Other => {}
+        }
+        Incoming::Control { channel, reply: None }
+    }
+}
+
+impl Venue for KisVenue<'_> {
+    const PROVIDER: Provider = Provider::Kis;
+
+    async fn prepare(&mut self) -> Result<Endpoint, ProviderError> {
+        let approval = self.rest.approval_key().await.map_err(|e| ended(format!("no approval key: {e}")))?;
+        self.approval = Some(approval);
+        self.forget_approval = false;
+        let cfg = self.rest.config();
+        Ok(Endpoint {
+            url: cfg.ws_url(),
+            channel: "ws",
+            connect_timeout: cfg.request_timeout.get(),
+            max_message_bytes: cfg.ws_max_message_bytes,
+            idle_timeout: cfg.ws_idle_timeout,
+            idle_key: "providers.kis.ws_idle_timeout",
+        })
+    }
+
+    /// A new connection holds no registrations.
+    fn opened(&mut self) {
+        lock(&self.registry).clear();
+    }
+
+    /// The difference between what is registered and what is wanted: unsubscribe leavers
+    /// (frees slots), then subscribe entrants in priority order while the cap leaves room.
+    /// Failed registrations are retried on every change; one no longer wanted is forgotten.
+    fn subscribe(&mut self, symbols: &[Symbol]) -> Changes {
+        let want = wanted(symbols, self.book_slots);
+        let cap = self.rest.config().max_registrations as usize;
+        let mut reg = lock(&self.registry);
+        let held: Vec<(Registration, bool)> = reg.iter().map(|(r, st)| (r.clone(), st.holds_slot())).collect();
+        let d = ws_session::diff(&held, &want);
+        let mut changes = Changes::default();
+        for (r, registered) in d.leavers {
+            reg.remove(&r);
             if registered {
-                let text = request_json(approval.expose_secret(), &cfg.custtype, false, &r.tr_id, &r.tr_key);
-                let archived = request_json("***", &cfg.custtype, false, &r.tr_id, &r.tr_key);
-                io.send(text, archived, &r.tr_id).await?;
+                changes.unsubscribe.push(self.request(false, &r));
             }
         }
-        for r in add {
-            let used = lock(&self.registry).values().filter(|st| st.holds_slot()).count();
+        for r in d.entrants {
+            let used = reg.values().filter(|st| st.holds_slot()).count();
             if used >= cap {
-                lock(&self.registry).insert(r, RegState::Failed(format!("registration limit {cap} reached")));
+                reg.insert(r, RegState::Failed(format!("registration limit {cap} reached")));
                 continue;
             }
-            lock(&self.registry).insert(r.clone(), RegState::Pending);
-            let text = request_json(approval.expose_secret(), &cfg.custtype, true, &r.tr_id, &r.tr_key);
-            let archived = request_json("***", &cfg.custtype, true, &r.tr_id, &r.tr_key);
-            io.send(text, archived, &r.tr_id).await?;
+            changes.subscribe.push(self.request(true, &r));
+            reg.insert(r, RegState::Pending);
         }
-        Ok(())
+        changes
     }
+
+    fn classify(&mut self, text: &str, binary: bool) -> Incoming {
+        if binary {
+            return Incoming::Data { channel: "binary".into() };
+        }
+        if text.starts_with('{') {
+            return self.control(text);
+        }
+        let channel = text.split('|').nth(1).filter(|t| t.len() <= 16).unwrap_or("data").to_string();
+        // First data confirms a registration whose ack has not arrived (or never will).
+        if let Ok(d) = wire::parse_data(text)
+            && !d.encrypted
+        {
+            let mut reg = lock(&self.registry);
+            for code in d.first_fields() {
+                if let Some(st) = reg.get_mut(&Registration { tr_id: d.tr_id.into(), tr_key: code.into() })
+                    && *st == RegState::Pending
+                {
+                    *st = RegState::Confirmed;
+                }
+            }
+        }
+        Incoming::Data { channel }
+    }
+
+    /// Confirmations belong to the connection: back to pending until the next one confirms.
+    async fn closed(&mut self) {
+        for st in lock(&self.registry).values_mut() {
+            if *st == RegState::Confirmed {
+                *st = RegState::Pending;
+            }
+        }
+        if self.forget_approval {
+            self.rest.forget_approval().await;
+        }
+    }
+}
+
+fn ended(why: impl Into<String>) -> ProviderError {
+    ws_session::ended(Provider::Kis, why)
 }
