@@ -70,7 +70,7 @@ pub struct Settings {
     pub slots: engine::slots::SlotConfig,
     pub sim: providers::sim::SimConfig,
     /// The 24-hour crypto market behind the fake Upbit server.
-    pub sim_crypto: providers::upbit::sim_market::CryptoSimConfig,
+    pub sim_crypto: providers::sim::crypto::CryptoSimConfig,
     pub store: store::StoreConfig,
     pub http: api::HttpConfig,
     pub status: StatusConfig,

@@ -5,14 +5,12 @@
 //! - [`wire`]: parsing of Upbit frames (DEFAULT and SIMPLE WS messages, REST bodies) into
 //!   exact decimals straight from the number text, and the encoders the fake uses.
 //! - [`UpbitProvider`]: the `MarketProvider` over REST + WebSocket.
-//! - [`sim_market`]: a deterministic 24-hour crypto market of `KRW-…` pairs.
 //! - [`fake`]: REST (axum) and WebSocket servers on loopback speaking Upbit's protocol,
-//!   driven by the crypto sim, with fault injection and request counters.
+//!   driven by the crypto sim ([`crate::sim::crypto`]), with fault injection and request counters.
 
 mod client;
 mod config;
 pub mod fake;
-pub mod sim_market;
 pub mod wire;
 
 pub use client::{SubState, UpbitProvider};

@@ -5,7 +5,7 @@ use std::fmt::{Display, Write as _};
 use model::{Price, Qty, Side, UtcTime};
 use rust_decimal::Decimal;
 
-use crate::upbit::sim_market::{CryptoBook, CryptoTrade, PairStats};
+use crate::sim::crypto::{CryptoBook, CryptoTrade, PairStats};
 use crate::upbit::wire::{eight_decimals, exponent_form};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,5 +1,5 @@
 //! A protocol-faithful Upbit quotation server on loopback, driven by the crypto sim
-//! ([`super::sim_market`]) on a `model::Clock`.
+//! ([`crate::sim::crypto`]) on a `model::Clock`.
 //!
 //! REST (axum) answers the real paths under `/v1` with `Remaining-Req` headers, enforces the
 //! 10/s per-group window and answers 429, then 418 for repeated abuse. The WebSocket
@@ -25,7 +25,7 @@ use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
-use super::sim_market::{CryptoEvent, CryptoMarket, CryptoSimConfig};
+use crate::sim::crypto::{CryptoEvent, CryptoMarket, CryptoSimConfig};
 
 pub use faults::{Counters, Faults};
 

@@ -17,7 +17,7 @@ use rust_decimal::Decimal;
 use super::encode::{Fmt, ask_bid, encode_book, encode_ticker};
 use super::faults::{bump, take};
 use super::{Shared, lock};
-use crate::upbit::sim_market::{CryptoMarket, MinuteCandle};
+use crate::sim::crypto::{CryptoMarket, MinuteCandle};
 use crate::upbit::wire::eight_decimals;
 
 /// The routes, written out here rather than taken from the client (a wrong path must not

@@ -18,7 +18,7 @@ use super::encode::{Fmt, encode_book, encode_ticker, encode_trade};
 use super::faults::{bump, take};
 use super::rest::error_body;
 use super::{Shared, lock};
-use crate::upbit::sim_market::{CryptoEvent, CryptoMarket};
+use crate::sim::crypto::{CryptoEvent, CryptoMarket};
 
 const WS_PATH: &str = "/websocket/v1";
 
