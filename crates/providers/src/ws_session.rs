@@ -315,3 +315,310 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use tokio::net::TcpListener;
+    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+    use super::*;
+
+    /// A venue of plain words: `sub X` / `unsub X` (the secret masked in the archive),
+    /// `ping` answered with `pong`, `err:…` a venue error, `fatal:…` a session refusal.
+    struct Words {
+        url: String,
+        connect_timeout: Duration,
+        idle: Interval,
+        held: Vec<(String, bool)>,
+        opened: bool,
+        closed: bool,
+    }
+
+    impl Words {
+        fn new(url: String) -> Self {
+            Words {
+                url,
+                connect_timeout: Duration::from_secs(10),
+                idle: Interval::from_millis(60_000),
+                held: Vec::new(),
+                opened: false,
+                closed: false,
+            }
+        }
+        fn request(verb: &str, code: &str) -> Outgoing {
+            Outgoing {
+                text: format!("{verb} {code} key=s3cret"),
+                archived: format!("{verb} {code} key=***"),
+                channel: "req".into(),
+            }
+        }
+    }
+
+    impl Venue for Words {
+        const PROVIDER: Provider = Provider::Sim;
+        async fn prepare(&mut self) -> Result<Endpoint, ProviderError> {
+            Ok(Endpoint {
+                url: self.url.clone(),
+                channel: "ws",
+                connect_timeout: self.connect_timeout,
+                max_message_bytes: 4096,
+                idle_timeout: self.idle,
+                idle_key: "providers.test.idle",
+            })
+        }
+        fn opened(&mut self) {
+            self.opened = true;
+            self.held.clear();
+        }
+        fn subscribe(&mut self, symbols: &[Symbol]) -> Changes {
+            let wanted: Vec<String> = symbols.iter().map(|s| s.as_str().to_string()).collect();
+            let d = diff(&self.held, &wanted);
+            self.held.retain(|(k, _)| wanted.contains(k));
+            self.held.extend(d.entrants.iter().map(|k| (k.clone(), true)));
+            // Built subscribe-first: the loop, not the venue, puts the unsubscribes first.
+            Changes {
+                subscribe: d.entrants.iter().map(|k| Words::request("sub", k)).collect(),
+                unsubscribe: d.leavers.iter().map(|(k, _)| Words::request("unsub", k)).collect(),
+            }
+        }
+        fn classify(&mut self, text: &str, binary: bool) -> Incoming {
+            if text == "ping" {
+                return Incoming::Control { channel: "ctl".into(), reply: Some(Outgoing::plain("ctl", "pong")) };
+            }
+            if let Some(why) = text.strip_prefix("err:") {
+                return Incoming::Error { channel: "err".into(), why: why.into(), fatal: false };
+            }
+            if let Some(why) = text.strip_prefix("fatal:") {
+                return Incoming::Error { channel: "err".into(), why: why.into(), fatal: true };
+            }
+            Incoming::Data { channel: if binary { "bin" } else { "data" }.into() }
+        }
+        async fn closed(&mut self) {
+            self.closed = true;
+        }
+    }
+
+    /// A loopback WebSocket server for one connection: what the client sends arrives on
+    /// `heard`, what is put on `say` goes to the client.
+    struct Peer {
+        url: String,
+        heard: mpsc::UnboundedReceiver<Message>,
+        say: mpsc::UnboundedSender<Message>,
+    }
+
+    async fn peer() -> Peer {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("ws://{}/", listener.local_addr().unwrap());
+        let (heard_tx, heard) = mpsc::unbounded_channel();
+        let (say, mut said) = mpsc::unbounded_channel::<Message>();
+        tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+            loop {
+                tokio::select! {
+                    m = ws.next() => match m {
+                        Some(Ok(m)) => { let _ = heard_tx.send(m); }
+                        _ => break,
+                    },
+                    m = said.recv() => match m {
+                        Some(m) => if ws.send(m).await.is_err() { break },
+                        None => break,
+                    },
+                }
+            }
+        });
+        Peer { url, heard, say }
+    }
+
+    /// A server that accepts TCP connections and never answers the handshake.
+    async fn mute() -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("ws://{}/", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((tcp, _)) = listener.accept().await {
+                held.push(tcp);
+            }
+        });
+        url
+    }
+
+    async fn heard_text(p: &mut Peer) -> String {
+        let m = tokio::time::timeout(Duration::from_secs(10), p.heard.recv()).await.unwrap().unwrap();
+        m.into_text().unwrap().as_str().to_string()
+    }
+
+    fn symbols(codes: &[&str]) -> Vec<Symbol> {
+        codes.iter().map(|c| Symbol::new(c).unwrap()).collect()
+    }
+
+    fn fast_clock() -> Clock {
+        Clock::simulated(UtcTime::parse("2026-01-14T00:00:00.000Z").unwrap(), 600.0, Duration::from_secs(5))
+    }
+
+    fn drain(rx: &mut mpsc::Receiver<RawFrame>) -> Vec<RawFrame> {
+        let mut v = Vec::new();
+        while let Ok(f) = rx.try_recv() {
+            v.push(f);
+        }
+        v
+    }
+
+    struct Running {
+        subs: watch::Sender<Vec<Symbol>>,
+        stop: watch::Sender<bool>,
+        frames: mpsc::Receiver<RawFrame>,
+        task: tokio::task::JoinHandle<(Result<(), ProviderError>, Words)>,
+    }
+
+    fn start(mut venue: Words, clock: Clock, codes: &[&str]) -> Running {
+        let (subs, subs_rx) = watch::channel(symbols(codes));
+        let (stop, stop_rx) = watch::channel(false);
+        let (tx, frames) = mpsc::channel(1000);
+        let task = tokio::spawn(async move {
+            let r = run(&mut venue, clock, subs_rx, tx, stop_rx).await;
+            (r, venue)
+        });
+        Running { subs, stop, frames, task }
+    }
+
+    async fn finish(r: Running) -> (Result<(), ProviderError>, Words, Vec<RawFrame>) {
+        let Running { mut frames, task, .. } = r;
+        let (res, venue) =
+            tokio::time::timeout(Duration::from_secs(10), task).await.expect("session did not end").unwrap();
+        (res, venue, drain(&mut frames))
+    }
+
+    #[test]
+    fn diff_lists_leavers_in_held_order_and_entrants_in_wanted_order() {
+        let held = [("a", true), ("b", false), ("c", true)];
+        let d = diff(&held, &["d", "c", "b"]);
+        assert_eq!(d.leavers, [("a", true)]);
+        // `b` is held but failed: tried again.
+        assert_eq!(d.entrants, ["d", "b"]);
+    }
+
+    #[tokio::test]
+    async fn a_handshake_that_never_completes_is_given_up_on_the_wall_clock() {
+        let url = mute().await;
+        let mut venue = Words::new(url);
+        venue.connect_timeout = Duration::from_millis(400);
+        // At 600x the market clock passes the whole 400 ms in under a millisecond of wall
+        // time; the connect must still get its 400 ms.
+        let r = start(venue, fast_clock(), &["AAA"]);
+        let began = Instant::now();
+        let (res, venue, frames) = finish(r).await;
+        let waited = began.elapsed();
+        assert!(matches!(&res, Err(ProviderError::StreamEnded { why, .. }) if why.contains("timed out")), "{res:?}");
+        assert!(waited >= Duration::from_millis(390), "gave up after {waited:?}");
+        assert!(frames.is_empty() && !venue.opened && !venue.closed, "{frames:?}");
+    }
+
+    #[tokio::test]
+    async fn a_stop_request_ends_a_hanging_connect_at_once() {
+        let url = mute().await;
+        let mut venue = Words::new(url);
+        venue.connect_timeout = Duration::from_secs(60);
+        let r = start(venue, Clock::real(), &["AAA"]);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        r.stop.send(true).unwrap();
+        let (res, _, frames) = finish(r).await;
+        assert!(res.is_ok(), "{res:?}");
+        assert!(frames.is_empty(), "{frames:?}");
+    }
+
+    #[tokio::test]
+    async fn a_subscription_change_unsubscribes_before_it_subscribes_and_stop_closes() {
+        let mut p = peer().await;
+        let r = start(Words::new(p.url.clone()), Clock::real(), &["AAA", "BBB"]);
+        assert_eq!(heard_text(&mut p).await, "sub AAA key=s3cret");
+        assert_eq!(heard_text(&mut p).await, "sub BBB key=s3cret");
+        r.subs.send(symbols(&["BBB", "CCC"])).unwrap();
+        assert_eq!(heard_text(&mut p).await, "unsub AAA key=s3cret");
+        assert_eq!(heard_text(&mut p).await, "sub CCC key=s3cret");
+        r.stop.send(true).unwrap();
+        let close = tokio::time::timeout(Duration::from_secs(10), p.heard.recv()).await.unwrap().unwrap();
+        assert!(close.is_close(), "{close:?}");
+        let (res, venue, frames) = finish(r).await;
+        assert!(res.is_ok(), "{res:?}");
+        assert!(venue.opened && venue.closed);
+        let seen: Vec<(RawFrameKind, &str)> = frames.iter().map(|f| (f.kind, f.frame.as_str())).collect();
+        let open = serde_json::json!({ "url": p.url }).to_string();
+        assert_eq!(
+            seen,
+            [
+                (RawFrameKind::Open, open.as_str()),
+                (RawFrameKind::Sent, "sub AAA key=***"),
+                (RawFrameKind::Sent, "sub BBB key=***"),
+                (RawFrameKind::Sent, "unsub AAA key=***"),
+                (RawFrameKind::Sent, "sub CCC key=***"),
+                (RawFrameKind::Close, r#"{"reason":"requested"}"#),
+            ]
+        );
+        assert!(frames.iter().all(|f| f.provider == Provider::Sim));
+    }
+
+    #[tokio::test]
+    async fn received_messages_are_archived_first_then_answered_and_an_error_explains_the_close() {
+        let mut p = peer().await;
+        let r = start(Words::new(p.url.clone()), Clock::real(), &["AAA"]);
+        assert_eq!(heard_text(&mut p).await, "sub AAA key=s3cret");
+        p.say.send(Message::text("ping")).unwrap();
+        assert_eq!(heard_text(&mut p).await, "pong");
+        p.say.send(Message::binary(b"AAA 1\xff".to_vec())).unwrap();
+        p.say.send(Message::text("err:bad request")).unwrap();
+        let policy = CloseFrame { code: CloseCode::Policy, reason: "go away".into() };
+        p.say.send(Message::Close(Some(policy))).unwrap();
+        let (res, venue, frames) = finish(r).await;
+        let why = "server closed the connection (1008 go away) after bad request";
+        assert!(matches!(&res, Err(ProviderError::StreamEnded { why: w, .. }) if w == why), "{res:?}");
+        assert!(venue.closed);
+        let seen: Vec<(RawFrameKind, &str, &str)> =
+            frames.iter().map(|f| (f.kind, f.channel.as_str(), f.frame.as_str())).collect();
+        let close = serde_json::json!({ "reason": why }).to_string();
+        assert_eq!(
+            seen[1..],
+            [
+                (RawFrameKind::Sent, "req", "sub AAA key=***"),
+                (RawFrameKind::Ws, "ctl", "ping"),
+                (RawFrameKind::Sent, "ctl", "pong"),
+                (RawFrameKind::Ws, "bin", "AAA 1\u{fffd}"),
+                (RawFrameKind::Ws, "err", "err:bad request"),
+                (RawFrameKind::Close, "ws", close.as_str()),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_fatal_venue_error_ends_the_session_after_archiving_it() {
+        let mut p = peer().await;
+        let r = start(Words::new(p.url.clone()), Clock::real(), &["AAA"]);
+        assert_eq!(heard_text(&mut p).await, "sub AAA key=s3cret");
+        p.say.send(Message::text("fatal:key refused")).unwrap();
+        let (res, _, frames) = finish(r).await;
+        assert!(matches!(&res, Err(ProviderError::StreamEnded { why, .. }) if why == "key refused"), "{res:?}");
+        let kinds: Vec<_> = frames.iter().map(|f| f.kind).collect();
+        assert_eq!(kinds, [RawFrameKind::Open, RawFrameKind::Sent, RawFrameKind::Ws, RawFrameKind::Close]);
+    }
+
+    #[tokio::test]
+    async fn silence_is_timed_on_the_market_clock() {
+        let p = peer().await;
+        let mut venue = Words::new(p.url.clone());
+        // 60 s of market time: 100 ms of wall time at 600x.
+        venue.idle = Interval::from_millis(60_000);
+        let began = Instant::now();
+        let r = start(venue, fast_clock(), &["AAA"]);
+        let (res, _, frames) = finish(r).await;
+        assert!(
+            matches!(&res, Err(ProviderError::StreamEnded { why, .. })
+                if why.starts_with("nothing received for") && why.ends_with("(no frame within providers.test.idle 1m)")),
+            "{res:?}"
+        );
+        assert!(began.elapsed() < Duration::from_secs(5), "{:?}", began.elapsed());
+        assert_eq!(frames.last().map(|f| f.kind), Some(RawFrameKind::Close));
+    }
+}
