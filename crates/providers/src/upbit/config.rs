@@ -66,6 +66,8 @@ pub struct UpbitConfig {
     /// stays under the per-minute cap even when subscriptions change constantly.
     pub ws_messages_per_second: f64,
     pub ws_message_burst: u32,
+    /// Wall-clock bound on opening the WebSocket (TCP, TLS and handshake): a connect that
+    /// hangs says nothing about market time, so a fast simulated clock does not shorten it.
     pub connect_timeout: Interval,
     /// `PING` is sent this often; the server drops idle connections after 60–120 s.
     pub keepalive: Interval,
@@ -150,6 +152,7 @@ impl Validate for UpbitConfig {
         c.range("ws_connect_per_second", self.ws_connect_per_second, 0.1, 5.0);
         c.range("ws_messages_per_second", self.ws_messages_per_second, 0.05, 5.0);
         c.range("ws_message_burst", self.ws_message_burst, 1, 5);
+        c.range("connect_timeout", self.connect_timeout, Interval::from_millis(100), Interval::from_millis(300_000));
         c.check(
             self.stall_timeout > self.keepalive,
             "stall_timeout",
@@ -183,10 +186,11 @@ mod tests {
             orderbook_depth: 7,
             rest_per_second: 50.0,
             stall_timeout: Interval::from_millis(1_000),
+            connect_timeout: Interval::from_millis(0),
             ..UpbitConfig::default()
         };
         let k = keys(&cfg);
-        for want in ["rest_base", "orderbook_depth", "rest_per_second", "stall_timeout"] {
+        for want in ["rest_base", "orderbook_depth", "rest_per_second", "stall_timeout", "connect_timeout"] {
             assert!(k.iter().any(|x| x == want), "{want} missing from {k:?}");
         }
         let plain = UpbitConfig {

@@ -8,11 +8,14 @@
 //! - [`fake`]: REST (axum) and WebSocket servers on loopback speaking Upbit's protocol,
 //!   driven by the crypto sim ([`crate::sim::crypto`]), with fault injection and request counters.
 
-mod client;
+mod adapter;
 mod config;
 pub mod fake;
+mod rest;
+mod stream;
 pub mod wire;
 
-pub use client::{SubState, UpbitProvider};
+pub use adapter::UpbitProvider;
 pub use config::{UpbitConfig, WsFormat};
+pub use stream::SubState;
 pub use wire::{Candle, MarketInfo, OrderbookSnapshot, Ticker, TradeTick};
