@@ -5,7 +5,7 @@ use std::str::FromStr;
 use model::{Clock, MarketEvent, Price, Provider, Qty, RawFrame, RawFrameKind, Side, UtcTime};
 use proptest::prelude::*;
 use so_providers::kis::wire::{self, ControlKind};
-use so_providers::kis::{KisConfig, KisCredentials, KisProvider, master};
+use so_providers::kis::{KisConfig, KisCredentials, KisProvider, fake, master};
 use so_providers::{MarketProvider, ProviderError};
 
 const CNT46: &str = "0|H0STCNT0|001|005930^093354^71900^5^-100^-0.14^72023.83^72100^72400^71700^71900^71800^1^3052507^219853241700^5105^6937^1832^84.90^1366314^1159996^1^0.39^20.28^090020^5^-200^090820^5^-500^092619^2^200^20230612^20^N^65945^216924^1118750^2199206^0.05^2424142^125.92^0^^72100";
@@ -189,7 +189,8 @@ fn inquire_price_body_is_a_snapshot_with_exact_decimals() {
 #[test]
 fn master_records() {
     // A KOSPI record as in the 2022 sample: 288 bytes, code 9 + ISIN 12 + name 40 + tail 227.
-    let line = master::build_line("005930", "KR7005930003", "SAMSUNG ELEC", "ST", "66000", master::Board::Kospi);
+    let line =
+        fake::build_master_line("005930", "KR7005930003", "SAMSUNG ELEC", "ST", "66000", fake::MasterBoard::Kospi);
     assert_eq!(line.len(), 288);
     // The base price sits at tail offset 41 (2+1+12 + 26 flags) — bytes 61+41 .. 61+50.
     assert_eq!(&line[61 + 41..61 + 50], b"000066000");
@@ -197,7 +198,7 @@ fn master_records() {
     assert_eq!(r.base_price, p("66000"));
     assert_eq!(r.group, "ST");
     // Letters in codes and a KOSDAQ (221-byte tail) record.
-    let k = master::build_line("00088K", "KR700088K009", "한글이름", "ST", "1234", master::Board::Kosdaq);
+    let k = fake::build_master_line("00088K", "KR700088K009", "한글이름", "ST", "1234", fake::MasterBoard::Kosdaq);
     let r = master::parse_line(&k, master::Board::Kosdaq).unwrap();
     assert_eq!((r.code.as_str(), r.name.as_str(), r.base_price), ("00088K", "한글이름", p("1234")));
     let mut file = line.clone();

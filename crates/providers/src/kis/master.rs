@@ -8,7 +8,7 @@
 //! sectors 4+4+4 and the one-byte flags: 26 flags on KOSPI (tail 227 bytes), 21 on KOSDAQ
 //! (tail 221 bytes).
 
-use std::io::{Read, Write};
+use std::io::Read;
 
 use model::{Price, Symbol};
 
@@ -121,51 +121,20 @@ pub fn to_universe(records: &[MasterRecord], groups: &[String]) -> Vec<UniverseE
         .collect()
 }
 
-/// One record as the files lay it out (used by the fake server and tests).
-pub fn build_line(code: &str, isin: &str, name: &str, group: &str, base_price: &str, board: Board) -> Vec<u8> {
-    let pad = |s: &str, w: usize| {
-        let mut b = s.as_bytes().to_vec();
-        b.resize(w.max(b.len()), b' ');
-        b
-    };
-    let mut line = pad(code, 9);
-    line.extend(pad(isin, 12));
-    // The real name field is 40 cp949 bytes; a longer UTF-8 name keeps all its bytes.
-    line.extend(pad(name, 40));
-    let mut tail = vec![b'N'; board.tail_len()];
-    tail[0..2].copy_from_slice(&pad(group, 2)[..2]);
-    tail[2] = b'3';
-    tail[3..15].copy_from_slice(b"000000000000");
-    let at = board.base_price_at();
-    let bp = format!("{base_price:0>9}");
-    tail[at..at + 9].copy_from_slice(&bp.as_bytes()[bp.len() - 9..]);
-    for b in tail.iter_mut().skip(at + 9) {
-        *b = b'0';
-    }
-    line.extend(tail);
-    line
-}
-
-pub fn zip_mst(board: Board, mst: &[u8]) -> Result<Vec<u8>, String> {
-    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
-    w.start_file(board.file_name(), opts).map_err(|e| e.to_string())?;
-    w.write_all(mst).map_err(|e| e.to_string())?;
-    w.finish().map(|c| c.into_inner()).map_err(|e| e.to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kis::fake::{MasterBoard, build_master_line as build_line, zip_master};
 
+    /// The fake builds the files with its own layout; the parser reads them back.
     #[test]
     fn built_lines_have_the_file_widths_and_parse_back() {
-        let l = build_line("005930", "KR7005930003", "SAMSUNG", "ST", "66000", Board::Kospi);
+        let l = build_line("005930", "KR7005930003", "SAMSUNG", "ST", "66000", MasterBoard::Kospi);
         assert_eq!(l.len(), 288);
         let r = parse_line(&l, Board::Kospi).unwrap();
         assert_eq!((r.code.as_str(), r.isin.as_str(), r.name.as_str()), ("005930", "KR7005930003", "SAMSUNG"));
         assert_eq!(r.base_price.to_string(), "66000");
-        let k = build_line("00088K", "KR700088K001", "X", "ST", "1234", Board::Kosdaq);
+        let k = build_line("00088K", "KR700088K001", "X", "ST", "1234", MasterBoard::Kosdaq);
         assert_eq!(k.len(), 282);
         assert_eq!(parse_line(&k, Board::Kosdaq).unwrap().code, "00088K");
         assert!(parse_line(&k[..100], Board::Kosdaq).is_err());
@@ -173,9 +142,9 @@ mod tests {
 
     #[test]
     fn zip_round_trip() {
-        let mut mst = build_line("005930", "KR7005930003", "A", "ST", "66000", Board::Kospi);
+        let mut mst = build_line("005930", "KR7005930003", "A", "ST", "66000", MasterBoard::Kospi);
         mst.push(b'\n');
-        let z = zip_mst(Board::Kospi, &mst).unwrap();
+        let z = zip_master(MasterBoard::Kospi, &mst).unwrap();
         assert_eq!(parse_mst(&unzip_mst(&z, 1 << 20).unwrap(), Board::Kospi).unwrap().len(), 1);
         let e = unzip_mst(&z, 10).unwrap_err();
         assert!(e.contains("larger than 10 bytes (providers.kis.max_master_bytes)"), "{e}");

@@ -3,6 +3,7 @@
 //! validates and answering with the real error shapes (spec §9). Faults are switched at run
 //! time through [`FaultSwitch`]; [`Counters`] let tests see what the server saw.
 
+mod master;
 mod records;
 mod rest;
 mod ws;
@@ -23,6 +24,7 @@ use secrecy::{ExposeSecret, SecretString};
 use super::config::{ENV_APP_KEY, ENV_APP_SECRET, KisCredentials, KisEnv};
 use crate::sim::SimMarket;
 
+pub use master::{MasterBoard, build_master_line, zip_master};
 pub use records::{book_record, trade_record};
 
 #[derive(Debug, Clone)]

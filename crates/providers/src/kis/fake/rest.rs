@@ -13,11 +13,30 @@ use serde_json::{Value, json};
 
 use model::{Symbol, UtcTime};
 
+use super::master::{MasterBoard, build_master_line, zip_master};
 use super::{IssuedToken, Shared, bump, guard};
 use crate::kis::config::KisEnv;
-use crate::kis::master::{self, Board};
-use crate::kis::rest::{PATH_APPROVAL, PATH_TOKEN, QUOTATIONS, endpoint};
 use crate::sim::{Board as SimBoard, DailyBar, DayStats};
+
+// The venue's paths and TR ids are written out here, on purpose, rather than imported from
+// the client (`kis::rest`, `kis::wire`): a wrong path or TR id must not pass both sides.
+
+const PATH_TOKEN: &str = "/oauth2/tokenP";
+const PATH_APPROVAL: &str = "/oauth2/Approval";
+const PATH_MASTER: &str = "/common/master/";
+const QUOTATIONS: &str = "/uapi/domestic-stock/v1/quotations/";
+
+/// Quotation endpoints: (path below `QUOTATIONS`, tr_id, served on the mock domain).
+const ENDPOINTS: [(&str, &str, bool); 8] = [
+    ("inquire-price", "FHKST01010100", true),
+    ("inquire-asking-price-exp-ccn", "FHKST01010200", true),
+    ("inquire-daily-itemchartprice", "FHKST03010100", true),
+    ("inquire-time-itemchartprice", "FHKST03010200", true),
+    ("volume-rank", "FHPST01710000", false),
+    ("search-info", "CTPF1604R", false),
+    ("search-stock-info", "CTPF1002R", false),
+    ("chk-holiday", "CTCA0903R", false),
+];
 
 pub(super) fn router(shared: Arc<Shared>) -> Router {
     Router::new().fallback(handle).with_state(shared)
@@ -51,7 +70,7 @@ async fn handle(State(s): State<Arc<Shared>>, method: Method, uri: Uri, headers:
     match (method, path.as_str()) {
         (Method::POST, PATH_TOKEN) => token(&s, &body),
         (Method::POST, PATH_APPROVAL) => approval(&s, &body),
-        (Method::GET, p) if p.starts_with("/common/master/") => master_file(&s, &p["/common/master/".len()..]),
+        (Method::GET, p) if p.starts_with(PATH_MASTER) => master_file(&s, &p[PATH_MASTER.len()..]),
         (Method::GET, p) if p.starts_with(QUOTATIONS) => quotation(&s, &p[QUOTATIONS.len()..], uri.query(), &headers),
         _ => (StatusCode::NOT_FOUND, "Not Found").into_response(),
     }
@@ -140,25 +159,25 @@ fn approval(s: &Shared, body: &[u8]) -> Response {
 }
 
 fn master_file(s: &Shared, file: &str) -> Response {
-    let board = match file {
-        "kospi_code.mst.zip" => Board::Kospi,
-        "kosdaq_code.mst.zip" => Board::Kosdaq,
-        _ => return (StatusCode::NOT_FOUND, "Not Found").into_response(),
+    let Some(board) = MasterBoard::from_zip_name(file) else {
+        return (StatusCode::NOT_FOUND, "Not Found").into_response();
     };
     let mut mst = Vec::new();
     {
         let m = s.market();
         for l in m.listings() {
-            let on_board =
-                matches!((l.board, board), (SimBoard::Kospi, Board::Kospi) | (SimBoard::Kosdaq, Board::Kosdaq));
+            let on_board = matches!(
+                (l.board, board),
+                (SimBoard::Kospi, MasterBoard::Kospi) | (SimBoard::Kosdaq, MasterBoard::Kosdaq)
+            );
             if on_board {
                 let isin = isin(l.symbol.as_str());
-                mst.extend(master::build_line(l.symbol.as_str(), &isin, &l.name, "ST", &n(l.prev_close.0), board));
+                mst.extend(build_master_line(l.symbol.as_str(), &isin, &l.name, "ST", &n(l.prev_close.0), board));
                 mst.push(b'\n');
             }
         }
     }
-    match master::zip_mst(board, &mst) {
+    match zip_master(board, &mst) {
         Ok(z) => ([(header::CONTENT_TYPE, "application/zip")], z).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e).into_response(),
     }
@@ -268,7 +287,7 @@ fn quotation(s: &Shared, name: &str, query: Option<&str>, h: &HeaderMap) -> Resp
         bump(&s.counters.auth_rejections);
         return kis_error("EGW00208", "고객타입(custtype)이 유효하지 않습니다.");
     }
-    let Some(&(_, tr_id, on_mock)) = endpoint::ALL.iter().find(|e| e.0 == name) else {
+    let Some(&(_, tr_id, on_mock)) = ENDPOINTS.iter().find(|e| e.0 == name) else {
         return (StatusCode::NOT_FOUND, "Not Found").into_response();
     };
     if hv("tr_id") != Some(tr_id) {
@@ -298,6 +317,16 @@ fn quotation(s: &Shared, name: &str, query: Option<&str>, h: &HeaderMap) -> Resp
         }
         None => no_data(s),
     }
+}
+
+/// A `YYYYMMDD` query value (the fake's own reading, not the client's parser).
+fn yyyymmdd(s: &str) -> Option<jiff::civil::Date> {
+    let b = s.as_bytes();
+    if b.len() != 8 || !b.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let n = |r: std::ops::Range<usize>| b[r].iter().fold(0i32, |a, &c| a * 10 + (c - b'0') as i32);
+    jiff::civil::Date::new(n(0..4) as i16, n(4..6) as i8, n(6..8) as i8).ok()
 }
 
 fn lookup(s: &Shared, code: &str) -> Option<usize> {
@@ -456,7 +485,7 @@ fn daily<'a>(s: &Shared, get: &impl Fn(&str) -> &'a str, now: UtcTime) -> Option
         });
     }
     days.extend(history);
-    let date = |k: &str| crate::kis::wire::yyyymmdd(get(k)).ok();
+    let date = |k: &str| yyyymmdd(get(k));
     let from = date("FID_INPUT_DATE_1").unwrap_or(jiff::civil::Date::MIN);
     let to = date("FID_INPUT_DATE_2").unwrap_or(today);
     let bars = match get("FID_PERIOD_DIV_CODE") {
@@ -666,7 +695,7 @@ pub(super) fn isin(code: &str) -> String {
 }
 
 fn holidays(bass_dt: &str, closed: &[jiff::civil::Date]) -> Option<Response> {
-    let start = crate::kis::wire::yyyymmdd(bass_dt).ok()?;
+    let start = yyyymmdd(bass_dt)?;
     let mut rows = Vec::new();
     let mut d = start;
     for _ in 0..24 {

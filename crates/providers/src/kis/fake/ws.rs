@@ -16,8 +16,13 @@ use model::{Symbol, UtcTime};
 
 use super::records::{book_record, trade_record};
 use super::{Shared, bump, guard};
-use crate::kis::wire::{PINGPONG, TR_BOOK, TR_TRADE};
 use crate::sim::SimEvent;
+
+// The TR ids are written out here, on purpose, rather than imported from the client
+// (`kis::wire`): a wrong id must not pass both sides.
+const PINGPONG: &str = "PINGPONG";
+const TR_TRADE: &str = "H0STCNT0";
+const TR_BOOK: &str = "H0STASP0";
 
 pub(super) async fn accept_loop(listener: TcpListener, s: Arc<Shared>) {
     loop {
