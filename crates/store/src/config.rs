@@ -3,6 +3,8 @@ use std::path::PathBuf;
 use model::settings::{Checker, Interval, Validate};
 use serde::{Deserialize, Serialize};
 
+use crate::pgconn;
+
 /// How PostgreSQL stores time series.
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]
@@ -16,20 +18,15 @@ pub enum TimescaleChoice {
     Off,
 }
 
-/// The environment variable the PostgreSQL password comes from (else `PGPASSWORD`). It shares
-/// the settings' `STOCK_OBSERVER__` prefix but is a secret, not a setting: the configuration
-/// loader skips it, so it is never merged, validated or echoed with the settings.
-pub const PASSWORD_ENV: &str = "STOCK_OBSERVER__STORE__PASSWORD";
-
 /// The `store` section of the configuration.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
-    /// `postgres://user@host:port/db[?sslmode=…]` (password from [`PASSWORD_ENV`] or
-    /// `PGPASSWORD`, never here: a URL with one is refused), `sqlite:///path/observer.db`, or
-    /// absent for the embedded SQLite file `<data-dir>/observer.db`. `sslmode` defaults to
-    /// `disable` for a loopback host, `require` (certificate verified) for any other
-    /// ([`crate::pgconn`]).
+    /// `postgres://user@host:port/db[?sslmode=…]` (password from
+    /// [`PASSWORD_ENV`](pgconn::PASSWORD_ENV) or `PGPASSWORD`, never here: a URL with one is
+    /// refused), `sqlite:///path/observer.db`, or absent for the embedded SQLite file
+    /// `<data-dir>/observer.db`. `sslmode` defaults to `disable` for a loopback host,
+    /// `require` (certificate verified) for any other ([`crate::pgconn`]).
     pub url: Option<String>,
     /// PostgreSQL TLS: PEM certificates trusted besides the system store (a private CA or a
     /// self-signed server certificate).
@@ -113,12 +110,12 @@ impl Default for StoreConfig {
 impl Validate for StoreConfig {
     fn validate(&self, c: &mut Checker) {
         if let Some(url) = &self.url {
-            let problem = if crate::pgconn::has_password(url) {
-                Some(crate::pgconn::password_refusal())
+            let problem = if pgconn::has_password(url) {
+                Some(pgconn::password_refusal())
             } else if url.starts_with("sqlite://") {
                 None
             } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-                crate::PgUrl::parse(url).err()
+                pgconn::PgUrl::parse(url).err()
             } else {
                 Some("expected postgres://, postgresql:// or sqlite://".into())
             };
@@ -143,6 +140,7 @@ impl Validate for StoreConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pgconn::PASSWORD_ENV;
 
     fn problems(cfg: &StoreConfig) -> Vec<String> {
         let mut c = Checker::default();

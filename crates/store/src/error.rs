@@ -58,7 +58,7 @@ impl From<deadpool_postgres::PoolError> for StoreError {
     fn from(e: deadpool_postgres::PoolError) -> Self {
         let mut msg = model::errors::with_causes(&e);
         if msg.ends_with("password missing") {
-            msg.push_str(&format!(" (the server asks for one: set {} or PGPASSWORD)", crate::PASSWORD_ENV));
+            msg.push_str(&format!(" (the server asks for one: set {} or PGPASSWORD)", crate::pgconn::PASSWORD_ENV));
         }
         msg.push_str(tls_hint(&msg));
         StoreError::Pool(msg)

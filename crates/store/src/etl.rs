@@ -23,10 +23,10 @@ use model::{
 
 use model::num::PLAUSIBLE_ABS_MAX;
 
-use crate::StoreError;
+use crate::backend::{Backend, Mode};
 use crate::bars::{BarBuilder, eod_rows, rollup};
+use crate::error::StoreError;
 use crate::rows::*;
-use crate::store::{Backend, Mode};
 
 /// First bad lines quoted in a report; the rest are counted.
 const MAX_BAD_LINES: usize = 20;

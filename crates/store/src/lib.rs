@@ -10,6 +10,7 @@
 
 #![forbid(unsafe_code)]
 
+mod backend;
 pub mod bars;
 mod config;
 mod error;
@@ -26,20 +27,13 @@ mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use config::{LiveSinkConfig, PASSWORD_ENV, StoreConfig, TimescaleChoice};
+pub use backend::{Backend, Mode};
+pub use config::{LiveSinkConfig, StoreConfig, TimescaleChoice};
 pub use error::StoreError;
 pub use etl::{EtlOptions, EtlReport, TableReconcile, run_etl};
 pub use maintain::{MaintenanceReport, maintain};
 pub use migrate::{MigrateReport, Migration, MigrationState, MigrationStatus, StatusReport};
-pub use pgconn::{PgUrl, SslMode, shown_url};
+pub use pgconn::{PASSWORD_ENV, PgUrl, SslMode, shown_url, url_has_password};
 pub use rows::*;
 pub use sink::{LiveSink, SinkSnapshot, SinkStats};
-pub use store::{Backend, Mode, Store};
-
-/// Whether a connection URL carries a password (`scheme://user:pass@host`). Passwords come
-/// from the environment only, so a URL can be logged and shown in errors.
-pub fn url_has_password(url: &str) -> bool {
-    let Some(rest) = url.split_once("://").map(|(_, r)| r) else { return false };
-    let authority = rest.split(['/', '?']).next().unwrap_or("");
-    authority.rsplit_once('@').is_some_and(|(userinfo, _)| userinfo.contains(':'))
-}
+pub use store::Store;

@@ -8,9 +8,10 @@ use serde::Serialize;
 
 use model::UtcTime;
 
+use crate::backend::{Backend, Mode};
+use crate::config::StoreConfig;
+use crate::error::StoreError;
 use crate::rows::yyyymmdd;
-use crate::store::{Backend, Mode};
-use crate::{StoreConfig, StoreError};
 
 /// What one maintenance run did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

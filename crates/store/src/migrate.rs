@@ -9,7 +9,7 @@
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::StoreError;
+use crate::error::StoreError;
 
 /// One migration file.
 #[derive(Debug, Clone, PartialEq, Eq)]

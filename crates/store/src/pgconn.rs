@@ -21,7 +21,18 @@ use rustls::pki_types::pem::PemObject;
 use tokio_postgres::config::{Host, SslMode as DriverSsl};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::PASSWORD_ENV;
+/// The environment variable the PostgreSQL password comes from (else `PGPASSWORD`). It shares
+/// the settings' `STOCK_OBSERVER__` prefix but is a secret, not a setting: the configuration
+/// loader skips it, so it is never merged, validated or echoed with the settings.
+pub const PASSWORD_ENV: &str = "STOCK_OBSERVER__STORE__PASSWORD";
+
+/// Whether a connection URL carries a password (`scheme://user:pass@host`). Passwords come
+/// from the environment only, so a URL can be logged and shown in errors.
+pub fn url_has_password(url: &str) -> bool {
+    let Some(rest) = url.split_once("://").map(|(_, r)| r) else { return false };
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    authority.rsplit_once('@').is_some_and(|(userinfo, _)| userinfo.contains(':'))
+}
 
 /// What `sslmode` asks for (see the module documentation for how it is stricter than libpq).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,7 +82,7 @@ pub fn password_refusal() -> String {
 /// one), or a `password` parameter, plain or percent-encoded, in a query string or a
 /// key/value connection string.
 pub fn has_password(url: &str) -> bool {
-    if crate::url_has_password(url) {
+    if url_has_password(url) {
         return true;
     }
     let decoded: String = percent_decode_str(url)

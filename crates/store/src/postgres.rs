@@ -20,14 +20,16 @@ use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
-use model::{Market, Price, Provider, Qty, QualityFlag, Side, Symbol, UtcTime};
+use model::{Market, Price, Provider, Qty, QualityFlag, Symbol, UtcTime};
 
+use crate::backend::shared::{like_pattern, side_from_str, side_str};
+use crate::backend::{Backend, Mode};
+use crate::config::{StoreConfig, TimescaleChoice};
+use crate::error::StoreError;
 use crate::migrate::{self, Applied, MigrateReport, Migration, StatusReport};
-use crate::pgconn::{PgUrl, SslMode, shown_url};
+use crate::pgconn::{PASSWORD_ENV, PgUrl, SslMode, shown_url};
 use crate::pgcopy::CopyBuf;
 use crate::rows::*;
-use crate::store::{Backend, Mode};
-use crate::{PASSWORD_ENV, StoreConfig, StoreError, TimescaleChoice};
 
 /// Serializes migrators across processes (`pg_advisory_lock` key; arbitrary, fixed).
 const MIGRATION_LOCK: i64 = 0x736f_6d69_6772;
@@ -62,13 +64,6 @@ where
 
 fn quality(s: &str) -> QualityFlag {
     QualityFlag::parse(s).unwrap_or_default()
-}
-
-fn side_str(s: Option<Side>) -> Option<&'static str> {
-    s.map(|s| match s {
-        Side::Buy => "buy",
-        Side::Sell => "sell",
-    })
 }
 
 impl PgStore {
@@ -916,7 +911,7 @@ impl Backend for PgStore {
             Table::MarketTicks => {
                 c.query_one(
                     "SELECT count(*) FROM market_ticks WHERE time >= $1 AND time < $2 AND raw_ref LIKE $3",
-                    &[&wlo, &whi, &crate::sqlite::like_pattern(table, day)],
+                    &[&wlo, &whi, &like_pattern(table, day)],
                 )
                 .await?
             }
@@ -937,7 +932,7 @@ impl Backend for PgStore {
             Table::ScalpGaps | Table::OverflowEntries | Table::SystemEvents => {
                 c.query_one(
                     &format!("SELECT count(*) FROM {} WHERE src_file LIKE $1", table.name()),
-                    &[&crate::sqlite::like_pattern(table, day)],
+                    &[&like_pattern(table, day)],
                 )
                 .await?
             }
@@ -1007,11 +1002,7 @@ impl Backend for PgStore {
                     trade_id: r.get(4),
                     price: Price(r.get(5)),
                     volume: Qty(r.get(6)),
-                    side: match r.get::<_, Option<&str>>(7) {
-                        Some("buy") => Some(Side::Buy),
-                        Some("sell") => Some(Side::Sell),
-                        _ => None,
-                    },
+                    side: side_from_str(r.get(7)),
                     cum_volume: r.get::<_, Option<Decimal>>(8).map(Qty),
                     change: r.get::<_, Option<Decimal>>(9).map(Price),
                     meta: meta_at(r, 10, true, true),
@@ -1027,7 +1018,7 @@ impl Backend for PgStore {
                 "SELECT src_file, src_line, provider, gap_start_ts, gap_end_ts, gap_seconds, scope::text, reason::text,
                     detail, schema_version::text, session_id::text, mitigation_level, quality_flag::text
                  FROM scalp_gaps WHERE src_file LIKE $1 ORDER BY gap_start_ts, src_file, src_line",
-                &[&crate::sqlite::like_pattern(Table::ScalpGaps, day)],
+                &[&like_pattern(Table::ScalpGaps, day)],
             )
             .await?;
         rows.iter()
@@ -1054,7 +1045,7 @@ impl Backend for PgStore {
                 "SELECT src_file, src_line, provider, ts, symbol::text, candidate_score, cutoff_rank, decision_reason,
                     schema_version::text, session_id::text, mitigation_level, quality_flag::text
                  FROM overflow_entries WHERE src_file LIKE $1 ORDER BY ts, src_file, src_line",
-                &[&crate::sqlite::like_pattern(Table::OverflowEntries, day)],
+                &[&like_pattern(Table::OverflowEntries, day)],
             )
             .await?;
         rows.iter()
@@ -1080,7 +1071,7 @@ impl Backend for PgStore {
                 "SELECT src_file, src_line, provider, event_time, event_type, body::text,
                     schema_version::text, session_id::text, mitigation_level, quality_flag::text
                  FROM system_events WHERE src_file LIKE $1 ORDER BY event_time, src_file, src_line",
-                &[&crate::sqlite::like_pattern(Table::SystemEvents, day)],
+                &[&like_pattern(Table::SystemEvents, day)],
             )
             .await?;
         rows.iter()
@@ -1182,7 +1173,7 @@ mod tests {
             .collect();
         assert_eq!(got, [("000660", "sim", "9"), ("005930", "kis", "4"), ("005930", "sim", "5")]);
         // The same choice the SQLite path makes from unordered rows.
-        let mut theirs: Vec<(&str, &str, &str)> = crate::sqlite::latest_of(&rows)
+        let mut theirs: Vec<(&str, &str, &str)> = crate::backend::shared::latest_of(&rows)
             .iter()
             .map(|r| (r.symbol.as_str(), r.provider.as_str(), r.trade_id.as_str()))
             .collect();

@@ -18,9 +18,9 @@ use tokio::time::Instant;
 
 use model::{MarketEvent, Record, ScalpSample};
 
-use crate::LiveSinkConfig;
+use crate::backend::Backend;
+use crate::config::LiveSinkConfig;
 use crate::rows::{MarketTickRow, ScalpTickRow};
-use crate::store::Backend;
 
 enum Item {
     Tick(MarketTickRow),

@@ -11,10 +11,11 @@ use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
 use model::{Market, Price, Provider, Qty, QualityFlag, Side, Symbol, UtcTime};
 
-use crate::StoreError;
+use crate::backend::shared::{latest_of, like_pattern, side_from_str, side_str};
+use crate::backend::{Backend, Mode};
+use crate::error::StoreError;
 use crate::migrate::{self, Applied, MigrateReport, Migration, StatusReport};
 use crate::rows::*;
-use crate::store::{Backend, Mode};
 
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -222,20 +223,9 @@ fn quality(s: &str) -> QualityFlag {
     QualityFlag::parse(s).unwrap_or_default()
 }
 
-fn side_str(s: Option<Side>) -> Option<&'static str> {
-    s.map(|s| match s {
-        Side::Buy => "buy",
-        Side::Sell => "sell",
-    })
-}
-
 fn get_side(r: &Row<'_>, i: usize) -> rusqlite::Result<Option<Side>> {
     let s: Option<String> = r.get(i)?;
-    Ok(match s.as_deref() {
-        Some("buy") => Some(Side::Buy),
-        Some("sell") => Some(Side::Sell),
-        _ => None,
-    })
+    Ok(side_from_str(s.as_deref()))
 }
 
 fn row_meta(r: &Row<'_>, base: usize, with_receive: bool, with_ref: bool) -> rusqlite::Result<RowMeta> {
@@ -267,26 +257,6 @@ fn row_meta(r: &Row<'_>, base: usize, with_receive: bool, with_ref: bool) -> rus
 fn lo_hi(day: Date) -> (i64, i64) {
     let (lo, hi) = day_range(day);
     (lo.as_millis(), hi.as_millis())
-}
-
-pub(crate) fn like_pattern(table: Table, day: Date) -> String {
-    let d = yyyymmdd(day);
-    match table {
-        Table::MarketTicks => format!("raw/%/{d}/%"),
-        Table::OverflowEntries => format!("system/overflow/%/{d}_overflow.jsonl"),
-        _ => format!("system/events/%/{d}.jsonl"),
-    }
-}
-
-pub(crate) fn latest_of(rows: &[MarketTickRow]) -> Vec<&MarketTickRow> {
-    let mut best: std::collections::HashMap<(&str, Provider), &MarketTickRow> = std::collections::HashMap::new();
-    for r in rows {
-        let e = best.entry((r.symbol.as_str(), r.provider)).or_insert(r);
-        if (r.time, &r.trade_id) > (e.time, &e.trade_id) {
-            *e = r;
-        }
-    }
-    best.into_values().collect()
 }
 
 impl Backend for SqliteStore {
@@ -473,7 +443,7 @@ impl Backend for SqliteStore {
                 };
                 let mut st = tx.prepare(&sql)?;
                 for b in &rows {
-                    let m = b.meta.clone().unwrap_or(crate::rows::BarMeta {
+                    let m = b.meta.clone().unwrap_or(BarMeta {
                         session_id: String::new(),
                         schema_version: model::SCHEMA_VERSION.to_string(),
                         mitigation_level: 0,
