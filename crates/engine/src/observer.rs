@@ -7,10 +7,118 @@ use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 
+use jiff::civil::Date;
+use serde::{Deserialize, Serialize};
+
+use model::settings::{Checker, Interval, Validate, Window};
 use model::{KrxCalendar, Market, MarketEvent, Meta, QualityFlag, Record, SessionId, Symbol, UtcTime};
 
-use crate::config::{CalendarConfig, ObserverConfig, ObserverLimits};
 use crate::stats::{Stats, inc};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CalendarConfig {
+    /// KRX closed days besides weekends.
+    pub holidays: Vec<Date>,
+    /// The regular session (Seoul time); the guard rejects KR stock data outside it.
+    pub session: Window,
+}
+
+impl CalendarConfig {
+    pub fn krx(&self) -> KrxCalendar {
+        KrxCalendar::new(self.holidays.iter().copied())
+    }
+}
+
+impl Validate for CalendarConfig {
+    fn validate(&self, c: &mut Checker) {
+        c.window("session", &self.session);
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObserverConfig {
+    /// Largest distance between a record's event time and its receive time before
+    /// validation calls the timestamp wrong.
+    pub max_clock_skew: Interval,
+    /// How many recent trade ids per provider the duplicate guard remembers.
+    pub dedupe_capacity: usize,
+    /// Longest piece of a rejected record kept as evidence in its system event.
+    pub evidence_bytes: usize,
+    /// Plausible ranges of a provider's numbers and times; anything outside is rejected at
+    /// validation like any other invalid record.
+    #[serde(default)]
+    pub limits: ObserverLimits,
+}
+
+/// Bounds on what a provider may send (issue 14: a frame on the wire, or a damaged archive
+/// line in `replay`, must not be able to overflow the arithmetic behind it). They can narrow
+/// the archive format's domain ([`model::num::PLAUSIBLE_ABS_MAX`],
+/// [`model::time::PLAUSIBLE_TIMES`]), never widen it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObserverLimits {
+    /// Largest |value| of any price, size or volume.
+    pub max_abs_number: rust_decimal::Decimal,
+    /// Event and receive times before this are refused.
+    pub earliest_time: UtcTime,
+    /// Event and receive times at or after this are refused.
+    pub latest_time: UtcTime,
+    /// Largest |event_time − receive_time| whatever the clock speed (`max_clock_skew` is
+    /// scaled by the simulated clock's speed; this is not).
+    pub max_receipt_distance: Interval,
+}
+
+impl Default for ObserverLimits {
+    fn default() -> Self {
+        ObserverLimits {
+            max_abs_number: model::num::PLAUSIBLE_ABS_MAX,
+            earliest_time: model::time::PLAUSIBLE_TIMES.start,
+            latest_time: model::time::PLAUSIBLE_TIMES.end,
+            max_receipt_distance: Interval::from_millis(MS_PER_DAY),
+        }
+    }
+}
+
+const MS_PER_DAY: u64 = 86_400_000;
+
+impl Validate for ObserverConfig {
+    fn validate(&self, c: &mut Checker) {
+        c.check(self.max_clock_skew.as_millis() <= 3_600_000, "max_clock_skew", "must be at most 1h");
+        c.range("dedupe_capacity", self.dedupe_capacity, 16, 10_000_000);
+        c.range("evidence_bytes", self.evidence_bytes, 64, 1_048_576);
+        c.section("limits", |c| self.limits.validate(c));
+    }
+}
+
+impl Validate for ObserverLimits {
+    fn validate(&self, c: &mut Checker) {
+        let max = model::num::PLAUSIBLE_ABS_MAX;
+        c.check(
+            self.max_abs_number.is_sign_positive() && !self.max_abs_number.is_zero() && self.max_abs_number <= max,
+            "max_abs_number",
+            format_args!("{} must be positive and at most {max}", self.max_abs_number),
+        );
+        let domain = model::time::PLAUSIBLE_TIMES;
+        c.check(
+            domain.start <= self.earliest_time
+                && self.earliest_time < self.latest_time
+                && self.latest_time <= domain.end,
+            "earliest_time",
+            format_args!(
+                "{}..{} must be a non-empty span within {}..{}",
+                self.earliest_time, self.latest_time, domain.start, domain.end
+            ),
+        );
+        let d = self.max_receipt_distance.as_millis();
+        c.check(
+            d > 0 && d <= MS_PER_DAY,
+            "max_receipt_distance",
+            format_args!("{} must be longer than zero and at most 1d", self.max_receipt_distance),
+        );
+    }
+}
 
 /// Why the core refused an event. `stage` is `validate` or `guard`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -457,5 +565,38 @@ mod tests {
         for key in model::meta::REQUIRED_META_FIELDS {
             assert!(line.get(key).is_some(), "{key} missing from {line}");
         }
+    }
+
+    fn limit_problems(l: &ObserverLimits) -> Vec<String> {
+        let mut c = Checker::default();
+        c.section("observer", |c| c.section("limits", |c| l.validate(c)));
+        c.problems.iter().map(|p| p.to_string()).collect()
+    }
+
+    #[test]
+    fn limits_narrow_the_archive_domain_and_never_widen_it() {
+        assert!(limit_problems(&ObserverLimits::default()).is_empty());
+        let narrower = ObserverLimits {
+            max_abs_number: rust_decimal::Decimal::from(1_000_000_000_000i64),
+            earliest_time: UtcTime::parse("2020-01-01T00:00:00Z").unwrap(),
+            latest_time: UtcTime::parse("2050-01-01T00:00:00Z").unwrap(),
+            max_receipt_distance: "1h".parse().unwrap(),
+        };
+        assert!(limit_problems(&narrower).is_empty());
+        let wider = ObserverLimits {
+            max_abs_number: rust_decimal::Decimal::MAX,
+            earliest_time: UtcTime::parse("1990-01-01T00:00:00Z").unwrap(),
+            latest_time: UtcTime::parse("2200-01-01T00:00:00Z").unwrap(),
+            max_receipt_distance: "2d".parse().unwrap(),
+        };
+        let p = limit_problems(&wider);
+        assert_eq!(p.len(), 3, "{p:?}");
+        assert!(p[0].starts_with("observer.limits.max_abs_number:"), "{p:?}");
+        assert!(p[1].starts_with("observer.limits.earliest_time:"), "{p:?}");
+        assert!(p[2].starts_with("observer.limits.max_receipt_distance:"), "{p:?}");
+        let empty = ObserverLimits { latest_time: ObserverLimits::default().earliest_time, ..Default::default() };
+        assert_eq!(limit_problems(&empty).len(), 1);
+        let zero = ObserverLimits { max_abs_number: rust_decimal::Decimal::ZERO, ..Default::default() };
+        assert_eq!(limit_problems(&zero).len(), 1);
     }
 }
