@@ -2,6 +2,7 @@
 //! `Collector`. Data flows one way (provider frame → observer → sinks); only subscription
 //! changes flow back to the provider.
 
+pub mod activity;
 pub mod anomaly;
 pub mod book;
 pub mod collector;

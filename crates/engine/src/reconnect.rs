@@ -16,10 +16,10 @@ use model::settings::{Checker, Interval, Validate};
 use model::{Clock, RawFrame, Symbol, SystemEvent, UtcTime};
 use providers::MarketProvider;
 
+use crate::activity::Activity;
 use crate::pipeline::Events;
 use crate::schedule::Schedule;
 use crate::sink::SinkError;
-use crate::watchdog::Activity;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
