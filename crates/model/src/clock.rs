@@ -16,6 +16,18 @@ pub enum Clock {
     /// Market time that starts at `origin` when the clock is created and runs `speed` times
     /// faster than the wall clock while the process runs (see [`Stalls`]).
     Sim { origin: UtcTime, speed: f64, stalls: &'static Stalls },
+    /// Tests only, never selected by configuration: market time is `origin` plus the time
+    /// tokio's clock has moved since `start`, and sleeping is `tokio::time::sleep_until`.
+    ///
+    /// Under a paused runtime (`#[tokio::test(start_paused = true)]`) tokio's clock moves
+    /// only when every task is idle, straight to the next timer (auto-advance), so a whole
+    /// engine run takes virtual time and the instants it records are exact: no wall-clock
+    /// tolerance, and a minute of market costs no more than the work done in it. A
+    /// `spawn_blocking` task holds auto-advance back while it runs (file I/O through it
+    /// does not let time jump); a dedicated thread (the archive sink's writer) does not,
+    /// so a test must not let a task wait on one: see `so_engine::testing`. On a running
+    /// (unpaused) runtime this is simply the wall clock from `origin`.
+    Tokio { origin: UtcTime, start: Instant },
 }
 
 /// Wall time during which the process was frozen (SIGSTOP, a host pausing the VM, a CPU
@@ -105,13 +117,19 @@ impl Clock {
         Clock::Sim { origin, speed, stalls: Stalls::start(stall_grace) }
     }
 
+    /// Market time at `origin` now, moving with tokio's clock (see [`Clock::Tokio`]).
+    /// Tests only. Needs a tokio runtime's clock only when tokio's is paused.
+    pub fn on_tokio_time(origin: UtcTime) -> Self {
+        Clock::Tokio { origin, start: Instant::now() }
+    }
+
     pub fn is_simulated(&self) -> bool {
         matches!(self, Clock::Sim { .. })
     }
 
     pub fn speed(&self) -> f64 {
         match self {
-            Clock::Real => 1.0,
+            Clock::Real | Clock::Tokio { .. } => 1.0,
             Clock::Sim { speed, .. } => *speed,
         }
     }
@@ -126,6 +144,8 @@ impl Clock {
                 let wall = stalls.running_time().as_secs_f64();
                 origin.plus_millis((wall * speed * 1000.0) as i64)
             }
+            // Whole milliseconds, rounded down: a timer set for `t` wakes at or after it.
+            Clock::Tokio { origin, start } => origin.plus_millis(start.elapsed().as_millis() as i64),
         }
     }
 
@@ -158,6 +178,10 @@ impl Clock {
                 }
                 // Re-check after waking: the system clock may have been stepped while we slept.
                 Clock::Real => tokio::time::sleep(Duration::from_millis(left as u64)).await,
+                Clock::Tokio { origin, start } => {
+                    let ms = t.millis_since(*origin).max(0) as u64;
+                    tokio::time::sleep_until(*start + Duration::from_millis(ms)).await;
+                }
             }
         }
     }
@@ -195,6 +219,21 @@ mod tests {
         assert_eq!(looks(2_100), 200);
         // A look just over the grace apart (a starved watcher) costs only the excess.
         assert_eq!(looks(2_210), 300);
+    }
+
+    #[tokio::test]
+    async fn the_tokio_clock_starts_at_its_origin_and_wakes_at_its_instants() {
+        // On a running runtime it is the wall clock from `origin`; under a paused one it is
+        // exact (the engine's scripted tests, which have tokio's test-util).
+        let origin = UtcTime::parse("2026-01-14T00:00:00.000Z").unwrap();
+        let clock = Clock::on_tokio_time(origin);
+        assert!(clock.now() >= origin && clock.now().millis_since(origin) < 1_000);
+        assert_eq!(clock.speed(), 1.0);
+        for ms in [5, 20] {
+            let t = origin.plus_millis(ms);
+            clock.sleep_until(t).await;
+            assert!(clock.now() >= t, "woke at {} before {t}", clock.now());
+        }
     }
 
     #[tokio::test]
