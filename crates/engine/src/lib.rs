@@ -21,6 +21,8 @@ pub mod slot_watch;
 pub mod slots;
 pub mod stats;
 pub mod tap;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod track_a;
 pub mod track_b;
 pub mod triggers;
