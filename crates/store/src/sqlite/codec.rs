@@ -1,0 +1,81 @@
+//! How rows are stored in SQLite and read back: instants as milliseconds, decimals as their
+//! exact text, and the decoding of a column that does not parse as a [`StoreError`] carried
+//! through rusqlite's row-mapping closures.
+
+use std::str::FromStr;
+
+use rusqlite::Row;
+
+use model::{QualityFlag, Side, UtcTime};
+
+use crate::backend::shared::side_from_str;
+use crate::error::StoreError;
+use crate::rows::RowMeta;
+
+pub(super) fn dec<T: ToString>(v: &T) -> String {
+    v.to_string()
+}
+pub(super) fn opt_dec<T: ToString>(v: &Option<T>) -> Option<String> {
+    v.as_ref().map(ToString::to_string)
+}
+
+pub(super) fn get_parse<T: FromStr>(r: &Row<'_>, i: usize, column: &'static str) -> rusqlite::Result<T>
+where
+    T::Err: std::fmt::Display,
+{
+    let s: String = r.get(i)?;
+    s.parse::<T>().map_err(|e| decode_err(column, e.to_string()))
+}
+
+pub(super) fn get_opt_parse<T: FromStr>(r: &Row<'_>, i: usize, column: &'static str) -> rusqlite::Result<Option<T>>
+where
+    T::Err: std::fmt::Display,
+{
+    let s: Option<String> = r.get(i)?;
+    s.map(|s| s.parse::<T>().map_err(|e| decode_err(column, e.to_string()))).transpose()
+}
+
+pub(super) fn decode_err(column: &'static str, why: String) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        0,
+        rusqlite::types::Type::Text,
+        Box::new(StoreError::Decode { column, why }),
+    )
+}
+
+pub(super) fn time(r: &Row<'_>, i: usize) -> rusqlite::Result<UtcTime> {
+    Ok(UtcTime::from_millis(r.get(i)?))
+}
+
+pub(super) fn quality(s: &str) -> QualityFlag {
+    QualityFlag::parse(s).unwrap_or_default()
+}
+
+pub(super) fn get_side(r: &Row<'_>, i: usize) -> rusqlite::Result<Option<Side>> {
+    let s: Option<String> = r.get(i)?;
+    Ok(side_from_str(s.as_deref()))
+}
+
+pub(super) fn row_meta(r: &Row<'_>, base: usize, with_receive: bool, with_ref: bool) -> rusqlite::Result<RowMeta> {
+    let mut i = base;
+    let schema_version: String = r.get(i)?;
+    i += 1;
+    let receive_time = if with_receive {
+        i += 1;
+        time(r, i - 1)?
+    } else {
+        UtcTime::default()
+    };
+    let session_id: String = r.get(i)?;
+    let mitigation_level: i64 = r.get(i + 1)?;
+    let q: String = r.get(i + 2)?;
+    let raw_ref = if with_ref { r.get(i + 3)? } else { None };
+    Ok(RowMeta {
+        schema_version,
+        receive_time,
+        session_id,
+        mitigation_level: mitigation_level.clamp(0, 255) as u8,
+        quality_flag: quality(&q),
+        raw_ref,
+    })
+}

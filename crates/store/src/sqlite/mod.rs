@@ -1,0 +1,221 @@
+//! The embedded default: one SQLite file in WAL mode. rusqlite is synchronous, so every call
+//! runs on tokio's blocking pool; one writer connection (SQLite allows one writer anyway) and
+//! one reader connection, which WAL lets run beside the writer.
+//!
+//! Rooms: [`schema`] (migrations), [`codec`] (how values are stored and read back),
+//! [`writes`], [`queries`]. This file holds the store, its two connections, and the
+//! [`Backend`] implementation that routes each call to its room.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use jiff::civil::Date;
+use rusqlite::Connection;
+
+use model::{Provider, Symbol, UtcTime};
+
+use crate::backend::{Backend, Mode};
+use crate::error::StoreError;
+use crate::migrate::{self, MigrateReport, StatusReport};
+use crate::rows::*;
+
+mod codec;
+mod queries;
+mod schema;
+mod writes;
+
+#[derive(Clone)]
+pub struct SqliteStore {
+    path: PathBuf,
+    writer: Arc<Mutex<Connection>>,
+    reader: Arc<Mutex<Connection>>,
+}
+
+fn open_conn(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path)?;
+    // The archive, not this file, is the durable record: NORMAL loses at most the last
+    // transactions on power loss, which `etl` restores.
+    conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=10000;")?;
+    Ok(conn)
+}
+
+fn poisoned() -> StoreError {
+    StoreError::Task("sqlite connection lock poisoned by a panic".into())
+}
+
+impl SqliteStore {
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(StoreError::io(dir))?;
+        }
+        let writer = open_conn(path)?;
+        let reader = open_conn(path)?;
+        Ok(SqliteStore {
+            path: path.to_path_buf(),
+            writer: Arc::new(Mutex::new(writer)),
+            reader: Arc::new(Mutex::new(reader)),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let c = self.writer.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut g = c.lock().map_err(|_| poisoned())?;
+            f(&mut g)
+        })
+        .await?
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let c = self.reader.clone();
+        tokio::task::spawn_blocking(move || {
+            let g = c.lock().map_err(|_| poisoned())?;
+            f(&g)
+        })
+        .await?
+    }
+
+    /// Writes `rows` with one prepared statement in one transaction; returns the rows the
+    /// statement inserted or changed (0 for a repeat).
+    async fn insert_rows<R: Send + 'static>(
+        &self,
+        sql: &'static str,
+        rows: Vec<R>,
+        bind: fn(&mut rusqlite::CachedStatement<'_>, &R) -> rusqlite::Result<usize>,
+    ) -> Result<u64, StoreError> {
+        self.write(move |c| {
+            let tx = c.transaction()?;
+            let mut n = 0u64;
+            {
+                let mut st = tx.prepare_cached(sql)?;
+                for r in &rows {
+                    n += bind(&mut st, r)? as u64;
+                }
+            }
+            tx.commit()?;
+            Ok(n)
+        })
+        .await
+    }
+}
+
+impl Backend for SqliteStore {
+    fn mode(&self) -> Mode {
+        Mode::Sqlite
+    }
+
+    async fn migrate(&self) -> Result<MigrateReport, StoreError> {
+        self.migrate_files(migrate::sqlite_migrations()).await
+    }
+
+    async fn status(&self) -> Result<StatusReport, StoreError> {
+        self.status_files(migrate::sqlite_migrations()).await
+    }
+
+    async fn maintain(&self, _from: Date, _days: u32) -> Result<u32, StoreError> {
+        Ok(0)
+    }
+
+    async fn apply_retention(
+        &self,
+        now: UtcTime,
+        ticks: Option<std::time::Duration>,
+        samples: Option<std::time::Duration>,
+    ) -> Result<u32, StoreError> {
+        self.write(move |c| {
+            let mut n = 0;
+            if let Some(d) = ticks {
+                let cut = now.as_millis() - d.as_millis() as i64;
+                n += c.execute("DELETE FROM market_ticks WHERE time < ?1", [cut])?;
+            }
+            if let Some(d) = samples {
+                let cut = now.as_millis() - d.as_millis() as i64;
+                n += c.execute("DELETE FROM scalp_ticks WHERE event_time < ?1", [cut])?;
+            }
+            Ok(n as u32)
+        })
+        .await
+    }
+
+    async fn daily_partitions(&self) -> Result<Vec<String>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    async fn refresh_rollups(&self, _day: Date) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn write_market_ticks(&self, rows: Vec<MarketTickRow>) -> Result<u64, StoreError> {
+        writes::write_market_ticks(self, rows).await
+    }
+
+    async fn write_scalp_ticks(&self, rows: Vec<ScalpTickRow>) -> Result<u64, StoreError> {
+        writes::write_scalp_ticks(self, rows).await
+    }
+
+    async fn write_bars(&self, table: BarTable, rows: Vec<Bar>) -> Result<u64, StoreError> {
+        writes::write_bars(self, table, rows).await
+    }
+
+    async fn write_eod(&self, rows: Vec<EodRow>) -> Result<u64, StoreError> {
+        writes::write_eod(self, rows).await
+    }
+
+    async fn write_universe(&self, rows: Vec<UniverseRow>) -> Result<u64, StoreError> {
+        writes::write_universe(self, rows).await
+    }
+
+    async fn write_gaps(&self, rows: Vec<GapRow>) -> Result<u64, StoreError> {
+        writes::write_gaps(self, rows).await
+    }
+
+    async fn write_overflow(&self, rows: Vec<OverflowRow>) -> Result<u64, StoreError> {
+        writes::write_overflow(self, rows).await
+    }
+
+    async fn write_events(&self, rows: Vec<EventRow>) -> Result<u64, StoreError> {
+        writes::write_events(self, rows).await
+    }
+
+    async fn count_day(&self, table: Table, day: Date) -> Result<u64, StoreError> {
+        queries::count_day(self, table, day).await
+    }
+
+    async fn bars(&self, q: BarQuery) -> Result<Vec<Bar>, StoreError> {
+        queries::bars(self, q).await
+    }
+
+    async fn latest_price(
+        &self,
+        symbol: Symbol,
+        provider: Option<Provider>,
+    ) -> Result<Option<LatestPrice>, StoreError> {
+        queries::latest_price(self, symbol, provider).await
+    }
+
+    async fn ticks(&self, q: TickQuery) -> Result<Vec<MarketTickRow>, StoreError> {
+        queries::ticks(self, q).await
+    }
+
+    async fn gaps(&self, day: Date) -> Result<Vec<GapRow>, StoreError> {
+        queries::gaps(self, day).await
+    }
+
+    async fn overflow(&self, day: Date) -> Result<Vec<OverflowRow>, StoreError> {
+        queries::overflow(self, day).await
+    }
+
+    async fn events(&self, day: Date) -> Result<Vec<EventRow>, StoreError> {
+        queries::events(self, day).await
+    }
+}
