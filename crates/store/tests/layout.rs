@@ -1,8 +1,10 @@
 //! The crate's layout rules (issue 15), checked on its sources: no import cycle between its
-//! top-level modules.
+//! top-level modules, and no source file over 800 lines outside test files.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+
+const MAX_LINES: usize = 800;
 
 fn src() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
@@ -114,4 +116,19 @@ fn top_level_modules_import_each_other_one_way_only() {
             panic!("import cycle between top-level modules: {}\nall edges: {edges:#?}", cycle.join(" -> "));
         }
     }
+}
+
+#[test]
+fn no_source_file_is_over_the_limit_outside_tests() {
+    let mut files = Vec::new();
+    rust_files(&src(), &mut files);
+    let long: Vec<String> = files
+        .iter()
+        .filter(|f| f.file_name().is_none_or(|n| n != "tests.rs"))
+        .filter_map(|f| {
+            let n = std::fs::read_to_string(f).unwrap().lines().count();
+            (n > MAX_LINES).then(|| format!("{} ({n} lines)", f.strip_prefix(src()).unwrap().display()))
+        })
+        .collect();
+    assert!(long.is_empty(), "source files over {MAX_LINES} lines (move tests to `<module>/tests.rs`): {long:?}");
 }
