@@ -213,6 +213,33 @@ async fn a_samsung_quote_works_and_the_master_files_list_the_large_caps() {
     assert_eq!(universe.len(), k.market.lock().unwrap().len());
 }
 
+/// The quotation calls third-party clients make besides quotes and charts (python-kis:
+/// `stock()` resolves the market through `search-info`, `orderbook()` reads the asking
+/// price), answered in KIS's shapes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kis_book_stock_info_and_holidays_answer_as_kis_does() {
+    let k = kis_at(kst(10, 0)).await;
+    let token = k.token().await;
+    let code = [("FID_COND_MRKT_DIV_CODE", "J"), ("FID_INPUT_ISCD", "005930")];
+    let v = k.ok(&token, "inquire-asking-price-exp-ccn", "FHKST01010200", &code).await;
+    let book = &v["output1"];
+    let (ask, bid) = (dec(&book["askp1"]), dec(&book["bidp1"]));
+    assert!(bid > Decimal::ZERO && bid < ask, "{book}");
+    assert!((1..=10).all(|i| dec(&book[format!("askp{i}")]) > Decimal::ZERO), "ten ask levels: {book}");
+    // An unknown product is "no data" (rt_cd 7), which python-kis takes as "try the next type".
+    let (status, v) =
+        k.get(&token, &k.secret, "search-info", "CTPF1604R", &[("PDNO", "999999"), ("PRDT_TYPE_CD", "300")]).await;
+    assert_eq!((status, v["rt_cd"].as_str()), (200, Some("7")), "{v}");
+    let v = k.ok(&token, "search-stock-info", "CTPF1002R", &[("PRDT_TYPE_CD", "300"), ("PDNO", "005930")]).await;
+    assert_eq!((v["output"]["scty_grp_id_cd"].as_str(), v["output"]["mket_id_cd"].as_str()), (Some("ST"), Some("STK")));
+    let v = k
+        .ok(&token, "chk-holiday", "CTCA0903R", &[("BASS_DT", "20260114"), ("CTX_AREA_NK", ""), ("CTX_AREA_FK", "")])
+        .await;
+    let rows = v["output"].as_array().unwrap();
+    assert_eq!((rows[0]["bass_dt"].as_str(), rows[0]["opnd_yn"].as_str()), (Some("20260114"), Some("Y")));
+    assert!(rows.iter().any(|r| r["opnd_yn"] == "N"), "a weekend in the answer");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kis_daily_charts_reach_back_more_than_100_trading_days() {
     let start = kst(10, 0);

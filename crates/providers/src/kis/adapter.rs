@@ -4,14 +4,14 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use jiff::civil::{Date, Time};
+use jiff::civil::Date;
 use tokio::sync::{mpsc, watch};
 
-use model::{Clock, Market, MarketEvent, Provider, Quote, RawFrame, RawFrameKind, Snapshot, Symbol, UtcTime};
+use model::{Clock, Market, MarketEvent, Provider, RawFrame, RawFrameKind, Snapshot, Symbol, UtcTime};
 
 use super::config::{KisConfig, KisCredentials};
 use super::master::{self, Board};
-use super::rest::{DailyBar, HolidayRow, MinuteBar, Period, ProductInfo, RankRow, RestClient, StockInfo};
+use super::rest::{HolidayRow, RankRow, RestClient};
 use super::stream::{KisVenue, RegState, Registration, Registry};
 use super::wire;
 use crate::provider::{MarketProvider, ProviderError, SlotBudget, UniverseEntry, evidence};
@@ -81,37 +81,9 @@ impl KisProvider {
     pub async fn inquire_price(&self, symbol: &Symbol) -> Result<(RawFrame, Snapshot), ProviderError> {
         self.rest.inquire_price(symbol).await
     }
-    pub async fn orderbook(&self, symbol: &Symbol) -> Result<(RawFrame, Quote), ProviderError> {
-        self.rest.asking_price(symbol).await
-    }
-    pub async fn daily_bars(
-        &self,
-        symbol: &Symbol,
-        from: Date,
-        to: Date,
-        period: Period,
-        adjusted: bool,
-    ) -> Result<(RawFrame, Vec<DailyBar>), ProviderError> {
-        self.rest.daily_bars(symbol, from, to, period, adjusted).await
-    }
-    pub async fn minute_bars(&self, symbol: &Symbol, until: Time) -> Result<(RawFrame, Vec<MinuteBar>), ProviderError> {
-        self.rest.minute_bars(symbol, until).await
-    }
     /// Real domain only.
     pub async fn volume_rank(&self) -> Result<(RawFrame, Vec<RankRow>), ProviderError> {
         self.rest.volume_rank().await
-    }
-    /// Real domain only; `None` when KIS has no such product.
-    pub async fn search_info(
-        &self,
-        pdno: &str,
-        prdt_type_cd: &str,
-    ) -> Result<(RawFrame, Option<ProductInfo>), ProviderError> {
-        self.rest.search_info(pdno, prdt_type_cd).await
-    }
-    /// Real domain only; `None` when KIS has no such stock.
-    pub async fn search_stock_info(&self, pdno: &str) -> Result<(RawFrame, Option<StockInfo>), ProviderError> {
-        self.rest.search_stock_info(pdno).await
     }
     /// Real domain only; KIS asks for about one call a day.
     pub async fn holidays(&self, from: Date) -> Result<(RawFrame, Vec<HolidayRow>), ProviderError> {

@@ -3,12 +3,12 @@
 //! through the shared rate limiter with KIS's error handling (`EGW00201` → penalize and
 //! retry; expired token → reissue once; HTTP 429/5xx → back off and retry).
 
-use jiff::civil::{Date, Time};
+use jiff::civil::Date;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use tokio::sync::Mutex;
 
-use model::{Clock, Price, Provider, Qty, Quote, RawFrame, RawFrameKind, Snapshot, Symbol, UtcTime};
+use model::{Clock, Price, Provider, Qty, RawFrame, RawFrameKind, Snapshot, Symbol, UtcTime};
 
 use super::config::{KisConfig, KisCredentials, KisEnv};
 use super::token_cache::{CachedToken, Load, TokenCache};
@@ -23,15 +23,8 @@ pub const QUOTATIONS: &str = "/uapi/domestic-stock/v1/quotations/";
 /// Quotation endpoints: (path below `QUOTATIONS`, tr_id, available on the mock domain).
 pub mod endpoint {
     pub const PRICE: (&str, &str, bool) = ("inquire-price", "FHKST01010100", true);
-    pub const ASKING: (&str, &str, bool) = ("inquire-asking-price-exp-ccn", "FHKST01010200", true);
-    pub const DAILY: (&str, &str, bool) = ("inquire-daily-itemchartprice", "FHKST03010100", true);
-    pub const MINUTE: (&str, &str, bool) = ("inquire-time-itemchartprice", "FHKST03010200", true);
     pub const VOLUME_RANK: (&str, &str, bool) = ("volume-rank", "FHPST01710000", false);
-    pub const SEARCH_INFO: (&str, &str, bool) = ("search-info", "CTPF1604R", false);
-    pub const STOCK_INFO: (&str, &str, bool) = ("search-stock-info", "CTPF1002R", false);
     pub const HOLIDAY: (&str, &str, bool) = ("chk-holiday", "CTCA0903R", false);
-    pub const ALL: [(&str, &str, bool); 8] =
-        [PRICE, ASKING, DAILY, MINUTE, VOLUME_RANK, SEARCH_INFO, STOCK_INFO, HOLIDAY];
 }
 
 pub const EGW_RATE: &str = "EGW00201";
@@ -427,28 +420,6 @@ fn rows(v: &Value, key: &str) -> Vec<Value> {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DailyBar {
-    pub date: Date,
-    pub open: Price,
-    pub high: Price,
-    pub low: Price,
-    pub close: Price,
-    pub volume: Qty,
-    pub value: Qty,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MinuteBar {
-    pub date: Date,
-    pub time: Time,
-    pub open: Price,
-    pub high: Price,
-    pub low: Price,
-    pub close: Price,
-    pub volume: Qty,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RankRow {
     pub rank: u32,
     pub symbol: Symbol,
@@ -456,28 +427,6 @@ pub struct RankRow {
     pub price: Price,
     pub volume: Qty,
     pub value: Qty,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProductInfo {
-    pub pdno: String,
-    pub short_code: String,
-    pub isin: String,
-    pub name: String,
-    pub eng_name: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StockInfo {
-    pub market_id: String,
-    pub group: String,
-    pub name: String,
-    pub isin: String,
-    pub listed_shares: Qty,
-    pub par_value: Price,
-    pub kospi200: bool,
-    pub halted: bool,
-    pub administrative: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -494,15 +443,6 @@ fn ymd(d: Date) -> String {
     format!("{:04}{:02}{:02}", d.year(), d.month(), d.day())
 }
 
-/// Period of `inquire-daily-itemchartprice`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Period {
-    Day,
-    Week,
-    Month,
-    Year,
-}
-
 impl RestClient {
     pub(crate) async fn inquire_price(&self, sym: &Symbol) -> Result<(RawFrame, Snapshot), ProviderError> {
         let f = self
@@ -510,101 +450,6 @@ impl RestClient {
             .await?;
         let snap = wire::snapshot_body(&f.frame).map_err(|e| malformed(&f, e))?;
         Ok((f, snap))
-    }
-
-    pub(crate) async fn asking_price(&self, sym: &Symbol) -> Result<(RawFrame, Quote), ProviderError> {
-        let f = self
-            .get(endpoint::ASKING, &[("FID_COND_MRKT_DIV_CODE", "J"), ("FID_INPUT_ISCD", sym.as_str())], false)
-            .await?;
-        let quote = wire::asking_body(&f.frame, sym).map_err(|e| malformed(&f, e))?;
-        Ok((f, quote))
-    }
-
-    pub(crate) async fn daily_bars(
-        &self,
-        sym: &Symbol,
-        from: Date,
-        to: Date,
-        period: Period,
-        adjusted: bool,
-    ) -> Result<(RawFrame, Vec<DailyBar>), ProviderError> {
-        let period = match period {
-            Period::Day => "D",
-            Period::Week => "W",
-            Period::Month => "M",
-            Period::Year => "Y",
-        };
-        let (from, to) = (ymd(from), ymd(to));
-        let q = [
-            ("FID_COND_MRKT_DIV_CODE", "J"),
-            ("FID_INPUT_ISCD", sym.as_str()),
-            ("FID_INPUT_DATE_1", from.as_str()),
-            ("FID_INPUT_DATE_2", to.as_str()),
-            ("FID_PERIOD_DIV_CODE", period),
-            ("FID_ORG_ADJ_PRC", if adjusted { "0" } else { "1" }),
-        ];
-        let f = self.get(endpoint::DAILY, &q, false).await?;
-        let v = body_of(&f)?;
-        let bars = rows(&v, "output2")
-            .iter()
-            // Days without trades come back as blank rows.
-            .filter(|r| !s(r, "stck_bsop_date").is_empty())
-            .map(|r| {
-                Ok(DailyBar {
-                    date: wire::yyyymmdd(s(r, "stck_bsop_date"))?,
-                    open: p(r, "stck_oprc")?,
-                    high: p(r, "stck_hgpr")?,
-                    low: p(r, "stck_lwpr")?,
-                    close: p(r, "stck_clpr")?,
-                    volume: qt(r, "acml_vol")?,
-                    value: qt(r, "acml_tr_pbmn")?,
-                })
-            })
-            .collect::<Result<Vec<_>, String>>()
-            .map_err(|e| malformed(&f, e))?;
-        Ok((f, bars))
-    }
-
-    pub(crate) async fn minute_bars(
-        &self,
-        sym: &Symbol,
-        until: Time,
-    ) -> Result<(RawFrame, Vec<MinuteBar>), ProviderError> {
-        let hour = format!("{:02}{:02}{:02}", until.hour(), until.minute(), until.second());
-        let q = [
-            ("FID_ETC_CLS_CODE", ""),
-            ("FID_COND_MRKT_DIV_CODE", "J"),
-            ("FID_INPUT_ISCD", sym.as_str()),
-            ("FID_INPUT_HOUR_1", hour.as_str()),
-            ("FID_PW_DATA_INCU_YN", "Y"),
-        ];
-        let f = self.get(endpoint::MINUTE, &q, false).await?;
-        let v = body_of(&f)?;
-        let bars = rows(&v, "output2")
-            .iter()
-            .filter(|r| !s(r, "stck_bsop_date").is_empty())
-            .map(|r| {
-                let t = s(r, "stck_cntg_hour");
-                let n = |i: usize| t.get(i..i + 2).and_then(|x| x.parse::<i8>().ok());
-                let time = match (n(0), n(2), n(4)) {
-                    (Some(h), Some(m), Some(sec)) if t.len() == 6 => {
-                        Time::new(h, m, sec, 0).map_err(|_| format!("bad time {t:?}"))?
-                    }
-                    _ => return Err(format!("bad time {t:?}")),
-                };
-                Ok(MinuteBar {
-                    date: wire::yyyymmdd(s(r, "stck_bsop_date"))?,
-                    time,
-                    open: p(r, "stck_oprc")?,
-                    high: p(r, "stck_hgpr")?,
-                    low: p(r, "stck_lwpr")?,
-                    close: p(r, "stck_prpr")?,
-                    volume: qt(r, "cntg_vol")?,
-                })
-            })
-            .collect::<Result<Vec<_>, String>>()
-            .map_err(|e| malformed(&f, e))?;
-        Ok((f, bars))
     }
 
     pub(crate) async fn volume_rank(&self) -> Result<(RawFrame, Vec<RankRow>), ProviderError> {
@@ -638,50 +483,6 @@ impl RestClient {
             .collect::<Result<Vec<_>, String>>()
             .map_err(|e| malformed(&f, e))?;
         Ok((f, out))
-    }
-
-    /// `None` when KIS has no such product (`rt_cd` 7).
-    pub(crate) async fn search_info(
-        &self,
-        pdno: &str,
-        prdt_type_cd: &str,
-    ) -> Result<(RawFrame, Option<ProductInfo>), ProviderError> {
-        let f = self.get(endpoint::SEARCH_INFO, &[("PDNO", pdno), ("PRDT_TYPE_CD", prdt_type_cd)], true).await?;
-        let v = body_of(&f)?;
-        if wire::rest_status(&v).rt_cd != "0" {
-            return Ok((f, None));
-        }
-        let o = v.get("output").cloned().unwrap_or(Value::Null);
-        let info = ProductInfo {
-            pdno: s(&o, "pdno").into(),
-            short_code: s(&o, "shtn_pdno").into(),
-            isin: s(&o, "std_pdno").into(),
-            name: s(&o, "prdt_abrv_name").into(),
-            eng_name: s(&o, "prdt_eng_abrv_name").into(),
-        };
-        Ok((f, Some(info)))
-    }
-
-    pub(crate) async fn search_stock_info(&self, pdno: &str) -> Result<(RawFrame, Option<StockInfo>), ProviderError> {
-        let f = self.get(endpoint::STOCK_INFO, &[("PRDT_TYPE_CD", "300"), ("PDNO", pdno)], true).await?;
-        let v = body_of(&f)?;
-        if wire::rest_status(&v).rt_cd != "0" {
-            return Ok((f, None));
-        }
-        let o = v.get("output").cloned().unwrap_or(Value::Null);
-        let yn = |k: &str| s(&o, k) == "Y";
-        let info = StockInfo {
-            market_id: s(&o, "mket_id_cd").into(),
-            group: s(&o, "scty_grp_id_cd").into(),
-            name: s(&o, "prdt_abrv_name").into(),
-            isin: s(&o, "std_pdno").into(),
-            listed_shares: qt(&o, "lstg_stqt").map_err(|e| malformed(&f, e))?,
-            par_value: p(&o, "papr").map_err(|e| malformed(&f, e))?,
-            kospi200: yn("kospi200_item_yn"),
-            halted: yn("tr_stop_yn"),
-            administrative: yn("admn_item_yn"),
-        };
-        Ok((f, Some(info)))
     }
 
     pub(crate) async fn holidays(&self, from: Date) -> Result<(RawFrame, Vec<HolidayRow>), ProviderError> {

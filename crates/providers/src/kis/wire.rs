@@ -19,7 +19,6 @@ pub const MAPPER_VERSION: &str = "kis/2";
 pub const TR_TRADE: &str = "H0STCNT0";
 pub const TR_BOOK: &str = "H0STASP0";
 pub const TR_PRICE: &str = "FHKST01010100";
-pub const TR_ASKING: &str = "FHKST01010200";
 pub const PINGPONG: &str = "PINGPONG";
 
 /// Oldest documented widths; a narrower record is torn or corrupt.
@@ -446,40 +445,6 @@ pub fn snapshot_body(body: &str) -> Result<Snapshot, String> {
         volume: field(o, "acml_vol").and_then(|s| qty("acml_vol", s))?,
         bid_price: None,
         ask_price: None,
-    })
-}
-
-/// `inquire-asking-price-exp-ccn` body → quote (`output1` is the book).
-pub fn asking_body(body: &str, symbol_code: &Symbol) -> Result<Quote, String> {
-    let v = ok_body(body)?;
-    let o = v.get("output1").ok_or("no output1")?;
-    let mut asks = Vec::new();
-    let mut bids = Vec::new();
-    for i in 1..=BOOK_LEVELS {
-        let lv = |p: &str, s: &str| -> Result<Level, String> {
-            let (pk, sk) = (format!("{p}{i}"), format!("{s}{i}"));
-            Ok(Level { price: price(&pk, field(o, &pk)?)?, size: qty(&sk, field(o, &sk)?)? })
-        };
-        let (a, b) = (lv("askp", "askp_rsqn")?, lv("bidp", "bidp_rsqn")?);
-        if a.price.is_positive() {
-            asks.push(a);
-        }
-        if b.price.is_positive() {
-            bids.push(b);
-        }
-    }
-    let first = |l: &[Level]| l.first().cloned().unwrap_or(Level { price: Price::ZERO, size: Qty::ZERO });
-    let (a, b) = (first(&asks), first(&bids));
-    Ok(Quote {
-        provider: Provider::Kis,
-        market: Market::KrStocks,
-        symbol: symbol_code.clone(),
-        bid_price: b.price,
-        bid_size: b.size,
-        ask_price: a.price,
-        ask_size: a.size,
-        bids,
-        asks,
     })
 }
 
