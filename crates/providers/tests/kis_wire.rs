@@ -1,4 +1,5 @@
-//! Golden frames from the spec (shared/specs/kis.md §7, §3.7, §4) and parser robustness.
+//! Golden frames from the protocol facts (`docs/providers.md`, KIS §7, §3.7, §4) and parser
+//! robustness.
 
 use std::str::FromStr;
 

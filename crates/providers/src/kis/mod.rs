@@ -7,7 +7,8 @@
 //! - [`fake`]: a loopback server speaking the same protocol, driven by the sim market, with
 //!   fault injection.
 //!
-//! Facts about the protocol come from `shared/specs/kis.md`.
+//! The protocol facts, and the `spec §x` sections cited in this module, are in
+//! `docs/providers.md` ("KIS protocol").
 
 mod adapter;
 mod config;

@@ -1,5 +1,6 @@
 //! Upbit (업비트) quotation API adapter and its protocol-faithful fake server
-//! (`/work/shared/specs/upbit.md` is the wire authority).
+//! (the wire facts, and the `spec §x` sections cited in this module, are in
+//! `docs/providers.md`, "Upbit protocol").
 //!
 //! - [`UpbitConfig`]: the adapter's config section (REST/WS endpoints, rate limits, keep-alive).
 //! - [`wire`]: parsing of Upbit frames (DEFAULT and SIMPLE WS messages, REST bodies) into
