@@ -5,7 +5,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("sqlite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Sqlite(rusqlite::Error),
     #[error("postgres: {0}")]
     Postgres(String),
     #[error("postgres pool: {0}")]
@@ -33,10 +33,31 @@ pub enum StoreError {
     Line { path: PathBuf, line: u64, why: String },
     #[error("bad value in column {column}: {why}")]
     Decode { column: &'static str, why: String },
+    /// A `quality_flag` read back that this binary does not know: the row was written by
+    /// something else, or by a newer binary. Never read as `normal`.
+    #[error(
+        "unknown quality flag {value:?} in {table}.quality_flag (this binary knows normal, degraded, gap, stale \
+         and no_data)"
+    )]
+    UnknownQualityFlag { table: &'static str, value: String },
     #[error("{0}")]
     Invalid(String),
     #[error("background task failed: {0}")]
     Task(String),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    /// A row-mapping closure can only fail with a rusqlite error; a [`StoreError`] it had to
+    /// wrap (a value that does not decode) comes back out as itself.
+    fn from(e: rusqlite::Error) -> Self {
+        match e {
+            rusqlite::Error::FromSqlConversionFailure(i, t, cause) => match cause.downcast::<StoreError>() {
+                Ok(inner) => *inner,
+                Err(cause) => StoreError::Sqlite(rusqlite::Error::FromSqlConversionFailure(i, t, cause)),
+            },
+            e => StoreError::Sqlite(e),
+        }
+    }
 }
 
 impl From<tokio_postgres::Error> for StoreError {

@@ -5,8 +5,9 @@ use std::collections::HashMap;
 
 use jiff::civil::Date;
 
-use model::{Provider, Side};
+use model::{Provider, QualityFlag, Side};
 
+use crate::error::StoreError;
 use crate::rows::{MarketTickRow, Table, yyyymmdd};
 
 /// The `LIKE` pattern selecting a day's rows of a table counted by archive file: the
@@ -49,4 +50,10 @@ pub(crate) fn side_from_str(s: Option<&str>) -> Option<Side> {
         Some("sell") => Some(Side::Sell),
         _ => None,
     }
+}
+
+/// A stored `quality_flag` of a row of `table` back. A value this binary does not know is an
+/// error naming it: reading it as `normal` would pass damaged or foreign data off as good.
+pub(crate) fn quality_flag(value: &str, table: Table) -> Result<QualityFlag, StoreError> {
+    QualityFlag::parse(value).ok_or_else(|| StoreError::UnknownQualityFlag { table: table.name(), value: value.into() })
 }

@@ -8,10 +8,10 @@ use jiff::civil::Date;
 use rust_decimal::Decimal;
 use tokio_postgres::Row;
 
-use model::{Market, Price, Provider, Qty, QualityFlag, Symbol, UtcTime};
+use model::{Market, Price, Provider, Qty, Symbol, UtcTime};
 
 use super::{PgStore, ts};
-use crate::backend::shared::{like_pattern, side_from_str};
+use crate::backend::shared::{like_pattern, quality_flag, side_from_str};
 use crate::error::StoreError;
 use crate::rows::*;
 
@@ -119,7 +119,7 @@ pub(super) async fn ticks(pg: &PgStore, q: TickQuery) -> Result<Vec<MarketTickRo
                 side: side_from_str(r.get(7)),
                 cum_volume: r.get::<_, Option<Decimal>>(8).map(Qty),
                 change: r.get::<_, Option<Decimal>>(9).map(Price),
-                meta: meta_at(r, 10, true, true),
+                meta: meta_at(r, 10, true, true, Table::MarketTicks)?,
             })
         })
         .collect()
@@ -146,7 +146,7 @@ pub(super) async fn gaps(pg: &PgStore, day: Date) -> Result<Vec<GapRow>, StoreEr
                 scope: r.get(6),
                 reason: r.get(7),
                 detail: r.get(8),
-                meta: meta_at(r, 9, false, false),
+                meta: meta_at(r, 9, false, false, Table::ScalpGaps)?,
             })
         })
         .collect()
@@ -172,7 +172,7 @@ pub(super) async fn overflow(pg: &PgStore, day: Date) -> Result<Vec<OverflowRow>
                 candidate_score: r.get(5),
                 cutoff_rank: r.get::<_, i32>(6) as u32,
                 decision_reason: r.get(7),
-                meta: meta_at(r, 8, false, false),
+                meta: meta_at(r, 8, false, false, Table::OverflowEntries)?,
             })
         })
         .collect()
@@ -198,7 +198,7 @@ pub(super) async fn events(pg: &PgStore, day: Date) -> Result<Vec<EventRow>, Sto
                 event_type: r.get(4),
                 body: serde_json::from_str(body)
                     .map_err(|e| StoreError::Decode { column: "body", why: e.to_string() })?,
-                meta: meta_at(r, 6, false, false),
+                meta: meta_at(r, 6, false, false, Table::SystemEvents)?,
             })
         })
         .collect()
@@ -213,10 +213,6 @@ where
     T::Err: std::fmt::Display,
 {
     s.parse::<T>().map_err(|e| StoreError::Decode { column, why: e.to_string() })
-}
-
-fn quality(s: &str) -> QualityFlag {
-    QualityFlag::parse(s).unwrap_or_default()
 }
 
 fn bar_from_row(r: &Row) -> Result<Bar, StoreError> {
@@ -236,7 +232,10 @@ fn bar_from_row(r: &Row) -> Result<Bar, StoreError> {
     })
 }
 
-fn meta_at(r: &Row, i: usize, with_receive: bool, with_ref: bool) -> RowMeta {
+/// The common meta of a row of `table`, from column `i` on: `schema_version`,
+/// `receive_time` (`with_receive`), `session_id`, `mitigation_level`, `quality_flag` and
+/// `raw_ref` (`with_ref`).
+fn meta_at(r: &Row, i: usize, with_receive: bool, with_ref: bool, table: Table) -> Result<RowMeta, StoreError> {
     let mut j = i + 1;
     let receive_time = if with_receive {
         j += 1;
@@ -244,12 +243,12 @@ fn meta_at(r: &Row, i: usize, with_receive: bool, with_ref: bool) -> RowMeta {
     } else {
         UtcTime::default()
     };
-    RowMeta {
+    Ok(RowMeta {
         schema_version: r.get(i),
         receive_time,
         session_id: r.get(j),
         mitigation_level: r.get::<_, i16>(j + 1).clamp(0, 255) as u8,
-        quality_flag: quality(r.get(j + 2)),
+        quality_flag: quality_flag(r.get(j + 2), table)?,
         raw_ref: if with_ref { r.get(j + 3) } else { None },
-    }
+    })
 }

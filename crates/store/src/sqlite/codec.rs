@@ -6,11 +6,11 @@ use std::str::FromStr;
 
 use rusqlite::Row;
 
-use model::{QualityFlag, Side, UtcTime};
+use model::{Side, UtcTime};
 
-use crate::backend::shared::side_from_str;
+use crate::backend::shared::{quality_flag, side_from_str};
 use crate::error::StoreError;
-use crate::rows::RowMeta;
+use crate::rows::{RowMeta, Table};
 
 pub(super) fn dec<T: ToString>(v: &T) -> String {
     v.to_string()
@@ -36,19 +36,17 @@ where
 }
 
 pub(super) fn decode_err(column: &'static str, why: String) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(
-        0,
-        rusqlite::types::Type::Text,
-        Box::new(StoreError::Decode { column, why }),
-    )
+    carry(StoreError::Decode { column, why })
+}
+
+/// `e` as the error of a row-mapping closure; `StoreError`'s `From<rusqlite::Error>` takes
+/// it back out, so the caller sees `e` itself.
+fn carry(e: StoreError) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
 }
 
 pub(super) fn time(r: &Row<'_>, i: usize) -> rusqlite::Result<UtcTime> {
     Ok(UtcTime::from_millis(r.get(i)?))
-}
-
-pub(super) fn quality(s: &str) -> QualityFlag {
-    QualityFlag::parse(s).unwrap_or_default()
 }
 
 pub(super) fn get_side(r: &Row<'_>, i: usize) -> rusqlite::Result<Option<Side>> {
@@ -56,7 +54,16 @@ pub(super) fn get_side(r: &Row<'_>, i: usize) -> rusqlite::Result<Option<Side>> 
     Ok(side_from_str(s.as_deref()))
 }
 
-pub(super) fn row_meta(r: &Row<'_>, base: usize, with_receive: bool, with_ref: bool) -> rusqlite::Result<RowMeta> {
+/// The common meta of a row of `table`, from column `base` on: `schema_version`,
+/// `receive_time` (`with_receive`), `session_id`, `mitigation_level`, `quality_flag` and
+/// `raw_ref` (`with_ref`).
+pub(super) fn row_meta(
+    r: &Row<'_>,
+    base: usize,
+    with_receive: bool,
+    with_ref: bool,
+    table: Table,
+) -> rusqlite::Result<RowMeta> {
     let mut i = base;
     let schema_version: String = r.get(i)?;
     i += 1;
@@ -75,7 +82,7 @@ pub(super) fn row_meta(r: &Row<'_>, base: usize, with_receive: bool, with_ref: b
         receive_time,
         session_id,
         mitigation_level: mitigation_level.clamp(0, 255) as u8,
-        quality_flag: quality(&q),
+        quality_flag: quality_flag(&q, table).map_err(carry)?,
         raw_ref,
     })
 }

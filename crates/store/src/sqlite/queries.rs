@@ -151,7 +151,7 @@ pub(super) async fn ticks(db: &SqliteStore, q: TickQuery) -> Result<Vec<MarketTi
                         side: get_side(r, 7)?,
                         cum_volume: get_opt_parse(r, 8, "cum_volume")?,
                         change: get_opt_parse(r, 9, "change")?,
-                        meta: row_meta(r, 10, true, true)?,
+                        meta: row_meta(r, 10, true, true, Table::MarketTicks)?,
                     })
                 },
             )?
@@ -179,7 +179,7 @@ pub(super) async fn gaps(db: &SqliteStore, day: Date) -> Result<Vec<GapRow>, Sto
                     scope: r.get(6)?,
                     reason: r.get(7)?,
                     detail: r.get(8)?,
-                    meta: row_meta(r, 9, false, false)?,
+                    meta: row_meta(r, 9, false, false, Table::ScalpGaps)?,
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;
@@ -205,7 +205,7 @@ pub(super) async fn overflow(db: &SqliteStore, day: Date) -> Result<Vec<Overflow
                     candidate_score: r.get(5)?,
                     cutoff_rank: r.get(6)?,
                     decision_reason: r.get(7)?,
-                    meta: row_meta(r, 8, false, false)?,
+                    meta: row_meta(r, 8, false, false, Table::OverflowEntries)?,
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;
@@ -230,7 +230,7 @@ pub(super) async fn events(db: &SqliteStore, day: Date) -> Result<Vec<EventRow>,
                     event_time: time(r, 3)?,
                     event_type: r.get(4)?,
                     body: serde_json::from_str(&body).map_err(|e| decode_err("body", e.to_string()))?,
-                    meta: row_meta(r, 6, false, false)?,
+                    meta: row_meta(r, 6, false, false, Table::SystemEvents)?,
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;
