@@ -19,6 +19,7 @@ pub mod manifest;
 pub mod raw;
 mod recovery;
 mod stream;
+pub mod universe;
 mod verify;
 mod writer;
 

@@ -9,10 +9,10 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::Subcommand;
 
+use archive::raw::{RawRefs, encode as encode_raw_line};
 use archive::{ArchiveWriter, Stream};
 use engine::book::LatestBook;
 use engine::observer::ObserverCore;
-use engine::pipeline::{RawRefs, encode_raw_line};
 use model::{MarketEvent, Meta, Price, Provider, Qty, RawFrame, RawFrameKind, SessionId, Side, Symbol, UtcTime};
 use providers::kis::fake::{TradeAcc, trade_record};
 use providers::sim::{SimTrade, wire};

@@ -68,7 +68,7 @@ pub fn parse_start(s: &str) -> Result<DateTime, String> {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let loaded = crate::load_config(args.config.as_deref())?;
     let settings = loaded.settings;
-    let mode = sources::mode(&settings);
+    let mode = sources::mode(&settings)?;
 
     let (clock, start, market) = match mode {
         Mode::Live => {
@@ -113,19 +113,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     runtime.block_on(async move {
         let fakes = match market {
             Some(market) => {
-                let with_upbit = settings.providers.upbit.enabled;
-                let fakes = sources::start_fakes(&settings, market, clock, &Binds::any(), with_upbit).await?;
+                let fakes = sources::start_fakes(&settings, market, clock, &Binds::any(), false).await?;
+                let venues: Vec<String> = fakes.servers.iter().map(|f| f.provider.to_string()).collect();
                 eprintln!(
-                    "no broker credentials configured: recording the simulated market (seed {}, {} symbols{}) through the real adapters against fake servers on loopback, from {} KST at {}x",
+                    "no broker credentials configured: recording the simulated market (seed {}, {} KRX symbols; venues: {}) through the real adapters against fake servers on loopback, from {} KST at {}x",
                     settings.sim.seed,
                     settings.sim.symbols,
-                    if with_upbit { ", plus the 24-hour crypto market" } else { "" },
+                    venues.join(", "),
                     start.kst(),
                     args.speed
                 );
                 fakes
             }
-            None => sources::Fakes { kis: None, upbit: None, kis_faults: Default::default() },
+            None => sources::Fakes::default(),
         };
         let adapters = sources::adapters(&settings, mode, clock, &args.data_dir, &fakes)?;
         let detail = match mode {
@@ -142,8 +142,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let (stop_tx, stop_rx) = watch::channel(false);
         reload_on_sighup(live.clone(), args.config.clone());
         let targets = Arc::new(crate::faults::Targets {
-            kis: fakes.kis_faults.clone(),
-            upbit: fakes.upbit.as_ref().map(|u| u.faults.clone()),
+            fakes: fakes.servers.iter().map(|f| f.faults.clone()).collect(),
             pressure: live.pressure.clone(),
         });
         for (fault, on, off) in faults {
@@ -272,7 +271,7 @@ fn reload_on_sighup(live: Arc<engine::Live>, file: Option<PathBuf>) {
             match crate::load_config(file.as_deref()) {
                 Ok(l) => {
                     let t = l.settings.triggers;
-                    let m = engine::collector::Manual { include: t.manual_include, exclude: t.manual_exclude };
+                    let m = engine::Manual { include: t.manual_include, exclude: t.manual_exclude };
                     eprintln!(
                         "SIGHUP: configuration reloaded; manual override include {:?}, exclude {:?} (other changes need a restart)",
                         m.include.iter().map(|s| s.as_str()).collect::<Vec<_>>(),

@@ -11,8 +11,7 @@ use jiff::civil::{Date, DateTime, Time};
 
 use engine::mitigation::Pressure;
 use model::{Clock, UtcTime};
-use providers::kis::fake::FaultSwitch;
-use providers::upbit::fake::Faults as UpbitFaults;
+use providers::module::FaultSwitches;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -62,9 +61,7 @@ impl FromStr for Fault {
 
 /// What the faults act on: the fake servers running in this process and the probe.
 pub struct Targets {
-    pub kis: FaultSwitch,
-    /// The fake Upbit server, when the crypto market runs too.
-    pub upbit: Option<Arc<UpbitFaults>>,
+    pub fakes: Vec<Arc<dyn FaultSwitches>>,
     pub pressure: Arc<Pressure>,
 }
 
@@ -96,37 +93,25 @@ pub async fn run(fault: Fault, on: UtcTime, off: UtcTime, clock: Clock, targets:
 /// Turns a fault on until `until`, or off (`None`). A disconnect and CPU pressure are told
 /// their end when they start and end by themselves.
 fn switch(kind: Kind, until: Option<UtcTime>, targets: &Targets) {
-    let (kis, upbit, on) = (&targets.kis, targets.upbit.as_deref(), until.is_some());
-    match (kind, until) {
-        (Kind::WsDisconnect, Some(off)) => {
-            kis.refuse_connections_until(off);
-            kis.drop_connections();
-            if let Some(u) = upbit {
-                u.refuse_connections_until(off);
-                u.drop_connections();
+    let on = until.is_some();
+    for fake in &targets.fakes {
+        match (kind, until) {
+            (Kind::WsDisconnect, Some(off)) => fake.disconnect_until(off),
+            (Kind::WsDisconnect | Kind::CpuPressure, _) => {}
+            (Kind::WsSilent, _) => fake.silence(on),
+            (Kind::WsStall, _) => fake.stall(on),
+            (Kind::Rest429 | Kind::Rest5xx, _) => {
+                let status = match (on, kind) {
+                    (false, _) => 0,
+                    (true, Kind::Rest429) => 429,
+                    (true, _) => 503,
+                };
+                fake.fail_rest(status, if on { u32::MAX } else { 0 });
             }
         }
-        (Kind::CpuPressure, Some(off)) => targets.pressure.force_cpu(100.0, off),
-        (Kind::WsDisconnect | Kind::CpuPressure, None) => {}
-        (Kind::WsSilent, _) => {
-            kis.withhold_data(on);
-            // Upbit has no server heartbeat to keep: its silent socket is a stalled one.
-            upbit.inspect(|u| u.set_stall(on));
-        }
-        (Kind::WsStall, _) => {
-            kis.set_stall(on);
-            upbit.inspect(|u| u.set_stall(on));
-        }
-        (Kind::Rest429 | Kind::Rest5xx, _) => {
-            let status = match (on, kind) {
-                (false, _) => 0,
-                (true, Kind::Rest429) => 429,
-                (true, _) => 503,
-            };
-            let count = if on { u32::MAX } else { 0 };
-            kis.fail_next_requests(status, count);
-            upbit.inspect(|u| u.fail_rest(status, count));
-        }
+    }
+    if let (Kind::CpuPressure, Some(off)) = (kind, until) {
+        targets.pressure.force_cpu(100.0, off);
     }
 }
 

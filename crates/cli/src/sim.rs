@@ -6,14 +6,14 @@ use anyhow::Context;
 use jiff::civil::DateTime;
 
 use model::{Clock, UtcTime};
-use providers::kis::fake::FakeCredentials;
 
 use crate::sources::{self, Binds};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// KIS REST listens here; KIS WebSocket, Upbit REST and Upbit WebSocket on the next
-    /// three ports. Port 0 picks free ports.
+    /// The first fake server's REST listens here; every registered provider takes two
+    /// consecutive ports (REST, WebSocket) in registry order: KIS REST and WebSocket, then
+    /// Upbit's. Port 0 picks free ports.
     #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:0")]
     bind: SocketAddr,
     /// Configuration file (sim market, fake-server behaviour).
@@ -35,29 +35,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         None => crate::collect::default_start(&settings)?,
     };
     let market = crate::collect::sim_market(&settings, start)?;
-    let binds = Binds::from_base(args.bind)?;
+    let binds = Binds::from_base(args.bind);
     let clock = Clock::simulated(start, args.speed, settings.sim.clock_stall_grace.get());
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
     runtime.block_on(async move {
         let fakes = sources::start_fakes(&settings, market, clock, &binds, true).await?;
-        if let Some(k) = &fakes.kis {
-            println!("KIS   REST {}  WebSocket {}  master files {}", k.rest_base(), k.ws_base(), k.master_base());
-            // The pair `start_fakes` gave the fake (a pure function of the environment and
-            // the seed).
-            let creds = FakeCredentials::from_env_or_made_up(settings.sim.seed).map_err(anyhow::Error::msg)?;
-            if creds.is_made_up() {
-                // Deliberately printed: a made-up pair that only this loopback sim accepts,
-                // for clients that need one. Set KIS_APP_KEY / KIS_APP_SECRET to use your own.
-                let (key, secret) = creds.expose();
-                println!("KIS   app key {key}");
-                println!("KIS   app secret {secret}");
-            } else {
-                println!("KIS   accepts the app key and secret in KIS_APP_KEY / KIS_APP_SECRET");
-            }
-        }
-        if let Some(u) = &fakes.upbit {
-            println!("Upbit REST {}  WebSocket {}", u.rest_base(), u.ws_url());
+        for line in fakes.servers.iter().flat_map(|f| &f.description) {
+            println!("{line}");
         }
         println!("simulated market from {} KST at {}x; Ctrl-C stops", start.kst(), args.speed);
         tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;

@@ -1,6 +1,7 @@
-//! Chooses where market data comes from and builds the provider adapters: in `sim` mode
-//! every enabled adapter talks to its fake server on loopback (the real client code, end to
-//! end), driven by the seeded simulated market; in `live` mode to the configured endpoints.
+//! Chooses where market data comes from and builds the provider adapters, iterating the
+//! provider registry (`providers::registry`): in `sim` mode every enabled adapter talks to
+//! its fake server on loopback (the real client code, end to end), driven by the seeded
+//! simulated market; in `live` mode to the configured endpoints.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -9,13 +10,11 @@ use std::sync::{Arc, Mutex};
 use anyhow::{Context, bail};
 
 use config::{Settings, Source};
-use engine::collector::Launch;
 use model::Clock;
-use providers::kis::fake::{FakeCredentials, FakeKis, FakeKisConfig, FaultSwitch};
-use providers::kis::{KisConfig, KisCredentials, KisProvider};
+use providers::AnyProvider;
+use providers::module::{Credentials, FAKE_LISTENERS, SimWorld};
+use providers::registry::{RunningFake, Section};
 use providers::sim::SimMarket;
-use providers::upbit::fake::{FakeConfig, FakeUpbit};
-use providers::upbit::{UpbitConfig, UpbitProvider};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -23,134 +22,125 @@ pub enum Mode {
     Live,
 }
 
-/// Sim mode unless broker credentials are present (or the config says otherwise).
-pub fn mode(settings: &Settings) -> Mode {
+/// `source: auto` decides from each enabled provider's own credentials: none has any → sim;
+/// every provider that needs credentials has them → live. A mix is refused rather than
+/// guessed: recording one venue live and another from the simulator would put simulated
+/// data in a real archive.
+pub fn mode(settings: &Settings) -> anyhow::Result<Mode> {
     match settings.source {
-        Source::Sim => Mode::Sim,
-        Source::Live => Mode::Live,
-        Source::Auto if std::env::var_os(providers::kis::ENV_APP_KEY).is_some() => Mode::Live,
-        Source::Auto => Mode::Sim,
+        Source::Sim => return Ok(Mode::Sim),
+        Source::Live => return Ok(Mode::Live),
+        Source::Auto => {}
+    }
+    let sections = settings.providers.sections();
+    let enabled: Vec<&Box<dyn Section + '_>> = sections.iter().filter(|s| s.enabled()).collect();
+    let with: Vec<&str> = enabled.iter().filter(|s| s.credentials() == Credentials::Present).map(|s| s.key()).collect();
+    let without: Vec<String> = enabled
+        .iter()
+        .filter_map(|s| match s.credentials() {
+            Credentials::Absent(what) => Some(format!("{} ({what})", s.key())),
+            _ => None,
+        })
+        .collect();
+    match (with.is_empty(), without.is_empty()) {
+        (true, _) => Ok(Mode::Sim),
+        (false, true) => Ok(Mode::Live),
+        (false, false) => bail!(
+            "credentials are set for {} but not for {}: set them, disable those providers \
+             (providers.NAME.enabled: false), or choose `source: live` or `source: sim`",
+            with.join(", "),
+            without.join(", ")
+        ),
     }
 }
 
 /// The fake servers of one run; dropping them stops them.
+#[derive(Default)]
 pub struct Fakes {
-    pub kis: Option<FakeKis>,
-    pub upbit: Option<FakeUpbit>,
-    /// The fake KIS server's fault switches (`collect --fault`).
-    pub kis_faults: FaultSwitch,
+    pub servers: Vec<RunningFake>,
 }
 
-/// Where `sim` listens: KIS REST on `base`, KIS WebSocket on the next port, Upbit REST and
-/// WebSocket on the two after.
+impl Fakes {
+    fn of(&self, provider: model::Provider) -> Option<&RunningFake> {
+        self.servers.iter().find(|f| f.provider == provider)
+    }
+}
+
+/// Where `sim` listens: each registered provider takes [`FAKE_LISTENERS`] consecutive ports
+/// (REST, then WebSocket) from `base`, in registry order; port 0 picks free ports.
 pub struct Binds {
-    pub kis_rest: SocketAddr,
-    pub kis_ws: SocketAddr,
-    pub upbit_rest: SocketAddr,
-    pub upbit_ws: SocketAddr,
+    base: SocketAddr,
 }
 
 impl Binds {
     pub fn any() -> Self {
-        let any = SocketAddr::from(([127, 0, 0, 1], 0));
-        Binds { kis_rest: any, kis_ws: any, upbit_rest: any, upbit_ws: any }
+        Binds { base: SocketAddr::from(([127, 0, 0, 1], 0)) }
     }
 
-    pub fn from_base(base: SocketAddr) -> anyhow::Result<Self> {
-        let port =
-            |i: u16| base.port().checked_add(i).map(|p| SocketAddr::new(base.ip(), p)).context("--bind port too high");
-        if base.port() == 0 {
-            return Ok(Binds::any());
+    pub fn from_base(base: SocketAddr) -> Self {
+        Binds { base }
+    }
+
+    /// The listeners of the `index`th registered provider.
+    fn of(&self, index: usize) -> anyhow::Result<[SocketAddr; FAKE_LISTENERS as usize]> {
+        if self.base.port() == 0 {
+            return Ok([self.base; FAKE_LISTENERS as usize]);
         }
-        Ok(Binds { kis_rest: base, kis_ws: port(1)?, upbit_rest: port(2)?, upbit_ws: port(3)? })
+        let mut out = [self.base; FAKE_LISTENERS as usize];
+        for (i, addr) in out.iter_mut().enumerate() {
+            let offset = u16::try_from(index * FAKE_LISTENERS as usize + i).ok();
+            let port = offset.and_then(|o| self.base.port().checked_add(o)).context("--bind port too high")?;
+            *addr = SocketAddr::new(self.base.ip(), port);
+        }
+        Ok(out)
     }
 }
 
+/// Starts the fake servers: of every enabled provider (`all`: of every registered one, for
+/// `sim`, which serves any client).
 pub async fn start_fakes(
     settings: &Settings,
     market: SimMarket,
     clock: Clock,
     binds: &Binds,
-    with_upbit: bool,
+    all: bool,
 ) -> anyhow::Result<Fakes> {
-    // KIS_APP_KEY / KIS_APP_SECRET when set (a client of `sim` keeps its own pair), else a
-    // made-up pair of the same shape.
-    let kis_credentials = FakeCredentials::from_env_or_made_up(settings.sim.seed).map_err(anyhow::Error::msg)?;
-    let (key, secret) = kis_credentials.expose();
-    let mut kcfg = FakeKisConfig::new(settings.providers.kis.env, key, secret);
-    kcfg.rest_bind = binds.kis_rest;
-    kcfg.ws_bind = binds.kis_ws;
-    kcfg.holidays = settings.calendar.holidays.clone();
-    let kis_faults = FaultSwitch::default();
-    let kis = providers::kis::fake::serve(kcfg, Arc::new(Mutex::new(market)), clock, kis_faults.clone())
-        .await
-        .with_context(|| format!("starting the fake KIS server on {} / {}", binds.kis_rest, binds.kis_ws))?;
-    let upbit =
-        if with_upbit {
-            let ucfg = FakeConfig {
-                market: settings.sim_crypto.clone(),
-                rest_bind: binds.upbit_rest,
-                ws_bind: binds.upbit_ws,
-                ..FakeConfig::default()
-            };
-            Some(providers::upbit::fake::serve(ucfg, clock).await.with_context(|| {
-                format!("starting the fake Upbit server on {} / {}", binds.upbit_rest, binds.upbit_ws)
-            })?)
-        } else {
-            None
-        };
-    Ok(Fakes { kis: Some(kis), upbit, kis_faults })
+    let world = SimWorld {
+        clock,
+        seed: settings.sim.seed,
+        krx: Arc::new(Mutex::new(market)),
+        crypto: settings.sim_crypto.clone(),
+        holidays: settings.calendar.holidays.clone(),
+    };
+    let mut fakes = Fakes::default();
+    for (i, section) in settings.providers.sections().iter().enumerate() {
+        if all || section.enabled() {
+            fakes.servers.push(section.start_fake(&world, binds.of(i)?).await.map_err(anyhow::Error::msg)?);
+        }
+    }
+    Ok(fakes)
 }
 
-/// The adapters for this run.
+/// The adapters of the enabled providers: against their fakes in sim mode, live otherwise.
 pub fn adapters(
     settings: &Settings,
     mode: Mode,
     clock: Clock,
     data_dir: &Path,
     fakes: &Fakes,
-) -> anyhow::Result<Vec<Arc<dyn Launch>>> {
-    let mut out: Vec<Arc<dyn Launch>> = Vec::new();
-    let kis_cfg = &settings.providers.kis;
-    if kis_cfg.enabled {
-        let (cfg, creds) = match (mode, &fakes.kis) {
-            (Mode::Sim, Some(fake)) => (
-                KisConfig {
-                    rest_base: Some(fake.rest_base()),
-                    ws_base: Some(fake.ws_base()),
-                    master_base: fake.master_base(),
-                    // A simulated token must never be mistaken for a real one.
-                    token_cache: data_dir.join("state/sim_kis_token.json"),
-                    ..kis_cfg.clone()
-                },
-                fake.credentials(),
-            ),
-            _ => {
-                // KIS's realtime endpoint is plain ws:// (the only one validation lets through).
-                if let Some(warning) = providers::transport::plaintext_ws_warning(&kis_cfg.ws_url()) {
-                    tracing::warn!("kis: {warning}");
-                }
-                (
-                    // The token cache lives with the data it serves, not in the working directory.
-                    KisConfig { token_cache: kis_cfg.token_cache_under(data_dir), ..kis_cfg.clone() },
-                    KisCredentials::from_env().map_err(anyhow::Error::msg)?,
-                )
-            }
+) -> anyhow::Result<Vec<AnyProvider>> {
+    let mut out = Vec::new();
+    for section in settings.providers.sections().iter().filter(|s| s.enabled()) {
+        let fake = match mode {
+            Mode::Sim => Some(fakes.of(section.id()).with_context(|| format!("no fake server for {}", section.key()))?),
+            Mode::Live => None,
         };
-        out.push(Arc::new(KisProvider::new(cfg, creds, clock).context("starting the KIS adapter")?));
-    }
-    let up_cfg = &settings.providers.upbit;
-    if up_cfg.enabled {
-        let cfg = match (mode, &fakes.upbit) {
-            (Mode::Sim, Some(fake)) => {
-                UpbitConfig { rest_base: fake.rest_base(), ws_base: fake.ws_url(), ..up_cfg.clone() }
-            }
-            _ => up_cfg.clone(),
-        };
-        out.push(Arc::new(UpbitProvider::new(cfg, clock).context("starting the Upbit adapter")?));
+        out.push(section.adapter(fake, clock, data_dir).map_err(anyhow::Error::msg)?);
     }
     if out.is_empty() {
-        bail!("no provider is enabled: set providers.kis.enabled or providers.upbit.enabled");
+        let keys: Vec<String> =
+            settings.providers.sections().iter().map(|s| format!("providers.{}.enabled", s.key())).collect();
+        bail!("no provider is enabled: set one of {}", keys.join(", "));
     }
     Ok(out)
 }

@@ -46,16 +46,10 @@ pub enum Source {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ProvidersConfig {
-    pub kis: providers::kis::KisConfig,
-    pub upbit: providers::upbit::UpbitConfig,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Settings {
     pub source: Source,
-    pub providers: ProvidersConfig,
+    /// One section per provider in the registry (`providers::registry`).
+    pub providers: providers::registry::ProvidersConfig,
     pub calendar: engine::config::CalendarConfig,
     pub universe: engine::config::UniverseConfig,
     pub observer: engine::config::ObserverConfig,
@@ -102,10 +96,7 @@ impl Validate for Settings {
             );
         });
         c.section("slots", |c| self.slot_config().validate(c));
-        c.section("providers", |c| {
-            c.section("kis", |c| self.providers.kis.validate(c));
-            c.section("upbit", |c| self.providers.upbit.validate(c));
-        });
+        c.section("providers", |c| self.providers.validate(c));
         c.section("sim", |c| self.sim.validate(c));
         c.section("sim_crypto", |c| self.sim_crypto.validate(c));
         c.section("store", |c| self.store.validate(c));
@@ -276,6 +267,28 @@ mod tests {
             for env in APP_ENVS {
                 load(None, Some(env)).expect("embedded overlays must load");
             }
+            Ok(())
+        });
+    }
+
+    /// The `providers` section is generated from the registry: every section is a
+    /// registered provider with a mapper for its own frames (replay and the ETL read any
+    /// archive it writes), and a provider the registry does not know is refused by name.
+    #[test]
+    fn every_provider_section_is_a_registered_provider_with_a_mapper() {
+        Jail::expect_with(|jail| {
+            let settings = load(None, None).unwrap().settings;
+            let sections = settings.providers.sections();
+            let ids: Vec<model::Provider> = sections.iter().map(|s| s.id()).collect();
+            assert_eq!(ids, [model::Provider::Kis, model::Provider::Upbit]);
+            for s in &sections {
+                assert_eq!(s.key(), s.id().as_str());
+                let mapper = providers::mapper(s.id()).expect("a registered provider has a mapper");
+                assert!(mapper.version.starts_with(s.id().as_str()), "{}", mapper.version);
+            }
+            assert!(providers::mapper(model::Provider::Kiwoom).is_none());
+            let e = err_of(jail, |y| y.replacen("providers:\n", "providers:\n  kiwoom:\n    enabled: true\n", 1));
+            assert!(e.contains("kiwoom"), "{e}");
             Ok(())
         });
     }

@@ -12,8 +12,8 @@ use tokio::sync::watch;
 use model::{Clock, SystemEvent};
 
 use crate::anomaly::{AnomalyMonitor, Interim, disk_percent};
-use crate::collector::Live;
 use crate::config::EngineConfig;
+use crate::live::Live;
 use crate::mitigation::{Controller, MitigationTask, Probe};
 use crate::pipeline::Events;
 use crate::sink::SinkError;

@@ -17,11 +17,12 @@ use serde_json::json;
 use tokio::sync::{mpsc, watch};
 
 use model::settings::Interval;
-use model::{Clock, RawFrame, Symbol, SystemEvent, UtcTime};
+use model::{Clock, Symbol, SystemEvent, UtcTime};
 use providers::MarketProvider;
 
 use crate::pipeline::Events;
 use crate::reconnect::Outage;
+use crate::router::{Route, RoutedFrame};
 use crate::schedule::Schedule;
 use crate::sink::SinkError;
 use crate::watchdog::Activity;
@@ -39,7 +40,7 @@ pub struct Poller<P> {
     pub outage: Arc<Outage>,
     pub activity: Arc<Activity>,
     pub slots: watch::Receiver<Vec<Symbol>>,
-    pub frames: mpsc::Sender<RawFrame>,
+    pub frames: mpsc::Sender<RoutedFrame>,
     pub events: Events,
 }
 
@@ -121,7 +122,7 @@ impl<P: MarketProvider> Poller<P> {
             // Through the provider's rate limiter, shared with Track A.
             match self.provider.snapshot(&symbol).await {
                 Ok(frame) => {
-                    if self.frames.send(frame).await.is_err() {
+                    if self.frames.send((Route::Book, frame)).await.is_err() {
                         return false;
                     }
                 }

@@ -9,16 +9,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
 
-use serde::Deserialize;
-
 use archive::Stream;
 use archive::lines::MAX_LINE_BYTES;
-use model::{MarketEvent, Meta, Provider, QualityFlag, RawFrame, RawFrameKind, SessionId, UtcTime};
+use archive::raw::RawRefs;
+use model::{MarketEvent, Provider, SessionId, UtcTime};
 
 use crate::book::LatestBook;
 use crate::config::EngineConfig;
 use crate::observer::ObserverCore;
-use crate::pipeline::{Events, RawRefs, Subscribed};
+use crate::pipeline::Events;
+use crate::router::{Route, Router, Verdict};
 use crate::sink::{Sink, SinkError};
 use crate::stats::Stats;
 use crate::track_b::Sampler;
@@ -59,29 +59,6 @@ impl ReplayReport {
             self.bad_line_samples.push(format!("{}:{line}: {why}", path.display()));
         }
     }
-}
-
-/// One line of a raw-archive file: the record, or why it is not one. Never panics, whatever
-/// the bytes (issue 14): invalid UTF-8, JSON of another shape, and event or receive times
-/// outside the archive's domain are all reasons.
-fn parse_raw_line(bytes: &[u8]) -> Result<RawLine, String> {
-    let text = std::str::from_utf8(bytes).map_err(|e| format!("not UTF-8 ({e})"))?;
-    let line: RawLine = serde_json::from_str(text).map_err(|e| format!("not a raw archive line: {e}"))?;
-    if let Some(why) = line.meta.implausible() {
-        return Err(why);
-    }
-    Ok(line)
-}
-
-#[derive(Deserialize)]
-struct RawLine {
-    provider: Provider,
-    kind: RawFrameKind,
-    channel: String,
-    seq: u64,
-    frame: String,
-    #[serde(flatten)]
-    meta: Meta,
 }
 
 fn jsonl_files(dir: &Path) -> Result<Vec<PathBuf>, ReplayError> {
@@ -132,10 +109,9 @@ pub async fn replay(archive: &Path, out: &Path, cfg: &EngineConfig) -> Result<Re
         let mitigation = Arc::new(AtomicU8::new(0));
         let book = Arc::new(LatestBook::default());
         let mut refs = RawRefs::default();
-        // Per session: Track A's core sees REST frames, the stream's core the rest, as live.
-        let mut state: Option<(SessionId, ObserverCore, ObserverCore, ObserverCore, Sampler)> = None;
-        // What the session's stream subscribed, from its archived subscribe messages.
-        let mut subscribed = Subscribed::default();
+        // Per session: the router (an observer core per route, the subscriptions) and Track B.
+        let mut state: Option<(SessionId, Router, Sampler)> = None;
+        let mut verdicts = Vec::new();
         for path in jsonl_files(&dir)? {
             let io = |source| ReplayError::Io { path: path.clone(), source };
             let mut reader = std::io::BufReader::new(std::fs::File::open(&path).map_err(io)?);
@@ -152,7 +128,7 @@ pub async fn replay(archive: &Path, out: &Path, cfg: &EngineConfig) -> Result<Re
                     continue;
                 }
                 let bytes = buf.strip_suffix(b"\r").unwrap_or(&buf);
-                let l = match parse_raw_line(bytes) {
+                let l = match archive::raw::decode(bytes) {
                     Ok(l) => l,
                     Err(why) => {
                         report.bad(&path, i, why);
@@ -180,16 +156,22 @@ pub async fn replay(archive: &Path, out: &Path, cfg: &EngineConfig) -> Result<Re
                     if let Some(ms) = skews.get(session.as_str()) {
                         observer.max_clock_skew = model::settings::Interval::from_millis(*ms);
                     }
-                    let core = || {
-                        ObserverCore::new(
-                            &observer,
-                            &cfg.calendar,
-                            session.clone(),
-                            mapper.version,
-                            mitigation.clone(),
-                            stats.clone(),
-                        )
-                    };
+                    let (calendar, core_mitigation, core_stats) =
+                        (cfg.calendar.clone(), mitigation.clone(), stats.clone());
+                    let core_session = session.clone();
+                    let router = Router::new(
+                        mapper,
+                        Box::new(move || {
+                            ObserverCore::new(
+                                &observer,
+                                &calendar,
+                                core_session.clone(),
+                                mapper.version,
+                                core_mitigation.clone(),
+                                core_stats.clone(),
+                            )
+                        }),
+                    );
                     let events = Events {
                         sink: handle.clone(),
                         provider: pid,
@@ -199,69 +181,40 @@ pub async fn replay(archive: &Path, out: &Path, cfg: &EngineConfig) -> Result<Re
                     };
                     let stale_after = cfg.tracks.scalp.stale_after.as_millis() as i64;
                     let sampler = Sampler::new(pid, mapper.market, book.clone(), events, true, stale_after);
-                    let (rest, polls, ws) = (core(), core(), core());
-                    state = Some((session, rest, polls, ws, sampler));
-                    subscribed = Subscribed::default();
+                    state = Some((session, router, sampler));
                 }
-                let Some((_, core_rest, core_polls, core_ws, sampler)) = state.as_mut() else { continue };
+                let Some((_, router, sampler)) = state.as_mut() else { continue };
                 report.frames += 1;
-                let frame = RawFrame {
-                    provider: l.provider,
-                    kind: l.kind,
-                    channel: l.channel,
-                    frame: l.frame,
-                    receive_time: rt,
-                };
-                match frame.kind {
-                    RawFrameKind::Clock => {
-                        sampler.sample(&frame.frame, rt, l.meta.mitigation_level).await?;
-                        report.scalp = stats.scalp_written.load(Relaxed);
-                    }
-                    RawFrameKind::Rest | RawFrameKind::Ws => {
-                        let parsed = match (mapper.parse)(&frame) {
-                            Ok(p) => p,
-                            Err(_) => {
-                                report.malformed += 1;
-                                continue;
-                            }
-                        };
-                        // Degrade-mode polls fed the book, as stream frames do (`poll`).
-                        let polled = frame.kind == RawFrameKind::Rest && l.meta.quality_flag == QualityFlag::Degraded;
-                        let core = match frame.kind {
-                            RawFrameKind::Rest if polled => &mut *core_polls,
-                            RawFrameKind::Rest => &mut *core_rest,
-                            _ => &mut *core_ws,
-                        };
-                        for (et, event) in parsed {
-                            // The live run refused stream records of symbols it never subscribed.
-                            if frame.kind == RawFrameKind::Ws
-                                && mapper.subscribes.is_some()
-                                && !subscribed.allows(event.symbol())
-                            {
-                                report.rejected += 1;
-                                continue;
-                            }
-                            match core.observe(et, rt, event, Some(refs.get(pid, rt, l.seq))) {
-                                Ok(rec) if frame.kind == RawFrameKind::Rest && !polled => {
-                                    // Gap evidence went to the event log, not to swing.
-                                    let evidence = l.meta.quality_flag == QualityFlag::Gap;
-                                    if let (MarketEvent::Snapshot(_), false) = (&rec.body, evidence) {
-                                        let stream = Stream::Swing(rec.body.provider(), rec.body.market());
-                                        handle.write(stream, rt, &rec).await?;
-                                        report.swing += 1;
-                                    }
-                                }
-                                Ok(rec) => book.apply(rec.meta.receive_time, &rec.body),
-                                Err(_) => report.rejected += 1,
+                let route = Route::of(l.frame.kind, l.meta.quality_flag);
+                if route == Route::Clock {
+                    sampler.sample(&l.frame.frame, rt, l.meta.mitigation_level).await?;
+                    report.scalp = stats.scalp_written.load(Relaxed);
+                    continue;
+                }
+                if router.normalize(route, &l.frame, l.seq, &mut refs, &mut verdicts).is_err() {
+                    report.malformed += 1;
+                    continue;
+                }
+                for verdict in verdicts.drain(..) {
+                    let rec = match verdict {
+                        Verdict::Passed(rec) => rec,
+                        Verdict::Refused { .. } => {
+                            report.rejected += 1;
+                            continue;
+                        }
+                    };
+                    match route {
+                        Route::Swing => {
+                            if let MarketEvent::Snapshot(_) = &rec.body {
+                                let stream = Stream::Swing(rec.body.provider(), rec.body.market());
+                                handle.write(stream, rt, &rec).await?;
+                                report.swing += 1;
                             }
                         }
+                        // Gap evidence went to the event log, not to swing.
+                        Route::Evidence | Route::Clock => {}
+                        Route::Stream | Route::Book => book.apply(rec.meta.receive_time, &rec.body),
                     }
-                    RawFrameKind::Sent => {
-                        if let Some(subscribes) = mapper.subscribes {
-                            subscribed.on_sent(subscribes, &frame.frame);
-                        }
-                    }
-                    RawFrameKind::Open | RawFrameKind::Close => {}
                 }
             }
         }
@@ -289,45 +242,4 @@ fn session_skews(archive: &Path) -> std::collections::HashMap<String, u64> {
         }
     }
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    const LINE: &str = r#"{"provider":"kis","kind":"ws","channel":"ws","seq":7,"frame":"0|H0STCNT0|001|005930","schema_version":"1.0","event_time":"2026-01-14T01:00:05.617Z","receive_time":"2026-01-14T01:00:05.617Z","session_id":"sess_20260114_100000","mitigation_level":0,"quality_flag":"normal"}"#;
-
-    #[test]
-    fn the_raw_line_reader_refuses_what_it_cannot_replay() {
-        assert!(parse_raw_line(LINE.as_bytes()).is_ok());
-        let far = LINE
-            .replace("\"receive_time\":\"2026-01-14T01:00:05.617Z\"", "\"receive_time\":\"9999-12-31T20:00:00.000Z\"");
-        assert!(parse_raw_line(far.as_bytes()).err().unwrap().contains("implausible receive_time"));
-        assert!(parse_raw_line(&[0xff, b'{']).err().unwrap().contains("not UTF-8"));
-        assert!(parse_raw_line(b"{}").err().unwrap().contains("not a raw archive line"));
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig { failure_persistence: None, ..ProptestConfig::default() })]
-
-        /// Fuzzing the raw-line reader: random bytes, and a real line cut, spliced or with
-        /// random text inserted, never panic; what is accepted has plausible times.
-        #[test]
-        fn the_raw_line_reader_never_panics(
-            bytes in proptest::collection::vec(any::<u8>(), 0..300),
-            cut in 0usize..400,
-            junk in "[\\[\\]{}\",:0-9eE.+TZ-]{0,12}",
-        ) {
-            let _ = parse_raw_line(&bytes);
-            let at = cut.min(LINE.len());
-            let spliced = format!("{}{junk}{}", &LINE[..at], &LINE[at..]);
-            for candidate in [spliced.as_bytes(), &LINE.as_bytes()[..at]] {
-                if let Ok(l) = parse_raw_line(candidate) {
-                    prop_assert!(l.meta.implausible().is_none());
-                    let _ = (l.meta.receive_time.kst(), l.meta.receive_time.to_string());
-                }
-            }
-        }
-    }
 }

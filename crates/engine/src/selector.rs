@@ -14,6 +14,7 @@ use model::{Clock, Symbol, SystemEvent};
 use providers::MarketProvider;
 
 use crate::pipeline::{Events, FrameProcessor};
+use crate::router::Route;
 use crate::schedule::Schedule;
 use crate::sink::SinkError;
 use crate::slots::SlotManager;
@@ -26,7 +27,7 @@ pub struct Selector<P> {
     pub manager: SlotManager,
     /// The day's universe: the slot manager's reserve when candidates run out.
     pub universe: watch::Receiver<Arc<Vec<Symbol>>>,
-    pub manual: watch::Receiver<crate::collector::Manual>,
+    pub manual: watch::Receiver<crate::live::Manual>,
     pub every: Interval,
     /// Track B's window: slots only matter while it samples.
     pub schedule: Schedule,
@@ -64,7 +65,7 @@ impl<P: MarketProvider> Selector<P> {
                     if let Some(frame) = &r.raw {
                         // Parses to no market event: the response is evidence for the
                         // slot decisions, not data for a track.
-                        self.raw.process(frame, &mut Vec::new()).await?;
+                        self.raw.process(Route::Swing, frame, &mut Vec::new()).await?;
                     }
                     self.monitor.lock().unwrap_or_else(|p| p.into_inner()).on_ranking(now, &r.rows);
                 }

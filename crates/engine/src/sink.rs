@@ -237,7 +237,7 @@ impl SinkHandle {
         self.write_line(stream, at, Self::encode(value)).await
     }
 
-    /// Waits for room; `line` is one JSON document already encoded (see `pipeline::encode_raw_line`).
+    /// Waits for room; `line` is one JSON document already encoded (see `archive::raw::encode`).
     pub async fn write_line(&self, stream: Stream, at: UtcTime, line: Vec<u8>) -> Result<(), SinkError> {
         inc(&self.stats.lines_published);
         self.tx.send(Msg::Line { stream, at, line }).await.map_err(|_| SinkError::Gone)

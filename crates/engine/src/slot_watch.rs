@@ -15,10 +15,11 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, watch};
 
 use model::settings::Interval;
-use model::{Clock, RawFrame, Symbol, SystemEvent, UtcTime};
+use model::{Clock, Symbol, SystemEvent, UtcTime};
 use providers::MarketProvider;
 
 use crate::pipeline::Events;
+use crate::router::{Route, RoutedFrame};
 use crate::schedule::Schedule;
 use crate::sink::SinkError;
 use crate::watchdog::Activity;
@@ -31,7 +32,7 @@ pub struct SlotWatch<P> {
     pub slots: watch::Receiver<Vec<Symbol>>,
     pub activity: Arc<Activity>,
     pub dark_after: Interval,
-    pub frames: mpsc::Sender<RawFrame>,
+    pub frames: mpsc::Sender<RoutedFrame>,
     pub events: Events,
 }
 
@@ -113,7 +114,7 @@ async fn seed<P: MarketProvider>(
     provider: Arc<P>,
     slots: watch::Receiver<Vec<Symbol>>,
     mut entrants: mpsc::UnboundedReceiver<Symbol>,
-    frames: mpsc::Sender<RawFrame>,
+    frames: mpsc::Sender<RoutedFrame>,
     seeded: Arc<Mutex<HashSet<Symbol>>>,
 ) -> Result<(), SinkError> {
     while let Some(symbol) = entrants.recv().await {
@@ -122,7 +123,7 @@ async fn seed<P: MarketProvider>(
         }
         match provider.snapshot(&symbol).await {
             Ok(frame) => {
-                if frames.send(frame).await.is_err() {
+                if frames.send((Route::Book, frame)).await.is_err() {
                     return Ok(()); // the observer has stopped: the run is ending
                 }
                 seeded.lock().unwrap_or_else(|p| p.into_inner()).insert(symbol);

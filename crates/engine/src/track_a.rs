@@ -11,6 +11,7 @@ use model::{Clock, MarketEvent, Record, Symbol, SystemEvent, UtcTime};
 use providers::MarketProvider;
 
 use crate::pipeline::FrameProcessor;
+use crate::router::Route;
 use crate::schedule::Schedule;
 use crate::sink::SinkError;
 use crate::stats::inc;
@@ -107,7 +108,7 @@ impl<P: MarketProvider> TrackA<P> {
                     continue;
                 }
             };
-            self.processor.process(&frame, passed).await?;
+            self.processor.process(Route::Swing, &frame, passed).await?;
             for rec in passed.drain(..) {
                 // Snapshots stay out of Track B's book: it is fed in band by the stream only,
                 // so a replay rebuilds the same book.

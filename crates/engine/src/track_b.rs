@@ -25,6 +25,7 @@ use model::{
 use crate::book::{LatestBook, SymbolState};
 use crate::pipeline::Events;
 use crate::reconnect::Outage;
+use crate::router::{Route, RoutedFrame};
 use crate::schedule::Schedule;
 use crate::sink::SinkError;
 use crate::stats::{add, inc};
@@ -59,7 +60,7 @@ pub struct TrackBClock {
     /// While set (the stream has failed past the configured time) no samples are asked for.
     pub paused: Arc<Outage>,
     pub clock: Clock,
-    pub frames: mpsc::Sender<RawFrame>,
+    pub frames: mpsc::Sender<RoutedFrame>,
     pub events: Events,
 }
 
@@ -97,7 +98,7 @@ impl TrackBClock {
                 frame: serde_json::to_string(&tick).unwrap_or_default(),
                 receive_time: now,
             };
-            if self.frames.send(frame).await.is_err() {
+            if self.frames.send((Route::Clock, frame)).await.is_err() {
                 return Ok(()); // the observer has stopped: the run is ending
             }
         }

@@ -10,7 +10,8 @@ use providers::kis::{KisConfig, KisCredentials, KisProvider};
 use providers::sim::SimConfig;
 use so_engine::config::{CalendarConfig, ObserverConfig};
 use so_engine::observer::ObserverCore;
-use so_engine::pipeline::{Events, FrameProcessor, RawRefs};
+use so_engine::pipeline::{Events, FrameProcessor};
+use so_engine::router::{Route, Router};
 use so_engine::sink::Sink;
 use so_engine::stats::Stats;
 
@@ -42,17 +43,10 @@ async fn malformed_frames_are_archived_and_reported() {
         stats: stats.clone(),
         mitigation: Arc::default(),
     };
-    let core = ObserverCore::new(&ocfg, &cal, session, "kis/1", Arc::default(), stats.clone());
-    let mut p = FrameProcessor {
-        provider,
-        core,
-        events,
-        seq: Arc::new(AtomicU64::new(0)),
-        refs: RawRefs::default(),
-        last_level: 0,
-        quality: model::QualityFlag::Normal,
-        subscribed: None,
-    };
+    let core_stats = stats.clone();
+    let core = move || ObserverCore::new(&ocfg, &cal, session.clone(), "kis/1", Arc::default(), core_stats.clone());
+    let router = Router::new(providers::mapper(Provider::Kis).unwrap(), Box::new(core));
+    let mut p = FrameProcessor::new(provider, router, events, Arc::new(AtomicU64::new(0)));
     let garbage = "0|H0STCNT0|002|005930^100000^not-a-price";
     let frame = |text: &str| RawFrame {
         provider: Provider::Kis,
@@ -62,27 +56,26 @@ async fn malformed_frames_are_archived_and_reported() {
         receive_time: t0,
     };
     let mut passed = Vec::new();
-    p.process(&frame(garbage), &mut passed).await.unwrap();
+    p.process(Route::Stream, &frame(garbage), &mut passed).await.unwrap();
     assert!(passed.is_empty());
-    p.process(&frame("{\"header\":{\"tr_id\":\"PINGPONG\"}}"), &mut passed).await.unwrap();
+    p.process(Route::Stream, &frame("{\"header\":{\"tr_id\":\"PINGPONG\"}}"), &mut passed).await.unwrap();
     // A well-formed record for a symbol the stream never asked for (on plain ws:// anyone
     // can inject one) is refused with a counted reason; a subscribed symbol's passes.
-    p.subscribed = Some(so_engine::pipeline::Subscribed::default());
     // The stream's (archived) subscribe request is what admits a symbol.
     let sent = RawFrame {
         kind: RawFrameKind::Sent,
         frame: r#"{"header":{"approval_key":"***","custtype":"P","tr_type":"1","content-type":"utf-8"},"body":{"input":{"tr_id":"H0STCNT0","tr_key":"005930"}}}"#.into(),
         ..frame("")
     };
-    p.process(&sent, &mut passed).await.unwrap();
+    p.process(Route::Stream, &sent, &mut passed).await.unwrap();
     let record = |code: &str| {
         format!(
             "0|H0STCNT0|001|{code}^100000^71900^5^-100^-0.14^72023.83^72100^72400^71700^71900^71800^1^3052507^219853241700^5105^6937^1832^84.90^1366314^1159996^1^0.39^20.28^090020^5^-200^090820^5^-500^092619^2^200^20260114^20^N^65945^216924^1118750^2199206^0.05^2424142^125.92^0^^72100^2"
         )
     };
-    p.process(&frame(&record("000660")), &mut passed).await.unwrap();
+    p.process(Route::Stream, &frame(&record("000660")), &mut passed).await.unwrap();
     assert!(passed.is_empty(), "{passed:?}");
-    p.process(&frame(&record("005930")), &mut passed).await.unwrap();
+    p.process(Route::Stream, &frame(&record("005930")), &mut passed).await.unwrap();
     assert!(passed.iter().all(|r| r.body.symbol().as_str() == "005930") && !passed.is_empty(), "{passed:?}");
     drop(p);
     sink.close(t0.plus_millis(1000)).await.unwrap();

@@ -10,6 +10,7 @@ pub mod clock;
 pub mod errors;
 pub mod event;
 pub mod ids;
+pub mod listing;
 pub mod meta;
 pub mod num;
 pub mod scan;
@@ -24,6 +25,7 @@ pub use event::{
     Tick,
 };
 pub use ids::{IdError, Market, Provider, Symbol};
+pub use listing::UniverseEntry;
 pub use meta::{Meta, QualityFlag, SCHEMA_VERSION, SessionId};
 pub use num::{Price, Qty};
 pub use shutdown::stopped;

@@ -8,7 +8,7 @@ use std::future::Future;
 use jiff::civil::Date;
 use tokio::sync::{mpsc, watch};
 
-use model::{Market, MarketEvent, Price, Provider, Qty, RawFrame, Symbol, UtcTime};
+use model::{Market, MarketEvent, Provider, Qty, RawFrame, Symbol, UtcTime};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProviderError {
@@ -38,17 +38,7 @@ pub fn evidence(frame: &str) -> String {
     format!("{}…", &frame[..end])
 }
 
-/// One instrument of the day's universe as the provider lists it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct UniverseEntry {
-    pub symbol: Symbol,
-    pub name: String,
-    pub prev_close: Price,
-    /// Traded value over the last 24 hours in the quote currency, where the provider
-    /// reports it (crypto): the crypto universe filter reads it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub traded_value_24h: Option<Price>,
-}
+pub use model::UniverseEntry;
 
 /// A provider's volume ranking (symbols by day volume, best first) and the response it was
 /// read from, which the engine archives raw like every other frame.

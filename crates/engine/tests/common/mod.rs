@@ -118,7 +118,7 @@ pub async fn collect(
     let provider = Arc::new(ScriptedProvider::new(clock, script));
     let collector = Collector::new(
         config.clone(),
-        vec![provider.clone()],
+        vec![providers::AnyProvider::shared(provider.clone())],
         clock,
         dir.path().to_path_buf(),
         serde_json::json!({ "scripted": true }),

@@ -12,6 +12,7 @@
 
 mod adapter;
 mod config;
+mod entry;
 pub mod fake;
 pub mod master;
 mod rest;
@@ -21,5 +22,6 @@ pub mod wire;
 
 pub use adapter::{KisProvider, parse_frame};
 pub use config::{ENV_APP_KEY, ENV_APP_SECRET, KisConfig, KisCredentials, KisEnv, PerEnv};
+pub use entry::{Kis, KisFake};
 pub use rest::{HolidayRow, RankRow, endpoint};
 pub use stream::{RegState, Registration, request_json, wanted};

@@ -11,6 +11,7 @@
 
 mod adapter;
 mod config;
+mod entry;
 pub mod fake;
 mod rest;
 mod stream;
@@ -18,5 +19,6 @@ pub mod wire;
 
 pub use adapter::UpbitProvider;
 pub use config::{UpbitConfig, WsFormat};
+pub use entry::Upbit;
 pub use stream::SubState;
 pub use wire::{Candle, MarketInfo, OrderbookSnapshot, Ticker, TradeTick};

@@ -1,13 +1,13 @@
-//! The day's universe (seed 001 §2.2): built once per trading day from the provider's
-//! listings and the configured filter, written to `universe/YYYYMMDD_{market}.json`, and
-//! reloaded from that file on a restart so the day's universe never changes.
+//! The day's universe file (seed 001 §2.2), `universe/YYYYMMDD_{market}.json`: built once
+//! per trading day from the provider's listings and a filter, and reloaded on a restart so
+//! the day's universe never changes. The one owner of that file's format: the collector
+//! writes it and the ETL reads it through here.
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use model::{Market, Price, Provider, Symbol};
-use providers::UniverseEntry;
+use model::{Market, Price, Provider, Symbol, UniverseEntry};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct UniverseFile {
@@ -33,18 +33,6 @@ pub struct Filter {
 }
 
 impl Filter {
-    /// The rule for `market` from the config (seed 001 §2.2).
-    pub fn for_market(market: Market, cfg: &crate::config::UniverseConfig) -> Self {
-        match market {
-            Market::Crypto => Filter {
-                min_prev_close: Price::ZERO,
-                quote: Some(cfg.crypto.quote.clone()),
-                min_traded_value_24h: Some(cfg.crypto.min_traded_value_24h),
-            },
-            _ => Filter { min_prev_close: cfg.min_prev_close, quote: None, min_traded_value_24h: None },
-        }
-    }
-
     pub fn keeps(&self, e: &UniverseEntry) -> bool {
         e.prev_close >= self.min_prev_close
             && self
@@ -62,7 +50,7 @@ pub enum UniverseError {
     #[error("{path}: not a universe file: {source}")]
     Parse { path: PathBuf, source: serde_json::Error },
     #[error(transparent)]
-    Archive(#[from] archive::ArchiveError),
+    Archive(#[from] crate::ArchiveError),
 }
 
 pub fn path(root: &Path, date: &str, market: Market) -> PathBuf {
@@ -123,9 +111,9 @@ impl UniverseFile {
 /// or the new one, and the umask decides nothing.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), UniverseError> {
     if let Some(dir) = path.parent() {
-        archive::create_dirs_synced(dir)?;
+        crate::create_dirs_synced(dir)?;
     }
-    archive::write_atomic(path, bytes, archive::FILE_MODE)?;
+    crate::write_atomic(path, bytes, crate::FILE_MODE)?;
     Ok(())
 }
 
