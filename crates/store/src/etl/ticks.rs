@@ -5,10 +5,8 @@
 use std::collections::HashSet;
 use std::path::PathBuf;
 
-use serde::Deserialize;
-
 use model::num::PLAUSIBLE_ABS_MAX;
-use model::{Provider, RawFrame, RawFrameKind, Record};
+use model::{RawFrameKind, Record};
 
 use super::day_load::{DayLoad, key_hash};
 use super::files::rel;
@@ -16,16 +14,6 @@ use super::{FrameError, parse_frame};
 use crate::backend::Backend;
 use crate::error::StoreError;
 use crate::rows::{MarketTickRow, Table};
-
-/// One raw-archive line (engine `RawLine` + meta).
-#[derive(Deserialize)]
-struct RawLineIn {
-    provider: Provider,
-    kind: RawFrameKind,
-    channel: String,
-    seq: u64,
-    frame: String,
-}
 
 /// Loads the trades of the day's raw files, in batches of `cx.batch` rows. A day's raw files
 /// can be far larger than memory allows at once, so rows are written as they accumulate;
@@ -42,23 +30,16 @@ pub(super) async fn load_ticks<B: Backend>(
         let file_rel = rel(cx.root, path);
         let mut rows_here = Vec::new();
         cx.read_lines(path, |cx, n, line| {
-            let rec: Record<RawLineIn> = match serde_json::from_str(line) {
+            // The line's one decoder (`archive::raw`), as replay uses: it also refuses
+            // implausible times.
+            let raw = match archive::raw::decode(line.as_bytes()) {
                 Ok(r) => r,
-                Err(e) => return cx.bad(path, n, e),
+                Err(why) => return cx.bad(path, n, why),
             };
-            if let Some(why) = rec.meta.implausible() {
-                return cx.bad(path, n, why);
-            }
-            if !matches!(rec.body.kind, RawFrameKind::Ws | RawFrameKind::Rest) {
+            if !matches!(raw.frame.kind, RawFrameKind::Ws | RawFrameKind::Rest) {
                 return;
             }
-            let frame = RawFrame {
-                provider: rec.body.provider,
-                kind: rec.body.kind,
-                channel: rec.body.channel,
-                frame: rec.body.frame,
-                receive_time: rec.meta.receive_time,
-            };
+            let frame = raw.frame;
             let events = match parse_frame(&frame) {
                 Ok(e) => e,
                 Err(FrameError::NoParser) => {
@@ -70,7 +51,7 @@ pub(super) async fn load_ticks<B: Backend>(
                     return;
                 }
             };
-            let raw_ref = format!("{file_rel}#{}", rec.body.seq);
+            let raw_ref = archive::raw::raw_ref_in(&file_rel, raw.seq);
             // What the observer core refuses as implausible (issue 14) is no market tick.
             let before = events.len();
             let events: Vec<_> = events
@@ -81,7 +62,7 @@ pub(super) async fn load_ticks<B: Backend>(
                 cx.report.malformed_frames += 1;
             }
             for (event_time, ev) in events {
-                let mut meta = rec.meta.clone();
+                let mut meta = raw.meta.clone();
                 meta.event_time = event_time;
                 meta.raw_ref = Some(raw_ref.clone());
                 if let Some(row) = MarketTickRow::from_record(&Record { body: ev, meta }) {

@@ -11,8 +11,8 @@ use std::path::Path;
 use serde::Serialize;
 
 use model::{
-    Market, MarketEvent, Meta, OverflowEntry, Price, Provider, Qty, QualityFlag, RawFrameKind, Record, ScalpSample,
-    SessionId, Snapshot, Symbol, SystemEvent, UtcTime,
+    Market, MarketEvent, Meta, OverflowEntry, Price, Provider, Qty, QualityFlag, RawFrame, RawFrameKind, Record,
+    ScalpSample, SessionId, Snapshot, Symbol, SystemEvent, UtcTime,
 };
 
 #[derive(Debug, Clone)]
@@ -71,15 +71,6 @@ pub struct Sample {
     pub last_price: Option<Price>,
     pub volume: Option<Qty>,
     pub interval_ms: u64,
-}
-
-#[derive(Serialize)]
-struct RawLineOut<'a> {
-    provider: Provider,
-    kind: RawFrameKind,
-    channel: &'a str,
-    seq: u64,
-    frame: &'a str,
 }
 
 struct Lcg(u64);
@@ -145,11 +136,19 @@ pub fn write_day(root: &Path, spec: &DaySpec) -> Result<DaySummary, String> {
     let mut raw_seq = 0u64;
     let mut write_raw = |root: &Path, recv: UtcTime, frame: &str, out: &mut DaySummary| -> Result<(), String> {
         raw_seq += 1;
-        let body = RawLineOut { provider: Provider::Sim, kind: RawFrameKind::Ws, channel: "sim", seq: raw_seq, frame };
-        let line = json(&Record { body, meta: meta(recv, recv) })?;
-        let rel = format!("raw/sim/{}/{:02}.jsonl", recv.kst_yyyymmdd(), recv.kst().hour());
+        // Written by the line's one encoder (`archive::raw`), as the collector writes it.
+        let raw = RawFrame {
+            provider: Provider::Sim,
+            kind: RawFrameKind::Ws,
+            channel: "sim".into(),
+            frame: frame.into(),
+            receive_time: recv,
+        };
+        let mut line = Vec::new();
+        archive::raw::encode(&mut line, &raw, raw_seq, &meta(recv, recv));
+        let line = String::from_utf8(line).map_err(|e| e.to_string())?;
         out.raw_lines += 1;
-        append(root, &rel, &line)
+        append(root, &archive::raw_path(raw.provider, recv), &line)
     };
     for (idx, (time, t, cum)) in all_trades.iter().enumerate() {
         let frame = format!(
