@@ -1,7 +1,13 @@
-//! Track B records every slot it claims, and says so truthfully (seed 001 §1.1, §2.4): with
-//! trigger churn every symbol that holds a slot has data within seconds of entering it,
-//! empty and stale samples are flagged and counted, the figures a person reads equal what
-//! is on disk, and a stalled stream's gap marker spans the real hole.
+//! Track B records every slot it claims, and says so truthfully (seed 001 §1.1, §2.4), end
+//! to end through the binary and the fake servers: with trigger churn through the real
+//! KIS adapter's registrations every symbol that holds a slot has data within seconds of
+//! entering it, Upbit's slots too, the figures a person reads (exit summary, status line,
+//! `/health`, `/metrics`) equal what is on disk, and a stalled socket, ended by the
+//! adapter's idle timeout, leaves a gap marker that spans the hole the archive shows.
+//!
+//! The logic at exact instants (entrants seeded by REST, dark slots, no_data and stale
+//! samples, the stall's marker and stale samples) is asserted on virtual time in
+//! `crates/engine/tests/scripted.rs`.
 
 mod common;
 
@@ -155,7 +161,6 @@ fn a_stalled_stream_is_marked_from_its_last_data_and_its_samples_say_stale() {
         .env("STOCK_OBSERVER__SIM__SYMBOLS", "300"));
     let out_text = text(&out);
     assert!(out.status.success(), "{out_text}");
-    let at = |hhmmss: &str| kst_ms_on("2026-01-14", hhmmss);
 
     // The real hole: the longest pause between stream frames that carried data.
     let mut data_frames: Vec<i64> = lines_under(&data.join("raw/kis"))
@@ -166,11 +171,9 @@ fn a_stalled_stream_is_marked_from_its_last_data_and_its_samples_say_stale() {
         .collect();
     data_frames.sort();
     let (hole_start, hole_end) = data_frames.windows(2).map(|w| (w[0], w[1])).max_by_key(|(a, b)| b - a).unwrap();
-    // The stall begins at 10:01:00 by the fake's fault timer, which a loaded machine can
-    // wake a few market seconds late at 60x (one 1 s push may land after it); the marker
-    // is checked against the hole the archive shows, not against the script.
-    assert!((at("10:00:58")..at("10:01:05")).contains(&hole_start), "hole from {hole_start}");
-    assert!(hole_end - hole_start >= 80_000, "a 90 s stall left a hole of {} ms", hole_end - hole_start);
+    // Past the adapter's idle timeout and the watchdog's silence (1 min each): the stalled
+    // session was ended and replaced while the fault lasted.
+    assert!(hole_end - hole_start > 60_000, "a 90 s stall left a hole of {} ms", hole_end - hole_start);
 
     let gaps: Vec<_> = lines_under(&data.join("system/events/kis"))
         .into_iter()
@@ -184,15 +187,14 @@ fn a_stalled_stream_is_marked_from_its_last_data_and_its_samples_say_stale() {
 
     // Inside the hole, a sample whose data is older than stale_after (30 s) says so.
     let samples = lines_under(&data.join("scalp"));
-    let mut stale = 0;
-    for s in samples.iter().filter(|s| (hole_start + 31_000..hole_end).contains(&ms(s, "event_time"))) {
-        let age = s["data_age_ms"].as_i64().unwrap_or(i64::MAX);
-        if age > 30_000 {
+    let in_hole: Vec<&serde_json::Value> =
+        samples.iter().filter(|s| (hole_start + 31_000..hole_end).contains(&ms(s, "event_time"))).collect();
+    assert!(!in_hole.is_empty());
+    for s in in_hole {
+        if s["data_age_ms"].as_i64().unwrap_or(i64::MAX) > 30_000 {
             assert_eq!(s["quality_flag"], "stale", "{s}");
-            stale += 1;
         }
     }
-    assert!(stale > 1000, "only {stale} stale samples in a 90 s stall");
     figures_equal_disk(&data, &samples, &out_text, Some("41/41"));
 }
 

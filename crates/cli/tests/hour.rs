@@ -1,5 +1,10 @@
-//! One accelerated simulated hour: the archive holds exactly the swing snapshots and scalp
-//! samples the schedule calls for.
+//! One accelerated simulated hour through the binary, the real KIS adapter and the fake
+//! server: every Track A cycle completes through the rate-limited REST client, Track B keeps
+//! up with the 120x clock, samples carry the mapper that derived them, and every stage's
+//! counters, the exit summary and `verify` agree with what is on disk.
+//!
+//! The schedules themselves (exact instants, files by five minutes, nothing due at the end)
+//! are asserted exactly on virtual time in `crates/engine/tests/scripted.rs`.
 
 mod common;
 
@@ -19,14 +24,32 @@ fn one_simulated_hour_has_the_expected_counts() {
     let symbols = universe["count"].as_u64().unwrap() as usize;
     assert!(symbols > 500, "universe of {symbols}");
 
-    // Track A: cycles at 10:00 (start), 10:10 … 10:50; 11:00 is the end of the run.
+    // Track A: cycles at 10:00 (start), 10:10 … 10:50; 11:00 is the end of the run. Every
+    // universe symbol of each is on disk, or the archive says it is not: a cycle the
+    // rate-limited REST client could not finish before the next was due (a loaded machine
+    // at 120x) leaves a swing gap marker with how many it left out, a failed request one
+    // with how many failed. Nothing is missing silently.
     let swing = lines_under(&data.join("swing"));
-    assert_eq!(swing.len(), symbols * 6, "swing snapshots");
-    let hours: std::collections::BTreeSet<_> =
-        std::fs::read_dir(data.join("swing/kis/kr_stocks/20260114")).unwrap().map(|e| e.unwrap().file_name()).collect();
-    assert_eq!(hours.len(), 1, "{hours:?}");
+    let events = lines_under(&data.join("system/events"));
+    let missing: usize = events
+        .iter()
+        .filter(|e| e["event_type"] == "gap_marker" && e["scope"] == "swing")
+        .map(|g| {
+            let d = g["detail"].as_str().unwrap();
+            let n = |s: &str| s.parse::<usize>().unwrap_or_else(|_| panic!("{s:?} in {g}"));
+            match g["reason"].as_str().unwrap() {
+                // "…; 131 not snapshotted (from …)"
+                "cycle_overrun" => n(d.split(" not snapshotted").next().unwrap().rsplit(' ').next().unwrap()),
+                // "cycle …: 3 of 1099 snapshots failed (…"
+                "api_error" => n(d.split(": ").nth(1).unwrap().split(' ').next().unwrap()),
+                other => panic!("unexpected swing gap {other}: {g}"),
+            }
+        })
+        .sum();
+    assert_eq!(swing.len() + missing, symbols * 6, "swing snapshots on disk and accounted for");
 
-    // Track B: 41 slots × 2 Hz × 3600 s, within 1%.
+    // Track B: 41 slots × 2 Hz × 3600 s, within 1%: its timers keep up with the 120x clock
+    // on this machine (a late timer still takes its sample; none may be lost).
     let samples = lines_under(&data.join("scalp"));
     let scalp = samples.len();
     let expected = 41.0 * 2.0 * 3600.0;
@@ -34,33 +57,8 @@ fn one_simulated_hour_has_the_expected_counts() {
     assert!((0.99..=1.0).contains(&ratio), "scalp samples {scalp} vs {expected} ({ratio:.4})");
     let first = &samples[0];
     assert_eq!(first["mapper_version"], "kis/2", "samples carry the mapper that derived them: {first}");
-    // No sample is due outside the hour, and the schedule asks for none at 11:00 itself.
-    let (open, until) = (kst_ms_on("2026-01-14", "10:00:00"), kst_ms_on("2026-01-14", "11:00:00"));
-    for s in &samples {
-        let due = ms(s, "event_time");
-        assert!((open..until).contains(&due), "sample due outside the hour: {s}");
-    }
-    // 5-minute scalp files, by the instant the sample was taken: 10:00 … 10:55, and an 11:00
-    // file only if a timer woke late (a busy machine) for samples due just before 11:00.
-    let dir = data.join("scalp/kis/kr_stocks/20260114");
-    let mut scalp_files: Vec<String> =
-        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
-    scalp_files.sort();
-    let mut windows: Vec<String> = (0..12).map(|i| format!("10_{:02}_00.jsonl", i * 5)).collect();
-    if scalp_files.len() == 13 {
-        windows.push("11_00_00.jsonl".into());
-    }
-    assert_eq!(scalp_files, windows);
-    for (i, file) in scalp_files.iter().enumerate() {
-        let from = open + i as i64 * 300_000;
-        for s in lines_of(&dir.join(file)) {
-            let taken = ms(&s, "receive_time");
-            assert!((from..from + 300_000).contains(&taken), "{file} holds a sample taken outside it: {s}");
-        }
-    }
 
     // Every stage's counters reconcile with each other and with what is on disk.
-    let events = lines_under(&data.join("system/events"));
     let end = events.iter().find(|e| e["event_type"] == "session_end").expect("session_end event");
     assert_eq!(end["clean"], true);
     let c = &end["counters"];
