@@ -56,8 +56,6 @@ pub enum CollectError {
     /// The configured slots do not fit a provider's stream (its registration budget).
     #[error("{0}")]
     Budget(String),
-    #[error("this build has no frame mapper for {0}")]
-    NoMapper(Provider),
 }
 
 impl From<FetchError> for CollectError {
@@ -119,7 +117,7 @@ async fn launch_provider<P: MarketProvider>(
     let live = &ctx.live;
     let clock = live.clock;
     let (pid, market) = (provider.id(), provider.market());
-    let mapper = providers::mapper(pid).ok_or(CollectError::NoMapper(pid))?;
+    let mapper = provider.mapper();
     let stats = live.stats.clone();
     let events = ctx.events(pid);
     let now = clock.now();

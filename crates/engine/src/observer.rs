@@ -44,8 +44,6 @@ pub struct ObserverConfig {
     pub max_clock_skew: Interval,
     /// How many recent trade ids per provider the duplicate guard remembers.
     pub dedupe_capacity: usize,
-    /// Longest piece of a rejected record kept as evidence in its system event.
-    pub evidence_bytes: usize,
     /// Plausible ranges of a provider's numbers and times; anything outside is rejected at
     /// validation like any other invalid record.
     #[serde(default)]
@@ -87,7 +85,6 @@ impl Validate for ObserverConfig {
     fn validate(&self, c: &mut Checker) {
         c.check(self.max_clock_skew.as_millis() <= 3_600_000, "max_clock_skew", "must be at most 1h");
         c.range("dedupe_capacity", self.dedupe_capacity, 16, 10_000_000);
-        c.range("evidence_bytes", self.evidence_bytes, 64, 1_048_576);
         c.section("limits", |c| self.limits.validate(c));
     }
 }
@@ -415,7 +412,6 @@ mod tests {
         let cfg = ObserverConfig {
             max_clock_skew: "10s".parse::<Interval>().unwrap(),
             dedupe_capacity: 16,
-            evidence_bytes: 512,
             limits: ObserverLimits::default(),
         };
         let cal = CalendarConfig {

@@ -29,7 +29,6 @@ async fn malformed_frames_are_archived_and_reported() {
     let ocfg = ObserverConfig {
         max_clock_skew: "10s".parse::<Interval>().unwrap(),
         dedupe_capacity: 64,
-        evidence_bytes: 512,
         limits: Default::default(),
     };
     let cal = CalendarConfig {

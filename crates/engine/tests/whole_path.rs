@@ -147,7 +147,6 @@ fn extreme_records_through_observer_triggers_book_sampler_and_archive() {
     let ocfg = ObserverConfig {
         max_clock_skew: "10s".parse::<Interval>().unwrap(),
         dedupe_capacity: 64,
-        evidence_bytes: 512,
         limits: Default::default(),
     };
     let cal = CalendarConfig {

@@ -1,5 +1,5 @@
 //! The KRX trading calendar: weekdays that are not listed holidays. Holidays come from the
-//! config (KRX publishes them yearly; KIS's holiday API fills them in once that provider runs).
+//! config (`calendar.holidays`; KRX publishes them yearly).
 
 use std::collections::BTreeSet;
 

@@ -10,9 +10,9 @@ use std::sync::Arc;
 use jiff::civil::Date;
 use tokio::sync::{mpsc, watch};
 
-use model::{Market, MarketEvent, Provider, RawFrame, Symbol, UtcTime};
+use model::{Provider, RawFrame, Symbol};
 
-use crate::{MarketProvider, ProviderError, SlotBudget, UniverseEntry, VolumeRanking};
+use crate::{Mapper, MarketProvider, ProviderError, SlotBudget, UniverseEntry, VolumeRanking};
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -20,10 +20,8 @@ type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// object safe).
 trait Erased: Send + Sync + 'static {
     fn id(&self) -> Provider;
-    fn market(&self) -> Market;
-    fn mapper_version(&self) -> &'static str;
+    fn mapper(&self) -> Mapper;
     fn slot_budget(&self) -> SlotBudget;
-    fn parse(&self, frame: &RawFrame) -> Result<Vec<(UtcTime, MarketEvent)>, ProviderError>;
     fn universe(&self, day: Date) -> BoxFuture<'_, Result<Vec<UniverseEntry>, ProviderError>>;
     fn snapshot(&self, symbol: Symbol) -> BoxFuture<'_, Result<RawFrame, ProviderError>>;
     fn check_credentials(&self) -> BoxFuture<'_, Result<(), ProviderError>>;
@@ -41,17 +39,11 @@ impl<P: MarketProvider> Erased for P {
     fn id(&self) -> Provider {
         MarketProvider::id(self)
     }
-    fn market(&self) -> Market {
-        MarketProvider::market(self)
-    }
-    fn mapper_version(&self) -> &'static str {
-        MarketProvider::mapper_version(self)
+    fn mapper(&self) -> Mapper {
+        MarketProvider::mapper(self)
     }
     fn slot_budget(&self) -> SlotBudget {
         MarketProvider::slot_budget(self)
-    }
-    fn parse(&self, frame: &RawFrame) -> Result<Vec<(UtcTime, MarketEvent)>, ProviderError> {
-        MarketProvider::parse(self, frame)
     }
     fn universe(&self, day: Date) -> BoxFuture<'_, Result<Vec<UniverseEntry>, ProviderError>> {
         Box::pin(MarketProvider::universe(self, day))
@@ -103,17 +95,11 @@ impl MarketProvider for AnyProvider {
     fn id(&self) -> Provider {
         self.0.id()
     }
-    fn market(&self) -> Market {
-        self.0.market()
-    }
-    fn mapper_version(&self) -> &'static str {
-        self.0.mapper_version()
+    fn mapper(&self) -> Mapper {
+        self.0.mapper()
     }
     fn slot_budget(&self) -> SlotBudget {
         self.0.slot_budget()
-    }
-    fn parse(&self, frame: &RawFrame) -> Result<Vec<(UtcTime, MarketEvent)>, ProviderError> {
-        self.0.parse(frame)
     }
     fn universe(&self, day: Date) -> impl Future<Output = Result<Vec<UniverseEntry>, ProviderError>> + Send {
         self.0.universe(day)

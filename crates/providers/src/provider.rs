@@ -10,6 +10,8 @@ use tokio::sync::{mpsc, watch};
 
 use model::{Market, MarketEvent, Provider, Qty, RawFrame, Symbol, UtcTime};
 
+use crate::Mapper;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ProviderError {
     /// The frame could not be understood; `frame` is the evidence (truncated).
@@ -96,10 +98,13 @@ impl SlotBudget {
 
 pub trait MarketProvider: Send + Sync + 'static {
     fn id(&self) -> Provider;
-    fn market(&self) -> Market;
-    /// Version of the frame → model mapping; every derived record carries it so a future
-    /// format change never silently rewrites history on replay.
-    fn mapper_version(&self) -> &'static str;
+    /// The frame → model mapping (its version, market, parser and subscription reader):
+    /// the registry's, so live and replay parse alike.
+    fn mapper(&self) -> Mapper;
+
+    fn market(&self) -> Market {
+        self.mapper().market
+    }
 
     /// What the stream can carry; the engine refuses a slot count beyond it at start-up.
     fn slot_budget(&self) -> SlotBudget {
@@ -107,7 +112,9 @@ pub trait MarketProvider: Send + Sync + 'static {
     }
 
     /// Parses one raw frame into normalized events with their exchange event times.
-    fn parse(&self, frame: &RawFrame) -> Result<Vec<(UtcTime, MarketEvent)>, ProviderError>;
+    fn parse(&self, frame: &RawFrame) -> Result<Vec<(UtcTime, MarketEvent)>, ProviderError> {
+        (self.mapper().parse)(frame)
+    }
 
     /// Every listed instrument for `day`, with its previous close.
     fn universe(&self, day: Date) -> impl Future<Output = Result<Vec<UniverseEntry>, ProviderError>> + Send;

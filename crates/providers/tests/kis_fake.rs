@@ -457,12 +457,9 @@ async fn universe_comes_from_the_master_files_with_previous_close() {
 async fn typed_rest_calls() {
     let env = start(20.0, |_| {}).await;
     let p = env.provider(env.config());
-    let day = origin().kst().date();
     let (_, rank) = p.volume_rank().await.unwrap();
     assert_eq!(rank.len(), 12);
     assert!(rank.windows(2).all(|w| w[0].volume >= w[1].volume));
-    let (_, days) = p.holidays(day).await.unwrap();
-    assert!(days[0].open && days.iter().any(|d| !d.open));
     // Real-only calls are refused on the mock domain without a request.
     let mock = env.provider(KisConfig { env: KisEnv::Mock, ..env.config() });
     assert!(mock.volume_rank().await.unwrap_err().to_string().contains("mock"));

@@ -31,7 +31,7 @@ use jiff::civil::Date;
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
 
-use model::{Clock, Market, MarketEvent, Price, Provider, Qty, RawFrame, RawFrameKind, Symbol, UtcTime};
+use model::{Clock, Price, Provider, Qty, RawFrame, RawFrameKind, Symbol, UtcTime};
 use providers::{MarketProvider, ProviderError, UniverseEntry, VolumeRanking};
 
 /// The wire the scripted venue speaks.
@@ -424,19 +424,9 @@ impl MarketProvider for ScriptedProvider {
         PROVIDER
     }
 
-    fn market(&self) -> Market {
-        Market::KrStocks
-    }
-
-    fn mapper_version(&self) -> &'static str {
-        providers::mapper(PROVIDER).map_or("unknown", |m| m.version)
-    }
-
-    fn parse(&self, frame: &RawFrame) -> Result<Vec<(UtcTime, MarketEvent)>, ProviderError> {
-        match providers::mapper(PROVIDER) {
-            Some(m) => (m.parse)(frame),
-            None => Ok(Vec::new()),
-        }
+    /// KIS's own mapper: the scripted frames are KIS frames, subscriptions included.
+    fn mapper(&self) -> providers::Mapper {
+        <providers::kis::Kis as providers::module::ProviderModule>::mapper()
     }
 
     async fn universe(&self, day: Date) -> Result<Vec<UniverseEntry>, ProviderError> {
@@ -562,6 +552,7 @@ pub fn snapshot_body(symbol: &Symbol, price: Price, volume: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use model::MarketEvent;
 
     #[test]
     fn grid_instants_follow_every_and_phase() {

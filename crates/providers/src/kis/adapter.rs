@@ -7,11 +7,11 @@ use std::sync::{Arc, Mutex};
 use jiff::civil::Date;
 use tokio::sync::{mpsc, watch};
 
-use model::{Clock, Market, MarketEvent, Provider, RawFrame, RawFrameKind, Snapshot, Symbol, UtcTime};
+use model::{Clock, MarketEvent, Provider, RawFrame, RawFrameKind, Snapshot, Symbol, UtcTime};
 
 use super::config::{KisConfig, KisCredentials};
 use super::master::{self, Board};
-use super::rest::{HolidayRow, RankRow, RestClient};
+use super::rest::{RankRow, RestClient};
 use super::stream::{KisVenue, RegState, Registration, Registry};
 use super::wire;
 use crate::provider::{MarketProvider, ProviderError, SlotBudget, UniverseEntry, evidence};
@@ -85,11 +85,6 @@ impl KisProvider {
     pub async fn volume_rank(&self) -> Result<(RawFrame, Vec<RankRow>), ProviderError> {
         self.rest.volume_rank().await
     }
-    /// Real domain only; KIS asks for about one call a day.
-    pub async fn holidays(&self, from: Date) -> Result<(RawFrame, Vec<HolidayRow>), ProviderError> {
-        self.rest.holidays(from).await
-    }
-
     /// Both boards' master records.
     pub async fn master(&self) -> Result<Vec<(Board, master::MasterRecord)>, ProviderError> {
         let mut out = Vec::new();
@@ -126,12 +121,8 @@ impl MarketProvider for KisProvider {
         Provider::Kis
     }
 
-    fn market(&self) -> Market {
-        Market::KrStocks
-    }
-
-    fn mapper_version(&self) -> &'static str {
-        wire::MAPPER_VERSION
+    fn mapper(&self) -> crate::Mapper {
+        <super::Kis as crate::module::ProviderModule>::mapper()
     }
 
     fn slot_budget(&self) -> SlotBudget {
@@ -142,10 +133,6 @@ impl MarketProvider for KisProvider {
             reserved: cfg.orderbook_slots,
             reserved_by: "providers.kis.orderbook_slots",
         }
-    }
-
-    fn parse(&self, frame: &RawFrame) -> Result<Vec<(UtcTime, MarketEvent)>, ProviderError> {
-        parse_frame(frame)
     }
 
     /// Today's master files; KIS publishes no historical masters, so `day` only labels the call.

@@ -23,5 +23,5 @@ pub mod wire;
 pub use adapter::{KisProvider, parse_frame};
 pub use config::{ENV_APP_KEY, ENV_APP_SECRET, KisConfig, KisCredentials, KisEnv, PerEnv};
 pub use entry::{Kis, KisFake};
-pub use rest::{HolidayRow, RankRow, endpoint};
+pub use rest::{RankRow, endpoint};
 pub use stream::{RegState, Registration, request_json, wanted};

@@ -3,7 +3,6 @@
 //! through the shared rate limiter with KIS's error handling (`EGW00201` → penalize and
 //! retry; expired token → reissue once; HTTP 429/5xx → back off and retry).
 
-use jiff::civil::Date;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use tokio::sync::Mutex;
@@ -24,7 +23,6 @@ pub const QUOTATIONS: &str = "/uapi/domestic-stock/v1/quotations/";
 pub mod endpoint {
     pub const PRICE: (&str, &str, bool) = ("inquire-price", "FHKST01010100", true);
     pub const VOLUME_RANK: (&str, &str, bool) = ("volume-rank", "FHPST01710000", false);
-    pub const HOLIDAY: (&str, &str, bool) = ("chk-holiday", "CTCA0903R", false);
 }
 
 pub const EGW_RATE: &str = "EGW00201";
@@ -429,20 +427,6 @@ pub struct RankRow {
     pub value: Qty,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HolidayRow {
-    pub date: Date,
-    pub business_day: bool,
-    pub trading_day: bool,
-    /// `opnd_yn`: the market opens (the one to use).
-    pub open: bool,
-    pub settlement_day: bool,
-}
-
-fn ymd(d: Date) -> String {
-    format!("{:04}{:02}{:02}", d.year(), d.month(), d.day())
-}
-
 impl RestClient {
     pub(crate) async fn inquire_price(&self, sym: &Symbol) -> Result<(RawFrame, Snapshot), ProviderError> {
         let f = self
@@ -478,28 +462,6 @@ impl RestClient {
                     price: p(r, "stck_prpr")?,
                     volume: qt(r, "acml_vol")?,
                     value: qt(r, "acml_tr_pbmn")?,
-                })
-            })
-            .collect::<Result<Vec<_>, String>>()
-            .map_err(|e| malformed(&f, e))?;
-        Ok((f, out))
-    }
-
-    pub(crate) async fn holidays(&self, from: Date) -> Result<(RawFrame, Vec<HolidayRow>), ProviderError> {
-        let d = ymd(from);
-        let f = self
-            .get(endpoint::HOLIDAY, &[("BASS_DT", d.as_str()), ("CTX_AREA_NK", ""), ("CTX_AREA_FK", "")], false)
-            .await?;
-        let v = body_of(&f)?;
-        let out = rows(&v, "output")
-            .iter()
-            .map(|r| {
-                Ok(HolidayRow {
-                    date: wire::yyyymmdd(s(r, "bass_dt"))?,
-                    business_day: s(r, "bzdy_yn") == "Y",
-                    trading_day: s(r, "tr_day_yn") == "Y",
-                    open: s(r, "opnd_yn") == "Y",
-                    settlement_day: s(r, "sttl_day_yn") == "Y",
                 })
             })
             .collect::<Result<Vec<_>, String>>()

@@ -4,13 +4,13 @@
 //! and reports any end it was not asked for as `StreamEnded`.
 
 use jiff::civil::Date;
-use model::{Clock, Market, MarketEvent, Provider, RawFrame, Symbol, UtcTime};
+use model::{Clock, Provider, RawFrame, Symbol};
 use tokio::sync::{mpsc, watch};
 
 use super::config::UpbitConfig;
 use super::rest::RestClient;
 use super::stream::{StreamState, SubState, UpbitVenue};
-use super::wire::{self, Candle, MarketInfo, OrderbookSnapshot, Ticker, TradeTick};
+use super::wire::{MarketInfo, Ticker};
 use crate::provider::{MarketProvider, ProviderError, UniverseEntry};
 
 pub struct UpbitProvider {
@@ -48,26 +48,6 @@ impl UpbitProvider {
     pub async fn tickers(&self, markets: &[Symbol]) -> Result<Vec<Ticker>, ProviderError> {
         self.rest.tickers(markets).await
     }
-    /// `unit` ∈ 1, 3, 5, 10, 15, 30, 60, 240; newest first.
-    pub async fn candles_minutes(&self, market: &Symbol, unit: u32, count: u32) -> Result<Vec<Candle>, ProviderError> {
-        self.rest.candles_minutes(market, unit, count).await
-    }
-    pub async fn candles_days(&self, market: &Symbol, count: u32) -> Result<Vec<Candle>, ProviderError> {
-        self.rest.candles_days(market, count).await
-    }
-    pub async fn trades_frame(&self, market: &Symbol, count: u32) -> Result<RawFrame, ProviderError> {
-        self.rest.trades_frame(market, count).await
-    }
-    /// Most recent first.
-    pub async fn trades(&self, market: &Symbol, count: u32) -> Result<Vec<TradeTick>, ProviderError> {
-        self.rest.trades(market, count).await
-    }
-    pub async fn orderbook_frame(&self, markets: &[Symbol], count: u32) -> Result<RawFrame, ProviderError> {
-        self.rest.orderbook_frame(markets, count).await
-    }
-    pub async fn orderbooks(&self, markets: &[Symbol], count: u32) -> Result<Vec<OrderbookSnapshot>, ProviderError> {
-        self.rest.orderbooks(markets, count).await
-    }
     /// The quote market's pairs with their tickers: what the engine's crypto universe filter
     /// (quote market, 24 h traded value) ranks.
     pub async fn listed_with_tickers(&self) -> Result<Vec<(MarketInfo, Ticker)>, ProviderError> {
@@ -80,16 +60,8 @@ impl MarketProvider for UpbitProvider {
         Provider::Upbit
     }
 
-    fn market(&self) -> Market {
-        Market::Crypto
-    }
-
-    fn mapper_version(&self) -> &'static str {
-        wire::MAPPER_VERSION
-    }
-
-    fn parse(&self, frame: &RawFrame) -> Result<Vec<(UtcTime, MarketEvent)>, ProviderError> {
-        wire::parse(frame)
+    fn mapper(&self) -> crate::Mapper {
+        <super::Upbit as crate::module::ProviderModule>::mapper()
     }
 
     /// Crypto trades around the clock, so the universe is the current listing whatever `day`.

@@ -21,4 +21,4 @@ pub use adapter::UpbitProvider;
 pub use config::{UpbitConfig, WsFormat};
 pub use entry::Upbit;
 pub use stream::SubState;
-pub use wire::{Candle, MarketInfo, OrderbookSnapshot, Ticker, TradeTick};
+pub use wire::{MarketInfo, Ticker};

@@ -8,25 +8,24 @@ use std::collections::HashMap;
 use model::{Clock, Provider, RawFrame, RawFrameKind, Symbol};
 
 use super::config::UpbitConfig;
-use super::wire::{self, Candle, MarketInfo, OrderbookSnapshot, Ticker, TradeTick};
+use super::wire::{self, MarketInfo, Ticker};
 use crate::provider::{ProviderError, evidence};
 use crate::ratelimit::RateLimiter;
 
-/// Upbit's quotation rate-limit groups (spec §3).
+/// Upbit's quotation rate-limit groups the recorder calls (spec §3); each has its own
+/// budget at Upbit. (Candles, trades and order books are served by the fake for outside
+/// clients; no feature of ours reads them over REST.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Group {
     Market = 0,
-    Candle = 1,
-    Trade = 2,
-    Ticker = 3,
-    Orderbook = 4,
+    Ticker = 1,
 }
 
 pub(crate) struct RestClient {
     cfg: UpbitConfig,
     clock: Clock,
     http: reqwest::Client,
-    limiters: [RateLimiter; 5],
+    limiters: [RateLimiter; 2],
 }
 
 fn request_err(what: &str, why: impl Into<String>) -> ProviderError {
@@ -44,7 +43,7 @@ impl RestClient {
         let http = crate::transport::broker_http(cfg.request_timeout.get(), &[cfg.rest_base.as_str()])
             .map_err(|e| request_err("client", e.to_string()))?;
         let rl = || RateLimiter::new(clock, cfg.rest_per_second, cfg.rest_burst);
-        Ok(RestClient { limiters: [rl(), rl(), rl(), rl(), rl()], cfg, clock, http })
+        Ok(RestClient { limiters: [rl(), rl()], cfg, clock, http })
     }
 
     pub(crate) fn config(&self) -> &UpbitConfig {
@@ -131,46 +130,6 @@ impl RestClient {
             out.extend(wire::parse_tickers(&self.ticker_frame(chunk).await?.frame)?);
         }
         Ok(out)
-    }
-
-    /// `unit` ∈ 1, 3, 5, 10, 15, 30, 60, 240; newest first.
-    pub(crate) async fn candles_minutes(
-        &self,
-        market: &Symbol,
-        unit: u32,
-        count: u32,
-    ) -> Result<Vec<Candle>, ProviderError> {
-        let path = format!("/candles/minutes/{unit}?market={market}&count={}", count.clamp(1, 200));
-        wire::parse_candles(&self.get(Group::Candle, &path, wire::CH_CANDLES).await?.frame)
-    }
-
-    pub(crate) async fn candles_days(&self, market: &Symbol, count: u32) -> Result<Vec<Candle>, ProviderError> {
-        let path = format!("/candles/days?market={market}&count={}", count.clamp(1, 200));
-        wire::parse_candles(&self.get(Group::Candle, &path, wire::CH_CANDLES).await?.frame)
-    }
-
-    pub(crate) async fn trades_frame(&self, market: &Symbol, count: u32) -> Result<RawFrame, ProviderError> {
-        let path = format!("/trades/ticks?market={market}&count={}", count.clamp(1, 500));
-        self.get(Group::Trade, &path, wire::CH_TRADES).await
-    }
-
-    /// Most recent first.
-    pub(crate) async fn trades(&self, market: &Symbol, count: u32) -> Result<Vec<TradeTick>, ProviderError> {
-        wire::parse_trades(&self.trades_frame(market, count).await?.frame)
-    }
-
-    pub(crate) async fn orderbook_frame(&self, markets: &[Symbol], count: u32) -> Result<RawFrame, ProviderError> {
-        let list: Vec<&str> = markets.iter().map(Symbol::as_str).collect();
-        let path = format!("/orderbook?markets={}&count={}", list.join(","), count.clamp(1, 30));
-        self.get(Group::Orderbook, &path, wire::CH_ORDERBOOK).await
-    }
-
-    pub(crate) async fn orderbooks(
-        &self,
-        markets: &[Symbol],
-        count: u32,
-    ) -> Result<Vec<OrderbookSnapshot>, ProviderError> {
-        wire::parse_orderbooks(&self.orderbook_frame(markets, count).await?.frame)
     }
 
     /// The quote market's pairs with their tickers: what the engine's crypto universe filter

@@ -66,10 +66,6 @@ struct Msg<'a> {
     trade_timestamp: Option<i64>,
     #[serde(alias = "tms")]
     timestamp: Option<i64>,
-    #[serde(alias = "tas", borrow)]
-    total_ask_size: Num<'a>,
-    #[serde(alias = "tbs", borrow)]
-    total_bid_size: Num<'a>,
     #[serde(alias = "obu", borrow)]
     orderbook_units: Option<Vec<Unit<'a>>>,
     #[serde(borrow)]
@@ -416,122 +412,6 @@ pub fn parse_market_all(body: &str) -> Result<Vec<MarketInfo>, ProviderError> {
             })
         })
         .collect()
-}
-
-/// One `/trades/ticks` item.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TradeTick {
-    pub market: Symbol,
-    pub price: Price,
-    pub volume: Qty,
-    pub side: Option<Side>,
-    pub sequential_id: u64,
-    pub timestamp: UtcTime,
-}
-
-pub fn parse_trades(body: &str) -> Result<Vec<TradeTick>, ProviderError> {
-    let items: Vec<Msg<'_>> = serde_json::from_str(body).map_err(|e| malformed(e.to_string(), body))?;
-    items
-        .iter()
-        .map(|m| -> Result<TradeTick, Why> {
-            Ok(TradeTick {
-                market: symbol(&m.code)?,
-                price: price(m.trade_price, "missing trade_price")?,
-                volume: qty(m.trade_volume, "missing trade_volume")?,
-                side: side(&m.ask_bid)?,
-                sequential_id: m.sequential_id.ok_or(Cow::Borrowed("missing sequential_id"))?,
-                timestamp: time(m.timestamp.or(m.trade_timestamp), "missing timestamp")?,
-            })
-        })
-        .collect::<Result<_, _>>()
-        .map_err(|why| malformed(why, body))
-}
-
-/// One `/orderbook` item.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OrderbookSnapshot {
-    pub market: Symbol,
-    pub timestamp: UtcTime,
-    pub bids: Vec<Level>,
-    pub asks: Vec<Level>,
-    pub total_bid_size: Qty,
-    pub total_ask_size: Qty,
-}
-
-pub fn parse_orderbooks(body: &str) -> Result<Vec<OrderbookSnapshot>, ProviderError> {
-    let items: Vec<Msg<'_>> = serde_json::from_str(body).map_err(|e| malformed(e.to_string(), body))?;
-    items
-        .iter()
-        .map(|m| -> Result<OrderbookSnapshot, Why> {
-            let (bids, asks) = levels(m.orderbook_units.as_deref().ok_or(Cow::Borrowed("missing orderbook_units"))?)?;
-            Ok(OrderbookSnapshot {
-                market: symbol(&m.code)?,
-                timestamp: time(m.timestamp, "missing timestamp")?,
-                bids,
-                asks,
-                total_bid_size: qty(m.total_bid_size, "missing total_bid_size")?,
-                total_ask_size: qty(m.total_ask_size, "missing total_ask_size")?,
-            })
-        })
-        .collect::<Result<_, _>>()
-        .map_err(|why| malformed(why, body))
-}
-
-/// One `/candles/…` item.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Candle {
-    pub market: Symbol,
-    /// Candle start, `yyyy-MM-ddTHH:mm:ss` in UTC as sent.
-    pub candle_date_time_utc: String,
-    pub open: Price,
-    pub high: Price,
-    pub low: Price,
-    pub close: Price,
-    pub acc_trade_price: Decimal,
-    pub acc_trade_volume: Qty,
-    pub timestamp: UtcTime,
-}
-
-#[derive(Deserialize)]
-struct CandleRaw<'a> {
-    #[serde(borrow)]
-    market: Cow<'a, str>,
-    #[serde(borrow)]
-    candle_date_time_utc: Cow<'a, str>,
-    #[serde(borrow)]
-    opening_price: Num<'a>,
-    #[serde(borrow)]
-    high_price: Num<'a>,
-    #[serde(borrow)]
-    low_price: Num<'a>,
-    #[serde(borrow)]
-    trade_price: Num<'a>,
-    #[serde(borrow)]
-    candle_acc_trade_price: Num<'a>,
-    #[serde(borrow)]
-    candle_acc_trade_volume: Num<'a>,
-    timestamp: i64,
-}
-
-pub fn parse_candles(body: &str) -> Result<Vec<Candle>, ProviderError> {
-    let items: Vec<CandleRaw<'_>> = serde_json::from_str(body).map_err(|e| malformed(e.to_string(), body))?;
-    items
-        .into_iter()
-        .map(|c| -> Result<Candle, Why> {
-            Ok(Candle {
-                market: Symbol::new(&c.market).map_err(|e| Cow::Owned(e.to_string()))?,
-                candle_date_time_utc: c.candle_date_time_utc.into_owned(),
-                open: price(c.opening_price, "missing opening_price")?,
-                high: price(c.high_price, "missing high_price")?,
-                low: price(c.low_price, "missing low_price")?,
-                close: price(c.trade_price, "missing trade_price")?,
-                acc_trade_price: num(c.candle_acc_trade_price, "missing candle_acc_trade_price")?,
-                acc_trade_volume: qty(c.candle_acc_trade_volume, "missing candle_acc_trade_volume")?,
-                timestamp: UtcTime::from_millis(c.timestamp),
-            })
-        })
-        .collect::<Result<_, _>>()
-        .map_err(|why| malformed(why, body))
 }
 
 /// The error body of a REST or WS error: `(name, message)`.
