@@ -24,6 +24,9 @@ scanned). Exit status 1 if anything is reported.
     python3 tools/module_graph.py            # check
     python3 tools/module_graph.py --list     # also print every crate's edges
     python3 tools/module_graph.py --root DIR # check another tree (used by the self-test)
+    python3 tools/module_graph.py --readme README.md
+                                             # also: the README's layout table names every
+                                             # crate and each of its top-level modules
 
 Python 3 standard library only.
 """
@@ -511,6 +514,28 @@ def find_crates(root: str) -> list[tuple[str, str, str]]:
     return out
 
 
+def readme_problems(readme: str, crates: list[tuple[str, set[str]]]) -> list[str]:
+    """What the README's layout table (rows `| `crates/NAME` | ... |`) misses: a crate with
+    no row, or a top-level module its row does not name in backticks (`mod` or `mod/`)."""
+    rows: dict[str, str] = {}
+    for line in readme.splitlines():
+        m = re.match(r"\|\s*`crates/([\w-]+)`\s*\|(.*)\|\s*$", line)
+        if m:
+            rows[m.group(1)] = m.group(2)
+    out = []
+    for name, modules in crates:
+        row = rows.get(name)
+        if row is None:
+            out.append(f"README layout table has no row for crates/{name}")
+            continue
+        named = set(re.findall(r"`([\w]+)/?`", row))
+        for mod in sorted(modules - named):
+            out.append(f"README layout table: crates/{name} does not name its module `{mod}`")
+    for name in sorted(set(rows) - {n for n, _ in crates}):
+        out.append(f"README layout table names crates/{name}, which does not exist")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--list", action="store_true", help="print every crate's edges")
@@ -519,12 +544,15 @@ def main(argv: list[str] | None = None) -> int:
         default=os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."),
         help="repository root (default: this script's parent folder)",
     )
+    ap.add_argument("--readme", help="check this README's layout table against the tree")
     args = ap.parse_args(argv)
     root = os.path.abspath(args.root)
 
     failed = False
+    scanned: list[tuple[str, set[str]]] = []
     for name, src, shown in find_crates(root):
         crate = scan_crate(name, src, shown)
+        scanned.append((name, set(crate.modules)))
         edges = edges_of(crate)
         if args.list:
             print(f"== {name}: {len(crate.modules)} modules, {len(edges)} edges")
@@ -544,6 +572,11 @@ def main(argv: list[str] | None = None) -> int:
         for path, n in crate.long_files:
             failed = True
             print(f"{name}: {path} has {n} lines (over {MAX_LINES}; split it or move tests to tests.rs)")
+    if args.readme:
+        with open(os.path.join(root, args.readme), encoding="utf-8") as f:
+            for problem in readme_problems(f.read(), scanned):
+                failed = True
+                print(problem)
     if not failed:
         print("module graph: no import cycles, no source file over", MAX_LINES, "lines")
     return 1 if failed else 0

@@ -109,5 +109,29 @@ class ModuleGraphTest(unittest.TestCase):
         self.assertNotIn("b/tests", out)
 
 
+
+
+class ReadmeTableTest(unittest.TestCase):
+    def test_a_missing_module_a_missing_row_and_a_stale_row_are_reported(self):
+        readme = textwrap.dedent(
+            """\
+            | crate | holds |
+            |---|---|
+            | `crates/a` | `x` (the x), `y/` (the ys) |
+            | `crates/gone` | `z` |
+            """
+        )
+        problems = module_graph.readme_problems(readme, [("a", {"x", "y", "w"}), ("b", {"q"})])
+        self.assertEqual(
+            problems,
+            [
+                "README layout table: crates/a does not name its module `w`",
+                "README layout table has no row for crates/b",
+                "README layout table names crates/gone, which does not exist",
+            ],
+        )
+        self.assertEqual(module_graph.readme_problems(readme, [("a", {"x", "y"}), ("gone", {"z"})]), [])
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -212,7 +212,7 @@ pub struct Asked {
 }
 
 /// The scripted venue. Share it as `Arc<ScriptedProvider>`: one clone goes to the collector
-/// (as `Arc<dyn Launch>`), the test keeps another to read [`ScriptedProvider::asked`].
+/// (as an `AnyProvider`), the test keeps another to read [`ScriptedProvider::asked`].
 #[derive(Debug)]
 pub struct ScriptedProvider {
     clock: Clock,
