@@ -13,6 +13,7 @@ use archive::raw::{RawRefs, encode as encode_raw_line};
 use archive::{ArchiveWriter, Stream};
 use engine::book::LatestBook;
 use engine::observer::ObserverCore;
+use engine::router::{Route, Router, Verdict};
 use model::{MarketEvent, Meta, Price, Provider, Qty, RawFrame, RawFrameKind, SessionId, Side, Symbol, UtcTime};
 use providers::kis::fake::{TradeAcc, trade_record};
 use providers::sim::{SimTrade, wire};
@@ -313,16 +314,28 @@ fn pipeline(args: PipelineArgs) -> anyhow::Result<ExitCode> {
     let mapper = providers::mapper(pid).context("no mapper for that provider")?;
 
     let session = SessionId::starting_at(start);
-    let cfg = settings.observer.clone();
     let stats = Arc::new(engine::Stats::default());
-    let mut core = ObserverCore::new(
-        &cfg,
-        &settings.calendar,
-        session.clone(),
-        wire::MAPPER_VERSION,
-        Arc::default(),
-        stats.clone(),
-    );
+    // The production path: the frame router (mapper, subscription filter, observer core).
+    let core = {
+        let (cfg, calendar, session, stats) =
+            (settings.observer.clone(), settings.calendar.clone(), session.clone(), stats.clone());
+        move || ObserverCore::new(&cfg, &calendar, session.clone(), mapper.version, Arc::default(), stats.clone())
+    };
+    let mut router = Router::new(mapper, Box::new(core));
+    let mut verdicts = Vec::new();
+    // The stream's subscribe requests come first, as on the wire: the filter admits the symbols.
+    for (i, symbol) in symbols.iter().enumerate() {
+        let sent = RawFrame {
+            provider: pid,
+            kind: RawFrameKind::Sent,
+            channel: "subscribe".into(),
+            frame: format!(
+                r#"{{"header":{{"approval_key":"***","custtype":"P","tr_type":"1","content-type":"utf-8"}},"body":{{"input":{{"tr_id":"H0STCNT0","tr_key":"{symbol}"}}}}}}"#
+            ),
+            receive_time: start,
+        };
+        router.normalize(Route::Stream, &sent, i as u64, &mut RawRefs::default(), &mut verdicts)?;
+    }
     let (mut writer, _) = ArchiveWriter::open(&dir, &settings.archive, start, &session)
         .with_context(|| format!("opening {}", dir.display()))?;
 
@@ -338,11 +351,9 @@ fn pipeline(args: PipelineArgs) -> anyhow::Result<ExitCode> {
         line.clear();
         encode_raw_line(&mut line, frame, seq, &Meta::new(*rt, *rt, session.clone()));
         writer.append(Stream::Raw(pid), *rt, &line)?;
-        let mut raw_ref = Some(refs.get(pid, *rt, seq));
-        let mut events = (mapper.parse)(frame)?.into_iter().peekable();
-        while let Some((event_time, event)) = events.next() {
-            let raw_ref = if events.peek().is_some() { raw_ref.clone() } else { raw_ref.take() };
-            if let Ok(rec) = core.observe(event_time, *rt, event, raw_ref) {
+        router.normalize(Route::Stream, frame, seq, &mut refs, &mut verdicts)?;
+        for verdict in verdicts.drain(..) {
+            if let Verdict::Passed(rec) = verdict {
                 ticks_passed += matches!(rec.body, MarketEvent::Tick(_)) as u64;
                 book.apply(rec.meta.receive_time, &rec.body);
             }
