@@ -57,13 +57,16 @@ pub fn path(root: &Path, date: &str, market: Market) -> PathBuf {
     root.join("universe").join(format!("{date}_{market}.json"))
 }
 
+/// Reads a universe file's bytes.
+pub fn decode(bytes: &[u8]) -> Result<UniverseFile, serde_json::Error> {
+    serde_json::from_slice(bytes)
+}
+
 /// The day's universe if it was already built (a restart reloads it, never rebuilds).
 pub fn load(root: &Path, date: &str, market: Market) -> Result<Option<UniverseFile>, UniverseError> {
     let file = path(root, date, market);
     match std::fs::read(&file) {
-        Ok(bytes) => {
-            serde_json::from_slice(&bytes).map(Some).map_err(|source| UniverseError::Parse { path: file, source })
-        }
+        Ok(bytes) => decode(&bytes).map(Some).map_err(|source| UniverseError::Parse { path: file, source }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(UniverseError::Io { path: file, source }),
     }
@@ -81,7 +84,6 @@ pub fn load_or_build(
     if let Some(u) = load(root, date, market)? {
         return Ok((u, true));
     }
-    let file = path(root, date, market);
     let mut symbols: Vec<UniverseEntry> = listings().into_iter().filter(|l| filter.keeps(l)).collect();
     symbols.sort_by(|a, b| a.symbol.cmp(&b.symbol));
     let u = UniverseFile {
@@ -93,10 +95,7 @@ pub fn load_or_build(
         count: symbols.len(),
         symbols,
     };
-    write_atomic(
-        &file,
-        &serde_json::to_vec_pretty(&u).map_err(|source| UniverseError::Parse { path: file.clone(), source })?,
-    )?;
+    write(root, &u)?;
     Ok((u, false))
 }
 
@@ -104,6 +103,13 @@ impl UniverseFile {
     pub fn symbols(&self) -> Vec<Symbol> {
         self.symbols.iter().map(|e| e.symbol.clone()).collect()
     }
+}
+
+/// Writes `u` as the day's universe file under `root`.
+pub fn write(root: &Path, u: &UniverseFile) -> Result<(), UniverseError> {
+    let file = path(root, &u.date, u.market);
+    let bytes = serde_json::to_vec_pretty(u).map_err(|source| UniverseError::Parse { path: file.clone(), source })?;
+    write_atomic(&file, &bytes)
 }
 
 /// Written like an archive file (archive::write_atomic: folders 0750, the file 0640 created

@@ -4,32 +4,10 @@
 use std::collections::HashSet;
 use std::path::PathBuf;
 
-use serde::Deserialize;
-
-use model::{Market, Price, Provider, Symbol};
-
 use super::day_load::DayLoad;
 use crate::backend::Backend;
 use crate::error::StoreError;
 use crate::rows::{Table, UniverseRow};
-
-/// `universe/YYYYMMDD_{market}.json`, the fields the store keeps.
-#[derive(Deserialize)]
-struct UniverseIn {
-    market: Market,
-    provider: Provider,
-    #[serde(default)]
-    source: String,
-    symbols: Vec<UniverseEntryIn>,
-}
-
-#[derive(Deserialize)]
-struct UniverseEntryIn {
-    symbol: Symbol,
-    #[serde(default)]
-    name: String,
-    prev_close: Price,
-}
 
 /// Loads the day's universe files, one row per symbol and market. A file is one JSON
 /// document, not lines: one that does not parse is one bad line (line 0) and loads nothing.
@@ -43,7 +21,7 @@ pub(super) async fn load_universe<B: Backend>(
     for path in files {
         let bytes = std::fs::read(path).map_err(StoreError::io(path))?;
         cx.report.files += 1;
-        match serde_json::from_slice::<UniverseIn>(&bytes) {
+        match archive::universe::decode(&bytes) {
             Ok(u) => {
                 for e in u.symbols {
                     cx.line(Table::Universe);

@@ -290,14 +290,32 @@ pub fn write_day(root: &Path, spec: &DaySpec) -> Result<DaySummary, String> {
         append(root, &of_rel, &json(&Record { body: entry, meta: meta(t0, t0) })?)?;
         out.overflow += 1;
     }
-    let universe = serde_json::json!({
-        "date": spec.date, "market": "kr_stocks", "provider": "sim", "source": "fixture",
-        "filter": {"min_prev_close": "1000"}, "count": spec.symbols.len(),
-        "symbols": spec.symbols.iter().map(|s| serde_json::json!({"symbol": s, "name": format!("name {s}"), "prev_close": "50000"})).collect::<Vec<_>>(),
-    });
-    let upath = root.join("universe");
-    fs::create_dir_all(&upath).map_err(|e| e.to_string())?;
-    fs::write(upath.join(format!("{}_kr_stocks.json", spec.date)), universe.to_string()).map_err(|e| e.to_string())?;
+    let symbols = spec
+        .symbols
+        .iter()
+        .map(|s| {
+            Ok(model::UniverseEntry {
+                symbol: sym(s)?,
+                name: format!("name {s}"),
+                prev_close: Price::from_int(50_000),
+                traded_value_24h: None,
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    let universe = archive::universe::UniverseFile {
+        date: spec.date.clone(),
+        market: model::Market::KrStocks,
+        provider: Provider::Sim,
+        source: "fixture".into(),
+        filter: archive::universe::Filter {
+            min_prev_close: Price::from_int(1000),
+            quote: None,
+            min_traded_value_24h: None,
+        },
+        count: symbols.len(),
+        symbols,
+    };
+    archive::universe::write(root, &universe).map_err(|e| e.to_string())?;
     out.universe = spec.symbols.len();
     Ok(out)
 }
