@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering::Relaxed};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, mpsc, watch};
@@ -71,6 +71,10 @@ pub struct Outage {
     pub scalp_paused: AtomicBool,
     /// Whether a stream session is currently up (for the status line).
     pub connected: AtomicBool,
+    /// When the current stream session began (ms; 0 before the first). The watchdog only
+    /// sees the socket down if it looks during the backoff; a session that came up between
+    /// two of its looks must not be blamed for the silence of the one before.
+    session_started_ms: AtomicI64,
     /// Track B is fed by REST polls (degrade mode, stream dead): it keeps sampling even
     /// when scalp recording would otherwise pause.
     pub rest_polling: AtomicBool,
@@ -86,6 +90,14 @@ impl Outage {
 
     pub fn is_open(&self) -> bool {
         self.lock().is_some()
+    }
+
+    /// When the current (or last) stream session began.
+    pub fn session_started(&self) -> Option<UtcTime> {
+        match self.session_started_ms.load(Relaxed) {
+            0 => None,
+            ms => Some(UtcTime::from_millis(ms)),
+        }
     }
 
     /// Where snapshots of the slot symbols are asked for when an outage closes.
@@ -208,6 +220,7 @@ impl<P: MarketProvider> Supervisor<P> {
             };
             self.outage.connected.store(true, Relaxed);
             let session_started = self.clock.now();
+            self.outage.session_started_ms.store(session_started.as_millis(), Relaxed);
             let result = tokio::select! {
                 r = self.provider.stream(subscriptions.clone(), out.clone(), stop.clone()) => r.map_err(|e| e.to_string()),
                 _ = self.outage.restart.notified() => Err("session restarted by the watchdog".to_string()),

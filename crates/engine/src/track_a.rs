@@ -35,13 +35,15 @@ impl<P: MarketProvider> TrackA<P> {
         let now = self.clock.now();
         // Started inside the window between two grid times: take a cycle at once rather than
         // leave the archive without a swing snapshot until the next grid time.
-        if self.schedule.in_window(now)
-            && self.schedule.next_at_or_after(now) != Some(now)
-            && !self.cycle(now, &mut passed, &stop).await?
-        {
+        let immediate = self.schedule.in_window(now) && self.schedule.next_at_or_after(now) != Some(now);
+        if immediate && !self.cycle(now, &mut passed, &stop).await? {
             return Ok(());
         }
-        let mut from = now.plus_millis(1);
+        // A start exactly on a grid time ran no immediate cycle: that grid time is still owed,
+        // so look from `now` itself (at or after); only a cycle already taken at `now` moves
+        // the search past it. Either way each grid time, the window's inclusive end included,
+        // runs once.
+        let mut from = if immediate { now.plus_millis(1) } else { now };
         while let Some(cycle) = self.schedule.next_at_or_after(from) {
             tokio::select! {
                 _ = self.clock.sleep_until(cycle) => {}

@@ -109,9 +109,10 @@ impl Watchdog {
         let silence = self.config.silence.as_millis() as i64;
         let mut last_restart: Option<UtcTime> = None;
         let mut degraded_since: Option<UtcTime> = None;
-        // Silence is measured from the later of the last data and the moment watching began
-        // (start-up, the end of a quiet period, a reconnect): nobody is blamed for time
-        // before there was anything to expect.
+        // Silence is measured from the latest of the last data, the moment watching began
+        // (start-up, the end of a quiet period, a socket seen down) and the current session's
+        // start (a reconnect between two looks): nobody is blamed for time before there was
+        // anything to expect.
         let mut watching_since = self.clock.now();
         loop {
             tokio::select! {
@@ -126,7 +127,10 @@ impl Watchdog {
                 watching_since = now;
                 continue;
             }
-            let since = self.activity.last_data().map_or(watching_since, |d| d.max(watching_since));
+            let since = [self.activity.last_data(), self.outage.session_started()]
+                .into_iter()
+                .flatten()
+                .fold(watching_since, UtcTime::max);
             let position = self.activity.position().unwrap_or(now).min(now);
             let silent_ms = position.millis_since(since);
             if silent_ms >= silence {

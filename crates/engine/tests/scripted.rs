@@ -195,7 +195,7 @@ async fn silence_restarts_then_degrades_then_polls_rest_then_recovers() {
         config.clone(),
         script,
         at("09:29:00.100"),
-        at("09:47:00"),
+        at("09:47:10"),
         vec![(at("09:38:02"), include(&["111111"]))],
     )
     .await;
@@ -206,18 +206,21 @@ async fn silence_restarts_then_degrades_then_polls_rest_then_recovers() {
     assert_eq!(run.healing("restart_session")[0], at("09:33:05.100"), "{timeline:#?}");
     // Level 2: the second, within 5 minutes of that restart (last data 09:35:04.25).
     assert_eq!(run.healing("degrade"), vec![at("09:36:07.100")], "{timeline:#?}");
-    assert_eq!(run.provider.asked().trades_only, vec![(at("09:36:07.100"), true), (at("09:46:44.100"), false)]);
+    assert_eq!(run.provider.asked().trades_only, vec![(at("09:36:07.100"), true), (at("09:47:05.100"), false)]);
     // The trades-only sessions stay silent; the watchdog keeps restarting them, each
-    // restart a failed attempt, each wait one backoff step longer.
+    // restart a failed attempt, each wait one backoff step longer (1, 2, 5, 10, 20, 30 s),
+    // each new session given the whole silence from its start: the first look 60 s past it.
+    // (The session of 09:39:33.1 is 60 s old at the 09:40:33.1 look by the clock, but
+    // silence runs to the observer's position, Track B's 09:40:33.0 clock frame: 59.9 s.)
     assert_eq!(
         run.healing("restart_session"),
         [
             at("09:33:05.100"),
             at("09:37:10.100"),
             at("09:38:13.100"),
-            at("09:39:16.100"),
-            at("09:40:26.100"),
-            at("09:41:43.100")
+            at("09:39:23.100"),
+            at("09:40:40.100"),
+            at("09:42:04.100")
         ],
         "{timeline:#?}"
     );
@@ -226,7 +229,7 @@ async fn silence_restarts_then_degrades_then_polls_rest_then_recovers() {
     assert_eq!(run.healing("rest_polling"), vec![at("09:36:39.100")], "{timeline:#?}");
     assert_eq!(run.healing("rest_polling_stopped"), vec![at("09:43:03.100")], "{timeline:#?}");
     // Recovery: recover_after (5 min) of data after the last restart, at the next look.
-    assert_eq!(run.healing("recover"), vec![at("09:46:44.100")], "{timeline:#?}");
+    assert_eq!(run.healing("recover"), vec![at("09:47:05.100")], "{timeline:#?}");
 
     // Polls are not stream data: one gap marker per silence, each from the last data to the
     // first data after it.
@@ -283,7 +286,7 @@ async fn silence_restarts_then_degrades_then_polls_rest_then_recovers() {
     // outage, goes on while REST feeds it), flagged degraded with data at most a round old
     // once the first round is in (09:36:40.9), until polling stops.
     let samples = run.scalp();
-    assert_eq!(run.healing("scalp_paused"), vec![at("09:40:26.100")]);
+    assert_eq!(run.healing("scalp_paused"), vec![at("09:40:40.100")]);
     let polling = at("09:36:41.000")..at("09:43:03.100");
     // The entrant has nothing until its seed comes in (09:38:10.7): one sample says so.
     let nothing_yet = (at("09:38:10.500"), "111111");
@@ -297,7 +300,7 @@ async fn silence_restarts_then_degrades_then_polls_rest_then_recovers() {
     }
     assert_eq!(run.summary.stats.scalp_no_data, 1);
     assert_eq!(run.summary.stats.scalp_written, run.summary.stats.scalp_expected);
-    assert_eq!(run.summary.stats.scalp_expected, 3 * 2 * 17 * 60);
+    assert_eq!(run.summary.stats.scalp_expected, 3 * 2 * (17 * 60 + 10));
     // Stream data again and polling stopped: normal samples.
     let after = samples.iter().filter(|s| t(s, "event_time") >= at("09:43:03.500"));
     assert!(after.clone().count() > 0 && after.into_iter().all(|s| s["quality_flag"] == "normal"));
@@ -510,11 +513,10 @@ async fn the_archive_holds_exactly_what_the_schedules_call_for() {
     assert!(report.ok(), "{:?}", report.problems);
 }
 
-/// A run started exactly on a Track A cycle instant takes that cycle. (Today it does not:
-/// the immediate cycle is skipped as "on the grid" and the loop then looks for the next
-/// instant strictly after the start, so the 10:00 cycle of a 10:00 start is lost.)
+/// A run started exactly on a Track A cycle instant takes that cycle, once. (It used to be
+/// lost: the immediate cycle is skipped as "on the grid" and the loop looked for the next
+/// instant strictly after the start.)
 #[tokio::test(start_paused = true)]
-#[ignore = "track_a: a start exactly on a cycle instant skips that cycle (reported with issue 15)"]
 async fn a_run_started_on_a_cycle_instant_takes_that_cycle() {
     let run = collect(config(2), market(), at("10:00:00"), at("10:00:30"), vec![]).await;
     let swing = lines_under(&run.data().join("swing"));
@@ -542,12 +544,11 @@ async fn records_of_symbols_never_subscribed_are_refused() {
 }
 
 /// A session that reconnects between two of the watchdog's looks gets the whole `silence`
-/// (60 s) before the watchdog restarts it, as after any reconnect. (Today the watchdog only
-/// notices a reconnect it saw the socket down for; here the idle timeout ends the stalled
+/// (60 s) before the watchdog restarts it, as after any reconnect. (The watchdog used to
+/// notice only a reconnect it saw the socket down for; here the idle timeout ends the stalled
 /// session at 10:01:59.25 and the next connects at 10:02:00.25, between two looks, and the
-/// watchdog restarts it at 10:02:06.1 for the old session's silence.)
+/// watchdog restarted it at 10:02:06.1 for the old session's silence.)
 #[tokio::test(start_paused = true)]
-#[ignore = "watchdog: a reconnect between two looks is not seen, the new session is blamed for the old silence (reported with issue 15)"]
 async fn a_session_reconnected_between_two_watchdog_looks_gets_the_whole_silence() {
     let script = market().stall(at("10:01:00")..at("10:02:30")).idle_timeout(Duration::from_secs(60));
     let run = collect(config(3), script, at("10:00:00.100"), at("10:03:00"), vec![]).await;
