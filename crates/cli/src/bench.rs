@@ -13,7 +13,7 @@ use archive::raw::{RawRefs, encode as encode_raw_line};
 use archive::{ArchiveWriter, Stream};
 use engine::book::LatestBook;
 use engine::observer::ObserverCore;
-use engine::router::{Route, Router, Verdict};
+use engine::router::{Route, Router};
 use model::{MarketEvent, Meta, Price, Provider, Qty, RawFrame, RawFrameKind, SessionId, Side, Symbol, UtcTime};
 use providers::kis::fake::{TradeAcc, trade_record};
 use providers::sim::{SimTrade, wire};
@@ -322,7 +322,7 @@ fn pipeline(args: PipelineArgs) -> anyhow::Result<ExitCode> {
         move || ObserverCore::new(&cfg, &calendar, session.clone(), mapper.version, Arc::default(), stats.clone())
     };
     let mut router = Router::new(mapper, Box::new(core));
-    let mut verdicts = Vec::new();
+    let (mut passed, mut refused) = (Vec::new(), Vec::new());
     // The stream's subscribe requests come first, as on the wire: the filter admits the symbols.
     for (i, symbol) in symbols.iter().enumerate() {
         let sent = RawFrame {
@@ -334,7 +334,7 @@ fn pipeline(args: PipelineArgs) -> anyhow::Result<ExitCode> {
             ),
             receive_time: start,
         };
-        router.normalize(Route::Stream, &sent, i as u64, &mut RawRefs::default(), &mut verdicts)?;
+        router.normalize(Route::Stream, &sent, i as u64, &mut RawRefs::default(), &mut passed, &mut refused)?;
     }
     let (mut writer, _) = ArchiveWriter::open(&dir, &settings.archive, start, &session)
         .with_context(|| format!("opening {}", dir.display()))?;
@@ -351,13 +351,12 @@ fn pipeline(args: PipelineArgs) -> anyhow::Result<ExitCode> {
         line.clear();
         encode_raw_line(&mut line, frame, seq, &Meta::new(*rt, *rt, session.clone()));
         writer.append(Stream::Raw(pid), *rt, &line)?;
-        router.normalize(Route::Stream, frame, seq, &mut refs, &mut verdicts)?;
-        for verdict in verdicts.drain(..) {
-            if let Verdict::Passed(rec) = verdict {
-                ticks_passed += matches!(rec.body, MarketEvent::Tick(_)) as u64;
-                book.apply(rec.meta.receive_time, &rec.body);
-            }
+        router.normalize(Route::Stream, frame, seq, &mut refs, &mut passed, &mut refused)?;
+        for rec in passed.drain(..) {
+            ticks_passed += matches!(rec.body, MarketEvent::Tick(_)) as u64;
+            book.apply(rec.meta.receive_time, &rec.body);
         }
+        refused.clear();
     }
     let end = frames.last().map_or(start, |f| f.receive_time);
     let summary = writer.close_all(end)?;

@@ -122,14 +122,22 @@ impl Validate for ObserverLimits {
 pub struct Rejection {
     pub stage: &'static str,
     pub reason: String,
+    /// The refused event's symbol, set by [`ObserverCore::observe`] (which consumes the
+    /// event): only a refusal pays for the copy.
+    pub symbol: Option<Symbol>,
 }
 
 impl Rejection {
     fn validate(reason: impl Into<String>) -> Self {
-        Rejection { stage: "validate", reason: reason.into() }
+        Rejection { stage: "validate", reason: reason.into(), symbol: None }
     }
     fn guard(reason: impl Into<String>) -> Self {
-        Rejection { stage: "guard", reason: reason.into() }
+        Rejection { stage: "guard", reason: reason.into(), symbol: None }
+    }
+
+    fn of(mut self, event: &MarketEvent) -> Self {
+        self.symbol = Some(event.symbol().clone());
+        self
     }
 }
 
@@ -245,11 +253,11 @@ impl ObserverCore {
         inc(&self.stats.events_normalized);
         if let Err(r) = self.validate(event_time, receive_time, &event) {
             inc(&self.stats.rejected_validate);
-            return Err(r);
+            return Err(r.of(&event));
         }
         if let Err(r) = self.guard(event_time, &event) {
             inc(&self.stats.rejected_guard);
-            return Err(r);
+            return Err(r.of(&event));
         }
         inc(&self.stats.events_passed);
         self.stats.last_record_ms.fetch_max(receive_time.as_millis(), Ordering::Relaxed);

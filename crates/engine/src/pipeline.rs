@@ -9,7 +9,7 @@ use archive::raw::{RAW_LINE_OVERHEAD, RawRefs};
 use model::{MarketEvent, Meta, OverflowEntry, Provider, RawFrame, Record, SessionId, SystemEvent, UtcTime};
 use providers::{MarketProvider, evidence};
 
-use crate::router::{Route, RoutedFrame, Router, STAGE_NORMALIZE, STAGE_SUBSCRIPTION, Verdict};
+use crate::router::{Refusal, Route, RoutedFrame, Router, STAGE_NORMALIZE, STAGE_SUBSCRIPTION};
 use crate::sink::{SinkError, SinkHandle};
 use crate::stats::{Stats, inc};
 
@@ -124,12 +124,12 @@ pub struct FrameProcessor<P> {
     pub refs: RawRefs,
     /// Mitigation level recorded with the last raw frame, for records derived in band from it.
     pub last_level: u8,
-    verdicts: Vec<Verdict>,
+    refused: Vec<Refusal>,
 }
 
 impl<P: MarketProvider> FrameProcessor<P> {
     pub fn new(provider: Arc<P>, router: Router, events: Events, seq: Arc<AtomicU64>) -> Self {
-        FrameProcessor { provider, router, events, seq, refs: RawRefs::default(), last_level: 0, verdicts: Vec::new() }
+        FrameProcessor { provider, router, events, seq, refs: RawRefs::default(), last_level: 0, refused: Vec::new() }
     }
 
     /// Archives `frame` (with the quality flag of `route`), then returns the records that
@@ -151,26 +151,21 @@ impl<P: MarketProvider> FrameProcessor<P> {
         self.last_level = meta.mitigation_level;
         archive::raw::encode(&mut line, frame, seq, &meta);
         self.events.sink.write_line(Stream::Raw(frame.provider), rt, line).await?;
-        let mut verdicts = std::mem::take(&mut self.verdicts);
-        let normalized = self.router.normalize(route, frame, seq, &mut self.refs, &mut verdicts);
+        let mut refused = std::mem::take(&mut self.refused);
+        let normalized = self.router.normalize(route, frame, seq, &mut self.refs, passed, &mut refused);
         if let Err(e) = normalized {
             inc(&self.events.stats.frames_malformed);
-            self.verdicts = verdicts;
+            self.refused = refused;
             return self.events.rejected(rt, STAGE_NORMALIZE, e.to_string(), None, &frame.frame).await;
         }
-        for verdict in verdicts.drain(..) {
-            match verdict {
-                Verdict::Passed(rec) => passed.push(rec),
-                Verdict::Refused { stage, reason, symbol } => {
-                    if stage == STAGE_SUBSCRIPTION {
-                        inc(&self.events.stats.events_normalized);
-                        inc(&self.events.stats.rejected_unsubscribed);
-                    }
-                    self.events.rejected(rt, stage, reason, Some(symbol.to_string()), &frame.frame).await?
-                }
+        for Refusal { stage, reason, symbol } in refused.drain(..) {
+            if stage == STAGE_SUBSCRIPTION {
+                inc(&self.events.stats.events_normalized);
+                inc(&self.events.stats.rejected_unsubscribed);
             }
+            self.events.rejected(rt, stage, reason, symbol.map(|s| s.to_string()), &frame.frame).await?
         }
-        self.verdicts = verdicts;
+        self.refused = refused;
         Ok(())
     }
 }

@@ -18,7 +18,7 @@ use crate::book::LatestBook;
 use crate::config::EngineConfig;
 use crate::observer::ObserverCore;
 use crate::pipeline::Events;
-use crate::router::{Route, Router, Verdict};
+use crate::router::{Route, Router};
 use crate::sink::{Sink, SinkError};
 use crate::stats::Stats;
 use crate::track_b::Sampler;
@@ -111,7 +111,7 @@ pub async fn replay(archive: &Path, out: &Path, cfg: &EngineConfig) -> Result<Re
         let mut refs = RawRefs::default();
         // Per session: the router (an observer core per route, the subscriptions) and Track B.
         let mut state: Option<(SessionId, Router, Sampler)> = None;
-        let mut verdicts = Vec::new();
+        let (mut passed, mut refused) = (Vec::new(), Vec::new());
         for path in jsonl_files(&dir)? {
             let io = |source| ReplayError::Io { path: path.clone(), source };
             let mut reader = std::io::BufReader::new(std::fs::File::open(&path).map_err(io)?);
@@ -191,18 +191,14 @@ pub async fn replay(archive: &Path, out: &Path, cfg: &EngineConfig) -> Result<Re
                     report.scalp = stats.scalp_written.load(Relaxed);
                     continue;
                 }
-                if router.normalize(route, &l.frame, l.seq, &mut refs, &mut verdicts).is_err() {
+                passed.clear();
+                refused.clear();
+                if router.normalize(route, &l.frame, l.seq, &mut refs, &mut passed, &mut refused).is_err() {
                     report.malformed += 1;
                     continue;
                 }
-                for verdict in verdicts.drain(..) {
-                    let rec = match verdict {
-                        Verdict::Passed(rec) => rec,
-                        Verdict::Refused { .. } => {
-                            report.rejected += 1;
-                            continue;
-                        }
-                    };
+                report.rejected += refused.len() as u64;
+                for rec in passed.drain(..) {
                     match route {
                         Route::Swing => {
                             if let MarketEvent::Snapshot(_) = &rec.body {

@@ -73,7 +73,9 @@ pub type RoutedFrame = (Route, RawFrame);
 /// neither feed Track B nor become a slot candidate, nor grow per-symbol state without bound.
 #[derive(Debug, Default)]
 pub struct Subscribed {
-    ever: HashSet<Symbol>,
+    // Looked up for every stream event: foldhash (seeded per process) rather than SipHash;
+    // the set holds only what we subscribed ourselves.
+    ever: HashSet<Symbol, foldhash::fast::RandomState>,
 }
 
 impl Subscribed {
@@ -87,18 +89,12 @@ pub const STAGE_SUBSCRIPTION: &str = "subscription";
 /// The stage named in the event that refuses a frame the mapper cannot read.
 pub const STAGE_NORMALIZE: &str = "normalize";
 
-/// What became of one event of a frame.
+/// An event the subscription filter or the observer core refused.
 #[derive(Debug)]
-// `Passed` is the common case; boxing it would allocate once per event on the hot path.
-#[allow(clippy::large_enum_variant)]
-pub enum Verdict {
-    Passed(Record<MarketEvent>),
-    /// Refused by the subscription filter or the observer core.
-    Refused {
-        stage: &'static str,
-        reason: String,
-        symbol: Symbol,
-    },
+pub struct Refusal {
+    pub stage: &'static str,
+    pub reason: String,
+    pub symbol: Option<Symbol>,
 }
 
 /// Builds the observer core of a route on first use.
@@ -121,18 +117,19 @@ impl Router {
         self.mapper
     }
 
-    /// Parses `frame` (taking `route`) and puts each of its events' verdicts in `out`; a
-    /// frame with nothing to parse (clock, open, close, sent) yields none. `seq` numbers the
-    /// frame's raw line, for the records' `raw_ref`. Err: the mapper could not read it.
+    /// Parses `frame` (taking `route`) and appends the records of its events that passed to
+    /// `passed`, the others to `refused`; a frame with nothing to parse (clock, open, close,
+    /// sent) yields none. `seq` numbers the frame's raw line, for the records' `raw_ref`.
+    /// Err: the mapper could not read it.
     pub fn normalize(
         &mut self,
         route: Route,
         frame: &RawFrame,
         seq: u64,
         refs: &mut RawRefs,
-        out: &mut Vec<Verdict>,
+        passed: &mut Vec<Record<MarketEvent>>,
+        refused: &mut Vec<Refusal>,
     ) -> Result<(), ProviderError> {
-        out.clear();
         if frame.kind == RawFrameKind::Sent
             && let Some(subscribes) = self.mapper.subscribes
         {
@@ -156,19 +153,18 @@ impl Router {
             if filtered && !self.subscribed.allows(event.symbol()) {
                 let symbol = event.symbol().clone();
                 let reason = format!("{symbol} was never subscribed on this stream");
-                out.push(Verdict::Refused { stage: STAGE_SUBSCRIPTION, reason, symbol });
+                refused.push(Refusal { stage: STAGE_SUBSCRIPTION, reason, symbol: Some(symbol) });
                 continue;
             }
-            let symbol = event.symbol().clone();
-            out.push(match core.observe(event_time, rt, event, raw_ref) {
+            match core.observe(event_time, rt, event, raw_ref) {
                 Ok(mut rec) => {
                     if quality != QualityFlag::Normal {
                         rec.meta.quality_flag = quality;
                     }
-                    Verdict::Passed(rec)
+                    passed.push(rec)
                 }
-                Err(Rejection { stage, reason }) => Verdict::Refused { stage, reason, symbol },
-            });
+                Err(Rejection { stage, reason, symbol }) => refused.push(Refusal { stage, reason, symbol }),
+            }
         }
         Ok(())
     }
