@@ -13,7 +13,7 @@ use config::{Settings, Source};
 use model::Clock;
 use providers::AnyProvider;
 use providers::module::{Credentials, FAKE_LISTENERS, SimWorld};
-use providers::registry::{RunningFake, Section};
+use providers::registry::RunningFake;
 use providers::sim::SimMarket;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,24 +33,30 @@ pub fn mode(settings: &Settings) -> anyhow::Result<Mode> {
         Source::Auto => {}
     }
     let sections = settings.providers.sections();
-    let enabled: Vec<&Box<dyn Section + '_>> = sections.iter().filter(|s| s.enabled()).collect();
-    let with: Vec<&str> = enabled.iter().filter(|s| s.credentials() == Credentials::Present).map(|s| s.key()).collect();
+    let enabled: Vec<(&str, Credentials)> =
+        sections.iter().filter(|s| s.enabled()).map(|s| (s.key(), s.credentials())).collect();
+    decide(&enabled).map_err(anyhow::Error::msg)
+}
+
+/// `source: auto` over the enabled providers' (key, credentials).
+fn decide(enabled: &[(&str, Credentials)]) -> Result<Mode, String> {
+    let with: Vec<&str> = enabled.iter().filter(|(_, c)| *c == Credentials::Present).map(|(k, _)| *k).collect();
     let without: Vec<String> = enabled
         .iter()
-        .filter_map(|s| match s.credentials() {
-            Credentials::Absent(what) => Some(format!("{} ({what})", s.key())),
+        .filter_map(|(key, c)| match c {
+            Credentials::Absent(what) => Some(format!("{key} ({what})")),
             _ => None,
         })
         .collect();
     match (with.is_empty(), without.is_empty()) {
         (true, _) => Ok(Mode::Sim),
         (false, true) => Ok(Mode::Live),
-        (false, false) => bail!(
+        (false, false) => Err(format!(
             "credentials are set for {} but not for {}: set them, disable those providers \
              (providers.NAME.enabled: false), or choose `source: live` or `source: sim`",
             with.join(", "),
             without.join(", ")
-        ),
+        )),
     }
 }
 
@@ -143,4 +149,23 @@ pub fn adapters(
         bail!("no provider is enabled: set one of {}", keys.join(", "));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_decides_per_provider_from_its_own_credentials() {
+        use Credentials::*;
+        let kis_absent = ("kis", Absent("KIS_APP_KEY and KIS_APP_SECRET"));
+        // Nobody has credentials: the simulator, whatever needs none.
+        assert_eq!(decide(&[kis_absent, ("upbit", NotNeeded)]), Ok(Mode::Sim));
+        assert_eq!(decide(&[("upbit", NotNeeded)]), Ok(Mode::Sim));
+        // Everything that needs credentials has them: live, public venues included.
+        assert_eq!(decide(&[("kis", Present), ("upbit", NotNeeded)]), Ok(Mode::Live));
+        // A mix is refused, naming what is missing, never half simulated.
+        let e = decide(&[("kis", Present), ("alpaca", Absent("ALPACA_KEY_ID"))]).unwrap_err();
+        assert!(e.contains("set for kis but not for alpaca (ALPACA_KEY_ID)"), "{e}");
+    }
 }
