@@ -1,14 +1,15 @@
 //! A frame the parser cannot read is kept in the raw archive and reported with its
 //! evidence; the frames after it are processed as usual.
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
-use model::settings::{Interval, Window};
 use model::{Clock, Provider, RawFrame, RawFrameKind, SessionId, UtcTime};
 use providers::kis::{KisConfig, KisCredentials, KisProvider};
 use providers::sim::SimConfig;
-use so_engine::config::{CalendarConfig, ObserverConfig};
+use so_engine::EngineConfig;
 use so_engine::observer::ObserverCore;
 use so_engine::pipeline::{Events, FrameProcessor};
 use so_engine::router::{Route, Router};
@@ -26,15 +27,8 @@ async fn malformed_frames_are_archived_and_reported() {
     let (sink, _) = Sink::start(dir.path().to_path_buf(), &acfg, t0, &session, 1024, stats.clone()).unwrap();
     let creds = KisCredentials::new("k".to_string().into(), "s".to_string().into());
     let provider = Arc::new(KisProvider::new(KisConfig::default(), creds, clock).unwrap());
-    let ocfg = ObserverConfig {
-        max_clock_skew: "10s".parse::<Interval>().unwrap(),
-        dedupe_capacity: 64,
-        limits: Default::default(),
-    };
-    let cal = CalendarConfig {
-        holidays: vec![],
-        session: Window { start: jiff::civil::time(9, 0, 0, 0), end: jiff::civil::time(15, 30, 0, 0) },
-    };
+    // The observer and calendar sections as configs/observer.yaml sets them.
+    let EngineConfig { observer: ocfg, calendar: cal, .. } = common::default_config();
     let events = Events {
         sink: sink.handle.clone(),
         provider: Provider::Kis,

@@ -156,7 +156,12 @@ impl SimMarket {
             let gap = cfg.open_gap_sigma * normal(&mut rd);
             let open_px = g.nearest((pc as f64 * gap.exp()).round() as i64).clamp(lo, g.down(hi));
             let c = SymConst { key, prev_close: pc, open_px, lo, hi };
-            let symbol = Symbol::new(&code).expect("generated and validated codes are valid symbols");
+            let symbol = Symbol::new(&code).map_err(|e| {
+                vec![Problem {
+                    key: "sim.symbols".into(),
+                    message: format!("generated code {code:?} is not a symbol: {e}"),
+                }]
+            })?;
             listings.push(Listing { symbol, name, board, prev_close: g.price(pc), shares, real: real.is_some() });
             consts.push(c);
         }
