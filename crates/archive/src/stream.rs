@@ -13,6 +13,9 @@ pub enum Stream {
     Scalp(Provider, Market),
     Events(Provider),
     Overflow(Provider),
+    /// Backups, receipts, compression and retention: the data dir's own life, not a
+    /// provider's (`system/lifecycle/YYYYMMDD.jsonl`).
+    Lifecycle,
 }
 
 /// Where a record received at some instant goes: a file (relative to the data dir, `/`
@@ -36,7 +39,7 @@ impl Stream {
             // Validation guarantees 1s..=1h; clamping keeps a bad value from producing
             // thousands of files or a division by zero.
             Stream::Scalp(..) => (scalp_window.as_millis() as i64).clamp(1_000, HOUR_MS),
-            Stream::Events(_) | Stream::Overflow(_) => DAY_MS,
+            Stream::Events(_) | Stream::Overflow(_) | Stream::Lifecycle => DAY_MS,
         };
         let start_local = day_start + (local - day_start) / window * window;
         let end_local = (start_local + window).min(day_start + DAY_MS);
@@ -53,14 +56,18 @@ impl Stream {
             }
             Stream::Events(p) => format!("system/events/{p}/{date}.jsonl"),
             Stream::Overflow(p) => format!("system/overflow/{p}/{date}_overflow.jsonl"),
+            Stream::Lifecycle => format!("system/lifecycle/{date}.jsonl"),
         };
         Partition { path, start, end, date }
     }
 
-    /// The provider whose records the stream holds.
-    pub fn provider(self) -> Provider {
+    /// The provider whose records the stream holds; `None` for the data dir's own.
+    pub fn provider(self) -> Option<Provider> {
         match self {
-            Stream::Raw(p) | Stream::Swing(p, _) | Stream::Scalp(p, _) | Stream::Events(p) | Stream::Overflow(p) => p,
+            Stream::Raw(p) | Stream::Swing(p, _) | Stream::Scalp(p, _) | Stream::Events(p) | Stream::Overflow(p) => {
+                Some(p)
+            }
+            Stream::Lifecycle => None,
         }
     }
 
@@ -75,12 +82,13 @@ impl Stream {
             Stream::Scalp(p, m) => np + np * nm + p as usize * nm + m as usize,
             Stream::Events(p) => np + 2 * np * nm + p as usize,
             Stream::Overflow(p) => 2 * np + 2 * np * nm + p as usize,
+            Stream::Lifecycle => 3 * np + 2 * np * nm,
         }
     }
 
     pub(crate) fn slot_count() -> usize {
         let np = Provider::ALL.len();
-        3 * np + 2 * np * Market::ALL.len()
+        3 * np + 2 * np * Market::ALL.len() + 1
     }
 }
 
@@ -99,6 +107,7 @@ pub(crate) fn partition_date(rel: &str) -> Option<&str> {
         ["swing" | "scalp", _, _, d, f] if f.ends_with(".jsonl") => *d,
         ["system", "events", _, f] => f.strip_suffix(".jsonl")?,
         ["system", "overflow", _, f] => f.strip_suffix("_overflow.jsonl")?,
+        ["system", "lifecycle", f] => f.strip_suffix(".jsonl")?,
         _ => return None,
     };
     (date.len() == 8 && date.bytes().all(|b| b.is_ascii_digit())).then_some(date)
@@ -110,7 +119,7 @@ mod tests {
 
     #[test]
     fn slots_are_dense_and_distinct() {
-        let mut all = Vec::new();
+        let mut all = vec![Stream::Lifecycle];
         for &p in Provider::ALL {
             all.push(Stream::Raw(p));
             all.push(Stream::Events(p));
@@ -135,6 +144,7 @@ mod tests {
             Stream::Scalp(Provider::Upbit, Market::Crypto),
             Stream::Events(Provider::Alpaca),
             Stream::Overflow(Provider::Kiwoom),
+            Stream::Lifecycle,
         ] {
             let p = s.partition(t, w);
             assert_eq!(partition_date(&p.path), Some("20260114"), "{}", p.path);

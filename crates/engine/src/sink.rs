@@ -177,7 +177,9 @@ impl WriteHealth {
 
     fn saw(&mut self, stream: Stream, at: UtcTime) {
         self.at = self.at.max(at);
-        self.providers[stream.provider() as usize] = true;
+        if let Some(p) = stream.provider() {
+            self.providers[p as usize] = true;
+        }
     }
 
     fn failed(&mut self, e: &archive::ArchiveError) {

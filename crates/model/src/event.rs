@@ -4,6 +4,7 @@
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+use crate::day::Day;
 use crate::ids::{Market, Provider, Symbol};
 use crate::meta::Meta;
 use crate::num::{Price, Qty};
@@ -336,6 +337,35 @@ pub enum SystemEvent {
         #[serde(default)]
         elapsed_ms: u64,
     },
+    /// A day's backup package was written and verified (`backups/YYYYMMDD/SUCCESS.marker`).
+    BackupCreated {
+        date: Day,
+        files: u64,
+        /// Archive bytes packed, and their compressed size in the package.
+        original_bytes: u64,
+        stored_bytes: u64,
+        manifest_sha256: String,
+        elapsed_ms: u64,
+    },
+    /// Packing, pulling or verifying a day's backup failed; the day counts as an anomaly day
+    /// and stays unbacked (retention keeps it).
+    BackupFailed {
+        date: Day,
+        /// `create`, `pull` or `verify`.
+        stage: String,
+        reason: String,
+    },
+    /// A coordinator verified its copy of this day's package: retention may now delete it.
+    BackupReceipt { date: Day, held_by: String, manifest_sha256: String },
+    /// Closed archive files of `date` compressed in place to `.jsonl.zst`.
+    ArchiveCompressed { date: Day, files: u64, bytes_before: u64, bytes_after: u64 },
+    /// Retention deleted files of `date` under `rule`.
+    RetentionDeleted { date: Day, rule: String, files: Vec<String>, bytes: u64 },
+    /// Retention would delete `date` under `rule` but keeps it: no verified copy exists. An
+    /// alert condition once the day is past the cap.
+    RetentionHeld { date: Day, rule: String, reason: String },
+    /// The disk is above `retention.disk_high_water_percent`; what retention could free.
+    DiskPressure { used_percent: f64, high_water_percent: f64, freed_bytes: u64, detail: String },
 }
 
 impl SystemEvent {

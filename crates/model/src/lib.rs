@@ -7,6 +7,7 @@
 
 pub mod calendar;
 pub mod clock;
+pub mod day;
 pub mod errors;
 pub mod event;
 pub mod ids;
@@ -20,6 +21,7 @@ pub mod time;
 
 pub use calendar::KrxCalendar;
 pub use clock::Clock;
+pub use day::{Day, DayError};
 pub use event::{
     Level, MarketEvent, OverflowEntry, Quote, RawFrame, RawFrameKind, Record, ScalpSample, Side, Snapshot, SystemEvent,
     Tick,
