@@ -1,6 +1,6 @@
-//! `stock-observer db migrate|status`, `stock-observer etl` and `stock-observer bench db`: the
-//! query database (crates/store). The store section of the configuration is passed in by the
-//! caller; `--url` (or `STOCK_OBSERVER__STORE__URL`) overrides its `url`.
+//! `stock-observer db migrate|status|maintain|sync`, `stock-observer etl` and `stock-observer
+//! bench db`: the query database (crates/store). The store section of the configuration is
+//! passed in by the caller; `--url` (or `STOCK_OBSERVER__STORE__URL`) overrides its `url`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -24,8 +24,32 @@ pub enum Db {
     Status(DbArgs),
     /// Run the maintenance job now (what `collect` runs daily): create the daily partitions
     /// for today and store.partitions_ahead_days ahead, apply store.ticks_retention and
-    /// store.samples_retention, refresh rollups; prints what it did as JSON.
+    /// store.samples_retention to days held by a verified backup (`<DIR>/backups/YYYYMMDD/
+    /// SUCCESS.marker`) or by the archive (raw files in `<DIR>/manifests/YYYYMMDD.json`),
+    /// refresh rollups; prints what it did as JSON, with the days kept and why.
     Maintain(DbArgs),
+    /// Copy a whole database one way, e.g. production → local: PostgreSQL → PostgreSQL with
+    /// pg_dump streamed through pg_restore into psql (one transaction; the source is only
+    /// read, a read-only role suffices), or SQLite → SQLite as a consistent online-backup
+    /// snapshot. Replaces what the destination has of the source's tables; prints the tables
+    /// and rows copied.
+    Sync(SyncArgs),
+}
+
+#[derive(Args)]
+pub struct SyncArgs {
+    /// The database to copy: `postgres://user@host:port/db`, `sqlite://PATH` or a file path.
+    /// Its password comes from SO_SYNC_FROM_PASSWORD, else as the destination's.
+    #[arg(long, value_name = "URL")]
+    pub from: String,
+    /// The database to replace, of the same kind. Its password comes from
+    /// STOCK_OBSERVER__STORE__PASSWORD or PGPASSWORD (or libpq's ~/.pgpass).
+    #[arg(long, value_name = "URL")]
+    pub to: String,
+    /// Directory holding pg_dump, pg_restore and psql (default: the PATH); pg_dump must be at
+    /// least as new as the source's server.
+    #[arg(long, value_name = "DIR")]
+    pub pg_bin: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -128,7 +152,9 @@ pub fn run_db(cmd: Db, base: &StoreConfig) -> anyhow::Result<ExitCode> {
             }
             Db::Maintain(args) => {
                 let store = open(base, &args).await?;
-                let report = store::maintain(&store, base, model::Clock::real().now())
+                let data_dir = args.data_dir.clone();
+                let held = move |day| crate::maintain::held(&data_dir, day);
+                let report = store::maintain(&store, base, model::Clock::real().now(), &held)
                     .await
                     .with_context(|| format!("maintaining {}", store.describe()))?;
                 eprintln!(
@@ -137,9 +163,13 @@ pub fn run_db(cmd: Db, base: &StoreConfig) -> anyhow::Result<ExitCode> {
                     report.partitions_created,
                     report.retention_removed
                 );
+                for k in &report.retention_kept {
+                    eprintln!("kept {} {}: {}", k.table, k.day, k.reason);
+                }
                 println!("{}", serde_json::to_string_pretty(&report)?);
                 Ok(ExitCode::SUCCESS)
             }
+            Db::Sync(args) => sync(args, base).await,
             Db::Status(args) => {
                 let store = open(base, &args).await?;
                 let st = store.status().await.with_context(|| format!("reading {}", store.describe()))?;
@@ -171,6 +201,46 @@ pub fn run_db(cmd: Db, base: &StoreConfig) -> anyhow::Result<ExitCode> {
             }
         }
     })
+}
+
+/// `db sync`: the copy, with progress on stderr and what was copied on stdout.
+async fn sync(args: SyncArgs, base: &StoreConfig) -> anyhow::Result<ExitCode> {
+    use std::io::Write;
+    let shown = |u: &str| if u.contains("://") { store::shown_url(u) } else { u.to_string() };
+    eprintln!("syncing {} → {}", shown(&args.from), shown(&args.to));
+    // A rewritten progress line is for a person watching; a log gets the summary only.
+    let on_terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let progress: store::sync::ProgressFn = std::sync::Arc::new(|p| {
+        let line = match p {
+            store::SyncProgress::Bytes(n) => format!("{:.1} MB streamed", n as f64 / 1e6),
+            store::SyncProgress::Pages { copied, total } => format!("{copied}/{total} pages"),
+        };
+        let mut err = std::io::stderr().lock();
+        let _ = write!(err, "\r{line}   ");
+        let _ = err.flush();
+    });
+    let opts = store::SyncOptions {
+        tls_ca_file: base.tls_ca_file.clone(),
+        connect_timeout: Some(base.connect_timeout.get()),
+        tools_dir: args.pg_bin.clone(),
+        progress: on_terminal.then_some(progress),
+    };
+    let result = store::sync(&args.from, &args.to, &opts).await;
+    if on_terminal {
+        eprintln!();
+    }
+    let r = result.context("db sync")?;
+    println!("synced {} ({}) → {}", r.from, r.kind, r.to);
+    let width = r.tables.iter().map(|t| t.table.len()).max().unwrap_or(0);
+    for t in &r.tables {
+        println!("  {:<width$}  {:>12} rows", t.table, t.rows);
+    }
+    let what = match r.pages {
+        Some(pages) => format!("{pages} pages, {} bytes", r.bytes),
+        None => format!("{} bytes streamed", r.bytes),
+    };
+    println!("{} tables, {} rows; {what}; {:.1} s", r.tables.len(), r.total_rows(), r.elapsed_ms as f64 / 1000.0);
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `market_ticks 20260114..20260121 (8), scalp_ticks …`: each table's first and last day.

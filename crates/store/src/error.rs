@@ -42,6 +42,15 @@ pub enum StoreError {
     UnknownQualityFlag { table: &'static str, value: String },
     #[error("{0}")]
     Invalid(String),
+    /// An external program (`pg_dump`, `pg_restore`, `psql`) failed; `stderr` has secrets
+    /// masked.
+    #[error("{tool} failed ({status}){}", if stderr.is_empty() { String::new() } else { format!(":\n{stderr}") })]
+    Tool { tool: &'static str, status: String, stderr: String },
+    #[error(
+        "{tool} not found ({searched}): install PostgreSQL's client programs (Debian: apt-get install \
+         postgresql-client; pg_dump at least as new as the source's server)"
+    )]
+    ToolMissing { tool: &'static str, searched: String },
     #[error("background task failed: {0}")]
     Task(String),
 }

@@ -24,6 +24,7 @@ pub mod rows;
 pub mod sink;
 pub mod sqlite;
 mod store;
+pub mod sync;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -31,9 +32,10 @@ pub use backend::{Backend, Mode};
 pub use config::{LiveSinkConfig, StoreConfig, TimescaleChoice};
 pub use error::StoreError;
 pub use etl::{EtlOptions, EtlReport, TableReconcile, run_etl};
-pub use maintain::{MaintenanceReport, maintain};
+pub use maintain::{MaintenanceReport, RetentionKept, maintain};
 pub use migrate::{MigrateReport, Migration, MigrationState, MigrationStatus, StatusReport};
 pub use pgconn::{PASSWORD_ENV, PgUrl, SslMode, shown_url, url_has_password};
 pub use rows::*;
 pub use sink::{LiveSink, SinkSnapshot, SinkStats};
 pub use store::Store;
+pub use sync::{SyncOptions, SyncProgress, SyncReport, TableRows, sync};

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use jiff::civil::Date;
 
-use model::{Provider, Symbol, UtcTime};
+use model::{Day, Provider, Symbol};
 
 use crate::backend::{Backend, Mode};
 use crate::config::StoreConfig;
@@ -72,13 +72,11 @@ impl Backend for Store {
     async fn maintain(&self, from: Date, days: u32) -> Result<u32, StoreError> {
         dispatch!(self, s => s.maintain(from, days).await)
     }
-    async fn apply_retention(
-        &self,
-        now: UtcTime,
-        ticks: Option<std::time::Duration>,
-        samples: Option<std::time::Duration>,
-    ) -> Result<u32, StoreError> {
-        dispatch!(self, s => s.apply_retention(now, ticks, samples).await)
+    async fn retention_days(&self, table: Table, before: Day) -> Result<Vec<Day>, StoreError> {
+        dispatch!(self, s => s.retention_days(table, before).await)
+    }
+    async fn apply_retention(&self, table: Table, before: Option<Day>) -> Result<u32, StoreError> {
+        dispatch!(self, s => s.apply_retention(table, before).await)
     }
     async fn daily_partitions(&self) -> Result<Vec<String>, StoreError> {
         dispatch!(self, s => s.daily_partitions().await)

@@ -2,17 +2,18 @@
 //! timescaledb extension in PGlite's WASM PostgreSQL, on loopback): migration 003 applies
 //! and is recorded as the mode, the tables are hypertables with the seed's chunk intervals
 //! and compression, the rollups are continuous aggregates with refresh policies, retention
-//! comes from the config, and the bars the store serves from them equal bars computed here
-//! from the same samples, before and after the chunks are compressed.
+//! drops the chunks of held days only (no background policy), and the bars the store serves
+//! from them equal bars computed here from the same samples, before and after the chunks are
+//! compressed.
 //! The tick tables' binary COPY cannot pass through that server (see `TimescaleServer`); it
 //! is tested on PostgreSQL in copy.rs, etl.rs and sink.rs.
 
 mod common;
 
 use std::path::Path;
-use std::time::Duration;
 
-use model::{Market, Provider, Symbol, UtcTime};
+use model::settings::Interval;
+use model::{Day, Market, Provider, Symbol, UtcTime};
 use so_store::testing::TimescaleServer;
 use so_store::testing::fixture::{DaySpec, write_day};
 use so_store::{Backend, Bar, BarInterval, BarTable, Store, StoreConfig};
@@ -91,23 +92,33 @@ async fn timescale_mode_hypertables_aggregates_policies_and_bars() {
     let day = so_store::parse_day(DATE).unwrap();
     assert_eq!(store.maintain(day, 3).await.unwrap(), 0);
 
-    // Retention policies follow the configuration, and go when it says keep forever.
-    let now = UtcTime::from_millis(1_768_348_800_000);
-    store
-        .apply_retention(now, Some(Duration::from_secs(30 * 86_400)), Some(Duration::from_secs(7 * 86_400)))
-        .await
-        .unwrap();
-    let drop_after = |table: &str| {
+    // Retention is backup-first: no background policy (one left by an earlier binary goes),
+    // and maintenance drops chunks itself, up to the oldest day that is not held.
+    p.scalar_i64("SELECT add_retention_policy('market_ticks', INTERVAL '30 days')::bigint").await.unwrap();
+    let insert = |day: &str| {
+        let at = common::day_bounds(day).0.plus_millis(10 * 3_600_000);
         format!(
-            "SELECT extract(epoch FROM (config->>'drop_after')::interval)::bigint FROM timescaledb_information.jobs \
-             WHERE proc_name = 'policy_retention' AND hypertable_name = '{table}'"
+            "WITH ins AS (INSERT INTO market_ticks (symbol, time, provider, trade_id, market, price, volume, \
+             schema_version, receive_time, session_id, mitigation_level, quality_flag) VALUES ('005930', '{at}', \
+             'sim', '{day}', 'kr_stocks', 70000, 1, '1.0', '{at}', 'sess', 0, 'normal') RETURNING 1) \
+             SELECT count(*) FROM ins"
         )
     };
-    assert_eq!(p.scalar_i64(&drop_after("market_ticks")).await.unwrap(), 30 * 86_400);
-    assert_eq!(p.scalar_i64(&drop_after("scalp_ticks")).await.unwrap(), 7 * 86_400);
-    store.apply_retention(now, Some(Duration::from_secs(90 * 86_400)), None).await.unwrap();
-    assert_eq!(p.scalar_i64(&drop_after("market_ticks")).await.unwrap(), 90 * 86_400);
-    assert_eq!(p.scalar_i64(&jobs("policy_retention")).await.unwrap(), 1);
+    for day in ["20260105", "20260106", "20260107"] {
+        assert_eq!(p.scalar_i64(&insert(day)).await.unwrap(), 1);
+    }
+    let retained = StoreConfig { ticks_retention: Some(Interval::from_millis(10 * 86_400_000)), ..cfg.clone() };
+    let not_6th = |d: Day| d.to_string() != "20260106";
+    let noon_20th = common::day_bounds("20260120").0.plus_millis(12 * 3_600_000);
+    let r = so_store::maintain(&store, &retained, noon_20th, &not_6th).await.unwrap();
+    assert_eq!(r.retention_removed, 1, "the 5th's chunk: {r:?}");
+    let kept: Vec<&str> = r.retention_kept.iter().map(|k| k.day.as_str()).collect();
+    assert_eq!(kept, ["20260106", "20260107"]);
+    assert_eq!(p.scalar_i64("SELECT count(*) FROM market_ticks").await.unwrap(), 2);
+    assert_eq!(p.scalar_i64(&jobs("policy_retention")).await.unwrap(), 0);
+    let r = so_store::maintain(&store, &retained, noon_20th, &|_| true).await.unwrap();
+    assert_eq!((r.retention_removed, r.retention_kept.len()), (2, 0), "{r:?}");
+    assert_eq!(p.scalar_i64("SELECT count(*) FROM market_ticks").await.unwrap(), 0);
 
     // Minute bars in, rollups out of the continuous aggregates.
     let dir = tempfile::tempdir().unwrap();

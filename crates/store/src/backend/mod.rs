@@ -8,7 +8,7 @@ use std::future::Future;
 use jiff::civil::Date;
 use serde::Serialize;
 
-use model::{Provider, Symbol, UtcTime};
+use model::{Day, Provider, Symbol};
 
 use crate::error::StoreError;
 use crate::migrate::{MigrateReport, StatusReport};
@@ -46,12 +46,17 @@ pub trait Backend: Send + Sync {
     fn status(&self) -> impl Future<Output = Result<StatusReport, StoreError>> + Send;
     /// Prepares storage for `days` Seoul days from `from` (native mode: daily partitions).
     fn maintain(&self, from: Date, days: u32) -> impl Future<Output = Result<u32, StoreError>> + Send;
-    /// Drops time-series data older than the given ages as of `now`; returns what went.
+    /// The Seoul days before `before` on which a time-series table (`market_ticks` or
+    /// `scalp_ticks`) has rows that retention could drop, oldest first. Maintenance asks
+    /// whether each is held before it lets retention past it.
+    fn retention_days(&self, table: Table, before: Day) -> impl Future<Output = Result<Vec<Day>, StoreError>> + Send;
+    /// Drops a time-series table's data of the Seoul days before `before` (never anything of
+    /// `before` or later); `None` drops nothing. Returns what went: rows (SQLite), daily
+    /// partitions (native) or chunks (TimescaleDB).
     fn apply_retention(
         &self,
-        now: UtcTime,
-        ticks: Option<std::time::Duration>,
-        samples: Option<std::time::Duration>,
+        table: Table,
+        before: Option<Day>,
     ) -> impl Future<Output = Result<u32, StoreError>> + Send;
 
     /// Names of the daily partitions of the time-series tables (native mode), sorted.

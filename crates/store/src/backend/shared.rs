@@ -22,6 +22,16 @@ pub(crate) fn like_pattern(table: Table, day: Date) -> String {
     }
 }
 
+/// A table retention applies to, and its time column. Only the tick-rate tables have
+/// retention; the rest are small and kept.
+pub(crate) fn retained(table: Table) -> Result<(&'static str, &'static str), StoreError> {
+    match table {
+        Table::MarketTicks => Ok(("market_ticks", "time")),
+        Table::ScalpTicks => Ok(("scalp_ticks", "event_time")),
+        other => Err(StoreError::Invalid(format!("{} has no retention", other.name()))),
+    }
+}
+
 /// The newest trade of each (symbol, provider) among `rows`, in no particular order: the row
 /// `latest_prices` keeps (later time wins, then the greater trade id).
 pub(crate) fn latest_of(rows: &[MarketTickRow]) -> Vec<&MarketTickRow> {

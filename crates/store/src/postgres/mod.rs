@@ -12,13 +12,12 @@
 //! the store itself and the [`Backend`] implementation that routes each call to its room.
 
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::time::Duration;
 
 use deadpool_postgres::Pool;
 use jiff::civil::Date;
 use tokio_postgres::types::ToSql;
 
-use model::{Provider, Symbol, UtcTime};
+use model::{Day, Provider, Symbol, UtcTime};
 
 use crate::backend::{Backend, Mode};
 use crate::config::TimescaleChoice;
@@ -96,13 +95,12 @@ impl Backend for PgStore {
         maintenance::maintain(self, from, days).await
     }
 
-    async fn apply_retention(
-        &self,
-        now: UtcTime,
-        ticks: Option<Duration>,
-        samples: Option<Duration>,
-    ) -> Result<u32, StoreError> {
-        maintenance::apply_retention(self, now, ticks, samples).await
+    async fn retention_days(&self, table: Table, before: Day) -> Result<Vec<Day>, StoreError> {
+        maintenance::retention_days(self, table, before).await
+    }
+
+    async fn apply_retention(&self, table: Table, before: Option<Day>) -> Result<u32, StoreError> {
+        maintenance::apply_retention(self, table, before).await
     }
 
     async fn daily_partitions(&self) -> Result<Vec<String>, StoreError> {

@@ -12,8 +12,9 @@ use std::sync::{Arc, Mutex};
 use jiff::civil::Date;
 use rusqlite::Connection;
 
-use model::{Provider, Symbol, UtcTime};
+use model::{Day, Provider, Symbol, UtcTime};
 
+use crate::backend::shared::retained;
 use crate::backend::{Backend, Mode};
 use crate::error::StoreError;
 use crate::migrate::{self, MigrateReport, StatusReport};
@@ -23,6 +24,9 @@ mod codec;
 mod queries;
 mod schema;
 mod writes;
+
+const DAY_MS: i64 = 86_400_000;
+const KST_OFFSET_MS: i64 = 9 * 3_600_000;
 
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -126,25 +130,29 @@ impl Backend for SqliteStore {
         Ok(0)
     }
 
-    async fn apply_retention(
-        &self,
-        now: UtcTime,
-        ticks: Option<std::time::Duration>,
-        samples: Option<std::time::Duration>,
-    ) -> Result<u32, StoreError> {
-        self.write(move |c| {
-            let mut n = 0;
-            if let Some(d) = ticks {
-                let cut = now.as_millis() - d.as_millis() as i64;
-                n += c.execute("DELETE FROM market_ticks WHERE time < ?1", [cut])?;
-            }
-            if let Some(d) = samples {
-                let cut = now.as_millis() - d.as_millis() as i64;
-                n += c.execute("DELETE FROM scalp_ticks WHERE event_time < ?1", [cut])?;
-            }
-            Ok(n as u32)
-        })
-        .await
+    async fn retention_days(&self, table: Table, before: Day) -> Result<Vec<Day>, StoreError> {
+        let (name, col) = retained(table)?;
+        // Times are UTC milliseconds; Seoul is UTC+9 all year (no daylight saving since 1988),
+        // so shifting by nine hours and dividing by a day gives the Seoul day number. One
+        // scan, like the DELETE that follows it: these tables have no index on time alone.
+        let sql =
+            format!("SELECT DISTINCT ({col} + {KST_OFFSET_MS}) / {DAY_MS} FROM {name} WHERE {col} < ?1 ORDER BY 1");
+        let cut = before.start().as_millis();
+        let days: Vec<i64> = self
+            .read(move |c| {
+                let mut st = c.prepare(&sql)?;
+                let rows = st.query_map([cut], |r| r.get(0))?;
+                Ok(rows.collect::<Result<_, _>>()?)
+            })
+            .await?;
+        Ok(days.into_iter().map(|n| Day::of(UtcTime::from_millis(n * DAY_MS - KST_OFFSET_MS))).collect())
+    }
+
+    async fn apply_retention(&self, table: Table, before: Option<Day>) -> Result<u32, StoreError> {
+        let (name, col) = retained(table)?;
+        let Some(before) = before else { return Ok(0) };
+        let cut = before.start().as_millis();
+        self.write(move |c| Ok(c.execute(&format!("DELETE FROM {name} WHERE {col} < ?1"), [cut])? as u32)).await
     }
 
     async fn daily_partitions(&self) -> Result<Vec<String>, StoreError> {
