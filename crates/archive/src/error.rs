@@ -17,6 +17,10 @@ pub enum ArchiveError {
     Manifest { path: PathBuf, reason: String },
     #[error("{}: refusing to append line: {reason}", path.display())]
     BadLine { path: PathBuf, reason: &'static str },
+    /// A closed file that does not match its manifest entry (or whose forms on disk
+    /// contradict it): left as it is for an operator to look at.
+    #[error("{}: not compressed: {reason}", path.display())]
+    Refused { path: PathBuf, reason: String },
 }
 
 impl ArchiveError {

@@ -133,7 +133,8 @@ pub(crate) fn rel_string(root: &Path, path: &Path) -> String {
     rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/")
 }
 
-/// Every `*.jsonl` under the archive's partition trees, sorted for stable reports.
+/// Every `*.jsonl` and `*.jsonl.zst` (the compressed form) under the archive's partition
+/// trees, as named on disk, sorted for stable reports.
 pub(crate) fn archive_files(root: &Path) -> Result<Vec<PathBuf>, ArchiveError> {
     let mut out = Vec::new();
     for top in ["raw", "swing", "scalp", "system"] {
@@ -155,7 +156,7 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), ArchiveError> {
         let ty = entry.file_type().map_err(ArchiveError::io(&path))?;
         if ty.is_dir() {
             walk(&path, out)?;
-        } else if ty.is_file() && path.extension().is_some_and(|e| e == "jsonl") {
+        } else if ty.is_file() && crate::stream::logical_path(&path).is_some() {
             out.push(path);
         }
     }

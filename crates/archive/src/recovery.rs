@@ -1,16 +1,16 @@
 //! Finding where a file stopped being trustworthy, and closing what a crashed collector
 //! left open.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use model::UtcTime;
 use serde::de::IgnoredAny;
 use sha2::{Digest, Sha256};
 
-use crate::manifest::{Manifest, ManifestEntry};
+use crate::manifest::{DirLock, MANIFEST_LOCK, Manifest, ManifestEntry};
 use crate::stream::partition_date;
 use crate::{ArchiveError, fsutil};
 
@@ -140,45 +140,52 @@ fn hash_prefix(f: &mut File, len: u64) -> io::Result<(Sha256, u64)> {
     Ok((hasher, lines))
 }
 
-/// Repairs and closes every archive file that no manifest lists.
+/// Repairs and closes every archive file that no manifest lists. Only plain files can be
+/// open: a compressed one was closed (and listed) before it was compressed.
 pub(crate) fn recover(root: &Path, now: UtcTime) -> Result<Recovery, ArchiveError> {
-    remove_stale_tmp(&root.join("manifests"))?;
-    let mut manifests = Manifest::load_all(root)?;
+    {
+        // Under the lock: the `.tmp` of a manifest being stored right now is not stale.
+        let _lock = DirLock::acquire(root, MANIFEST_LOCK)?;
+        remove_stale_tmp(&root.join("manifests"))?;
+    }
+    let manifests = Manifest::load_all(root)?;
     let closed: BTreeSet<&str> = manifests.values().flat_map(|m| m.files.keys().map(String::as_str)).collect();
-    let mut unclosed = Vec::new();
+    let mut unclosed: BTreeMap<String, Vec<(PathBuf, String)>> = BTreeMap::new();
     for path in fsutil::archive_files(root)? {
+        if path.extension().is_none_or(|e| e != "jsonl") {
+            continue;
+        }
         let rel = fsutil::rel_string(root, &path);
-        if !closed.contains(rel.as_str()) {
-            unclosed.push((path, rel));
+        if closed.contains(rel.as_str()) {
+            continue;
+        }
+        match partition_date(&rel) {
+            Some(date) => unclosed.entry(date.to_string()).or_default().push((path, rel)),
+            None => tracing::warn!(file = %path.display(), "ignoring a .jsonl file outside the archive layout"),
         }
     }
 
     let mut out = Recovery::default();
-    let mut touched: BTreeSet<String> = BTreeSet::new();
-    for (path, rel) in unclosed {
-        let Some(date) = partition_date(&rel).map(str::to_string) else {
-            tracing::warn!(file = %path.display(), "ignoring a .jsonl file outside the archive layout");
-            continue;
-        };
-        let scanned = scan_and_repair(&path, &rel)?;
-        if let Some(t) = scanned.last_line.as_deref().and_then(receive_time) {
-            out.last_good = Some(out.last_good.map_or(t, |g| g.max(t)));
-        }
-        out.repaired.extend(scanned.repair);
-        let entry = ManifestEntry {
-            size: scanned.size,
-            lines: scanned.lines,
-            sha256: hex::encode(scanned.hasher.finalize()),
-            closed_at: now,
-        };
-        manifests.entry(date.clone()).or_insert_with(|| Manifest::empty(&date)).files.insert(rel.clone(), entry);
-        touched.insert(date);
-        out.closed.push(rel);
-    }
-    for date in &touched {
-        if let Some(m) = manifests.get(date) {
-            m.store(root)?;
-        }
+    for (date, files) in unclosed {
+        Manifest::update(root, &date, |m| {
+            for (path, rel) in files {
+                let scanned = scan_and_repair(&path, &rel)?;
+                if let Some(t) = scanned.last_line.as_deref().and_then(receive_time) {
+                    out.last_good = Some(out.last_good.map_or(t, |g| g.max(t)));
+                }
+                out.repaired.extend(scanned.repair);
+                let entry = ManifestEntry {
+                    size: scanned.size,
+                    lines: scanned.lines,
+                    sha256: hex::encode(scanned.hasher.finalize()),
+                    closed_at: now,
+                    zstd: None,
+                };
+                m.files.insert(rel.clone(), entry);
+                out.closed.push(rel);
+            }
+            Ok(())
+        })?;
     }
     Ok(out)
 }

@@ -1,3 +1,5 @@
+use std::path::{Path, PathBuf};
+
 use model::settings::Interval;
 use model::time::KST_OFFSET_MS;
 use model::{Market, Provider, UtcTime};
@@ -98,9 +100,41 @@ pub fn raw_path(provider: Provider, at: UtcTime) -> String {
     format!("raw/{provider}/{}/{:02}.jsonl", at.kst_yyyymmdd(), at.kst().hour())
 }
 
-/// The partition date (`YYYYMMDD`) of an archive file, from its relative path; `None` for
-/// anything that does not follow the layout.
+/// The compressed form's name is the plain name plus this.
+pub const ZSTD_SUFFIX: &str = ".zst";
+
+/// `X.jsonl` → `X.jsonl.zst`.
+pub fn compressed_path(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(ZSTD_SUFFIX);
+    PathBuf::from(s)
+}
+
+/// The name an archive line file is known by (its manifest key, the file `raw_ref`s name):
+/// `X.jsonl` for `X.jsonl` and for `X.jsonl.zst`; `None` for any other file.
+pub fn logical_path(path: &Path) -> Option<PathBuf> {
+    let name = path.file_name()?.to_str()?;
+    if name.ends_with(".jsonl") {
+        return Some(path.to_path_buf());
+    }
+    let plain = name.strip_suffix(ZSTD_SUFFIX).filter(|n| n.ends_with(".jsonl"))?;
+    Some(path.with_file_name(plain))
+}
+
+/// The archive line files among `paths` (a folder's listing, say), each once by its
+/// [`logical_path`] however many forms of it are on disk; sorted, so hourly files come in
+/// hour order whichever are compressed. Open each with [`open_lines`](crate::open_lines).
+pub fn logical_files(paths: impl IntoIterator<Item = PathBuf>) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = paths.into_iter().filter_map(|p| logical_path(&p)).collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The partition date (`YYYYMMDD`) of an archive file (plain or compressed), from its
+/// relative path; `None` for anything that does not follow the layout.
 pub(crate) fn partition_date(rel: &str) -> Option<&str> {
+    let rel = rel.strip_suffix(ZSTD_SUFFIX).unwrap_or(rel);
     let parts: Vec<&str> = rel.split('/').collect();
     let date = match parts.as_slice() {
         ["raw", _, d, f] if f.ends_with(".jsonl") => *d,
@@ -135,6 +169,20 @@ mod tests {
     }
 
     #[test]
+    fn compressed_names() {
+        let p = Path::new("raw/kis/20260114/09.jsonl");
+        assert_eq!(compressed_path(p), Path::new("raw/kis/20260114/09.jsonl.zst"));
+        assert_eq!(logical_path(&compressed_path(p)).as_deref(), Some(p));
+        assert_eq!(logical_path(p).as_deref(), Some(p));
+        assert_eq!(logical_path(Path::new("a/09.jsonl.zst.tmp")), None);
+        assert_eq!(logical_path(Path::new("a/x.zst")), None);
+        let files = logical_files(
+            ["b/10.jsonl", "b/09.jsonl.zst", "b/09.jsonl", "b/x.json", "b/11.jsonl.zst"].map(PathBuf::from),
+        );
+        assert_eq!(files, ["b/09.jsonl", "b/10.jsonl", "b/11.jsonl"].map(PathBuf::from));
+    }
+
+    #[test]
     fn partition_dates_follow_the_layout() {
         let w: Interval = "5m".parse().unwrap();
         let t = UtcTime::parse("2026-01-14T00:34:59.999Z").unwrap();
@@ -150,6 +198,9 @@ mod tests {
             assert_eq!(partition_date(&p.path), Some("20260114"), "{}", p.path);
             assert!(p.start <= t && t < p.end);
         }
+        assert_eq!(partition_date("raw/sim/20260114/09.jsonl.zst"), Some("20260114"));
+        assert_eq!(partition_date("system/overflow/sim/20260114_overflow.jsonl.zst"), Some("20260114"));
+        assert_eq!(partition_date("raw/sim/20260114/09.jsonl.zst.tmp"), None);
         assert_eq!(partition_date("raw/sim/2026011/09.jsonl"), None);
         assert_eq!(partition_date("other/x.jsonl"), None);
     }

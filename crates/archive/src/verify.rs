@@ -1,17 +1,18 @@
 //! Offline (or live, read-only) consistency check of an archive against its manifests.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::fs::{File, OpenOptions, TryLockError};
-use std::io::BufReader;
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 
 use model::meta::REQUIRED_META_FIELDS;
 use serde::de::IgnoredAny;
 use sha2::{Digest, Sha256};
 
+use crate::compress::Hashing;
 use crate::manifest::{Manifest, ManifestEntry};
-use crate::stream::partition_date;
+use crate::stream::{ZSTD_SUFFIX, partition_date};
 use crate::{ArchiveError, fsutil};
 
 /// Line-level problems reported per file before the rest are summarised; a file of
@@ -54,6 +55,12 @@ impl fmt::Display for VerifyProblem {
 /// Checks every archive file (of partition date `date`, if given) against its manifest
 /// and checks every line's shape. Safe to run while a collector writes: it only reads, and
 /// files the collector has open are judged by their complete lines only.
+///
+/// A compressed file is checked twice over: its decompressed lines and bytes against the
+/// original's entry, and the `.zst` bytes against the entry's `zstd`. Each file is read in
+/// one form: the one its entry records (the other is a leftover of an interrupted
+/// compression, which the next run removes). Problems name the file as it is (or should be)
+/// on disk, `X.jsonl` or `X.jsonl.zst`.
 pub fn verify(root: &Path, date: Option<&str>) -> Result<VerifyReport, ArchiveError> {
     // A mistyped data dir must not pass as an empty, healthy archive.
     std::fs::read_dir(root).map_err(ArchiveError::io(root))?;
@@ -65,33 +72,132 @@ pub fn verify(root: &Path, date: Option<&str>) -> Result<VerifyReport, ArchiveEr
     let listed: HashMap<&str, &ManifestEntry> =
         manifests.values().flat_map(|m| m.files.iter().map(|(k, v)| (k.as_str(), v))).collect();
 
-    let mut report = VerifyReport::default();
-    let mut seen = HashSet::new();
+    // The forms each file is on disk in, by its manifest name.
+    let mut on_disk: BTreeMap<String, (bool, bool)> = BTreeMap::new();
     for path in fsutil::archive_files(root)? {
-        let rel = fsutil::rel_string(root, &path);
-        let pdate = partition_date(&rel);
+        let real = fsutil::rel_string(root, &path);
+        match real.strip_suffix(ZSTD_SUFFIX) {
+            Some(name) => on_disk.entry(name.to_string()).or_default().1 = true,
+            None => on_disk.entry(real).or_default().0 = true,
+        }
+    }
+
+    let mut report = VerifyReport::default();
+    for (rel, &(plain, zst)) in &on_disk {
+        let pdate = partition_date(rel);
         if date.is_some() && pdate != date {
             continue;
         }
         let entry = listed.get(rel.as_str()).copied();
+        let recorded = entry.is_some_and(|e| e.zstd.is_some());
+        let path = root.join(rel);
+        if zst && (!plain || recorded) {
+            check_compressed_file(root, rel, pdate, entry, &mut report)?;
+            continue;
+        }
         if pdate.is_none() {
-            report.problems.push(problem(&rel, None, "not part of the archive layout"));
+            report.problems.push(problem(rel, None, "not part of the archive layout"));
         } else if entry.is_none() && !live {
             report.problems.push(problem(
-                &rel,
+                rel,
                 None,
                 "unclosed file; a collector crashed here? run `stock-observer collect` on this \
                  data dir to recover",
             ));
         }
-        check_file(&path, &rel, entry, live && entry.is_none(), &mut report)?;
-        seen.insert(rel);
+        if recorded {
+            report.problems.push(problem(
+                &format!("{rel}{ZSTD_SUFFIX}"),
+                None,
+                "missing file (the manifest records the file as compressed)",
+            ));
+        }
+        match File::open(&path) {
+            Ok(f) => {
+                let mut reader = BufReader::with_capacity(1 << 20, f);
+                let open = live && entry.is_none();
+                let seen = check_lines(&mut reader, rel, open, &mut report).map_err(ArchiveError::io(&path))?;
+                check_original(rel, "", &seen, entry, &mut report);
+            }
+            // Compressed since the listing: its plain form is gone, the `.zst` is there.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && zst => {
+                check_compressed_file(root, rel, pdate, entry, &mut report)?;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                report.problems.push(problem(rel, None, "missing file (removed while verify ran?)"));
+            }
+            Err(e) => return Err(ArchiveError::io(&path)(e)),
+        }
     }
-    for (rel, _) in listed.iter().filter(|(rel, _)| !seen.contains(**rel)) {
-        report.problems.push(problem(rel, None, "missing file (listed in manifest)"));
+    for (rel, e) in listed.iter().filter(|(rel, _)| !on_disk.contains_key(**rel)) {
+        let name = if e.zstd.is_some() { format!("{rel}{ZSTD_SUFFIX}") } else { rel.to_string() };
+        report.problems.push(problem(&name, None, "missing file (listed in manifest)"));
     }
     report.problems.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
     Ok(report)
+}
+
+/// Checks `rel`'s compressed form. An entry read before the file was compressed does not
+/// record it yet, so that day's manifest is read again before calling the form unrecorded.
+fn check_compressed_file(
+    root: &Path,
+    rel: &str,
+    pdate: Option<&str>,
+    entry: Option<&ManifestEntry>,
+    report: &mut VerifyReport,
+) -> Result<(), ArchiveError> {
+    let shown = format!("{rel}{ZSTD_SUFFIX}");
+    let fresh;
+    let entry = match (entry, pdate) {
+        (Some(e), _) if e.zstd.is_some() => Some(e),
+        (_, Some(d)) => {
+            fresh = Manifest::load(root, d)?.files.remove(rel);
+            fresh.as_ref().or(entry)
+        }
+        (_, None) => entry,
+    };
+    match entry {
+        _ if pdate.is_none() => report.problems.push(problem(&shown, None, "not part of the archive layout")),
+        None => report.problems.push(problem(&shown, None, "compressed file not listed in any manifest")),
+        Some(e) if e.zstd.is_none() => {
+            report.problems.push(problem(&shown, None, "compressed file not recorded in its manifest entry"))
+        }
+        Some(_) => {}
+    }
+    let path = root.join(&shown);
+    let f = match File::open(&path) {
+        Ok(f) => f,
+        // Gone since the listing (retention, or a reopened file restored): nothing to check.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            report.problems.push(problem(&shown, None, "missing file (removed while verify ran?)"));
+            return Ok(());
+        }
+        Err(e) => return Err(ArchiveError::io(&path)(e)),
+    };
+    let decoder = zstd::Decoder::new(Hashing::new(f)).map_err(ArchiveError::io(&path))?;
+    let mut reader = BufReader::with_capacity(1 << 20, decoder);
+    match check_lines(&mut reader, &shown, false, report) {
+        Ok(seen) => check_original(&shown, "decompressed ", &seen, entry, report),
+        Err(e) => report.problems.push(problem(&shown, None, format!("cannot be decompressed ({e})"))),
+    }
+    // The rest of the compressed bytes (all of them if decoding stopped early) for its
+    // checksum.
+    let mut rest = reader.into_inner().finish();
+    std::io::copy(&mut rest, &mut std::io::sink()).map_err(ArchiveError::io(&path))?;
+    let (_, stored) = rest.into_inner().finish();
+    if let Some(z) = entry.and_then(|e| e.zstd.as_ref()) {
+        if stored.size != z.size {
+            report.problems.push(problem(&shown, None, format!("size {} != manifest {}", stored.size, z.size)));
+        }
+        if !stored.sha256.eq_ignore_ascii_case(&z.sha256) {
+            report.problems.push(problem(
+                &shown,
+                None,
+                format!("sha256 mismatch (file {}, manifest {})", stored.sha256, z.sha256),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn problem(file: &str, line: Option<u64>, what: impl Into<String>) -> VerifyProblem {
@@ -114,24 +220,24 @@ pub fn collector_running(root: &Path) -> Result<bool, ArchiveError> {
     }
 }
 
-/// `open` is set for a file a running collector is still appending to: its trailing
-/// partial line is in flight, not torn, and it has no manifest entry yet.
-fn check_file(
-    path: &Path,
-    rel: &str,
-    entry: Option<&ManifestEntry>,
-    open: bool,
-    report: &mut VerifyReport,
-) -> Result<(), ArchiveError> {
-    let f = File::open(path).map_err(ArchiveError::io(path))?;
-    let mut reader = BufReader::with_capacity(1 << 20, f);
+/// Size, line count and sha256 of a file's (original) bytes.
+struct Seen {
+    size: u64,
+    lines: u64,
+    sha256: String,
+}
+
+/// Reads every line of `reader`, reporting bad ones against `rel`. `open` is set for a
+/// file a running collector is still appending to: its trailing partial line is in flight,
+/// not torn.
+fn check_lines(reader: &mut impl BufRead, rel: &str, open: bool, report: &mut VerifyReport) -> std::io::Result<Seen> {
     let mut hasher = Sha256::new();
     let (mut size, mut lines, mut line_problems) = (0u64, 0u64, 0usize);
     let mut buf = Vec::new();
     report.files += 1;
     loop {
-        let read = crate::lines::read_line(&mut reader, &mut buf, crate::lines::MAX_LINE_BYTES, |b| hasher.update(b));
-        let Some(read) = read.map_err(ArchiveError::io(path))? else { break };
+        let read = crate::lines::read_line(reader, &mut buf, crate::lines::MAX_LINE_BYTES, |b| hasher.update(b));
+        let Some(read) = read? else { break };
         size += read.bytes;
         if read.end == crate::lines::LineEnd::Eof {
             if !open {
@@ -160,19 +266,27 @@ fn check_file(
             format!("{} more bad lines not listed", line_problems - MAX_LINE_PROBLEMS),
         ));
     }
-    if let Some(e) = entry {
-        if size != e.size {
-            let hint = if size < e.size { "truncated?" } else { "appended to after it was closed?" };
-            report.problems.push(problem(rel, None, format!("size {size} != manifest {} ({hint})", e.size)));
-        } else if lines != e.lines {
-            report.problems.push(problem(rel, None, format!("lines {lines} != manifest {}", e.lines)));
-        }
-        let sha = hex::encode(hasher.finalize());
-        if !sha.eq_ignore_ascii_case(&e.sha256) {
-            report.problems.push(problem(rel, None, format!("sha256 mismatch (file {sha}, manifest {})", e.sha256)));
-        }
+    Ok(Seen { size, lines, sha256: hex::encode(hasher.finalize()) })
+}
+
+/// Compares what was read with the entry's original size, lines and sha256; `what` says
+/// which bytes they are ("decompressed " for a compressed file).
+fn check_original(rel: &str, what: &str, seen: &Seen, entry: Option<&ManifestEntry>, report: &mut VerifyReport) {
+    let Some(e) = entry else { return };
+    let Seen { size, lines, sha256 } = seen;
+    if *size != e.size {
+        let hint = if *size < e.size { "truncated?" } else { "appended to after it was closed?" };
+        report.problems.push(problem(rel, None, format!("{what}size {size} != manifest {} ({hint})", e.size)));
+    } else if *lines != e.lines {
+        report.problems.push(problem(rel, None, format!("{what}lines {lines} != manifest {}", e.lines)));
     }
-    Ok(())
+    if !sha256.eq_ignore_ascii_case(&e.sha256) {
+        report.problems.push(problem(
+            rel,
+            None,
+            format!("{what}sha256 mismatch (file {sha256}, manifest {})", e.sha256),
+        ));
+    }
 }
 
 fn check_line(content: &[u8]) -> Option<String> {

@@ -13,7 +13,7 @@ use crate::io::{Io, Target, count_lost};
 use crate::manifest::{Manifest, ManifestEntry};
 use crate::recovery::{self, Recovery};
 use crate::stream::{Partition, Stream};
-use crate::{ArchiveConfig, ArchiveError, fsutil};
+use crate::{ArchiveConfig, ArchiveError, compress, fsutil};
 
 /// Contents of `.session`: its presence at start-up means the previous run did not reach
 /// `close_all`.
@@ -83,7 +83,8 @@ impl OpenFile {
         io.drain();
         self.target.check()?;
         self.target.file().sync_all().map_err(ArchiveError::io(&self.path))?;
-        let entry = ManifestEntry { size: self.size, lines: self.lines, sha256: self.target.sha256(), closed_at };
+        let entry =
+            ManifestEntry { size: self.size, lines: self.lines, sha256: self.target.sha256(), closed_at, zstd: None };
         Ok((self.rel, self.date, entry))
     }
 }
@@ -255,10 +256,7 @@ impl ArchiveWriter {
         let path = self.root.join(&part.path);
         // Un-list a file closed earlier (a restart within its window) before touching it,
         // so a crash from here on leaves it "unclosed" and recovery re-closes it.
-        let mut m = Manifest::load(&self.root, &part.date)?;
-        if m.files.remove(&part.path).is_some() {
-            m.store(&self.root)?;
-        }
+        compress::unlist_for_append(&self.root, &part.date, &part.path)?;
         let parent = path.parent().unwrap_or(&self.root).to_path_buf();
         fsutil::create_dirs_synced(&parent)?;
         let (size, lines, hasher) = if path.exists() {
@@ -291,8 +289,8 @@ impl ArchiveWriter {
 
     /// Closes files and records them, rewriting each touched manifest once. Keeps going
     /// past a failing file so one bad file does not leave the others open; returns the
-    /// first error. Manifests are re-read rather than cached so that another tool editing
-    /// them between closes (retention) is not overwritten with stale content.
+    /// first error. Manifests are edited under their lock rather than cached, so that
+    /// compression or retention editing them between closes is not overwritten.
     fn close_batch(
         &mut self,
         files: impl IntoIterator<Item = Box<OpenFile>>,
@@ -315,9 +313,9 @@ impl ArchiveWriter {
         let mut closed = 0;
         for (date, entries) in by_date {
             let n = entries.len();
-            let stored = Manifest::load(&self.root, &date).and_then(|mut m| {
+            let stored = Manifest::update(&self.root, &date, |m| {
                 m.files.extend(entries);
-                m.store(&self.root)
+                Ok(())
             });
             match stored {
                 Ok(()) => closed += n,

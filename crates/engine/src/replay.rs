@@ -5,6 +5,7 @@
 //! the same mappers reproduces the original swing and scalp files byte for byte. Samples a
 //! live run sampled down (each in its overflow ledger) are present in a replay.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
@@ -61,6 +62,9 @@ impl ReplayReport {
     }
 }
 
+/// The archive line files under `dir`, each once by its plain name whether it is stored
+/// plain or compressed (open with `archive::open_lines`), in path order: hour order within
+/// a day, whichever hours are compressed.
 fn jsonl_files(dir: &Path) -> Result<Vec<PathBuf>, ReplayError> {
     let mut out = Vec::new();
     let entries = match std::fs::read_dir(dir) {
@@ -69,13 +73,21 @@ fn jsonl_files(dir: &Path) -> Result<Vec<PathBuf>, ReplayError> {
         Err(source) => return Err(ReplayError::Io { path: dir.to_path_buf(), source }),
     };
     // Symbolic links are not followed: the archive writer never makes one.
-    let mut paths: Vec<(PathBuf, std::fs::FileType)> =
-        entries.flatten().filter_map(|e| Some((e.path(), e.file_type().ok()?))).collect();
-    paths.sort_by(|a, b| a.0.cmp(&b.0));
-    for (p, kind) in paths {
+    let (mut dirs, mut files) = (Vec::new(), Vec::new());
+    for (p, kind) in entries.flatten().filter_map(|e| Some((e.path(), e.file_type().ok()?))) {
         if kind.is_dir() {
+            dirs.push(p);
+        } else if kind.is_file() {
+            files.push(p);
+        }
+    }
+    let mut paths: Vec<(PathBuf, bool)> = dirs.into_iter().map(|d| (d, true)).collect();
+    paths.extend(archive::logical_files(files).into_iter().map(|f| (f, false)));
+    paths.sort();
+    for (p, is_dir) in paths {
+        if is_dir {
             out.extend(jsonl_files(&p)?);
-        } else if kind.is_file() && p.extension().is_some_and(|e| e == "jsonl") {
+        } else {
             out.push(p);
         }
     }
@@ -114,7 +126,7 @@ pub async fn replay(archive: &Path, out: &Path, cfg: &EngineConfig) -> Result<Re
         let (mut passed, mut refused) = (Vec::new(), Vec::new());
         for path in jsonl_files(&dir)? {
             let io = |source| ReplayError::Io { path: path.clone(), source };
-            let mut reader = std::io::BufReader::new(std::fs::File::open(&path).map_err(io)?);
+            let mut reader = archive::open_lines(&path).map_err(io)?;
             let mut buf = Vec::new();
             let mut i = 0;
             // A last line without its newline is read like any other (a torn one does not
@@ -228,7 +240,10 @@ fn session_skews(archive: &Path) -> std::collections::HashMap<String, u64> {
     let Ok(providers) = std::fs::read_dir(archive.join("system/events")) else { return out };
     for dir in providers.flatten() {
         for file in jsonl_files(&dir.path()).unwrap_or_default() {
-            let Ok(text) = std::fs::read_to_string(&file) else { continue };
+            let mut text = String::new();
+            if archive::open_lines(&file).and_then(|mut r| r.read_to_string(&mut text)).is_err() {
+                continue;
+            }
             for line in text.lines().filter(|l| l.contains("\"session_start\"")) {
                 let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
                 if let (Some(s), Some(ms)) = (v["session_id"].as_str(), v["detail"]["max_clock_skew_ms"].as_u64()) {

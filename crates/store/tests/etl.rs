@@ -111,6 +111,36 @@ async fn postgres_etl_reconciles_is_idempotent_and_bars_match() {
     assert_eq!(stray, 0);
 }
 
+/// A day whose closed files are compressed at rest loads exactly like the plain day (the
+/// same assertions as above), and the reconciliation event is still appended to its events
+/// file, which the writer restores to plain form first.
+#[tokio::test]
+async fn sqlite_etl_of_a_compressed_day_loads_the_same() {
+    let archive = tempfile::tempdir().unwrap();
+    let root = archive.path();
+    let sum = write_day(root, &DaySpec::small(DATE)).unwrap();
+    // The fixture writes no manifest: a collector start lists its files as closed.
+    let cfg = archive::ArchiveConfig::default();
+    let (_, day_end) = common::day_bounds(DATE);
+    let session = model::SessionId::starting_at(day_end);
+    let (writer, recovered) = archive::ArchiveWriter::open(root, &cfg, day_end, &session).unwrap();
+    writer.close_all(day_end).unwrap();
+    let compressed = archive::compress_day(root, DATE.parse().unwrap(), 3).unwrap();
+    assert_eq!(compressed.compressed as usize, recovered.closed.len());
+    assert!(recovered.closed.iter().any(|f| f.starts_with("raw/")) && recovered.closed.len() >= 4);
+    assert!(!root.join(format!("system/events/sim/{DATE}.jsonl")).exists());
+
+    let store = common::open_sqlite(root).await;
+    etl_round(&store, root, &sum).await;
+
+    let opts = EtlOptions { date: DATE.into(), batch_rows: 500, progress: false };
+    let report = run_etl(&store, root, &opts).await.unwrap();
+    so_store::etl::record_reconcile(root, &cfg, &report, day_end.plus_millis(86_400_000)).unwrap();
+    assert_eq!(reconcile_events(root).len(), 1);
+    let verified = archive::verify(root, None).unwrap();
+    assert!(verified.ok(), "{:?}", verified.problems);
+}
+
 #[tokio::test]
 async fn etl_refuses_an_unmigrated_database() {
     let archive = tempfile::tempdir().unwrap();

@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
-use std::io::BufReader;
 use std::path::Path;
 
 use jiff::civil::Date;
@@ -48,7 +47,8 @@ impl<'a> DayLoad<'a> {
         let total: u64 = [&files.raw, &files.scalp, &files.swing, &files.events, &files.overflow]
             .iter()
             .flat_map(|v| v.iter())
-            .filter_map(|p| std::fs::metadata(p).ok())
+            // A compressed file counts its compressed size: the bar runs ahead on such days.
+            .filter_map(|p| std::fs::metadata(p).or_else(|_| std::fs::metadata(archive::compressed_path(p))).ok())
             .map(|m| m.len())
             .sum();
         let (day_lo, day_hi) = day_range(day);
@@ -116,15 +116,15 @@ impl<'a> DayLoad<'a> {
         self.expected.insert(t, rows);
     }
 
-    /// Calls `each` with every complete line of `path` (1-based numbers). A trailing partial
-    /// line is a write in flight (or torn by a crash and cut at the next start): skipped.
+    /// Calls `each` with every complete line of `path` (1-based numbers), stored plain or
+    /// compressed. A trailing partial line is a write in flight (or torn by a crash and cut
+    /// at the next start): skipped.
     pub(super) fn read_lines(
         &mut self,
         path: &Path,
         mut each: impl FnMut(&mut Self, u64, &str),
     ) -> Result<(), StoreError> {
-        let file = std::fs::File::open(path).map_err(StoreError::io(path))?;
-        let mut r = BufReader::with_capacity(1 << 20, file);
+        let mut r = archive::open_lines(path).map_err(StoreError::io(path))?;
         let mut buf = Vec::new();
         let mut n = 0u64;
         let max = archive::lines::MAX_LINE_BYTES;

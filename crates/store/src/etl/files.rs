@@ -1,6 +1,7 @@
 //! Finding a day's files in the archive: every stream's `.jsonl` files for partition date D
 //! (and the universe snapshots), the providers that have any, and the archive paths rows
-//! refer back to. Also the list of days the archive holds.
+//! refer back to. Also the list of days the archive holds. A compressed file
+//! (`X.jsonl.zst`) is listed by its plain name, once.
 
 use std::path::{Path, PathBuf};
 
@@ -62,9 +63,16 @@ fn list_dir(dir: &Path) -> Result<Vec<PathBuf>, StoreError> {
     }
 }
 
-/// Only the archive's line files.
+/// Only the archive's line files, each once by its plain name (`X.jsonl`) whether it is
+/// stored plain or compressed (`X.jsonl.zst`): rows name files that way, and
+/// `archive::open_lines` reads either form.
 fn jsonl(v: Vec<PathBuf>) -> impl Iterator<Item = PathBuf> {
-    v.into_iter().filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+    archive::logical_files(v).into_iter()
+}
+
+/// `file` (a plain name) is on disk in either form.
+fn line_file_exists(file: &Path) -> bool {
+    file.is_file() || archive::compressed_path(file).is_file()
 }
 
 /// Lists day `date`'s files under `root`: `raw/{provider}/D/*.jsonl`,
@@ -84,13 +92,13 @@ pub(super) fn find_files(root: &Path, date: &str) -> Result<Files, StoreError> {
     }
     for p in list_dir(&root.join("system/events"))? {
         let file = p.join(format!("{date}.jsonl"));
-        if file.is_file() {
+        if line_file_exists(&file) {
             f.events.push(file);
         }
     }
     for p in list_dir(&root.join("system/overflow"))? {
         let file = p.join(format!("{date}_overflow.jsonl"));
-        if file.is_file() {
+        if line_file_exists(&file) {
             f.overflow.push(file);
         }
     }
