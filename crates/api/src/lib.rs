@@ -1,5 +1,6 @@
-//! The HTTP surface. For now: `/health` (JSON) and `/metrics` (Prometheus text) for a live
-//! `collect`, on a loopback address by default.
+//! The HTTP surface of a live `collect`, on a loopback address by default: `/health` (JSON)
+//! and `/metrics` (Prometheus text), open; and `/api/v1`, each route needing an API key of
+//! its scope ([`keys`], [`auth`]): today the backup pull source ([`backup`]).
 
 #![forbid(unsafe_code)]
 
@@ -19,17 +20,24 @@ use engine::Live;
 use model::UtcTime;
 use model::settings::{Checker, Interval, Validate};
 
+pub mod auth;
+pub mod backup;
+mod error;
+pub mod keys;
 mod listener;
+pub use backup::BackupRoutes;
+pub use error::ApiError;
 pub use listener::{Listener, Stats};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
     pub enabled: bool,
-    /// Where `/health` and `/metrics` listen. Loopback by default: the API has no auth yet.
+    /// Where the API listens. Loopback by default: `/health` and `/metrics` are open.
     pub listen: SocketAddr,
-    /// Serve on a non-loopback `listen` address anyway. Refused at start-up otherwise: the
-    /// API has no authentication yet, so anyone who can reach the port reads it.
+    /// Serve on a non-loopback `listen` address anyway. Refused at start-up otherwise:
+    /// `/health` and `/metrics` have no authentication, so anyone who can reach the port
+    /// reads them (the `/api/v1` routes need an API key).
     pub allow_remote: bool,
     /// A client must send a whole request head within this time of the connection opening
     /// (or of its previous response), else the connection is closed.
@@ -80,9 +88,10 @@ impl Validate for HttpConfig {
                 false,
                 "listen",
                 format_args!(
-                    "{} is not a loopback address and the HTTP API has no authentication yet: anyone \
-                     who can reach the port reads /health and /metrics. Listen on 127.0.0.1, or set \
-                     http.allow_remote: true (STOCK_OBSERVER__HTTP__ALLOW_REMOTE) to serve it anyway",
+                    "{} is not a loopback address, and /health and /metrics have no authentication: \
+                     anyone who can reach the port reads them (the /api/v1 routes need an API key). \
+                     Listen on 127.0.0.1, or set http.allow_remote: true \
+                     (STOCK_OBSERVER__HTTP__ALLOW_REMOTE) to serve it anyway",
                     self.listen
                 ),
             );
@@ -184,13 +193,14 @@ pub fn metrics(live: &Live) -> String {
 }
 
 pub fn router(live: Arc<Live>) -> Router {
-    router_with(live, None)
+    router_with(live, None, None)
 }
 
-/// The routes; `/metrics` also shows the listener's connection counts when given.
-fn router_with(live: Arc<Live>, http: Option<Arc<Stats>>) -> Router {
+/// The routes; `/metrics` also shows the listener's connection counts when given, and the
+/// backup routes are mounted when given.
+fn router_with(live: Arc<Live>, http: Option<Arc<Stats>>, backup: Option<BackupRoutes>) -> Router {
     type S = (Arc<Live>, Option<Arc<Stats>>);
-    Router::new()
+    let open = Router::new()
         .route("/health", get(|State((l, _)): State<S>| async move { Json(health(&l)) }))
         .route(
             "/metrics",
@@ -202,7 +212,11 @@ fn router_with(live: Arc<Live>, http: Option<Arc<Stats>>) -> Router {
                 ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
             }),
         )
-        .with_state((live, http))
+        .with_state((live, http));
+    match backup {
+        Some(b) => open.merge(backup::router(b)),
+        None => open,
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -215,11 +229,16 @@ pub struct BindError {
     pub source: std::io::Error,
 }
 
-/// Binds now (so a taken port is reported at start-up) and serves `/health` and `/metrics`
-/// until `stop`, within the `http:` limits.
-pub async fn serve(cfg: &HttpConfig, live: Arc<Live>, stop: watch::Receiver<bool>) -> Result<Listener, BindError> {
+/// Binds now (so a taken port is reported at start-up) and serves `/health`, `/metrics`
+/// and, when given, the backup routes until `stop`, within the `http:` limits.
+pub async fn serve(
+    cfg: &HttpConfig,
+    live: Arc<Live>,
+    backup: Option<BackupRoutes>,
+    stop: watch::Receiver<bool>,
+) -> Result<Listener, BindError> {
     let stats = Arc::new(Stats::default());
-    let app = router_with(live, Some(stats.clone()));
+    let app = router_with(live, Some(stats.clone()), backup);
     serve_app(cfg, app, stats, stop).await
 }
 

@@ -134,10 +134,10 @@ struct Accept {
 impl Accept {
     async fn run(self, mut stop: watch::Receiver<bool>) {
         loop {
-            let stream = tokio::select! {
+            let (stream, peer) = tokio::select! {
                 _ = model::stopped(&mut stop) => break,
                 r = self.listener.accept() => match r {
-                    Ok((stream, _peer)) => stream,
+                    Ok(accepted) => accepted,
                     Err(e) => {
                         // Out of file descriptors, most likely: wait rather than spin.
                         tracing::warn!(error = %e, retry_in = ?self.accept_retry, "http accept failed");
@@ -163,7 +163,10 @@ impl Accept {
             let open = Open(self.handle.stats.clone());
             let _ = stream.set_nodelay(true);
             let io = TokioIo::new(IdleTimeout::new(stream, self.idle));
-            let service = TowerToHyperService::new(self.app.clone());
+            // The peer for handlers' logs (a refused API key names who tried), as
+            // `into_make_service_with_connect_info` would give it.
+            let app = self.app.clone().layer(axum::Extension(axum::extract::ConnectInfo(peer)));
+            let service = TowerToHyperService::new(app);
             let http = self.http.clone();
             let mut stop = stop.clone();
             tokio::spawn(async move {

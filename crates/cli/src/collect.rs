@@ -159,7 +159,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         if settings.http.enabled {
             // The HTTP surface is a window on the recording, not part of it: a taken port
             // costs /health and /metrics for this run, never the recording.
-            match api::serve(&settings.http, live.clone(), stop_rx.clone()).await {
+            // The backup pull source, for keys of scope backup:read (`stock-observer apikey`).
+            // No receipt hook yet: the archive sink only exists inside `Collector::run`.
+            let keys = Arc::new(api::keys::KeyStore::open(&args.data_dir));
+            let backup = api::BackupRoutes::new(args.data_dir.join("backups"), keys);
+            match api::serve(&settings.http, live.clone(), Some(backup), stop_rx.clone()).await {
                 Ok(l) => eprintln!("health: http://{0}/health  metrics: http://{0}/metrics", l.addr),
                 Err(e) => tracing::warn!("{e}; recording continues without /health and /metrics"),
             }

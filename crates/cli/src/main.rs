@@ -1,6 +1,7 @@
 //! `stock-observer`: the one binary. Subcommands wire the crates together; all the work is
 //! in the library crates.
 
+mod apikey;
 mod bench;
 mod collect;
 mod db;
@@ -49,6 +50,9 @@ enum Command {
     Etl(db::EtlArgs),
     /// Load and validate the configuration, then print the effective values.
     Config(ConfigArgs),
+    /// API keys for the HTTP API's /api/v1 routes: create (printed once), list, revoke.
+    #[command(subcommand)]
+    Apikey(apikey::ApiKey),
     /// Measure throughput (results go in docs/benchmarks.md).
     #[command(subcommand)]
     Bench(bench::Bench),
@@ -88,6 +92,7 @@ fn main() -> ExitCode {
         Command::Db(cmd) => load_config(None).and_then(|l| db::run_db(cmd, &l.settings.store)),
         Command::Etl(args) => load_config(None).and_then(|l| db::run_etl(args, &l.settings)),
         Command::Config(args) => print_config(args),
+        Command::Apikey(cmd) => apikey::run(cmd),
         Command::Bench(b) => bench::run(b),
     };
     match result {
