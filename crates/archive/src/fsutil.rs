@@ -63,7 +63,7 @@ pub(crate) fn restrict_root(root: &Path) {
 
 /// A new directory entry (file, subdirectory, rename) survives power loss only once its
 /// parent directory has been fsynced.
-pub(crate) fn sync_dir(dir: &Path) -> Result<(), ArchiveError> {
+pub fn sync_dir(dir: &Path) -> Result<(), ArchiveError> {
     #[cfg(unix)]
     {
         File::open(dir).and_then(|d| d.sync_all()).map_err(ArchiveError::io(dir))?;

@@ -14,6 +14,8 @@
 
 mod compress;
 mod config;
+pub mod day;
+mod disk;
 mod error;
 mod fsutil;
 mod io;
@@ -28,8 +30,9 @@ mod writer;
 
 pub use compress::{CompressReport, compress_day, open_lines};
 pub use config::ArchiveConfig;
+pub use disk::{DiskUsage, disk_usage};
 pub use error::ArchiveError;
-pub use fsutil::{DIR_MODE, FILE_MODE, PRIVATE_MODE, create_dirs_synced, write_atomic};
+pub use fsutil::{DIR_MODE, FILE_MODE, PRIVATE_MODE, create_dirs_synced, sync_dir, write_atomic};
 pub use manifest::{Manifest, ManifestEntry, Stored};
 pub use recovery::{Recovery, Repair};
 pub use stream::{Partition, Stream, ZSTD_SUFFIX, compressed_path, logical_files, logical_path, raw_path};

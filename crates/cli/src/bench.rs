@@ -31,6 +31,9 @@ pub enum Bench {
     Parse(ParseArgs),
     /// Database ingest rate (market_ticks) and query latency (1-year daily bars, latest price).
     Db(crate::db::BenchDbArgs),
+    /// Pack a recorded day with `backup create`'s code, then with `tar | zstd` and
+    /// `tar | gzip`, and compare input MB/s and compression ratio.
+    Backup(crate::bench_backup::BenchBackupArgs),
 }
 
 #[derive(clap::Args)]
@@ -245,6 +248,7 @@ pub fn run(b: Bench) -> anyhow::Result<ExitCode> {
         Bench::Pipeline(args) => pipeline(args),
         Bench::Parse(args) => parse(args),
         Bench::Db(args) => crate::db::run_bench(args),
+        Bench::Backup(args) => crate::bench_backup::run(args),
     }
 }
 

@@ -52,6 +52,9 @@ fn parse_hhmm(s: &str) -> Result<Time, String> {
 
 /// Highest supported acceleration: beyond it the simulated day outruns one core.
 const MAX_SPEED: f64 = 10_000.0;
+/// Lifecycle events waiting for the archive: a few per job and a job an hour at most, so
+/// this is never the limit; a full queue is logged, never waited on.
+const LIFECYCLE_QUEUE: usize = 1024;
 
 pub fn parse_speed(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
@@ -148,6 +151,35 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         for (fault, on, off) in faults {
             tokio::spawn(crate::faults::run(fault, on, off, clock, targets.clone()));
         }
+        // Backups, compression and retention on the market clock; their events reach the
+        // archive through the collector (system/lifecycle/).
+        let (lifecycle_tx, lifecycle_rx) = tokio::sync::mpsc::channel(LIFECYCLE_QUEUE);
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        collector.lifecycle = Some(engine::LifecycleHook { events: lifecycle_rx, ready: ready_tx });
+        let upkeep = Arc::new(lifecycle::upkeep::Upkeep::new(
+            &args.data_dir,
+            settings.backup.clone(),
+            settings.compression.clone(),
+            settings.retention.clone(),
+        ));
+        let gauge: lifecycle::schedule::DiskGauge = {
+            let dir = args.data_dir.clone();
+            Arc::new(move || archive::disk_usage(&dir))
+        };
+        let ready = async {
+            // A collector that never opens its archive never starts the jobs either.
+            if ready_rx.await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        let lifecycle_jobs = tokio::spawn(lifecycle::schedule::run(
+            upkeep.clone(),
+            clock,
+            gauge,
+            lifecycle_tx.clone(),
+            ready,
+            stop_rx.clone(),
+        ));
         let maintenance = crate::maintain::spawn(
             &settings.store,
             args.data_dir.clone(),
@@ -159,10 +191,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         if settings.http.enabled {
             // The HTTP surface is a window on the recording, not part of it: a taken port
             // costs /health and /metrics for this run, never the recording.
-            // The backup pull source, for keys of scope backup:read (`stock-observer apikey`).
-            // No receipt hook yet: the archive sink only exists inside `Collector::run`.
+            // The backup pull source, for keys of scope backup:read (`stock-observer apikey`);
+            // a coordinator's receipt becomes a `backup_receipt` event in the archive.
             let keys = Arc::new(api::keys::KeyStore::open(&args.data_dir));
-            let backup = api::BackupRoutes::new(args.data_dir.join("backups"), keys);
+            let receipts = lifecycle_tx.clone();
+            let backup = api::BackupRoutes::new(upkeep.packages.dir(), keys).on_receipt(move |r| {
+                let event = model::SystemEvent::BackupReceipt {
+                    date: r.date,
+                    held_by: r.held_by.clone(),
+                    manifest_sha256: r.manifest_sha256.clone(),
+                };
+                if receipts.try_send((clock.now(), event)).is_err() {
+                    tracing::warn!(date = %r.date, "receipt recorded in the backup dir, but its event was not archived (queue full or shutting down)");
+                }
+            });
             match api::serve(&settings.http, live.clone(), Some(backup), stop_rx.clone()).await {
                 Ok(l) => eprintln!("health: http://{0}/health  metrics: http://{0}/metrics", l.addr),
                 Err(e) => tracing::warn!("{e}; recording continues without /health and /metrics"),
@@ -186,6 +228,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
         let result = collector.run(stop_rx, until).await;
         let _ = stop_tx.send(true);
+        // A pack in progress finishes on its own thread; the next run redoes an unmarked one.
+        lifecycle_jobs.abort();
         let _ = status.await;
         if let Some(m) = maintenance {
             // A run still waiting on a slow database is abandoned: every step is idempotent

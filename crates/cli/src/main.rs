@@ -2,7 +2,9 @@
 //! in the library crates.
 
 mod apikey;
+mod backup;
 mod bench;
+mod bench_backup;
 mod collect;
 mod db;
 mod faults;
@@ -56,6 +58,15 @@ enum Command {
     /// Measure throughput (results go in docs/benchmarks.md).
     #[command(subcommand)]
     Bench(bench::Bench),
+    /// Daily backup packages: create, verify, restore, pull from an edge, list.
+    #[command(subcommand)]
+    Backup(backup::Backup),
+    /// Backup-first retention of the archive.
+    #[command(subcommand)]
+    Retention(backup::Retention),
+    /// The central backup coordinator: pulls every edge's packages after its backup time,
+    /// aggregates each day across edges and sends each edge a receipt for what it holds.
+    Coordinator(backup::CoordinatorArgs),
 }
 
 #[derive(clap::Args)]
@@ -73,7 +84,7 @@ pub fn load_config(file: Option<&std::path::Path>) -> anyhow::Result<config::Loa
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if !matches!(cli.command, Command::Collect(_) | Command::Sim(_)) {
+    if !matches!(cli.command, Command::Collect(_) | Command::Sim(_) | Command::Coordinator(_)) {
         // A report piped into `head` should end quietly when the reader goes, as other Unix
         // tools do, not panic in println!. Not for the long-running services: their sockets
         // are written with MSG_NOSIGNAL anyway, and a recorder must not die with its log pipe.
@@ -94,6 +105,9 @@ fn main() -> ExitCode {
         Command::Config(args) => print_config(args),
         Command::Apikey(cmd) => apikey::run(cmd),
         Command::Bench(b) => bench::run(b),
+        Command::Backup(b) => backup::run(b),
+        Command::Retention(r) => backup::run_retention(r),
+        Command::Coordinator(args) => backup::run_coordinator(args),
     };
     match result {
         Ok(code) => code,

@@ -68,6 +68,9 @@ pub struct Settings {
     pub store: store::StoreConfig,
     pub http: api::HttpConfig,
     pub status: StatusConfig,
+    pub backup: lifecycle::BackupConfig,
+    pub compression: lifecycle::CompressionConfig,
+    pub retention: lifecycle::RetentionConfig,
 }
 
 impl Validate for Settings {
@@ -101,6 +104,9 @@ impl Validate for Settings {
         c.section("sim_crypto", |c| self.sim_crypto.validate(c));
         c.section("store", |c| self.store.validate(c));
         c.section("http", |c| self.http.validate(c));
+        c.section("backup", |c| self.backup.validate(c));
+        c.section("compression", |c| self.compression.validate(c));
+        c.section("retention", |c| self.retention.validate(c));
     }
 }
 

@@ -192,21 +192,7 @@ fn sustained(since: &mut Option<UtcTime>, on: bool, now: UtcTime) -> Option<UtcT
 
 /// Share of the file system holding `path` that is used, like `df`.
 pub fn disk_percent(path: &std::path::Path) -> Option<f64> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
-    // SAFETY: statvfs is plain integers, for which all-zero bytes are a valid value.
-    #[allow(unsafe_code)]
-    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `c` is a valid NUL-terminated path and `s` a writable statvfs.
-    #[allow(unsafe_code)]
-    let failed = unsafe { libc::statvfs(c.as_ptr(), &mut s) } != 0;
-    if failed {
-        return None;
-    }
-    let total = s.f_blocks as f64;
-    let avail = s.f_bavail as f64;
-    let used = total - s.f_bfree as f64;
-    (used + avail > 0.0).then(|| used * 100.0 / (used + avail))
+    archive::disk_usage(path).map(archive::DiskUsage::percent)
 }
 
 #[cfg(test)]

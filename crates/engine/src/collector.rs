@@ -11,10 +11,12 @@ use std::sync::{Arc, Mutex};
 use jiff::civil::{Time, time};
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
+
+use archive::Stream;
 use tokio::task::JoinSet;
 
 use model::settings::Window;
-use model::{Clock, Market, Provider, RawFrame, SessionId, Symbol, SystemEvent, UtcTime};
+use model::{Clock, Market, Meta, Provider, RawFrame, Record, SessionId, Symbol, SystemEvent, UtcTime};
 use providers::{AnyProvider, MarketProvider};
 
 use crate::book::LatestBook;
@@ -35,7 +37,7 @@ use crate::selector::Selector;
 use crate::sink::{Sink, SinkError, SinkHandle};
 use crate::slot_watch::SlotWatch;
 use crate::slots::SlotManager;
-use crate::stats::StatsSnapshot;
+use crate::stats::{StatsSnapshot, inc};
 use crate::tap::Tap;
 use crate::track_a::TrackA;
 use crate::track_b::{Sampler, TrackBClock};
@@ -329,6 +331,16 @@ pub struct Collector {
     pub source_detail: serde_json::Value,
     /// Sinks beside the archive (the live database sink).
     pub tap: Option<Arc<dyn Tap>>,
+    /// Jobs outside the engine (backups, receipts, compression, retention).
+    pub lifecycle: Option<LifecycleHook>,
+}
+
+/// How jobs outside the engine share the archive: they start once it is open (crash
+/// recovery done, so a day's files are closed or repaired), and their events are written
+/// to `system/lifecycle/` in the order received, until shutdown.
+pub struct LifecycleHook {
+    pub events: mpsc::Receiver<(UtcTime, SystemEvent)>,
+    pub ready: tokio::sync::oneshot::Sender<()>,
 }
 
 impl Collector {
@@ -366,7 +378,7 @@ impl Collector {
             outages: Mutex::default(),
             slot_gauges: Mutex::default(),
         });
-        Collector { config, providers, data_dir, live, source_detail, tap: None }
+        Collector { config, providers, data_dir, live, source_detail, tap: None, lifecycle: None }
     }
 
     /// Runs until `stop` turns true or the market clock reaches `until`, then shuts down
@@ -460,6 +472,24 @@ impl Collector {
             };
             let stop = inner_stop.clone();
             tasks.spawn(async move { health.run(stop).await.map_err(CollectError::from) });
+        }
+
+        if let Some(LifecycleHook { events: mut rx, ready }) = self.lifecycle {
+            let _ = ready.send(());
+            let (sink, session, stats, mut stop) =
+                (sink.handle.clone(), live.session.clone(), stats.clone(), inner_stop.clone());
+            tasks.spawn(async move {
+                loop {
+                    let next = tokio::select! {
+                        e = rx.recv() => e,
+                        _ = model::stopped(&mut stop) => None,
+                    };
+                    let Some((at, event)) = next.or_else(|| rx.try_recv().ok()) else { return Ok(()) };
+                    inc(&stats.system_events);
+                    let rec = Record { body: event, meta: Meta::new(at, at, session.clone()) };
+                    sink.write(Stream::Lifecycle, at, &rec).await?;
+                }
+            });
         }
 
         let housekeeping = Housekeeping {

@@ -34,7 +34,7 @@ pub mod track_b;
 pub mod triggers;
 pub mod watchdog;
 
-pub use collector::{CollectError, Collector, Summary};
+pub use collector::{CollectError, Collector, LifecycleHook, Summary};
 pub use config::EngineConfig;
 pub use live::{Live, Manual};
 pub use stats::{Stats, StatsSnapshot};

@@ -8,5 +8,13 @@
 
 #![forbid(unsafe_code)]
 
+pub mod config;
+pub mod coordinator;
 pub mod package;
+pub mod pull;
 pub mod receipt;
+pub mod retention;
+pub mod schedule;
+pub mod upkeep;
+
+pub use config::{BackupConfig, CompressionConfig, Proof, RetentionConfig};

@@ -97,3 +97,26 @@ pub fn http_addr(lines: &mut impl Iterator<Item = std::io::Result<String>>) -> S
         }
     }
 }
+
+/// One recorded sim session of 2026-01-14 (KIS and Upbit, six market minutes), made once
+/// per test binary; each test works on its own copy ([`copy_of_recording`]).
+pub fn recorded() -> &'static Path {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap().keep().join("data");
+        let out = run(cmd()
+            .args(["collect", "--speed", "120", "--start", "2026-01-14T10:00", "--until", "10:06", "--data-dir"])
+            .arg(&dir)
+            .env("STOCK_OBSERVER__PROVIDERS__UPBIT__ENABLED", "true"));
+        assert!(out.status.success(), "{}", text(&out));
+        dir
+    })
+}
+
+/// A copy of [`recorded`] at `to/data`.
+pub fn copy_of_recording(to: &Path) -> PathBuf {
+    let data = to.join("data");
+    std::fs::create_dir_all(to).unwrap();
+    assert!(Command::new("cp").arg("-a").arg(recorded()).arg(&data).status().unwrap().success());
+    data
+}

@@ -62,6 +62,9 @@ pub struct PackageFile {
     pub original_sha256: String,
     /// Newline-terminated lines of the original.
     pub lines: u64,
+    /// The archive held this file compressed at rest: the stored bytes are its `.zst` as
+    /// they were, and a restore puts them back in that form (the archive manifest says so).
+    pub at_rest: bool,
 }
 
 /// `MANIFEST.json`.
