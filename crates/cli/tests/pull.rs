@@ -201,3 +201,56 @@ fn pull_resumes_a_cut_transfer_and_a_coordinator_aggregates_two_edges_and_sends_
     let out = run(cmd().args(["coordinator", "--once", "--config"]).arg(&conf).env("EDGE1_KEY", &key1));
     assert!(!out.status.success() && text(&out).contains("EDGE2_KEY"), "{}", text(&out));
 }
+
+/// `collect` itself: at start it packs the finished day it finds, serves it to a
+/// `backup:read` key, and a coordinator's receipt becomes a `backup_receipt` event in the
+/// archive beside the `backup_created` one.
+#[test]
+fn collect_packs_a_finished_day_serves_it_and_records_the_coordinators_receipt() {
+    use std::io::BufRead;
+    use std::time::{Duration, Instant};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let data = copy_of_recording(tmp.path());
+    let out = run(cmd().args(["apikey", "create", "--scope", "backup:read", "--data-dir"]).arg(&data));
+    let key = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    // The next day, in the evening: 20260114 is over.
+    let mut child = cmd()
+        .args(["collect", "--speed", "10", "--start", "2026-01-15T20:50", "--data-dir"])
+        .arg(&data)
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = common::http_addr(&mut lines);
+    std::thread::spawn(move || for _ in lines {});
+    let marker = data.join("backups").join(DAY).join("SUCCESS.marker");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !marker.exists() {
+        assert!(Instant::now() < deadline, "no package of {DAY} after 60 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let central = tmp.path().join("central");
+    let conf = tmp.path().join("coordinator.yaml");
+    std::fs::write(
+        &conf,
+        format!(
+            "name: central\ndir: {}\nlookback_days: 3650\npull_after: 30m\nretries: 0\nretry_interval: 1s\ntimeout: 10s\nedges:\n  - name: edge\n    url: http://{addr}\n    key_env: EDGE_KEY\n    backup_at: \"21:00\"\n",
+            central.display()
+        ),
+    )
+    .unwrap();
+    let out = run(cmd().args(["coordinator", "--once", "--config"]).arg(&conf).env("EDGE_KEY", &key));
+    assert!(text(&out).contains(&format!("receipts sent [\"{DAY}\"]")), "{}", text(&out));
+    assert!(data.join("backups").join("receipts").join(format!("{DAY}.json")).is_file());
+
+    assert!(std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
+    assert!(child.wait().unwrap().success());
+    let events: Vec<serde_json::Value> = common::lines_under(&data.join("system").join("lifecycle"));
+    let of = |t: &str| events.iter().filter(|e| e["event_type"] == t && e["date"] == DAY).count();
+    assert_eq!(of("backup_created"), 1, "{events:#?}");
+    assert_eq!(of("backup_receipt"), 1, "{events:#?}");
+    let out = run(cmd().args(["verify", "--data-dir"]).arg(&data));
+    assert!(out.status.success(), "{}", text(&out));
+}
