@@ -81,16 +81,6 @@ fn raw_lines(n: usize) -> Vec<u8> {
     out
 }
 
-/// A manifest entry of an archive file stored compressed by the package (not at rest).
-/// From JSON, because the entry is gaining fields (`at_rest`) in work landing beside this:
-/// the fixture states what these routes care about and fills in the rest.
-fn package_file(mut entry: serde_json::Value) -> PackageFile {
-    serde_json::from_value(entry.clone()).unwrap_or_else(|_| {
-        entry["at_rest"] = serde_json::Value::Bool(false);
-        serde_json::from_value(entry).unwrap()
-    })
-}
-
 /// Writes `date`'s package under `backups`; with `complete`, its SUCCESS.marker too.
 /// Returns the marker's manifest sha256.
 fn write_package(backups: &Path, date: &str, complete: bool) -> String {
@@ -108,15 +98,17 @@ fn write_package(backups: &Path, date: &str, complete: bool) -> String {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, &stored).unwrap();
         sums.push_str(&format!("{}  {rel}\n", sha(&stored)));
-        files.push(package_file(serde_json::json!({
-            "path": rel,
-            "size": stored.len(),
-            "sha256": sha(&stored),
-            "original_path": original,
-            "original_size": bytes.len(),
-            "original_sha256": sha(bytes),
-            "lines": bytes.iter().filter(|&&b| b == b'\n').count(),
-        })));
+        // Compressed by the package, not at rest in the archive.
+        files.push(PackageFile {
+            path: rel,
+            size: stored.len() as u64,
+            sha256: sha(&stored),
+            original_path: original.clone(),
+            original_size: bytes.len() as u64,
+            original_sha256: sha(bytes),
+            lines: bytes.iter().filter(|&&b| b == b'\n').count() as u64,
+            at_rest: false,
+        });
     }
     let mut manifest = PackageManifest {
         format: FORMAT.to_string(),
