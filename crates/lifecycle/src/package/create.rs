@@ -6,7 +6,7 @@
 //! cleared by the next run; a crash after the marker leaves a complete package.
 
 use std::fs::{self, File};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,12 +16,9 @@ use archive::Manifest;
 use model::{Day, UtcTime};
 use sha2::{Digest, Sha256};
 
-use super::hashing::{HashingWriter, Tee};
+use super::hashing::{HashingWriter, Tally, Tee, for_each_chunk};
 use super::layout::SuccessMarker;
 use super::layout::{FILES, FORMAT, MANIFEST, MARKER, PackageError, PackageFile, PackageManifest, Packages, SUMS};
-
-/// Bytes read per step: large enough that syscalls and hashing calls are amortised.
-const CHUNK: usize = 1 << 20;
 
 /// How a package is made (from `backup:` in the configuration).
 #[derive(Debug, Clone)]
@@ -233,50 +230,40 @@ fn store_file(dir: &Path, src: &Source, level: i32, first_chunk: &dyn Fn()) -> R
     let tmp = PathBuf::from(format!("{}.tmp", dest.display()));
     let out = File::options().write(true).create_new(true).open(&tmp).map_err(PackageError::io(&tmp))?;
     let mut sink = HashingWriter::new(out);
-    let mut original = Sha256::new();
-    let (mut original_size, mut lines) = (0u64, 0u64);
-    let mut buf = vec![0u8; CHUNK];
     let input = File::open(&src.on_disk).map_err(PackageError::io(&src.on_disk))?;
+    let mut tally = Tally::default();
     let mut first = true;
+    let mut original = |bytes: &[u8]| {
+        tally.add(bytes);
+        if std::mem::take(&mut first) {
+            first_chunk();
+        }
+    };
     if src.at_rest {
         // Stored as it is; decompressed only to check the original against the manifest.
         let mut tee = Tee { inner: input, copy: &mut sink };
-        let mut dec = zstd::Decoder::new(&mut tee).map_err(PackageError::io(&src.on_disk))?;
-        loop {
-            let n = dec.read(&mut buf).map_err(PackageError::io(&src.on_disk))?;
-            if n == 0 {
-                break;
-            }
-            original.update(&buf[..n]);
-            original_size += n as u64;
-            lines += memchr::memchr_iter(b'\n', &buf[..n]).count() as u64;
-            if std::mem::take(&mut first) {
-                first_chunk();
-            }
-        }
-        drop(dec);
+        let dec = zstd::Decoder::new(&mut tee).map_err(PackageError::io(&src.on_disk))?;
+        for_each_chunk(dec, |b| {
+            original(b);
+            Ok(())
+        })
+        .map_err(PackageError::io(&src.on_disk))?;
         // The decoder stops at the frame's end; copy anything after it too, so the stored
         // bytes are the file's bytes.
         std::io::copy(&mut tee.inner, tee.copy).map_err(PackageError::io(&tmp))?;
     } else {
-        let mut input = input;
         let mut enc = zstd::Encoder::new(&mut sink, level).map_err(PackageError::io(&tmp))?;
-        loop {
-            let n = input.read(&mut buf).map_err(PackageError::io(&src.on_disk))?;
-            if n == 0 {
-                break;
-            }
-            original.update(&buf[..n]);
-            original_size += n as u64;
-            lines += memchr::memchr_iter(b'\n', &buf[..n]).count() as u64;
-            enc.write_all(&buf[..n]).map_err(PackageError::io(&tmp))?;
-            if std::mem::take(&mut first) {
-                first_chunk();
-            }
-        }
+        // A read error names the archive file, a write error the package file.
+        let mut write_failed = false;
+        for_each_chunk(&input, |b| {
+            original(b);
+            enc.write_all(b).inspect_err(|_| write_failed = true)
+        })
+        .map_err(|e| PackageError::io(if write_failed { &tmp } else { &src.on_disk })(e))?;
         enc.finish().map_err(PackageError::io(&tmp))?;
     }
-    let original_sha256 = hex::encode(original.finalize());
+    let got = tally.finish();
+    let (original_sha256, original_size, lines) = (got.sha256, got.size, got.lines);
     if let Some((size, want_lines, sha)) = &src.expect
         && (*size != original_size || *want_lines != lines || !sha.eq_ignore_ascii_case(&original_sha256))
     {

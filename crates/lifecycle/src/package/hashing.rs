@@ -14,21 +14,49 @@ pub(crate) struct Summary {
     pub lines: u64,
 }
 
-/// Reads `r` to its end.
-pub(crate) fn summarize(mut r: impl Read) -> std::io::Result<Summary> {
-    let mut sha = Sha256::new();
-    let (mut size, mut lines) = (0u64, 0u64);
+/// Accumulates a [`Summary`] chunk by chunk.
+#[derive(Default)]
+pub(crate) struct Tally {
+    sha: Sha256,
+    size: u64,
+    lines: u64,
+}
+
+impl Tally {
+    pub fn add(&mut self, bytes: &[u8]) {
+        self.sha.update(bytes);
+        self.size += bytes.len() as u64;
+        self.lines += memchr::memchr_iter(b'\n', bytes).count() as u64;
+    }
+
+    pub fn finish(self) -> Summary {
+        Summary { sha256: hex::encode(self.sha.finalize()), size: self.size, lines: self.lines }
+    }
+}
+
+/// Calls `each` with every chunk `r` yields, to its end.
+pub(crate) fn for_each_chunk(
+    mut r: impl Read,
+    mut each: impl FnMut(&[u8]) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let mut buf = vec![0u8; CHUNK];
     loop {
         let n = r.read(&mut buf)?;
         if n == 0 {
-            break;
+            return Ok(());
         }
-        sha.update(&buf[..n]);
-        size += n as u64;
-        lines += memchr::memchr_iter(b'\n', &buf[..n]).count() as u64;
+        each(&buf[..n])?;
     }
-    Ok(Summary { sha256: hex::encode(sha.finalize()), size, lines })
+}
+
+/// Reads `r` to its end.
+pub(crate) fn summarize(r: impl Read) -> std::io::Result<Summary> {
+    let mut tally = Tally::default();
+    for_each_chunk(r, |b| {
+        tally.add(b);
+        Ok(())
+    })?;
+    Ok(tally.finish())
 }
 
 /// Writes through to `inner`, hashing and counting what passes.
