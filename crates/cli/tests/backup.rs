@@ -148,3 +148,46 @@ fn a_full_disk_while_packing_leaves_no_marker_and_the_archive_untouched() {
     assert!(!out_dir.join(DAY).join("SUCCESS.marker").exists());
     archive_ok(&data);
 }
+
+/// `retention run` by hand on a day ~11 months old (the recording's date, against the real
+/// clock): unbacked, it is kept and reported; with a verified copy (`retention.proof:
+/// package`) it goes, every deletion is a `retention_deleted` event in system/lifecycle/,
+/// and the archive still verifies.
+#[test]
+fn retention_run_keeps_an_unbacked_day_and_deletes_a_backed_one_with_events() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = copy_of_recording(tmp.path());
+    let dry = run(cmd().args(["retention", "run", "--dry-run", "--data-dir"]).arg(&data));
+    let t = text(&dry);
+    assert!(dry.status.success(), "{t}");
+    assert!(t.contains(&format!("kept {DAY} (raw_cap_10d): no verified copy")), "{t}");
+    let out = run(cmd().args(["backup", "create", "--date", DAY, "--data-dir"]).arg(&data));
+    assert!(out.status.success(), "{}", text(&out));
+    // The default proof also wants a coordinator's receipt: still kept.
+    let dry = run(cmd().args(["retention", "run", "--dry-run", "--data-dir"]).arg(&data));
+    assert!(text(&dry).contains(&format!("kept {DAY}")), "{}", text(&dry));
+
+    let out = run(cmd()
+        .args(["retention", "run", "--data-dir"])
+        .arg(&data)
+        .env("STOCK_OBSERVER__RETENTION__PROOF", "package"));
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    for rule in ["raw_3d", "swing_30d", "scalp_30d", "system_30d"] {
+        assert!(t.contains(&format!("deleted {DAY} ({rule})")), "{rule}: {t}");
+    }
+    assert!(!data.join("raw").join("kis").join(DAY).exists());
+    assert!(!data.join("manifests").join(format!("{DAY}.json")).exists(), "an emptied manifest goes too");
+    let events = common::lines_under(&data.join("system").join("lifecycle"));
+    let deleted: Vec<&serde_json::Value> = events.iter().filter(|e| e["event_type"] == "retention_deleted").collect();
+    assert_eq!(deleted.len(), 4, "{events:#?}");
+    for e in &deleted {
+        assert_eq!(e["date"], DAY);
+        assert!(e["bytes"].as_u64().unwrap() > 0 && !e["files"].as_array().unwrap().is_empty(), "{e}");
+    }
+    // What is left (today's lifecycle file, the package) verifies; the package still holds the day.
+    let out = run(cmd().args(["verify", "--data-dir"]).arg(&data));
+    assert!(out.status.success(), "{}", text(&out));
+    let out = run(cmd().args(["backup", "verify"]).arg(data.join("backups").join(DAY)));
+    assert!(out.status.success(), "{}", text(&out));
+}

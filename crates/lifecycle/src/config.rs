@@ -134,7 +134,7 @@ impl Validate for RetentionConfig {
         c.check(
             0.0 < self.disk_high_water_percent && self.disk_high_water_percent <= 100.0,
             "disk_high_water_percent",
-            format_args!("{} must be within 0..=100", self.disk_high_water_percent),
+            format_args!("{} must be above 0 and at most 100", self.disk_high_water_percent),
         );
         c.check(
             self.floor.as_millis() >= 48 * 3_600_000,
@@ -142,5 +142,84 @@ impl Validate for RetentionConfig {
             format_args!("{} is shorter than 48h (seed 000 §4.3 keeps at least 48 h of raw data)", self.floor),
         );
         c.check(self.interval.as_millis() >= 1_000, "interval", format_args!("{} is shorter than 1s", self.interval));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(f: impl FnOnce(&mut Checker)) -> Vec<String> {
+        let mut c = Checker::default();
+        f(&mut c);
+        c.problems.iter().map(ToString::to_string).collect()
+    }
+
+    fn retention() -> RetentionConfig {
+        RetentionConfig {
+            enabled: true,
+            interval: "1h".parse().unwrap(),
+            raw_days: 3,
+            raw_anomaly_days: 7,
+            raw_cap_days: 10,
+            swing_days: 30,
+            scalp_days: 30,
+            system_days: 30,
+            proof: Proof::PackageAndReceipt,
+            disk_high_water_percent: 85.0,
+            floor: "48h".parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn retention_rules_that_contradict_the_seeds_are_refused_by_key() {
+        assert!(problems(|c| c.section("retention", |c| retention().validate(c))).is_empty());
+        let bad = RetentionConfig {
+            raw_anomaly_days: 2,
+            raw_cap_days: 1,
+            system_days: 1,
+            disk_high_water_percent: 0.0,
+            floor: "24h".parse().unwrap(),
+            ..retention()
+        };
+        let p = problems(|c| c.section("retention", |c| bad.validate(c)));
+        let keys: Vec<&str> = p.iter().map(|p| p.split(':').next().unwrap()).collect();
+        assert_eq!(
+            keys,
+            [
+                "retention.raw_anomaly_days",
+                "retention.raw_cap_days",
+                "retention.system_days",
+                "retention.disk_high_water_percent",
+                "retention.floor"
+            ],
+            "{p:#?}"
+        );
+        assert!(p.iter().any(|p| p.contains("seed 000 §4.3")), "{p:#?}");
+    }
+
+    #[test]
+    fn backup_names_and_levels_are_checked() {
+        let ok = BackupConfig {
+            enabled: true,
+            at: "21:00".parse().unwrap(),
+            dir: None,
+            server: "edge-1".into(),
+            zstd_level: 3,
+            threads: 2,
+            lookback_days: 7,
+            keep_packages_days: 10,
+        };
+        assert!(problems(|c| ok.validate(c)).is_empty());
+        let bad = BackupConfig { server: "edge 1/..".into(), zstd_level: 0, threads: 0, ..ok.clone() };
+        let p = problems(|c| c.section("backup", |c| bad.validate(c)));
+        assert_eq!(p.len(), 3, "{p:#?}");
+        assert!(p[2].starts_with("backup.server:"), "{p:#?}");
+        let data = Path::new("/srv/data");
+        assert_eq!(ok.dir_for(data), data.join("backups"));
+        let rel = BackupConfig { dir: Some("pkg".into()), ..ok.clone() };
+        assert_eq!(rel.dir_for(data), data.join("pkg"));
+        let abs = BackupConfig { dir: Some("/mnt/other".into()), ..ok };
+        assert_eq!(abs.dir_for(data), Path::new("/mnt/other"));
     }
 }
