@@ -62,8 +62,12 @@ fn bad_config_values_name_source_key_and_value() {
     assert!(!o.status.success());
     let t = text(&o);
     assert!(t.contains("STOCK_OBSERVER__ARCHIVE__SCALP_WINDOW") && t.contains("archive.scalp_window"), "{t}");
-    let o = run(cmd().args(["config"]).env("APP_ENV", "staging"));
-    assert!(!o.status.success() && text(&o).contains("staging"));
+    let o = run(cmd().args(["config"]).env("APP_ENV", "prod"));
+    assert!(!o.status.success() && text(&o).contains("local, development, staging, production"), "{}", text(&o));
+    for env in ["local", "development", "staging"] {
+        let o = run(cmd().args(["config"]).env("APP_ENV", env));
+        assert!(o.status.success() && text(&o).contains(&format!("configs/{env}.yaml")), "{}", text(&o));
+    }
     let o = run(cmd().args(["config"]).env("APP_ENV", "production"));
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("\"09:30:00\""), "production overlay sets the seed's Track B window");

@@ -18,11 +18,17 @@ use model::settings::{Checker, Interval, Problem, Validate};
 
 /// The defaults compiled into the binary, so `collect` works from any directory.
 pub const EMBEDDED_BASE: &str = include_str!("../../../configs/observer.yaml");
-pub const EMBEDDED_DEVELOPMENT: &str = include_str!("../../../configs/development.yaml");
-pub const EMBEDDED_PRODUCTION: &str = include_str!("../../../configs/production.yaml");
+/// The `APP_ENV` overlays compiled in (seed 003 §11 names local, staging and prod; seed 000
+/// development and production), by name.
+pub const EMBEDDED_OVERLAYS: &[(&str, &str)] = &[
+    ("local", include_str!("../../../configs/local.yaml")),
+    ("development", include_str!("../../../configs/development.yaml")),
+    ("staging", include_str!("../../../configs/staging.yaml")),
+    ("production", include_str!("../../../configs/production.yaml")),
+];
 
 pub const ENV_PREFIX: &str = "STOCK_OBSERVER__";
-pub const APP_ENVS: &[&str] = &["development", "production"];
+pub const APP_ENVS: &[&str] = &["local", "development", "staging", "production"];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -138,7 +144,7 @@ impl Settings {
 pub enum ConfigError {
     #[error("config file {0} not found")]
     Missing(PathBuf),
-    #[error("APP_ENV={0:?} is not a known environment (expected development or production)")]
+    #[error("APP_ENV={0:?} is not a known environment (expected one of: local, development, staging, production)")]
     AppEnv(String),
     /// Figment's messages already name the key, the value and the file or env var.
     #[error("invalid configuration: {0}")]
@@ -186,9 +192,9 @@ pub fn load(file: Option<&Path>, app_env: Option<&str>) -> Result<Loaded, Config
         }
     }
     if let Some(env) = app_env.filter(|e| !e.is_empty()) {
-        if !APP_ENVS.contains(&env) {
+        let Some(&(_, embedded)) = EMBEDDED_OVERLAYS.iter().find(|(name, _)| *name == env) else {
             return Err(ConfigError::AppEnv(env.to_string()));
-        }
+        };
         match file {
             Some(path) => {
                 let overlay = path.parent().unwrap_or(Path::new(".")).join(format!("{env}.yaml"));
@@ -199,8 +205,7 @@ pub fn load(file: Option<&Path>, app_env: Option<&str>) -> Result<Loaded, Config
                 sources.push(overlay.display().to_string());
             }
             None => {
-                let text = if env == "production" { EMBEDDED_PRODUCTION } else { EMBEDDED_DEVELOPMENT };
-                fig = fig.merge(Yaml::string(text));
+                fig = fig.merge(Yaml::string(embedded));
                 sources.push(format!("embedded configs/{env}.yaml"));
             }
         }
@@ -336,8 +341,9 @@ mod tests {
         Jail::expect_with(|_| {
             let e = load(Some(Path::new("nope/observer.yaml")), None).unwrap_err().to_string();
             assert!(e.contains("nope/observer.yaml") && e.contains("not found"), "{e}");
-            let e = load(None, Some("staging")).unwrap_err().to_string();
-            assert!(e.contains("staging"), "{e}");
+            let e = load(None, Some("prod")).unwrap_err().to_string();
+            assert!(e.contains("\"prod\"") && e.contains("local, development, staging, production"), "{e}");
+            assert!(APP_ENVS.iter().eq(EMBEDDED_OVERLAYS.iter().map(|(n, _)| n)));
             Ok(())
         });
     }
