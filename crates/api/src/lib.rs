@@ -25,6 +25,7 @@ pub mod backup;
 mod error;
 pub mod keys;
 mod listener;
+pub mod metrics;
 pub use backup::BackupRoutes;
 pub use error::ApiError;
 pub use listener::{Listener, Stats};
@@ -172,24 +173,12 @@ pub fn health(live: &Live) -> Health {
     }
 }
 
-/// The counters, and the gauges `/health` shows, in Prometheus text format.
+/// The run's counters and gauges in Prometheus text format (see [`metrics`]); `/metrics`
+/// adds the listener's connections and the newest backup.
 pub fn metrics(live: &Live) -> String {
-    use std::fmt::Write as _;
-    let s = live.stats.snapshot();
-    let mut out = s.prometheus();
-    let (assigned, streaming) = live.slots();
-    let mut gauge = |name: &str, help: &str, value: String| {
-        let _ = writeln!(out, "# HELP stock_observer_{name} {help}");
-        let _ = writeln!(out, "# TYPE stock_observer_{name} gauge");
-        let _ = writeln!(out, "stock_observer_{name} {value}");
-    };
-    gauge("slots_assigned", "Slots Track B sampled last.", assigned.to_string());
-    gauge("slots_streaming", "Slots whose data is younger than tracks.scalp.stale_after.", streaming.to_string());
-    gauge("slot_capacity", "Slots configured, summed over providers.", live.slot_capacity.load(Relaxed).to_string());
-    // NaN is Prometheus's "no value": nothing was due yet.
-    let rate = s.recording_rate().map_or_else(|| "NaN".to_string(), |r| r.to_string());
-    gauge("recording_rate", "Track B samples with data over samples due.", rate);
-    out
+    let mut e = metrics::Exposition::default();
+    metrics::write(&mut e, live, None);
+    e.finish()
 }
 
 pub fn router(live: Arc<Live>) -> Router {
@@ -197,22 +186,33 @@ pub fn router(live: Arc<Live>) -> Router {
 }
 
 /// The routes; `/metrics` also shows the listener's connection counts when given, and the
-/// backup routes are mounted when given.
+/// backup routes are mounted (and the newest backup shown on `/metrics`) when given.
 fn router_with(live: Arc<Live>, http: Option<Arc<Stats>>, backup: Option<BackupRoutes>) -> Router {
-    type S = (Arc<Live>, Option<Arc<Stats>>);
+    type S = (Arc<Live>, Option<Arc<Stats>>, Option<lifecycle::package::Packages>);
+    let packages = backup.as_ref().map(|b| b.packages.clone());
     let open = Router::new()
-        .route("/health", get(|State((l, _)): State<S>| async move { Json(health(&l)) }))
+        .route("/health", get(|State((l, ..)): State<S>| async move { Json(health(&l)) }))
         .route(
             "/metrics",
-            get(|State((l, http)): State<S>| async move {
-                let mut body = metrics(&l);
-                if let Some(h) = http {
-                    body.push_str(&h.prometheus());
+            get(|State((l, http, packages)): State<S>| async move {
+                // A few small files under /proc and the backup dir: read off the runtime.
+                let body = tokio::task::spawn_blocking(move || {
+                    let mut e = metrics::Exposition::default();
+                    metrics::write(&mut e, &l, packages.as_ref());
+                    if let Some(h) = http {
+                        h.expose(&mut e);
+                    }
+                    e.finish()
+                });
+                match body.await {
+                    Ok(body) => {
+                        ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
+                    }
+                    Err(_) => axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response(),
                 }
-                ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
             }),
         )
-        .with_state((live, http));
+        .with_state((live, http, packages));
     match backup {
         Some(b) => open.merge(backup::router(b)),
         None => open,

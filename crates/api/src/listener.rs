@@ -30,6 +30,7 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::HttpConfig;
+use crate::metrics::Exposition;
 
 /// The running listener: where it listens and what it has done.
 #[derive(Debug, Clone)]
@@ -51,20 +52,20 @@ pub struct Stats {
 impl Stats {
     /// The listener's counters and gauge in Prometheus text format.
     pub fn prometheus(&self) -> String {
-        let accepted = self.accepted.load(Relaxed);
-        let refused = self.refused.load(Relaxed);
-        let open = self.open.load(Relaxed);
-        format!(
-            "# HELP stock_observer_http_connections_accepted HTTP connections accepted and served.\n\
-             # TYPE stock_observer_http_connections_accepted counter\n\
-             stock_observer_http_connections_accepted {accepted}\n\
-             # HELP stock_observer_http_connections_refused HTTP connections closed at once: http.max_connections were open.\n\
-             # TYPE stock_observer_http_connections_refused counter\n\
-             stock_observer_http_connections_refused {refused}\n\
-             # HELP stock_observer_http_connections_open HTTP connections open now.\n\
-             # TYPE stock_observer_http_connections_open gauge\n\
-             stock_observer_http_connections_open {open}\n"
+        let mut e = Exposition::default();
+        self.expose(&mut e);
+        e.finish()
+    }
+
+    pub(crate) fn expose(&self, e: &mut Exposition) {
+        e.counter("stock_observer_http_connections_accepted_total", "HTTP connections accepted and served.")
+            .value(self.accepted.load(Relaxed));
+        e.counter(
+            "stock_observer_http_connections_refused_total",
+            "HTTP connections closed at once: http.max_connections were open.",
         )
+        .value(self.refused.load(Relaxed));
+        e.gauge("stock_observer_http_connections_open", "HTTP connections open now.").value(self.open.load(Relaxed));
     }
 }
 

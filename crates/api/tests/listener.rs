@@ -123,9 +123,9 @@ async fn a_connection_beyond_the_cap_is_closed_at_once() {
     // …and /metrics says so.
     let metrics = stats.prometheus();
     for line in [
-        "stock_observer_http_connections_refused 1",
+        "stock_observer_http_connections_refused_total 1",
         &format!("stock_observer_http_connections_open {cap}"),
-        &format!("stock_observer_http_connections_accepted {cap}"),
+        &format!("stock_observer_http_connections_accepted_total {cap}"),
     ] {
         assert!(metrics.lines().any(|l| l == line), "{line:?} not in {metrics}");
     }

@@ -16,7 +16,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use common::{cmd, http_addr, http_get, kst_ms_on, lines_under, ms, run, text};
+use common::{assert_promtool_accepts_metrics, cmd, http_addr, kst_ms_on, lines_under, metric, ms, run, text};
 
 /// Samples of one symbol's continuous stay in a slot (consecutive sampling times).
 struct Stay<'a> {
@@ -215,6 +215,46 @@ fn upbit_slots_have_data_too() {
     figures_equal_disk(&data, &samples, &out_text, None);
 }
 
+/// Lines and bytes of the archive's `.jsonl` files under `data`, by owner: a provider's
+/// streams (`raw/P`, `swing/P`, `scalp/P`, `system/events/P`, `system/overflow/P`) or
+/// `lifecycle` (`system/lifecycle`).
+fn archive_on_disk(data: &Path) -> BTreeMap<String, (u64, u64)> {
+    let mut by = BTreeMap::new();
+    for f in common::jsonl_files_under(data) {
+        let rel = f.strip_prefix(data).unwrap().to_str().unwrap().to_string();
+        let parts: Vec<&str> = rel.split('/').collect();
+        let owner = match parts.as_slice() {
+            ["raw" | "swing" | "scalp", p, ..] | ["system", "events" | "overflow", p, ..] => p.to_string(),
+            ["system", "lifecycle", ..] => "lifecycle".to_string(),
+            _ => panic!("{rel}: not an archive stream"),
+        };
+        let bytes = std::fs::read(&f).unwrap();
+        let e = by.entry(owner).or_insert((0, 0));
+        e.0 += bytes.iter().filter(|b| **b == b'\n').count() as u64;
+        e.1 += bytes.len() as u64;
+    }
+    by
+}
+
+/// What `/metrics` says the sink appended, by the same owners as [`archive_on_disk`].
+fn archive_on_metrics(body: &str, providers: &[&str]) -> BTreeMap<String, (u64, u64)> {
+    let get = |series: &str| common::metric(body, series).unwrap_or_else(|| panic!("{series} missing:\n{body}")) as u64;
+    let mut by = BTreeMap::new();
+    for p in providers {
+        let lines = get(&format!("stock_observer_archive_lines_saved_total{{provider=\"{p}\"}}"));
+        let bytes = get(&format!("stock_observer_archive_saved_bytes_total{{provider=\"{p}\"}}"));
+        by.insert(p.to_string(), (lines, bytes));
+    }
+    let lifecycle = (
+        get("stock_observer_archive_lifecycle_lines_saved_total"),
+        get("stock_observer_archive_lifecycle_saved_bytes_total"),
+    );
+    if lifecycle != (0, 0) {
+        by.insert("lifecycle".into(), lifecycle);
+    }
+    by
+}
+
 #[test]
 fn health_and_metrics_state_what_is_on_disk() {
     use std::io::{BufRead, BufReader};
@@ -235,7 +275,7 @@ fn health_and_metrics_state_what_is_on_disk() {
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let addr = http_addr(&mut lines);
     std::thread::spawn(move || for _ in lines {});
-    let body = |path: &str| http_get(&addr, path).split("\r\n\r\n").last().unwrap().to_string();
+    let body = |path: &str| common::http_body(&addr, path);
     let at = |hhmmss: &str| kst_ms_on("2026-01-14", hhmmss);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let h = loop {
@@ -246,10 +286,35 @@ fn health_and_metrics_state_what_is_on_disk() {
         assert!(std::time::Instant::now() < deadline, "the market clock never reached 15:01:30: {h}");
         std::thread::sleep(std::time::Duration::from_millis(200));
     };
-    let metrics = body("/metrics");
+    // No silent failure: what /metrics says the archive received is what its files hold, line
+    // for line and byte for byte, per provider. Read between two identical /metrics bodies
+    // (a late event, e.g. an anomaly-day verdict, may still be on its way to disk).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let (metrics, on_disk) = loop {
+        let before = body("/metrics");
+        let on_disk = archive_on_disk(&data);
+        let after = body("/metrics");
+        let said = archive_on_metrics(&after, &["kis"]);
+        if said == archive_on_metrics(&before, &["kis"]) && said == on_disk {
+            break (after, on_disk);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "/metrics (lines, bytes) {said:?} != the archive's files {on_disk:?}\n{after}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    };
     let samples = lines_under(&data.join("scalp"));
     let _ = child.kill();
     let _ = child.wait();
+    assert_promtool_accepts_metrics(&metrics);
+
+    let value = |series: &str| metric(&metrics, series).unwrap_or_else(|| panic!("{series} missing:\n{metrics}"));
+    let (lines_on_disk, bytes_on_disk) = on_disk.values().fold((0, 0), |(l, b), (l2, b2)| (l + l2, b + b2));
+    assert!(lines_on_disk > 41 * 200 && bytes_on_disk > 1_000_000, "{on_disk:?}");
+    assert_eq!(value("stock_observer_archive_lines_published_total") as u64, lines_on_disk, "published = saved");
+    assert_eq!(value("stock_observer_archive_lines_failed_total"), 0.0);
+    assert_eq!(value("stock_observer_archive_lines_lost_total"), 0.0);
 
     let count = |flag: &str| samples.iter().filter(|s| s["quality_flag"] == flag).count() as u64;
     let written = samples.len() as u64;
@@ -260,16 +325,9 @@ fn health_and_metrics_state_what_is_on_disk() {
     assert_eq!(h["scalp_samples_stale"].as_u64(), Some(count("stale")), "{h}");
     let rate = (written - count("no_data")) as f64 / due as f64;
     assert!((h["recording_rate"].as_f64().unwrap() - rate).abs() < 1e-9, "{h} vs {rate}");
-    let metric = |name: &str| {
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("stock_observer_{name} ")))
-            .unwrap_or_else(|| panic!("{name} missing:\n{metrics}"))
-            .to_string()
-    };
-    assert_eq!(metric("scalp_written"), written.to_string());
-    assert_eq!(metric("scalp_no_data"), count("no_data").to_string());
-    assert_eq!(metric("scalp_stale"), count("stale").to_string());
-    assert_eq!(metric("scalp_expected"), due.to_string());
-    assert!((metric("recording_rate").parse::<f64>().unwrap() - rate).abs() < 1e-9);
+    assert_eq!(value("stock_observer_scalp_samples_written_total") as u64, written);
+    assert_eq!(value("stock_observer_scalp_samples_no_data_total") as u64, count("no_data"));
+    assert_eq!(value("stock_observer_scalp_samples_stale_total") as u64, count("stale"));
+    assert_eq!(value("stock_observer_scalp_samples_due_total") as u64, due);
+    assert!((value("stock_observer_recording_ratio") - rate).abs() < 1e-9);
 }

@@ -67,8 +67,18 @@ fn sigkill_then_restart_verifies_and_records_the_gap() {
     for k in ["reconnects_today", "gaps_today", "recording_rate", "anomalies_today"] {
         assert!(!h[k].is_null(), "{k} missing: {h}");
     }
-    let metrics = http_get(&addr, "/metrics");
-    assert!(metrics.contains("stock_observer_frames_received"), "{metrics}");
+    // /metrics in Prometheus's conventions (promtool's lint is clean), the same state.
+    let metrics = http_body(&addr, "/metrics");
+    assert_promtool_accepts_metrics(&metrics);
+    assert!(metric(&metrics, "stock_observer_frames_received_total").is_some_and(|n| n > 0.0), "{metrics}");
+    let kis =
+        |name: &str, labels: &str| metric(&metrics, &format!("stock_observer_{name}{{provider=\"kis\"{labels}}}"));
+    assert_eq!(kis("connection_state", ",state=\"connected\""), Some(1.0), "{metrics}");
+    assert_eq!(kis("stream_disconnected_seconds", ""), Some(0.0), "{metrics}");
+    assert_eq!(kis("slots_assigned", ",market=\"kr_stocks\""), Some(41.0), "{metrics}");
+    assert_eq!(kis("slot_capacity", ",market=\"kr_stocks\""), Some(41.0), "{metrics}");
+    assert_eq!(metric(&metrics, "stock_observer_mitigation_level"), Some(0.0), "{metrics}");
+    assert_eq!(metric(&metrics, "stock_observer_scalp_sample_rate_hertz"), Some(2.0), "{metrics}");
 
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();

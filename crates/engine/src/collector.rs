@@ -5,7 +5,7 @@
 
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 use jiff::civil::{Time, time};
@@ -25,7 +25,7 @@ use crate::day_roll::{DayRoll, FetchError, fetch_universe};
 use crate::evidence::GapEvidence;
 use crate::health::HealthTask;
 use crate::housekeeping::Housekeeping;
-use crate::live::{Live, Manual};
+use crate::live::{Feed, Live, Manual};
 use crate::observe::ObserverTask;
 use crate::observer::ObserverCore;
 use crate::pipeline::{Events, FrameBytes, FrameProcessor, StreamIntake};
@@ -170,8 +170,8 @@ async fn launch_provider<P: MarketProvider>(
 
     let (subs_tx, subs_rx) = watch::channel(slots.as_ref().clone());
     let outage = Arc::new(Outage::default());
-    live.outages.lock().unwrap_or_else(|p| p.into_inner()).push(outage.clone());
     live.slot_capacity.fetch_add(scalp.slots as u64, Relaxed);
+    let degraded = Arc::new(AtomicBool::new(false));
     let activity = Arc::new(Activity::default());
 
     let supervisor = Supervisor {
@@ -204,7 +204,17 @@ async fn launch_provider<P: MarketProvider>(
     let mut sampler =
         Sampler::new(pid, market, book.clone(), events.clone(), false, scalp.stale_after.as_millis() as i64);
     sampler.tap = ctx.tap.clone();
-    live.slot_gauges.lock().unwrap_or_else(|p| p.into_inner()).push(sampler.gauge.clone());
+    live.feeds.lock().unwrap_or_else(|p| p.into_inner()).push(Arc::new(Feed {
+        provider: pid,
+        market,
+        outage: outage.clone(),
+        slots: sampler.gauge.clone(),
+        slot_capacity: scalp.slots as u64,
+        universe: AtomicU64::new(symbols.len() as u64),
+        degraded: degraded.clone(),
+        frames: frames_tx.downgrade(),
+        frame_bytes: frame_bytes.clone(),
+    }));
     let observer = ObserverTask {
         processor: processor(),
         frames: frames_rx,
@@ -277,7 +287,7 @@ async fn launch_provider<P: MarketProvider>(
         every: cfg.watchdog.poll_interval,
         after: cfg.watchdog.poll_after,
         schedule: track_b_schedule.clone(),
-        degraded: live.degraded.clone(),
+        degraded: degraded.clone(),
         outage: outage.clone(),
         activity: activity.clone(),
         slots: subs_rx.clone(),
@@ -307,7 +317,7 @@ async fn launch_provider<P: MarketProvider>(
         outage,
         slots: subs_rx,
         events,
-        degraded: live.degraded.clone(),
+        degraded,
         trades_only: {
             let provider = provider.clone();
             Arc::new(move |on| provider.set_trades_only(on))
@@ -363,6 +373,7 @@ impl Collector {
             providers: providers.iter().map(|p| (p.id(), p.market())).collect(),
             clock,
             started,
+            data_dir: data_dir.clone(),
             stats: Arc::default(),
             mitigation: Arc::default(),
             universe_size: AtomicU64::new(0),
@@ -370,13 +381,11 @@ impl Collector {
             hz_by_level: [0, 1, 2].map(|l| 1000.0 / config.tracks.scalp.interval_ms(l) as f64),
             pressure: Arc::default(),
             day: Mutex::default(),
-            degraded: Arc::default(),
             manual: watch::Sender::new(Manual {
                 include: config.triggers.manual_include.clone(),
                 exclude: config.triggers.manual_exclude.clone(),
             }),
-            outages: Mutex::default(),
-            slot_gauges: Mutex::default(),
+            feeds: Mutex::default(),
         });
         Collector { config, providers, data_dir, live, source_detail, tap: None, lifecycle: None }
     }
@@ -486,6 +495,12 @@ impl Collector {
                     };
                     let Some((at, event)) = next.or_else(|| rx.try_recv().ok()) else { return Ok(()) };
                     inc(&stats.system_events);
+                    match &event {
+                        SystemEvent::BackupCreated { .. } => inc(&stats.backups_created),
+                        SystemEvent::BackupFailed { .. } => inc(&stats.backups_failed),
+                        SystemEvent::RetentionHeld { .. } => inc(&stats.retention_held),
+                        _ => {}
+                    }
                     let rec = Record { body: event, meta: Meta::new(at, at, session.clone()) };
                     sink.write(Stream::Lifecycle, at, &rec).await?;
                 }

@@ -109,6 +109,9 @@ impl<P: MarketProvider> DayRoll<P> {
             self.activity.retain(|s| keep.contains(s));
             self.live.universe_size.fetch_sub(old, Relaxed);
             self.live.universe_size.fetch_add(symbols.len() as u64, Relaxed);
+            if let Some(feed) = self.live.feed(pid) {
+                feed.universe.store(symbols.len() as u64, Relaxed);
+            }
             tracing::info!(provider = %pid, date = %uni.date, count = uni.count, "universe for the day");
             let _ = self.universe.send(symbols);
         }

@@ -93,6 +93,11 @@ impl FrameBytes {
     pub fn available(&self) -> usize {
         self.queued.available_permits()
     }
+
+    /// Bytes of frames in the queue now.
+    pub fn queued(&self) -> usize {
+        self.limit.saturating_sub(self.available())
+    }
 }
 
 /// Passes the stream's frames into the observer's queue through the byte budget (the

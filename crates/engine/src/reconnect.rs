@@ -92,6 +92,12 @@ impl Outage {
         self.lock().is_some()
     }
 
+    /// Where the hole of the open outage began (the last data before it); `None` while no
+    /// outage is open.
+    pub fn down_since(&self) -> Option<UtcTime> {
+        self.lock().as_ref().map(|o| o.start)
+    }
+
     /// When the current (or last) stream session began.
     pub fn session_started(&self) -> Option<UtcTime> {
         match self.session_started_ms.load(Relaxed) {

@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use archive::{ArchiveConfig, ArchiveWriter, Recovery, Stream};
 use model::{Meta, Provider, Record, SessionId, SystemEvent, UtcTime};
 
-use crate::stats::{Stats, add, inc};
+use crate::stats::{Stats, inc};
 
 enum Msg {
     Line { stream: Stream, at: UtcTime, line: Vec<u8> },
@@ -73,10 +73,7 @@ impl Sink {
                         Msg::Line { stream, at, line } => {
                             health.saw(stream, at);
                             match writer.append(stream, at, &line) {
-                                Ok(()) => {
-                                    inc(&stats.lines_saved);
-                                    add(&stats.bytes_saved, line.len() as u64 + 1);
-                                }
+                                Ok(()) => stats.saved(stream.provider(), line.len() as u64 + 1),
                                 Err(e) => {
                                     health.failed(&e);
                                     inc(&stats.lines_failed);
@@ -118,6 +115,7 @@ impl Sink {
                     }
                     stats.files_open.store(writer.open_files() as u64, Relaxed);
                     stats.files_closed.store(writer.files_closed(), Relaxed);
+                    stats.gauges.archive_queue.store(rx.len() as u64, Relaxed);
                 }
                 // Every handle dropped without Close: the process is going down uncleanly;
                 // leave the files for start-up recovery rather than pretend a clean close.
@@ -198,6 +196,7 @@ impl WriteHealth {
         let refused_now = stats.lines_failed.load(Relaxed);
         let Some(s) = self.streak.take() else {
             (self.durable_at, self.lost_mark, self.refused_mark) = (Some(self.at), lost_now, refused_now);
+            mark_durable(stats);
             return;
         };
         let (lost, refused) = (lost_now - self.lost_mark, refused_now - self.refused_mark);
@@ -218,14 +217,21 @@ impl WriteHealth {
                 return;
             }
             inc(&stats.lines_published);
-            inc(&stats.lines_saved);
+            stats.saved(Some(p), line.len() as u64 + 1);
             inc(&stats.system_events);
             inc(&stats.gaps);
             stats.gauges.push_gap(gap_seconds);
         }
         tracing::warn!(since = %s.since, failures = s.failures, refused, lost, "archive writes recovered; gap marker written");
         (self.durable_at, self.lost_mark, self.refused_mark) = (Some(self.at), lost_now, refused_now);
+        mark_durable(stats);
     }
+}
+
+/// Writes are durable as of now (wall clock: alerting compares it with the time of day).
+fn mark_durable(stats: &Stats) {
+    let unix_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+    stats.gauges.durable_unix_ms.store(unix_ms as i64, Relaxed);
 }
 
 impl SinkHandle {

@@ -4,11 +4,14 @@
 //!
 //! - `events_normalized == events_passed + rejected_validate + rejected_guard + rejected_unsubscribed`
 //! - `lines_published == lines_saved + lines_failed` once the sink has drained
+//! - `lines_saved` and `bytes_saved` are the sums of `Stats::saved` over stream owners, and what
+//!   the archive's files hold
 
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 
 use serde::Serialize;
+
+use model::Provider;
 
 macro_rules! counters {
     ($($(#[$m:meta])* $name:ident),+ $(,)?) => {
@@ -19,6 +22,8 @@ macro_rules! counters {
             pub last_record_ms: AtomicI64,
             /// Readings for the mitigation controller, not counters.
             pub gauges: Gauges,
+            /// `lines_saved` and `bytes_saved` by whose stream the lines went to.
+            pub saved: Saved,
         }
 
         #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
@@ -30,18 +35,6 @@ macro_rules! counters {
         impl Stats {
             pub fn snapshot(&self) -> StatsSnapshot {
                 StatsSnapshot { $($name: self.$name.load(Relaxed),)+ last_record_ms: self.last_record_ms.load(Relaxed) }
-            }
-        }
-
-        impl StatsSnapshot {
-            /// Prometheus text exposition format.
-            pub fn prometheus(&self) -> String {
-                let mut out = String::new();
-                $(
-                    let _ = writeln!(out, "# TYPE stock_observer_{} counter", stringify!($name));
-                    let _ = writeln!(out, "stock_observer_{} {}", stringify!($name), self.$name);
-                )+
-                out
             }
         }
     };
@@ -101,16 +94,62 @@ counters! {
     /// difference or quotient outside `Decimal`'s range; reasons in
     /// `triggers::SkippedPoints`).
     trigger_points_skipped,
+    /// Daily backup packages written and verified (`backup_created` events).
+    backups_created,
+    /// Backup packing, pulling or verifying that failed (`backup_failed` events).
+    backups_failed,
+    /// Unbacked days past `retention.raw_cap_days` that retention kept (`retention_held` events).
+    retention_held,
+}
+
+/// Lines and bytes one stream owner's files received.
+#[derive(Debug, Default)]
+pub struct LinesBytes {
+    pub lines: AtomicU64,
+    pub bytes: AtomicU64,
+}
+
+/// What the sink appended, by owner: each provider's streams (raw, swing, scalp, events,
+/// overflow), and the data dir's own (`system/lifecycle`).
+#[derive(Debug, Default)]
+pub struct Saved {
+    by_provider: [LinesBytes; Provider::ALL.len()],
+    pub lifecycle: LinesBytes,
+}
+
+impl Saved {
+    /// `provider`'s lines and bytes; `None`: the lifecycle stream's.
+    pub fn of(&self, provider: Option<Provider>) -> &LinesBytes {
+        provider.map_or(&self.lifecycle, |p| &self.by_provider[p as usize])
+    }
+}
+
+impl Stats {
+    /// One line of `bytes` (its newline included) appended to a file of `provider`'s streams
+    /// (`None`: the lifecycle stream).
+    pub fn saved(&self, provider: Option<Provider>, bytes: u64) {
+        inc(&self.lines_saved);
+        add(&self.bytes_saved, bytes);
+        let of = self.saved.of(provider);
+        inc(&of.lines);
+        add(&of.bytes, bytes);
+    }
 }
 
 /// Worst readings since the mitigation controller last looked; each is taken (reset to 0)
-/// by the reader so one slow moment counts once.
+/// by the controller so one slow moment counts once (`/metrics` only loads them), and two
+/// plain gauges of the archive sink.
 #[derive(Debug, Default)]
 pub struct Gauges {
     /// How long a frame waited between arrival and the observer, in wall-clock ms.
     pub queue_lag_ms: AtomicU64,
     /// Longest flush + fsync of the archive, in wall-clock ms.
     pub write_latency_ms: AtomicU64,
+    /// When the archive's last successful flush + fsync ended (wall clock, Unix ms; 0 before
+    /// the first): everything appended before it is on disk. Not reset by readers.
+    pub durable_unix_ms: AtomicI64,
+    /// Messages waiting in the archive sink's queue, as the sink last saw it. Not reset.
+    pub archive_queue: AtomicU64,
     /// Lengths (s) of the gap markers written since the health task last looked.
     pub gap_seconds: std::sync::Mutex<Vec<i64>>,
 }

@@ -120,3 +120,47 @@ pub fn copy_of_recording(to: &Path) -> PathBuf {
     assert!(Command::new("cp").arg("-a").arg(recorded()).arg(&data).status().unwrap().success());
     data
 }
+
+/// Runs `promtool` (Debian's `prometheus` package; .ci/run installs it) with `stdin`.
+/// A machine without it fails the test, saying how to install it: the metrics and
+/// alert-rule checks are never skipped.
+pub fn promtool(args: &[&str], stdin: &str) -> Output {
+    use std::io::Write;
+    let mut child = Command::new("promtool")
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run promtool ({e}): install it (Debian: apt-get install prometheus, with a \
+                 /usr/sbin/policy-rc.d that exits 101 so the server does not start; .ci/run does this)"
+            )
+        });
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.as_bytes()).unwrap();
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+/// `promtool check metrics` accepts `body` (a `/metrics` body) without a single lint warning.
+pub fn assert_promtool_accepts_metrics(body: &str) {
+    let o = promtool(&["check", "metrics"], body);
+    let said = text(&o);
+    assert!(o.status.success() && said.trim().is_empty(), "promtool check metrics: {}\n{said}\n{body}", o.status);
+}
+
+/// The body of a GET on the collector's HTTP surface (head dropped).
+pub fn http_body(addr: &str, path: &str) -> String {
+    let response = http_get(addr, path);
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no response head: {response}"));
+    assert!(head.starts_with("HTTP/1.1 200"), "GET {path}: {head}");
+    body.to_string()
+}
+
+/// The value of `series` in a `/metrics` body: a name, with its labels as exposed
+/// (`stock_observer_slots_assigned{provider="kis",market="kr_stocks"}`).
+pub fn metric(body: &str, series: &str) -> Option<f64> {
+    body.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
