@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Installs what the tests need on a Debian machine, each only when it is missing:
+# PostgreSQL 15 (the store tests start their own server on loopback), its client tools
+# (`db sync`), Node.js and the fake TimescaleDB's packages, the zstd CLI, promtool.
+# Run by `make test` (and so by .ci/run); apt-get runs through sudo when not root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  SUDO="sudo"
+fi
+updated=""
+apt_install() {
+  if [ -z "$updated" ]; then
+    $SUDO apt-get update -qq
+    updated=1
+  fi
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+# Packages whose own server would start on install (postgresql, prometheus): keep it from
+# starting; the tests start their own.
+no_services() {
+  printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+  $SUDO chmod +x /usr/sbin/policy-rc.d
+}
+
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  no_services
+  apt_install postgresql-15
+fi
+if ! command -v pg_dump >/dev/null 2>&1 || ! command -v pg_restore >/dev/null 2>&1 || ! command -v psql >/dev/null 2>&1; then
+  apt_install postgresql-client
+fi
+# Node.js for the TimescaleDB tests' server (crates/store/fake-timescale: the timescaledb
+# extension in PGlite's WASM PostgreSQL; no TimescaleDB package is reachable from Debian).
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  apt_install nodejs npm
+fi
+# `npm ci` reinstalls from scratch: only when the lock file is newer than the install.
+if [ ! -f crates/store/fake-timescale/node_modules/.package-lock.json ] \
+  || [ crates/store/fake-timescale/package-lock.json -nt crates/store/fake-timescale/node_modules/.package-lock.json ]; then
+  echo "== npm ci (crates/store/fake-timescale)"
+  (cd crates/store/fake-timescale && npm ci --no-audit --no-fund --loglevel=error)
+fi
+# The archive's compression tests check that a compressed file decompresses with the zstd
+# CLI to the original bytes.
+if ! command -v zstd >/dev/null 2>&1; then
+  apt_install zstd
+fi
+# promtool (Debian's prometheus package): the alert rules, their unit tests, the /metrics lint.
+if ! command -v promtool >/dev/null 2>&1; then
+  no_services
+  apt_install prometheus
+fi
