@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests need on a Debian machine, each only when it is missing:
 # PostgreSQL 15 (the store tests start their own server on loopback), its client tools
-# (`db sync`), Node.js and the fake TimescaleDB's packages, the zstd CLI, promtool.
+# (`db sync`), Node.js and the fake TimescaleDB's packages, the zstd CLI, promtool,
+# systemd-analyze.
 # Run by `make test` (and so by .ci/run); apt-get runs through sudo when not root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -52,4 +53,10 @@ fi
 if ! command -v promtool >/dev/null 2>&1; then
   no_services
   apt_install prometheus
+fi
+# systemd-analyze (Debian's systemd package): `verify` of deploy/systemd's unit file
+# (crates/cli/tests/service.rs). It needs no systemd running as PID 1.
+if ! command -v systemd-analyze >/dev/null 2>&1; then
+  no_services
+  apt_install systemd
 fi

@@ -166,9 +166,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             let dir = args.data_dir.clone();
             Arc::new(move || archive::disk_usage(&dir))
         };
-        let ready = async {
+        // The archive is open: the lifecycle jobs start, and systemd is told READY=1.
+        let (started_tx, started_rx) = watch::channel(false);
+        tokio::spawn(async move {
+            if ready_rx.await.is_ok() {
+                let _ = started_tx.send(true);
+            }
+        });
+        let mut started = started_rx.clone();
+        let ready = async move {
             // A collector that never opens its archive never starts the jobs either.
-            if ready_rx.await.is_err() {
+            if started.wait_for(|s| *s).await.is_err() {
                 std::future::pending::<()>().await;
             }
         };
@@ -211,6 +219,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
         }
         let status = tokio::spawn(crate::status::run(live.clone(), settings.status.interval.get(), stop_rx.clone()));
+        // After the HTTP listener is up; a no-op without NOTIFY_SOCKET (systemd Type=notify).
+        let stale = 3 * settings.archive.fsync_interval.get();
+        let service = tokio::spawn(crate::service::run(live.clone(), started_rx, stale, stop_rx.clone()));
 
         let stopper = stop_tx.clone();
         tokio::spawn(async move {
@@ -231,6 +242,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         // A pack in progress finishes on its own thread; the next run redoes an unmarked one.
         lifecycle_jobs.abort();
         let _ = status.await;
+        let _ = service.await;
         if let Some(m) = maintenance {
             // A run still waiting on a slow database is abandoned: every step is idempotent
             // and repeats at the next start.

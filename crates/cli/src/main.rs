@@ -11,6 +11,7 @@ mod faults;
 mod live;
 mod maintain;
 mod replay;
+mod service;
 mod sim;
 mod sources;
 mod status;

@@ -91,6 +91,7 @@ impl Sink {
                             // whatever the market clock's speed.
                             let started = std::time::Instant::now();
                             let synced = writer.sync();
+                            stats.gauges.sink_beat_unix_ms.store(unix_ms_now(), Relaxed);
                             let ms = started.elapsed().as_millis() as u64;
                             stats.gauges.write_latency_ms.fetch_max(ms, Relaxed);
                             let lost = writer.lines_lost();
@@ -230,8 +231,11 @@ impl WriteHealth {
 
 /// Writes are durable as of now (wall clock: alerting compares it with the time of day).
 fn mark_durable(stats: &Stats) {
-    let unix_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
-    stats.gauges.durable_unix_ms.store(unix_ms as i64, Relaxed);
+    stats.gauges.durable_unix_ms.store(unix_ms_now(), Relaxed);
+}
+
+fn unix_ms_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 impl SinkHandle {

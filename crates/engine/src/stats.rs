@@ -148,6 +148,10 @@ pub struct Gauges {
     /// When the archive's last successful flush + fsync ended (wall clock, Unix ms; 0 before
     /// the first): everything appended before it is on disk. Not reset by readers.
     pub durable_unix_ms: AtomicI64,
+    /// When the archive sink last finished an fsync attempt, successful or not (wall clock,
+    /// Unix ms; 0 before the first). It keeps moving on a full disk and stops when the sink
+    /// or the housekeeping that drives it hangs: the systemd watchdog's liveness signal.
+    pub sink_beat_unix_ms: AtomicI64,
     /// Messages waiting in the archive sink's queue, as the sink last saw it. Not reset.
     pub archive_queue: AtomicU64,
     /// Lengths (s) of the gap markers written since the health task last looked.
