@@ -1,5 +1,6 @@
 # The commands a person (and CI) runs. `make test` is the README's test command.
-.PHONY: test test-deps collect up-prod up-dev down prune-prod prune-dev
+.PHONY: test test-deps collect up-prod up-dev down prune-prod prune-dev \
+	debug-status debug-pipeline debug-slots debug-gaps debug-db debug-bus
 
 # Installs what the tests need when it is missing (tools/test-deps.sh), then runs them.
 test: test-deps
@@ -36,3 +37,29 @@ prune-prod:
 
 prune-dev:
 	$(COMPOSE_DEV) down --volumes --remove-orphans --rmi local
+
+# What an operator needs from a running collector (its /health and /metrics at URL) or a data
+# dir, in plain text (`stock-observer debug --help`). DATE=YYYYMMDD picks a day for slots and
+# gaps (default: today, KST).
+DATA_DIR ?= ./data
+URL ?= http://127.0.0.1:9464
+STOCK_OBSERVER ?= cargo run --release --quiet --
+DEBUG_DATE = $(if $(DATE),--date $(DATE))
+
+debug-status:
+	$(STOCK_OBSERVER) debug status --url $(URL) --data-dir $(DATA_DIR)
+
+debug-pipeline:
+	$(STOCK_OBSERVER) debug pipeline --url $(URL)
+
+debug-slots:
+	$(STOCK_OBSERVER) debug slots --url $(URL) --data-dir $(DATA_DIR) $(DEBUG_DATE)
+
+debug-gaps:
+	$(STOCK_OBSERVER) debug gaps --data-dir $(DATA_DIR) $(DEBUG_DATE)
+
+debug-db:
+	$(STOCK_OBSERVER) debug db --data-dir $(DATA_DIR)
+
+debug-bus:
+	$(STOCK_OBSERVER) debug bus

@@ -7,6 +7,7 @@ mod bench;
 mod bench_backup;
 mod collect;
 mod db;
+mod debug;
 mod faults;
 mod live;
 mod maintain;
@@ -68,6 +69,10 @@ enum Command {
     /// The central backup coordinator: pulls every edge's packages after its backup time,
     /// aggregates each day across edges and sends each edge a receipt for what it holds.
     Coordinator(backup::CoordinatorArgs),
+    /// What an operator needs from a running collector or a data dir, in plain text: status,
+    /// pipeline, slots, gaps, db, bus.
+    #[command(subcommand)]
+    Debug(debug::DebugCmd),
 }
 
 #[derive(clap::Args)]
@@ -109,6 +114,7 @@ fn main() -> ExitCode {
         Command::Backup(b) => backup::run(b),
         Command::Retention(r) => backup::run_retention(r),
         Command::Coordinator(args) => backup::run_coordinator(args),
+        Command::Debug(cmd) => debug::run(cmd),
     };
     match result {
         Ok(code) => code,
