@@ -100,6 +100,7 @@ impl RunContext {
             session: self.live.session.clone(),
             stats: self.live.stats.clone(),
             mitigation: self.live.mitigation.clone(),
+            tap: self.tap.clone(),
         }
     }
 }
@@ -485,8 +486,8 @@ impl Collector {
 
         if let Some(LifecycleHook { events: mut rx, ready }) = self.lifecycle {
             let _ = ready.send(());
-            let (sink, session, stats, mut stop) =
-                (sink.handle.clone(), live.session.clone(), stats.clone(), inner_stop.clone());
+            let (sink, session, stats, mut stop, tap) =
+                (sink.handle.clone(), live.session.clone(), stats.clone(), inner_stop.clone(), self.tap.clone());
             tasks.spawn(async move {
                 loop {
                     let next = tokio::select! {
@@ -503,6 +504,9 @@ impl Collector {
                     }
                     let rec = Record { body: event, meta: Meta::new(at, at, session.clone()) };
                     sink.write(Stream::Lifecycle, at, &rec).await?;
+                    if let Some(tap) = &tap {
+                        tap.system_event(None, &rec);
+                    }
                 }
             });
         }

@@ -12,6 +12,7 @@ use providers::{MarketProvider, evidence};
 use crate::router::{Refusal, Route, RoutedFrame, Router, STAGE_NORMALIZE, STAGE_SUBSCRIPTION};
 use crate::sink::{SinkError, SinkHandle};
 use crate::stats::{Stats, inc};
+use crate::tap::Tap;
 
 /// Writes system events and overflow entries for one provider. Cheap to clone.
 #[derive(Clone)]
@@ -21,6 +22,8 @@ pub struct Events {
     pub session: SessionId,
     pub stats: Arc<Stats>,
     pub mitigation: Arc<std::sync::atomic::AtomicU8>,
+    /// Told of each event once it is written (alert sources).
+    pub tap: Option<Arc<dyn Tap>>,
 }
 
 impl Events {
@@ -37,7 +40,11 @@ impl Events {
         }
         inc(&self.stats.system_events);
         let rec = Record { body: event, meta: self.meta(at, at) };
-        self.sink.write(Stream::Events(self.provider), at, &rec).await
+        self.sink.write(Stream::Events(self.provider), at, &rec).await?;
+        if let Some(tap) = &self.tap {
+            tap.system_event(Some(self.provider), &rec);
+        }
+        Ok(())
     }
 
     pub async fn overflow(&self, at: UtcTime, entry: OverflowEntry) -> Result<(), SinkError> {

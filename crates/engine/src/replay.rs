@@ -190,6 +190,7 @@ pub async fn replay(archive: &Path, out: &Path, cfg: &EngineConfig) -> Result<Re
                         session: session.clone(),
                         stats: stats.clone(),
                         mitigation: mitigation.clone(),
+                        tap: None,
                     };
                     let stale_after = cfg.tracks.scalp.stale_after.as_millis() as i64;
                     let sampler = Sampler::new(pid, mapper.market, book.clone(), events, true, stale_after);

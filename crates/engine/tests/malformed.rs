@@ -35,6 +35,7 @@ async fn malformed_frames_are_archived_and_reported() {
         session: session.clone(),
         stats: stats.clone(),
         mitigation: Arc::default(),
+        tap: None,
     };
     let core_stats = stats.clone();
     let core = move || ObserverCore::new(&ocfg, &cal, session.clone(), "kis/1", Arc::default(), core_stats.clone());

@@ -162,6 +162,7 @@ fn extreme_records_through_observer_triggers_book_sampler_and_archive() {
         session: session.clone(),
         stats: stats.clone(),
         mitigation: Arc::default(),
+        tap: None,
     };
     let sampler = Sampler::new(Provider::Kis, Market::KrStocks, book.clone(), events, true, 5_000);
     let now = t0;

@@ -17,6 +17,7 @@ mod error;
 pub mod etl;
 pub mod maintain;
 pub mod migrate;
+pub mod outbox;
 pub mod pgconn;
 mod pgcopy;
 pub mod postgres;

@@ -54,12 +54,12 @@ pub(crate) const POSTGRES_BOOTSTRAP: &str = include_str!("../../../migrations/po
 
 /// The SQLite migrations compiled into this binary (`migrations/sqlite`).
 pub fn sqlite_migrations() -> Vec<Migration> {
-    embed!("sqlite"; 1 "001_core")
+    embed!("sqlite"; 1 "001_core", 2 "002_alerts")
 }
 
 /// The PostgreSQL migrations compiled into this binary (`migrations/postgres`).
 pub fn postgres_migrations() -> Vec<Migration> {
-    embed!("postgres"; 1 "001_core", 2 "002_native_partitions", 3 "003_timescale", 4 "004_staging", 5 "005_identifier_collation")
+    embed!("postgres"; 1 "001_core", 2 "002_native_partitions", 3 "003_timescale", 4 "004_staging", 5 "005_identifier_collation", 6 "006_alerts")
 }
 
 /// What the ledger says about one migration.

@@ -18,7 +18,7 @@ async fn sqlite_migrations_apply_once_refuse_changes_and_roll_back_failures() {
     assert!(s.table_names().await.unwrap().is_empty(), "status is read-only");
 
     let first = store.migrate().await.unwrap();
-    assert_eq!(first.applied, vec!["001_core".to_string()]);
+    assert_eq!(first.applied, vec!["001_core".to_string(), "002_alerts".to_string()]);
     let again = store.migrate().await.unwrap();
     assert!(again.applied.is_empty(), "re-apply is a no-op: {again:?}");
     let st = store.status().await.unwrap();
@@ -60,7 +60,10 @@ async fn postgres_migrations_apply_once_refuse_changes_and_roll_back_failures() 
     let first = store.migrate().await.unwrap();
     // No TimescaleDB here: native mode, the timescale file recorded as skipped.
     assert_eq!(first.mode, "native");
-    assert_eq!(first.applied, vec!["001_core", "002_native_partitions", "004_staging", "005_identifier_collation"]);
+    assert_eq!(
+        first.applied,
+        vec!["001_core", "002_native_partitions", "004_staging", "005_identifier_collation", "006_alerts"]
+    );
     assert_eq!(first.skipped, vec!["003_timescale"]);
     let again = store.migrate().await.unwrap();
     assert!(again.applied.is_empty() && again.skipped.is_empty(), "{again:?}");

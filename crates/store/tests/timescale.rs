@@ -39,7 +39,7 @@ async fn timescale_mode_hypertables_aggregates_policies_and_bars() {
 
     let first = store.migrate().await.unwrap();
     assert_eq!(first.mode, "timescale");
-    assert_eq!(first.applied, vec!["001_core", "003_timescale", "004_staging"]);
+    assert_eq!(first.applied, vec!["001_core", "003_timescale", "004_staging", "006_alerts"]);
     assert_eq!(first.skipped, vec!["002_native_partitions", "005_identifier_collation"]);
     let again = store.migrate().await.unwrap();
     assert!(again.applied.is_empty() && again.skipped.is_empty(), "{again:?}");

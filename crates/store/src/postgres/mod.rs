@@ -28,6 +28,7 @@ use crate::rows::*;
 mod connect;
 mod copy;
 mod maintenance;
+mod outbox;
 mod queries;
 mod schema;
 mod writes;

@@ -21,6 +21,7 @@ use crate::migrate::{self, MigrateReport, StatusReport};
 use crate::rows::*;
 
 mod codec;
+mod outbox;
 mod queries;
 mod schema;
 mod writes;
