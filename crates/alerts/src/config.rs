@@ -114,3 +114,46 @@ impl Validate for AlertsConfig {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use figment::Figment;
+    use figment::providers::{Format, Yaml};
+
+    use super::*;
+
+    fn problems(cfg: &AlertsConfig) -> Vec<String> {
+        let mut c = Checker::default();
+        c.section("alerts", |c| cfg.validate(c));
+        c.problems.iter().map(ToString::to_string).collect()
+    }
+
+    fn embedded() -> AlertsConfig {
+        Figment::from(Yaml::string(include_str!("../../../configs/observer.yaml"))).extract_inner("alerts").unwrap()
+    }
+
+    #[test]
+    fn the_defaults_pass_and_each_bad_value_is_named_by_its_key() {
+        let good = embedded();
+        assert!(problems(&good).is_empty(), "{:?}", problems(&good));
+        assert_eq!(good.outbox.backoff.iter().map(|b| b.as_millis() / 60_000).collect::<Vec<_>>(), [1, 2, 5, 15, 30]);
+
+        let mut bad = good.clone();
+        bad.telegram.api_base = "api.telegram.org".into();
+        let chat = Chat { chat_id: 7, min_severity: store::outbox::Severity::Warn, description: None };
+        bad.telegram.chats = vec![chat.clone(), chat];
+        bad.outbox.lease = bad.outbox.poll_interval;
+        bad.outbox.backoff.clear();
+        bad.rules.disk_percent = 100.0;
+        let got = problems(&bad).join("\n");
+        for key in [
+            "alerts.telegram.api_base",
+            "alerts.telegram.chats",
+            "alerts.outbox.lease",
+            "alerts.outbox.backoff",
+            "alerts.rules.disk_percent",
+        ] {
+            assert!(got.contains(key), "{key} not named in:\n{got}");
+        }
+    }
+}

@@ -57,6 +57,45 @@ pub struct AlertCounts {
 }
 
 impl AlertStats {
+    /// The counters as `/metrics` families.
+    pub fn expose(&self, e: &mut api::metrics::Exposition) {
+        let a = self.snapshot();
+        e.counter("stock_observer_alerts_raised_total", "Alerts raised by any source (each is also in the log).")
+            .value(a.raised);
+        e.counter(
+            "stock_observer_alerts_dropped_total",
+            "Alerts lost because the alert queue or the in-memory queue was full.",
+        )
+        .value(a.dropped);
+        e.gauge("stock_observer_alerts_held", "Alerts waiting in memory for the outbox database.").value(a.held);
+        e.counter(
+            "stock_observer_alert_outbox_rows_total",
+            "notification_outbox rows written (one per chat and message part).",
+        )
+        .value(a.rows_enqueued);
+        e.counter(
+            "stock_observer_alert_outbox_errors_total",
+            "Failed attempts to write to or read the outbox database.",
+        )
+        .value(a.db_errors);
+        e.counter("stock_observer_alert_messages_sent_total", "Messages the Telegram Bot API accepted.").value(a.sent);
+        e.counter(
+            "stock_observer_alert_messages_failed_total",
+            "Messages marked FAILED: refused for good (400/403/404) or failed max_failures times.",
+        )
+        .value(a.failed);
+        e.counter(
+            "stock_observer_alert_retries_total",
+            "Attempts that failed with a 5xx or network error and wait to retry.",
+        )
+        .value(a.retried);
+        e.counter(
+            "stock_observer_alert_rate_limited_total",
+            "429 answers: the chat waits retry_after, not counted as failures.",
+        )
+        .value(a.rate_limited);
+    }
+
     pub fn snapshot(&self) -> AlertCounts {
         AlertCounts {
             raised: self.raised.load(Relaxed),
@@ -81,6 +120,13 @@ pub struct AlertTx {
 }
 
 pub struct AlertRx(mpsc::Receiver<Alert>);
+
+impl AlertRx {
+    /// The next raised alert, if one waits (for a caller that is not the outbox task).
+    pub fn try_recv(&mut self) -> Option<Alert> {
+        self.0.try_recv().ok()
+    }
+}
 
 /// A channel as deep as the in-memory queue: together they hold twice `memory_queue`.
 pub fn channel(cfg: &OutboxConfig) -> (AlertTx, AlertRx, Arc<AlertStats>) {

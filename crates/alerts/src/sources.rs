@@ -53,14 +53,16 @@ impl EventAlerts {
 
     /// The alert one event raises, if any.
     pub fn on_event(&self, provider: Option<Provider>, event: &SystemEvent, at: UtcTime) {
+        // Keys in the archive's spelling (`kis`), text as people write it (`KIS`).
         let who = provider.map_or("lifecycle", |p| p.as_str());
+        let name = who.to_uppercase();
         let day = at.kst_yyyymmdd();
         match event {
             SystemEvent::SelfHealing { action, level, reason, .. } => match action.as_str() {
                 "restart_session" => self.tx.raise(Alert::new(
                     Severity::Warn,
                     format!("watchdog:{who}:restart:{}", at.as_millis()),
-                    format!("{who}: watchdog level 1, session restarted"),
+                    format!("{name}: watchdog level 1, session restarted"),
                     reason.clone(),
                     at,
                 )),
@@ -69,7 +71,7 @@ impl EventAlerts {
                     Alert::new(
                         Severity::Critical,
                         format!("watchdog:{who}:degrade:{}", at.as_millis()),
-                        format!("{who}: watchdog level {level}, degraded (trades only / REST polls)"),
+                        format!("{name}: watchdog level {level}, degraded (trades only / REST polls)"),
                         reason.clone(),
                         at,
                     ),
@@ -80,7 +82,7 @@ impl EventAlerts {
                     Alert::new(
                         Severity::Warn,
                         format!("scalp_paused:{who}:{}", at.as_millis()),
-                        format!("{who}: scalp recording paused"),
+                        format!("{name}: scalp recording paused"),
                         reason.clone(),
                         at,
                     ),
@@ -98,7 +100,7 @@ impl EventAlerts {
             SystemEvent::SlotDark { symbol, waited_ms, seeded, .. } => self.tx.raise(Alert::new(
                 Severity::Warn,
                 format!("slot_dark:{who}:{day}"),
-                format!("{who}: slot symbol dark"),
+                format!("{name}: slot symbol dark"),
                 format!(
                     "{symbol} had no stream data {} s after entering a slot ({}); first of the day, the rest are in the archive's slot_dark events",
                     waited_ms / 1000,
@@ -211,6 +213,7 @@ impl Monitor {
         let after = self.rules.outage_after.as_millis() as i64;
         for feed in self.live.feeds() {
             let p = feed.provider;
+            let name = p.as_str().to_uppercase();
             let down = feed.outage.down_since();
             if let Some((since, key)) = self.open.outages.get(&p).cloned()
                 && down != Some(since)
@@ -220,9 +223,9 @@ impl Monitor {
                 self.tx.raise(Alert::resolved(
                     Severity::Critical,
                     &key,
-                    format!("{p} stream down"),
+                    format!("{name} stream down"),
                     format!(
-                        "{p} stream back at {} KST after {mins:.1} min; the gap from {} is recorded as a gap marker",
+                        "{name} stream back at {} KST after {mins:.1} min; the gap from {} is recorded as a gap marker",
                         now.kst(),
                         since.kst()
                     ),
@@ -237,9 +240,9 @@ impl Monitor {
                 self.tx.raise(Alert::new(
                     Severity::Critical,
                     key.clone(),
-                    format!("{p} stream down"),
+                    format!("{name} stream down"),
                     format!(
-                        "no {p} stream data since {} KST ({:.1} min); reconnecting with backoff, the gap is being recorded",
+                        "no {name} stream data since {} KST ({:.1} min); reconnecting with backoff, the gap is being recorded",
                         since.kst(),
                         now.millis_since(since) as f64 / 60_000.0
                     ),
@@ -383,4 +386,70 @@ impl Monitor {
 
 fn unix_ms_now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use model::settings::Interval;
+
+    use super::*;
+    use crate::config::OutboxConfig;
+    use crate::outbox;
+
+    fn channel() -> (AlertTx, outbox::AlertRx) {
+        let cfg = OutboxConfig {
+            memory_queue: 16,
+            db_retry: Interval::from_millis(1000),
+            poll_interval: Interval::from_millis(1000),
+            claim_batch: 1,
+            lease: Interval::from_millis(2000),
+            backoff: vec![Interval::from_millis(60_000)],
+            max_failures: 5,
+            per_chat_interval: Interval::from_millis(1000),
+            group_per_minute: 20,
+        };
+        let (tx, rx, _) = outbox::channel(&cfg);
+        (tx, rx)
+    }
+
+    fn t(s: &str) -> UtcTime {
+        UtcTime::parse(s).unwrap()
+    }
+
+    fn healing(action: &str, level: u8) -> SystemEvent {
+        SystemEvent::SelfHealing { action: action.into(), level, reason: format!("{action} because"), detail: None }
+    }
+
+    #[test]
+    fn an_incident_is_raised_once_and_resolved_once_under_keys_that_name_it() {
+        let (tx, mut rx) = channel();
+        let ev = EventAlerts::new(tx);
+        let kis = Some(Provider::Kis);
+        let at = t("2026-01-14T01:06:09.410Z");
+        ev.on_event(kis, &healing("scalp_resumed", 0), at);
+        assert_eq!(rx.try_recv(), None, "nothing to resolve: no message");
+        ev.on_event(kis, &healing("scalp_paused", 2), at);
+        ev.on_event(kis, &healing("stale_symbols", 0), at);
+        ev.on_event(kis, &healing("scalp_resumed", 0), at.plus_secs(60));
+        ev.on_event(kis, &healing("scalp_resumed", 0), at.plus_secs(61));
+        let paused = rx.try_recv().unwrap();
+        assert_eq!((paused.severity, paused.title.as_str()), (Severity::Warn, "KIS: scalp recording paused"));
+        assert_eq!(paused.key, format!("scalp_paused:kis:{}", at.as_millis()));
+        let resumed = rx.try_recv().unwrap();
+        assert_eq!(resumed.key, format!("{}:resolved", paused.key));
+        assert_eq!(resumed.title, "RESOLVED: KIS: scalp recording paused");
+        assert_eq!(rx.try_recv(), None, "a second resume resolves nothing; stale_symbols is not an alert");
+
+        let anomaly = SystemEvent::AnomalyDay {
+            condition: "reconnect_failing".into(),
+            value: 309.0,
+            threshold: 300.0,
+            date: "20260114".into(),
+        };
+        ev.on_event(kis, &anomaly, at);
+        ev.on_event(kis, &anomaly, at.plus_secs(5));
+        let (a, b) = (rx.try_recv().unwrap(), rx.try_recv().unwrap());
+        assert_eq!(a.key, "anomaly:20260114:reconnect_failing");
+        assert_eq!(a.key, b.key, "the same condition on the same day is one incident (the outbox keeps one)");
+    }
 }

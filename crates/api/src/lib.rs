@@ -182,25 +182,36 @@ pub fn metrics(live: &Live) -> String {
 }
 
 pub fn router(live: Arc<Live>) -> Router {
-    router_with(live, None, None)
+    router_with(live, None, None, None)
 }
+
+/// More families for `/metrics`, from components this crate does not know (alerts).
+pub type ExtraMetrics = Arc<dyn Fn(&mut metrics::Exposition) + Send + Sync>;
 
 /// The routes; `/metrics` also shows the listener's connection counts when given, and the
 /// backup routes are mounted (and the newest backup shown on `/metrics`) when given.
-fn router_with(live: Arc<Live>, http: Option<Arc<Stats>>, backup: Option<BackupRoutes>) -> Router {
-    type S = (Arc<Live>, Option<Arc<Stats>>, Option<lifecycle::package::Packages>);
+fn router_with(
+    live: Arc<Live>,
+    http: Option<Arc<Stats>>,
+    backup: Option<BackupRoutes>,
+    extra: Option<ExtraMetrics>,
+) -> Router {
+    type S = (Arc<Live>, Option<Arc<Stats>>, Option<lifecycle::package::Packages>, Option<ExtraMetrics>);
     let packages = backup.as_ref().map(|b| b.packages.clone());
     let open = Router::new()
         .route("/health", get(|State((l, ..)): State<S>| async move { Json(health(&l)) }))
         .route(
             "/metrics",
-            get(|State((l, http, packages)): State<S>| async move {
+            get(|State((l, http, packages, extra)): State<S>| async move {
                 // A few small files under /proc and the backup dir: read off the runtime.
                 let body = tokio::task::spawn_blocking(move || {
                     let mut e = metrics::Exposition::default();
                     metrics::write(&mut e, &l, packages.as_ref());
                     if let Some(h) = http {
                         h.expose(&mut e);
+                    }
+                    if let Some(extra) = extra {
+                        extra(&mut e);
                     }
                     e.finish()
                 });
@@ -212,7 +223,7 @@ fn router_with(live: Arc<Live>, http: Option<Arc<Stats>>, backup: Option<BackupR
                 }
             }),
         )
-        .with_state((live, http, packages));
+        .with_state((live, http, packages, extra));
     match backup {
         Some(b) => open.merge(backup::router(b)),
         None => open,
@@ -235,10 +246,11 @@ pub async fn serve(
     cfg: &HttpConfig,
     live: Arc<Live>,
     backup: Option<BackupRoutes>,
+    extra: Option<ExtraMetrics>,
     stop: watch::Receiver<bool>,
 ) -> Result<Listener, BindError> {
     let stats = Arc::new(Stats::default());
-    let app = router_with(live, Some(stats.clone()), backup);
+    let app = router_with(live, Some(stats.clone()), backup, extra);
     serve_app(cfg, app, stats, stop).await
 }
 

@@ -137,12 +137,29 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         };
         let mut collector = Collector::new(settings.engine(), adapters, clock, args.data_dir.clone(), detail);
         let live_sink = crate::live::start(&settings.store, &args.data_dir).await?;
+        let mut taps: Vec<Arc<dyn engine::tap::Tap>> = Vec::new();
         if let Some(sink) = &live_sink {
-            collector.tap = Some(Arc::new(crate::live::LiveTap(sink.clone())));
+            taps.push(Arc::new(crate::live::LiveTap(sink.clone())));
             eprintln!("live database sink on: {}", settings.store.url.as_deref().unwrap_or("embedded SQLite"));
         }
         let live = collector.live.clone();
         let (stop_tx, stop_rx) = watch::channel(false);
+        let alerting = crate::alerting::start(
+            crate::alerting::Wiring {
+                settings: &settings,
+                data_dir: &args.data_dir,
+                clock,
+                live: live.clone(),
+                sink: live_sink.as_ref().map(|s| s.stats()),
+                packages: lifecycle::package::Packages::new(settings.backup.dir_for(&args.data_dir)),
+            },
+            stop_rx.clone(),
+        )
+        .await?;
+        if let Some(a) = &alerting {
+            taps.push(a.tap.clone());
+        }
+        collector.tap = (!taps.is_empty()).then(|| Arc::new(engine::tap::Taps(taps)) as Arc<dyn engine::tap::Tap>);
         reload_on_sighup(live.clone(), args.config.clone());
         let targets = Arc::new(crate::faults::Targets {
             fakes: fakes.servers.iter().map(|f| f.faults.clone()).collect(),
@@ -213,7 +230,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     tracing::warn!(date = %r.date, "receipt recorded in the backup dir, but its event was not archived (queue full or shutting down)");
                 }
             });
-            match api::serve(&settings.http, live.clone(), Some(backup), stop_rx.clone()).await {
+            let extra = alerting.as_ref().map(|a| -> api::ExtraMetrics {
+                let stats = a.stats.clone();
+                Arc::new(move |e: &mut api::metrics::Exposition| stats.expose(e))
+            });
+            match api::serve(&settings.http, live.clone(), Some(backup), extra, stop_rx.clone()).await {
                 Ok(l) => eprintln!("health: http://{0}/health  metrics: http://{0}/metrics", l.addr),
                 Err(e) => tracing::warn!("{e}; recording continues without /health and /metrics"),
             }
@@ -253,8 +274,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             Some(s) => crate::live::finish(s).await,
             None => None,
         };
+        let alert_counts = match alerting {
+            Some(a) => Some(a.finish().await),
+            None => None,
+        };
         let summary = result.with_context(|| format!("collecting into {}", args.data_dir.display()))?;
         crate::status::print_summary(&summary, &args.data_dir);
+        if let Some(a) = alert_counts {
+            println!(
+                "  alerts: {} raised, {} outbox rows written ({} deduplicated), {} sent, {} failed, {} retried, {} rate-limited, {} dropped, {} still in memory",
+                a.raised, a.rows_enqueued, a.deduplicated, a.sent, a.failed, a.retried, a.rate_limited, a.dropped, a.held
+            );
+        }
         if let Some(r) = sink_report {
             println!(
                 "  live database sink: {} rows stored, {} failed ({} write errors), {} dropped (queue full)",

@@ -1,6 +1,7 @@
 //! `stock-observer`: the one binary. Subcommands wire the crates together; all the work is
 //! in the library crates.
 
+mod alerting;
 mod apikey;
 mod backup;
 mod bench;

@@ -84,11 +84,18 @@ fn the_unit_file_verifies_without_warnings() {
 }
 
 #[test]
-fn the_compose_files_are_yaml_with_the_four_services() {
+fn the_compose_files_are_yaml_with_the_five_services() {
     let files = ["docker-compose.yml", "docker-compose.prod.yml", "docker-compose.dev.yml"];
     let base = std::fs::read_to_string(repo().join("deploy/docker-compose.yml")).unwrap();
-    for s in ["collector:", "postgres:", "redis:", "prometheus:", "timescale/timescaledb:latest-pg15", "redis:7"] {
+    for s in
+        ["collector:", "postgres:", "redis:", "prometheus:", "grafana:", "timescale/timescaledb:latest-pg15", "redis:7"]
+    {
         assert!(base.contains(s), "docker-compose.yml lacks {s}");
+    }
+    // Every directory the services mount from the repository is there.
+    for line in base.lines().map(str::trim).filter(|l| l.starts_with("- ./")) {
+        let host = line.trim_start_matches("- ./").split(':').next().unwrap();
+        assert!(repo().join("deploy").join(host).is_dir(), "docker-compose.yml mounts a missing deploy/{host}");
     }
     // Parsed when python3 has PyYAML; otherwise only the text checks above run.
     let has_yaml = Command::new("python3").args(["-c", "import yaml"]).output().is_ok_and(|o| o.status.success());

@@ -77,6 +77,7 @@ pub struct Settings {
     pub backup: lifecycle::BackupConfig,
     pub compression: lifecycle::CompressionConfig,
     pub retention: lifecycle::RetentionConfig,
+    pub alerts: alerts::AlertsConfig,
 }
 
 impl Validate for Settings {
@@ -113,6 +114,7 @@ impl Validate for Settings {
         c.section("backup", |c| self.backup.validate(c));
         c.section("compression", |c| self.compression.validate(c));
         c.section("retention", |c| self.retention.validate(c));
+        c.section("alerts", |c| self.alerts.validate(c));
     }
 }
 

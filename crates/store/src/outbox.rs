@@ -8,7 +8,6 @@ use serde::{Deserialize, Serialize};
 use model::UtcTime;
 
 use crate::error::StoreError;
-use crate::store::Store;
 
 /// `alert_severity`: how loud an alert is. Ordered, so a chat's `min_severity` filters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -138,60 +137,5 @@ pub(crate) fn check_key(n: &NewNotification) -> Result<(), StoreError> {
             Err(StoreError::Invalid(format!("dedupe_key longer than {DEDUPE_KEY_MAX} characters: {k:?}")))
         }
         _ => Ok(()),
-    }
-}
-
-macro_rules! dispatch {
-    ($self:ident, $s:ident => $e:expr) => {
-        match $self {
-            Store::Sqlite($s) => $e,
-            Store::Postgres($s) => $e,
-        }
-    };
-}
-
-impl Store {
-    /// Makes `telegram_chats` say what the config says: listed chats enabled with their
-    /// `min_severity`, every other chat disabled (kept, so old outbox rows still name it).
-    pub async fn sync_chats(&self, chats: &[Chat]) -> Result<(), StoreError> {
-        dispatch!(self, s => s.sync_chats(chats.to_vec()).await)
-    }
-
-    /// Enabled chats.
-    pub async fn chats(&self) -> Result<Vec<Chat>, StoreError> {
-        dispatch!(self, s => s.chats().await)
-    }
-
-    /// `enqueue_notification()`: the new row's id, or `None` when `dedupe_key` was taken.
-    pub async fn enqueue(&self, n: NewNotification) -> Result<Option<i64>, StoreError> {
-        check_key(&n)?;
-        dispatch!(self, s => s.enqueue(n).await)
-    }
-
-    /// Claims up to `limit` due PENDING rows, oldest first, leasing them until `lease_until`
-    /// (their `send_after`): another worker skips them, and a worker that dies mid-send lets
-    /// them come due again. PostgreSQL claims with `FOR UPDATE SKIP LOCKED`; SQLite in one
-    /// write transaction (it has a single writer).
-    pub async fn claim(&self, now: UtcTime, lease_until: UtcTime, limit: u32) -> Result<Vec<Claimed>, StoreError> {
-        dispatch!(self, s => s.claim(now, lease_until, limit).await)
-    }
-
-    pub async fn settle(&self, id: i64, how: Settle) -> Result<(), StoreError> {
-        dispatch!(self, s => s.settle(id, how).await)
-    }
-
-    /// A group became a supergroup: the chat and its pending rows move to the new id.
-    pub async fn migrate_chat(&self, from: i64, to: i64) -> Result<(), StoreError> {
-        dispatch!(self, s => s.migrate_chat(from, to).await)
-    }
-
-    /// Rows by status.
-    pub async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError> {
-        dispatch!(self, s => s.outbox_counts().await)
-    }
-
-    /// Every row, oldest first.
-    pub async fn outbox_rows(&self) -> Result<Vec<OutboxRow>, StoreError> {
-        dispatch!(self, s => s.outbox_rows().await)
     }
 }

@@ -1,0 +1,92 @@
+//! A whole `collect` telling someone: a scripted 6-minute stream outage against the fake
+//! Telegram Bot API gives the CRITICAL chat exactly one outage alert and one recovery, in
+//! that order; the exit summary's alert figures are what the outbox on disk holds and what
+//! the fake received; the bot token is in no output, archive file or database row.
+
+mod common;
+
+use std::path::Path;
+use std::process::Stdio;
+
+use alerts::telegram::fake::FakeBotApi;
+use common::*;
+
+const TOKEN: &str = "7000003:AAcliTokenThatMustNeverBeWritten";
+const CRIT: i64 = -1_001_000_000_001;
+const WARN: i64 = 5151;
+
+/// The embedded configuration with two chats and the fake as the Bot API.
+fn config_with_chats(dir: &Path, api_base: &str) -> std::path::PathBuf {
+    let base =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/observer.yaml")).unwrap();
+    let chats = format!(
+        "chats: [{{chat_id: {CRIT}, min_severity: CRITICAL, description: pager}}, {{chat_id: {WARN}, min_severity: WARN}}]"
+    );
+    let text = base.replacen("chats: []", &chats, 1).replacen(
+        "api_base: https://api.telegram.org",
+        &format!("api_base: {api_base}"),
+        1,
+    );
+    assert!(text.contains(&chats) && text.contains(api_base));
+    let path = dir.join("observer.yaml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn bytes_contain(path: &Path, needle: &[u8]) -> bool {
+    std::fs::read(path).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle))
+}
+
+fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() { out.extend(files_under(&p)) } else { out.push(p) }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_six_minute_outage_is_one_alert_and_one_recovery() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let fake = FakeBotApi::start(TOKEN).await.unwrap();
+    let config = config_with_chats(dir.path(), &fake.base_url());
+    let mut c = cmd();
+    c.args(["collect", "--speed", "60", "--start", "2026-01-14T10:00", "--until", "10:09"])
+        .args(["--fault", "ws_disconnect@10:01:00+6m"])
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--config")
+        .arg(&config)
+        .env("TELEGRAM_BOT_TOKEN", TOKEN)
+        .stdin(Stdio::null());
+    let out = tokio::task::spawn_blocking(move || run(&mut c)).await.unwrap();
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(all.contains("alerts: Telegram to 2 chat(s)"), "{all}");
+
+    let delivered = fake.delivered();
+    let pager: Vec<&str> = delivered.iter().filter(|m| m.chat_id == CRIT).map(|m| m.shown.as_str()).collect();
+    assert_eq!(pager.len(), 2, "one outage alert and one recovery: {pager:#?}");
+    assert!(pager[0].starts_with("KIS stream down\nno KIS stream data since 2026-01-14T10:01"), "{}", pager[0]);
+    assert!(pager[1].starts_with("RESOLVED: KIS stream down\nKIS stream back"), "{}", pager[1]);
+    let ops: Vec<&str> = delivered.iter().filter(|m| m.chat_id == WARN).map(|m| m.shown.as_str()).collect();
+    assert_eq!(ops.iter().filter(|m| m.contains("KIS stream down")).count(), 2, "{ops:#?}");
+    assert_eq!(ops.iter().filter(|m| m.starts_with("Anomaly day 20260114: reconnect_failing")).count(), 1, "{ops:#?}");
+
+    // The summary's figures are the outbox's and the fake's.
+    let store = store::Store::open(&store::StoreConfig::default(), &data).await.unwrap();
+    let counts = store.outbox_counts().await.unwrap();
+    let sent = counts.sent;
+    assert_eq!(sent as usize, delivered.len(), "{counts:?}");
+    assert_eq!((counts.pending, counts.failed), (0, 0), "everything due was sent before exit: {counts:?}");
+    let line = all.lines().find(|l| l.trim_start().starts_with("alerts:") && l.contains("raised")).unwrap();
+    assert!(line.contains(&format!("{} outbox rows written", sent)), "{line}");
+    assert!(line.contains(&format!("{} sent, 0 failed", sent)), "{line}");
+
+    assert!(!all.contains(TOKEN) && !all.contains("AAcliToken"), "token in the output");
+    for f in files_under(&data) {
+        assert!(!bytes_contain(&f, b"AAcliToken"), "token in {}", f.display());
+    }
+}
