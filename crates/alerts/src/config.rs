@@ -65,6 +65,9 @@ pub struct RulesConfig {
     pub disk_percent: f64,
     /// Archive writes failing this long is an alert (CRITICAL).
     pub archive_failing_after: Interval,
+    /// An episode of repeated occurrences (the database sink losing rows) is resolved after
+    /// this long without a new one, so a burst is one message, not one per look.
+    pub quiet_after: Interval,
     /// Seoul time of the daily summary (after the KRX close).
     pub summary_at: jiff::civil::Time,
 }

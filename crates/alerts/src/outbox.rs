@@ -4,9 +4,9 @@
 //! queue in memory and are written when it can. Only an alert beyond both bounds is lost,
 //! and it is counted and logged.
 
-use std::collections::VecDeque;
-use std::sync::Arc;
+use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -29,7 +29,8 @@ pub struct AlertStats {
     pub dropped: AtomicU64,
     /// Alerts waiting in memory for the database now.
     pub held: AtomicU64,
-    /// Outbox rows written, and alerts whose key was already there (one incident, one message).
+    /// Outbox rows written, and alerts whose key was already raised or in the outbox (one
+    /// incident, one message).
     pub rows_enqueued: AtomicU64,
     pub deduplicated: AtomicU64,
     /// Failed attempts to write to the outbox.
@@ -112,11 +113,16 @@ impl AlertStats {
     }
 }
 
+/// Keys remembered in process, so a repeat is not even logged again; past this many the
+/// memory starts over and the outbox's unique index still holds the line.
+const KEYS_REMEMBERED: usize = 10_000;
+
 /// Where sources raise alerts. Cheap to clone; never blocks.
 #[derive(Clone)]
 pub struct AlertTx {
     tx: mpsc::Sender<Alert>,
     stats: Arc<AlertStats>,
+    seen: Arc<Mutex<HashSet<String>>>,
 }
 
 pub struct AlertRx(mpsc::Receiver<Alert>);
@@ -132,12 +138,22 @@ impl AlertRx {
 pub fn channel(cfg: &OutboxConfig) -> (AlertTx, AlertRx, Arc<AlertStats>) {
     let (tx, rx) = mpsc::channel(cfg.memory_queue.max(1));
     let stats = Arc::new(AlertStats::default());
-    (AlertTx { tx, stats: stats.clone() }, AlertRx(rx), stats)
+    (AlertTx { tx, stats: stats.clone(), seen: Arc::default() }, AlertRx(rx), stats)
 }
 
 impl AlertTx {
     /// Logs the alert (the log is the channel of last resort) and hands it to the outbox.
     pub fn raise(&self, alert: Alert) {
+        {
+            let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+            if seen.len() >= KEYS_REMEMBERED {
+                seen.clear();
+            }
+            if !seen.insert(alert.key.clone()) {
+                self.stats.deduplicated.fetch_add(1, Relaxed);
+                return;
+            }
+        }
         self.stats.raised.fetch_add(1, Relaxed);
         match alert.severity {
             Severity::Critical => tracing::error!(key = %alert.key, "ALERT {}: {}", alert.title, alert.message),

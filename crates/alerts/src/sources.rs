@@ -176,9 +176,11 @@ pub struct Readings {
 #[derive(Default)]
 struct Open {
     outages: HashMap<Provider, (UtcTime, String)>,
-    disk: Option<String>,
+    /// The open excursion's key, and since when the disk is back below the mark.
+    disk: Option<(String, Option<UtcTime>)>,
     archive: Option<(i64, String)>,
-    sink: Option<(u64, String)>,
+    /// When the open episode last lost a row, and its key.
+    sink: Option<(UtcTime, String)>,
     summary_day: Option<String>,
 }
 
@@ -257,6 +259,7 @@ impl Monitor {
         let Some(usage) = (self.readings.disk)() else { return };
         let pct = usage.percent();
         let mark = self.rules.disk_percent;
+        let quiet = self.rules.quiet_after.as_millis() as i64;
         match self.open.disk.take() {
             None if pct > mark => {
                 let key = format!("disk:{}", now.as_millis());
@@ -270,16 +273,21 @@ impl Monitor {
                     ),
                     now,
                 ));
-                self.open.disk = Some(key);
+                self.open.disk = Some((key, None));
             }
-            Some(key) if pct <= mark => self.tx.raise(Alert::resolved(
+            // Above again: the same excursion.
+            Some((key, _)) if pct > mark => self.open.disk = Some((key, None)),
+            // Below the mark for a quiet spell: over (a disk hovering at the mark is one
+            // excursion, not a message per look).
+            Some((key, Some(below))) if now.millis_since(below) >= quiet => self.tx.raise(Alert::resolved(
                 Severity::Warn,
                 &key,
                 format!("Archive disk above {mark} %"),
                 format!("{pct:.1} % used"),
                 now,
             )),
-            still => self.open.disk = still,
+            Some((key, below)) => self.open.disk = Some((key, below.or(Some(now)))),
+            None => {}
         }
     }
 
@@ -331,15 +339,19 @@ impl Monitor {
                     format!("{new} rows not written to the database (queue full or database failing); the archive has them: fill the database with `stock-observer etl`"),
                     now,
                 ));
-                self.open.sink = Some((lost, key));
+                self.open.sink = Some((now, key));
             }
-            Some((_, key)) if new == 0 => self.tx.raise(Alert::resolved(
-                Severity::Warn,
-                &key,
-                "Database sink behind its buffer",
-                format!("the database sink keeps up again; {lost} rows missed in all"),
-                now,
-            )),
+            // Still losing rows: the same episode, which lasts until a quiet spell.
+            Some((_, key)) if new > 0 => self.open.sink = Some((now, key)),
+            Some((last, key)) if now.millis_since(last) >= self.rules.quiet_after.as_millis() as i64 => {
+                self.tx.raise(Alert::resolved(
+                    Severity::Warn,
+                    &key,
+                    "Database sink behind its buffer",
+                    format!("no row lost for {}; {lost} rows missed in all", self.rules.quiet_after),
+                    now,
+                ))
+            }
             still => self.open.sink = still,
         }
     }
@@ -389,14 +401,14 @@ fn unix_ms_now() -> i64 {
 }
 
 #[cfg(test)]
-mod tests {
+mod tests_support {
     use model::settings::Interval;
 
     use super::*;
     use crate::config::OutboxConfig;
     use crate::outbox;
 
-    fn channel() -> (AlertTx, outbox::AlertRx) {
+    pub fn channel() -> (AlertTx, outbox::AlertRx) {
         let cfg = OutboxConfig {
             memory_queue: 16,
             db_retry: Interval::from_millis(1000),
@@ -411,6 +423,12 @@ mod tests {
         let (tx, rx, _) = outbox::channel(&cfg);
         (tx, rx)
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tests_support::channel;
+    use super::*;
 
     fn t(s: &str) -> UtcTime {
         UtcTime::parse(s).unwrap()
@@ -448,8 +466,124 @@ mod tests {
         };
         ev.on_event(kis, &anomaly, at);
         ev.on_event(kis, &anomaly, at.plus_secs(5));
-        let (a, b) = (rx.try_recv().unwrap(), rx.try_recv().unwrap());
-        assert_eq!(a.key, "anomaly:20260114:reconnect_failing");
-        assert_eq!(a.key, b.key, "the same condition on the same day is one incident (the outbox keeps one)");
+        assert_eq!(rx.try_recv().unwrap().key, "anomaly:20260114:reconnect_failing");
+        assert_eq!(rx.try_recv(), None, "the same condition on the same day is one incident, raised once");
+    }
+}
+
+#[cfg(test)]
+mod monitor_tests {
+    use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+    use super::*;
+    use crate::outbox::AlertRx;
+
+    fn rules() -> RulesConfig {
+        RulesConfig {
+            check_interval: "10s".parse().unwrap(),
+            outage_after: "5m".parse().unwrap(),
+            disk_percent: 80.0,
+            archive_failing_after: "30s".parse().unwrap(),
+            quiet_after: "5m".parse().unwrap(),
+            summary_at: jiff::civil::time(16, 0, 0, 0),
+        }
+    }
+
+    fn t(s: &str) -> UtcTime {
+        UtcTime::parse(s).unwrap()
+    }
+
+    struct Rig {
+        monitor: Monitor,
+        rx: AlertRx,
+        live: Arc<Live>,
+        used_percent: Arc<AtomicU64>,
+        lost: Arc<AtomicU64>,
+    }
+
+    /// A monitor over a run started at 09:00 Seoul on 2026-01-14.
+    fn rig() -> Rig {
+        let (tx, rx) = super::tests_support::channel();
+        let clock = Clock::simulated(t("2026-01-14T00:00:00.000Z"), 1.0, std::time::Duration::from_secs(1));
+        let live = Arc::new(Live::detached(clock, std::env::temp_dir()));
+        let used_percent = Arc::new(AtomicU64::new(50));
+        let lost = Arc::new(AtomicU64::new(0));
+        let (u, l) = (used_percent.clone(), lost.clone());
+        let readings = Readings {
+            disk: Arc::new(move || Some(DiskUsage { used: u.load(Relaxed), avail: 100 - u.load(Relaxed) })),
+            sink_lost: Some(Arc::new(move || l.load(Relaxed))),
+            backup_state: Arc::new(|| "newest package 20260113 (held by central)".to_string()),
+        };
+        Rig { monitor: Monitor::new(live.clone(), tx, rules(), readings), rx, live, used_percent, lost }
+    }
+
+    fn drain(rx: &mut AlertRx) -> Vec<Alert> {
+        std::iter::from_fn(|| rx.try_recv()).collect()
+    }
+
+    #[test]
+    fn disk_archive_and_sink_incidents_are_raised_once_and_resolved_once() {
+        let mut r = rig();
+        let mut now = t("2026-01-14T01:00:00.000Z");
+        let wall = 1_000_000_000_000;
+        r.live.stats.gauges.durable_unix_ms.store(wall, Relaxed);
+        r.monitor.check(now, wall + 29_999);
+        assert_eq!(drain(&mut r.rx), vec![], "all quiet, archive durable 29.999 s ago");
+
+        r.used_percent.store(85, Relaxed);
+        r.lost.store(12, Relaxed);
+        for _ in 0..3 {
+            now = now.plus_secs(10);
+            r.monitor.check(now, wall + 30_000);
+        }
+        let got = drain(&mut r.rx);
+        let titles: Vec<(&str, Severity)> = got.iter().map(|a| (a.title.as_str(), a.severity)).collect();
+        assert_eq!(
+            titles,
+            [
+                ("Archive disk above 80 %", Severity::Warn),
+                ("Archive writes failing", Severity::Critical),
+                ("Database sink behind its buffer", Severity::Warn)
+            ],
+            "each incident once, however many looks"
+        );
+        assert!(got[2].message.starts_with("12 rows not written"), "{}", got[2].message);
+
+        // Still losing rows: still one incident. Then all recovers: one RESOLVED each.
+        r.lost.store(20, Relaxed);
+        r.monitor.check(now.plus_secs(10), wall + 40_000);
+        assert_eq!(drain(&mut r.rx), vec![]);
+        r.used_percent.store(79, Relaxed);
+        r.live.stats.gauges.durable_unix_ms.store(wall + 45_000, Relaxed);
+        r.monitor.check(now.plus_secs(20), wall + 45_500);
+        let mut resolved: Vec<String> = drain(&mut r.rx).into_iter().map(|a| a.key).collect();
+        assert_eq!(resolved.len(), 1, "disk and sink need a quiet spell: {resolved:?}");
+        r.monitor.check(now.plus_secs(10 + 299), wall + 50_000);
+        assert_eq!(drain(&mut r.rx), vec![], "4 min 59 s quiet");
+        r.monitor.check(now.plus_secs(10 + 300), wall + 50_000);
+        resolved.extend(drain(&mut r.rx).into_iter().map(|a| a.key));
+        assert_eq!(resolved.len(), 2, "the sink, 5 min after its last loss: {resolved:?}");
+        r.monitor.check(now.plus_secs(20 + 300), wall + 50_000);
+        resolved.extend(drain(&mut r.rx).into_iter().map(|a| a.key));
+        assert_eq!(resolved.len(), 3, "{resolved:?}");
+        assert!(resolved.iter().all(|k| k.ends_with(":resolved")), "{resolved:?}");
+        assert_eq!(resolved[0], format!("archive_failing:{wall}:resolved"));
+        assert!(resolved[1].starts_with("db_sink:") && resolved[2].starts_with("disk:"), "{resolved:?}");
+    }
+
+    #[test]
+    fn the_daily_summary_comes_once_a_day_after_the_close() {
+        let mut r = rig();
+        r.monitor.check(t("2026-01-14T06:59:59.999Z"), 0);
+        assert_eq!(drain(&mut r.rx), vec![], "15:59:59 Seoul: not yet");
+        r.monitor.check(t("2026-01-14T07:00:00.000Z"), 0);
+        r.monitor.check(t("2026-01-14T09:00:00.000Z"), 0);
+        let got = drain(&mut r.rx);
+        assert_eq!(got.len(), 1);
+        assert_eq!((got[0].severity, got[0].key.as_str()), (Severity::Info, "summary:20260114"));
+        assert!(got[0].message.contains("recording rate none due"), "{}", got[0].message);
+        assert!(got[0].message.contains("backups: newest package 20260113 (held by central)"), "{}", got[0].message);
+        r.monitor.check(t("2026-01-15T07:00:00.000Z"), 0);
+        assert_eq!(drain(&mut r.rx)[0].key, "summary:20260115");
     }
 }

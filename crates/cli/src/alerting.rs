@@ -10,8 +10,9 @@ use std::sync::atomic::Ordering::Relaxed;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use alerts::AlertsConfig;
 use alerts::config::TOKEN_ENV;
-use alerts::outbox::{self, AlertCounts, AlertStats};
+use alerts::outbox::{self, AlertCounts, AlertStats, AlertTx};
 use alerts::sources::{EventAlerts, Monitor, Readings};
 use alerts::telegram::api::BotApi;
 use alerts::worker::Worker;
@@ -19,13 +20,7 @@ use engine::Live;
 use lifecycle::package::Packages;
 use lifecycle::receipt::Receipts;
 use model::Clock;
-use store::{Backend, SinkStats, Store};
-
-pub struct Alerting {
-    pub tap: Arc<EventAlerts>,
-    pub stats: Arc<AlertStats>,
-    tasks: Vec<JoinHandle<()>>,
-}
+use store::{Backend, SinkStats, Store, StoreConfig};
 
 /// The bot token, if set: read here and handed to the client, never logged.
 fn token() -> Option<String> {
@@ -41,71 +36,104 @@ pub struct Wiring<'a> {
     pub packages: Packages,
 }
 
-/// Starts alerting as configured; `None` when `alerts.enabled` is false.
+/// The outbox task and (with a token and chats) the Telegram worker, over the store
+/// `store_cfg` names (or `<dir>/observer.db`): what every long-running command runs.
+pub struct Delivery {
+    pub tx: AlertTx,
+    pub stats: Arc<AlertStats>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Delivery {
+    pub async fn start(
+        cfg: &AlertsConfig,
+        store_cfg: &StoreConfig,
+        dir: &Path,
+        clock: Clock,
+        stop: watch::Receiver<bool>,
+    ) -> anyhow::Result<Delivery> {
+        let token = token();
+        let chats = cfg.telegram.chats.clone();
+        match (&token, chats.is_empty()) {
+            (Some(_), true) => eprintln!(
+                "{TOKEN_ENV} is set but alerts.telegram.chats lists no chat: nothing will be sent to Telegram (alerts go to the log)"
+            ),
+            (None, false) => eprintln!(
+                "alerts.telegram.chats is configured but {TOKEN_ENV} is not set: alerts are kept in the outbox, not sent"
+            ),
+            (Some(_), false) => eprintln!("alerts: Telegram to {} chat(s) via {}", chats.len(), cfg.telegram.api_base),
+            (None, true) => {}
+        }
+        let api = match &token {
+            Some(t) if !chats.is_empty() => {
+                Some(BotApi::new(&cfg.telegram.api_base, t.clone(), cfg.telegram.request_timeout.get())?)
+            }
+            _ => None,
+        };
+
+        let store = Arc::new(Store::open(store_cfg, dir).await?);
+        let (tx, rx, stats) = outbox::channel(&cfg.outbox);
+        let mut tasks = Vec::new();
+
+        // The outbox opens once the schema is there and the chats are synced; until then (a
+        // database down at start) alerts wait in the channel.
+        {
+            let (store, stats, ocfg, stop) = (store.clone(), stats.clone(), cfg.outbox.clone(), stop.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut stop_wait = stop.clone();
+                let mut told = false;
+                loop {
+                    let ready = match store.migrate().await {
+                        Ok(_) => store.sync_chats(&chats).await,
+                        Err(e) => Err(e),
+                    };
+                    match ready {
+                        Ok(()) => break,
+                        Err(e) => {
+                            stats.db_errors.fetch_add(1, Relaxed);
+                            if !told {
+                                told = true;
+                                tracing::warn!("alerts wait in memory: the outbox database is not ready: {e}");
+                            }
+                        }
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(clock.wall_duration(ocfg.db_retry.get())) => {}
+                        _ = model::stopped(&mut stop_wait) => return,
+                    }
+                }
+                outbox::deliver(store, rx, stats, ocfg, clock, stop).await;
+            }));
+        }
+        if let Some(api) = api {
+            let worker = Worker::new(store, api, cfg.outbox.clone(), tx.clone(), stats.clone());
+            tasks.push(tokio::spawn(worker.run(clock, stop)));
+        }
+        Ok(Delivery { tx, stats, tasks })
+    }
+
+    /// Waits for the tasks after `stop` (the outbox task makes one last write).
+    pub async fn finish(self) -> AlertCounts {
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        self.stats.snapshot()
+    }
+}
+
+pub struct Alerting {
+    pub tap: Arc<EventAlerts>,
+    pub delivery: Delivery,
+    monitor: JoinHandle<()>,
+}
+
+/// Starts alerting in `collect` as configured; `None` when `alerts.enabled` is false.
 pub async fn start(w: Wiring<'_>, stop: watch::Receiver<bool>) -> anyhow::Result<Option<Alerting>> {
     let cfg = &w.settings.alerts;
     if !cfg.enabled {
         return Ok(None);
     }
-    let token = token();
-    let chats = cfg.telegram.chats.clone();
-    match (&token, chats.is_empty()) {
-        (Some(_), true) => eprintln!(
-            "{TOKEN_ENV} is set but alerts.telegram.chats lists no chat: nothing will be sent to Telegram (alerts go to the log)"
-        ),
-        (None, false) => eprintln!(
-            "alerts.telegram.chats is configured but {TOKEN_ENV} is not set: alerts are kept in the outbox, not sent"
-        ),
-        (Some(_), false) => eprintln!("alerts: Telegram to {} chat(s) via {}", chats.len(), cfg.telegram.api_base),
-        (None, true) => {}
-    }
-    let api = match &token {
-        Some(t) if !chats.is_empty() => {
-            Some(BotApi::new(&cfg.telegram.api_base, t.clone(), cfg.telegram.request_timeout.get())?)
-        }
-        _ => None,
-    };
-
-    let store = Arc::new(Store::open(&w.settings.store, w.data_dir).await?);
-    let (tx, rx, stats) = outbox::channel(&cfg.outbox);
-    let mut tasks = Vec::new();
-
-    // The outbox opens once the schema is there and the chats are synced; until then (a
-    // database down at start) alerts wait in the channel.
-    {
-        let (store, stats, ocfg, clock, stop) =
-            (store.clone(), stats.clone(), cfg.outbox.clone(), w.clock, stop.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut stop_wait = stop.clone();
-            let mut told = false;
-            loop {
-                let ready = match store.migrate().await {
-                    Ok(_) => store.sync_chats(&chats).await,
-                    Err(e) => Err(e),
-                };
-                match ready {
-                    Ok(()) => break,
-                    Err(e) => {
-                        stats.db_errors.fetch_add(1, Relaxed);
-                        if !told {
-                            told = true;
-                            tracing::warn!("alerts wait in memory: the outbox database is not ready: {e}");
-                        }
-                    }
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(clock.wall_duration(ocfg.db_retry.get())) => {}
-                    _ = model::stopped(&mut stop_wait) => return,
-                }
-            }
-            outbox::deliver(store, rx, stats, ocfg, clock, stop).await;
-        }));
-    }
-    if let Some(api) = api {
-        let worker = Worker::new(store.clone(), api, cfg.outbox.clone(), tx.clone(), stats.clone());
-        tasks.push(tokio::spawn(worker.run(w.clock, stop.clone())));
-    }
-
+    let delivery = Delivery::start(cfg, &w.settings.store, w.data_dir, w.clock, stop.clone()).await?;
     let dir = w.data_dir.to_path_buf();
     let packages = w.packages;
     let readings = Readings {
@@ -115,9 +143,9 @@ pub async fn start(w: Wiring<'_>, stop: watch::Receiver<bool>) -> anyhow::Result
         }),
         backup_state: Arc::new(move || backup_state(&packages)),
     };
-    let monitor = Monitor::new(w.live, tx.clone(), cfg.rules.clone(), readings);
-    tasks.push(tokio::spawn(monitor.run(w.clock, stop)));
-    Ok(Some(Alerting { tap: Arc::new(EventAlerts::new(tx)), stats, tasks }))
+    let monitor = Monitor::new(w.live, delivery.tx.clone(), cfg.rules.clone(), readings);
+    let monitor = tokio::spawn(monitor.run(w.clock, stop));
+    Ok(Some(Alerting { tap: Arc::new(EventAlerts::new(delivery.tx.clone())), delivery, monitor }))
 }
 
 /// The newest package and whether a coordinator holds it, for the daily summary.
@@ -139,11 +167,13 @@ fn backup_state(packages: &Packages) -> String {
 }
 
 impl Alerting {
-    /// Waits for the tasks after `stop` (the outbox task makes one last write).
+    pub fn stats(&self) -> Arc<AlertStats> {
+        self.delivery.stats.clone()
+    }
+
+    /// Waits for the monitor and the delivery tasks after `stop`.
     pub async fn finish(self) -> AlertCounts {
-        for t in self.tasks {
-            let _ = t.await;
-        }
-        self.stats.snapshot()
+        let _ = self.monitor.await;
+        self.delivery.finish().await
     }
 }

@@ -346,6 +346,10 @@ pub fn run_coordinator(args: CoordinatorArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let clock = Clock::real();
+    // Alerts as `collect` raises them (the `alerts:` and `store:` sections of the main
+    // configuration; the outbox defaults to `<dir>/observer.db`).
+    let settings = if args.once { None } else { Some(crate::load_config(None)?.settings) };
+    let dir = cfg.dir.clone();
     let coordinator = std::sync::Arc::new(Coordinator::open(cfg, clock.now())?);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let failed = runtime.block_on(async {
@@ -364,7 +368,7 @@ pub fn run_coordinator(args: CoordinatorArgs) -> anyhow::Result<ExitCode> {
                 );
                 failed += r.failed.len();
             }
-            failed
+            Ok::<_, anyhow::Error>(failed)
         } else {
             let (stop_tx, stop) = tokio::sync::watch::channel(false);
             tokio::spawn(async move {
@@ -372,10 +376,24 @@ pub fn run_coordinator(args: CoordinatorArgs) -> anyhow::Result<ExitCode> {
                 eprintln!("Ctrl-C: stopping after the rounds in progress");
                 let _ = stop_tx.send(true);
             });
+            let delivery = match settings.as_ref().filter(|s| s.alerts.enabled) {
+                Some(s) => {
+                    Some(crate::alerting::Delivery::start(&s.alerts, &s.store, &dir, clock, stop.clone()).await?)
+                }
+                None => None,
+            };
+            if let Some(d) = &delivery {
+                let source = alerts::sources::EventAlerts::new(d.tx.clone());
+                coordinator.observe(Box::new(move |at, e| source.on_event(None, e, at)));
+            }
             coordinator.clone().run(clock, stop).await;
-            0
+            if let Some(d) = delivery {
+                let a = d.finish().await;
+                println!("alerts: {} raised, {} sent, {} failed, {} dropped", a.raised, a.sent, a.failed, a.dropped);
+            }
+            Ok(0)
         }
-    });
+    })?;
     for (name, h) in coordinator.health() {
         println!(
             "{name}: {} last good backup {} ({} days held){}",

@@ -231,7 +231,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 }
             });
             let extra = alerting.as_ref().map(|a| -> api::ExtraMetrics {
-                let stats = a.stats.clone();
+                let stats = a.stats();
                 Arc::new(move |e: &mut api::metrics::Exposition| stats.expose(e))
             });
             match api::serve(&settings.http, live.clone(), Some(backup), extra, stop_rx.clone()).await {

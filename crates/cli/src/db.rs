@@ -281,9 +281,19 @@ pub fn run_etl(args: EtlArgs, settings: &config::Settings) -> anyhow::Result<Exi
             batch_rows: args.batch_rows.unwrap_or(base.batch_rows),
             progress: true,
         };
-        let report = store::run_etl(&store, &args.db.data_dir, &opts).await.with_context(|| {
-            format!("etl {} from {} into {}", args.date, args.db.data_dir.display(), store.describe())
-        })?;
+        let report = match store::run_etl(&store, &args.db.data_dir, &opts).await {
+            Ok(r) => r,
+            Err(e) => {
+                let e = anyhow::Error::from(e).context(format!(
+                    "etl {} from {} into {}",
+                    args.date,
+                    args.db.data_dir.display(),
+                    store.describe()
+                ));
+                alert_etl_failure(&store, settings, &args.date, format!("{e:#}")).await;
+                return Err(e);
+            }
+        };
         let body = report.to_event_body();
         println!("{}", serde_json::to_string_pretty(&body)?);
         if let Some(path) = &args.report {
@@ -301,8 +311,40 @@ pub fn run_etl(args: EtlArgs, settings: &config::Settings) -> anyhow::Result<Exi
                 return Ok(ExitCode::FAILURE);
             }
         }
+        if !report.ok {
+            let bad: Vec<String> = report
+                .tables
+                .iter()
+                .filter(|t| !t.ok)
+                .map(|t| format!("{}: archive implies {} rows, database has {}", t.table.name(), t.expected, t.in_db))
+                .collect();
+            alert_etl_failure(&store, settings, &args.date, bad.join("\n")).await;
+        }
         Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
     })
+}
+
+/// An ETL that fails is an alert: written to the outbox of the database it loads, for the
+/// chats the configuration names; a running `collect`'s worker sends it.
+async fn alert_etl_failure(store: &Store, settings: &config::Settings, date: &str, why: String) {
+    if !settings.alerts.enabled {
+        return;
+    }
+    let alert = alerts::Alert::new(
+        alerts::Severity::Warn,
+        format!("etl:{date}"),
+        format!("ETL of {date} failed"),
+        why,
+        model::Clock::real().now(),
+    );
+    let queued = async {
+        store.sync_chats(&settings.alerts.telegram.chats).await?;
+        alerts::outbox::enqueue(store, &alert).await
+    };
+    match queued.await {
+        Ok((rows, _)) => eprintln!("alert queued in the outbox for {rows} chat message(s)"),
+        Err(e) => eprintln!("the ETL failure could not be queued as an alert: {e}"),
+    }
 }
 
 fn append_line(path: &Path, line: &str) -> anyhow::Result<()> {

@@ -90,3 +90,71 @@ async fn a_six_minute_outage_is_one_alert_and_one_recovery() {
         assert!(!bytes_contain(&f, b"AAcliToken"), "token in {}", f.display());
     }
 }
+
+/// The central coordinator is a long-running command too: an edge it cannot reach is a
+/// CRITICAL "backup failed (pull)" alert, sent by its own worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_coordinator_alerts_on_a_failed_pull() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeBotApi::start(TOKEN).await.unwrap();
+    let conf = dir.path().join("coordinator.yaml");
+    // A port nothing listens on: the listing fails at once.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    std::fs::write(
+        &conf,
+        format!(
+            "name: central\ndir: {}\nlookback_days: 3\npull_after: 30m\nretries: 0\nretry_interval: 1s\ntimeout: 2s\nedges:\n  - name: edge-1\n    url: http://{closed}\n    key_env: EDGE1_KEY\n    backup_at: \"21:00\"\n",
+            dir.path().join("central").display()
+        ),
+    )
+    .unwrap();
+    let child = cmd()
+        .args(["coordinator", "--config"])
+        .arg(&conf)
+        .env("EDGE1_KEY", "k")
+        .env("TELEGRAM_BOT_TOKEN", TOKEN)
+        .env("STOCK_OBSERVER__ALERTS__TELEGRAM__API_BASE", fake.base_url())
+        .env("STOCK_OBSERVER__ALERTS__TELEGRAM__CHATS", format!("[{{chat_id={CRIT},min_severity=\"CRITICAL\"}}]"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while fake.delivered().is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let _ = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
+    let all = text(&out);
+    let got: Vec<String> = fake.delivered().iter().map(|m| m.shown.clone()).collect();
+    assert_eq!(got.len(), 1, "{got:#?}\n{all}");
+    assert!(got[0].starts_with("Backup of ") && got[0].contains("failed (pull)\nedge edge-1: "), "{}", got[0]);
+    assert!(all.contains("alerts: 2 raised, 1 sent, 0 failed, 0 dropped"), "{all}");
+    assert!(!all.contains(TOKEN));
+}
+
+/// A failed `etl` is an alert in the outbox of the database it loads, for a running
+/// collector's worker to send.
+#[tokio::test]
+async fn a_failed_etl_queues_an_alert() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let db = dir.path().join("db.sqlite");
+    let mut c = cmd();
+    c.args(["etl", "--migrate", "--date", "20250101", "--url", &format!("sqlite://{}", db.display()), "--data-dir"])
+        .arg(&data)
+        .env("STOCK_OBSERVER__ALERTS__TELEGRAM__CHATS", format!("[{{chat_id={WARN},min_severity=\"WARN\"}}]"));
+    let out = tokio::task::spawn_blocking(move || run(&mut c)).await.unwrap();
+    let all = text(&out);
+    assert!(!out.status.success(), "{all}");
+    assert!(all.contains("alert queued in the outbox for 1 chat message(s)"), "{all}");
+    let cfg = store::StoreConfig { url: Some(format!("sqlite://{}", db.display())), ..Default::default() };
+    let store = store::Store::open(&cfg, dir.path()).await.unwrap();
+    let rows = store.outbox_rows().await.unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(
+        (rows[0].chat_id, rows[0].title.as_str(), rows[0].status.as_str()),
+        (WARN, "ETL of 20250101 failed", "PENDING")
+    );
+}

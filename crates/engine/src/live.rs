@@ -107,6 +107,28 @@ pub struct Manual {
 }
 
 impl Live {
+    /// A run's view with no provider started: what tools and the tests of the components
+    /// that read a `Live` (alert sources) begin from.
+    pub fn detached(clock: Clock, data_dir: PathBuf) -> Live {
+        let started = clock.now();
+        Live {
+            session: SessionId::starting_at(started),
+            providers: Vec::new(),
+            clock,
+            started,
+            data_dir,
+            stats: Arc::default(),
+            mitigation: Arc::default(),
+            universe_size: AtomicU64::new(0),
+            slot_capacity: AtomicU64::new(0),
+            hz_by_level: [0.0; 3],
+            pressure: Arc::default(),
+            day: Mutex::default(),
+            manual: watch::Sender::new(Manual::default()),
+            feeds: Mutex::default(),
+        }
+    }
+
     /// Each provider's pipeline started so far, in start order.
     pub fn feeds(&self) -> Vec<Arc<Feed>> {
         self.feeds.lock().unwrap_or_else(|p| p.into_inner()).clone()

@@ -122,7 +122,12 @@ pub struct Coordinator {
     health: Mutex<BTreeMap<String, EdgeHealth>>,
     /// `None` once closed.
     events: Mutex<Option<ArchiveWriter>>,
+    /// Told of each event once recorded (alerts).
+    observer: std::sync::OnceLock<EventObserver>,
 }
+
+/// Told of each event the coordinator records, after it is on disk.
+pub type EventObserver = Box<dyn Fn(UtcTime, &SystemEvent) + Send + Sync>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CoordinatorError {
@@ -148,7 +153,7 @@ impl Coordinator {
         }
         let (writer, _) = ArchiveWriter::open(&cfg.dir, &ArchiveConfig::default(), now, &SessionId::starting_at(now))?;
         let health = Mutex::new(load_status(&cfg.dir));
-        Ok(Coordinator { cfg, edges, health, events: Mutex::new(Some(writer)) })
+        Ok(Coordinator { cfg, edges, health, events: Mutex::new(Some(writer)), observer: std::sync::OnceLock::new() })
     }
 
     fn copies(&self, edge: &str) -> Packages {
@@ -327,6 +332,11 @@ impl Coordinator {
         Ok(agg)
     }
 
+    /// Sets who is told of each recorded event (once; a second call is ignored).
+    pub fn observe(&self, f: EventObserver) {
+        let _ = self.observer.set(f);
+    }
+
     /// Appends `events` to the coordinator's own `system/lifecycle/` and makes them durable.
     fn record(&self, at: UtcTime, events: Vec<SystemEvent>) {
         let mut guard = self.events.lock().unwrap_or_else(PoisonError::into_inner);
@@ -335,15 +345,19 @@ impl Coordinator {
             return;
         };
         let session = SessionId::starting_at(at);
-        for e in events {
+        for e in &events {
             let line =
-                serde_json::to_vec(&Record { body: &e, meta: Meta::new(at, at, session.clone()) }).unwrap_or_default();
+                serde_json::to_vec(&Record { body: e, meta: Meta::new(at, at, session.clone()) }).unwrap_or_default();
             if let Err(err) = w.append(Stream::Lifecycle, at, &line) {
                 tracing::error!(error = %err, event = ?e, "coordinator event not recorded");
             }
         }
         if let Err(err) = w.sync() {
             tracing::error!(error = %err, "coordinator events not synced");
+        }
+        drop(guard);
+        if let Some(tell) = self.observer.get() {
+            events.iter().for_each(|e| tell(at, e));
         }
     }
 
