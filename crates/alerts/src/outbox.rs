@@ -155,7 +155,9 @@ impl AlertTx {
             }
         }
         self.stats.raised.fetch_add(1, Relaxed);
-        match alert.severity {
+        // A resolution is news, not trouble, whatever the incident's severity.
+        let level = if alert.key.ends_with(":resolved") { Severity::Info } else { alert.severity };
+        match level {
             Severity::Critical => tracing::error!(key = %alert.key, "ALERT {}: {}", alert.title, alert.message),
             Severity::Warn => tracing::warn!(key = %alert.key, "ALERT {}: {}", alert.title, alert.message),
             Severity::Info => tracing::info!(key = %alert.key, "ALERT {}: {}", alert.title, alert.message),

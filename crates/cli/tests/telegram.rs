@@ -158,3 +158,47 @@ async fn a_failed_etl_queues_an_alert() {
         (WARN, "ETL of 20250101 failed", "PENDING")
     );
 }
+
+/// `sim --telegram` serves the fake Bot API for trying alerts without Telegram, and prints
+/// what the chat would show.
+#[tokio::test]
+async fn sim_serves_a_fake_bot_api_that_prints_each_message() {
+    use std::io::{BufRead, BufReader};
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut child = cmd()
+        .args(["sim", "--telegram", &format!("127.0.0.1:{port}")])
+        .env_remove("TELEGRAM_BOT_TOKEN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = loop {
+        let line = lines.next().expect("sim printed the fake's URL").unwrap();
+        if let Some(rest) = line.strip_prefix("fake Telegram Bot API: ") {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    assert_eq!(url, format!("http://127.0.0.1:{port}"));
+    let api = alerts::telegram::api::BotApi::new(&url, "sim:token".into(), std::time::Duration::from_secs(5)).unwrap();
+    let text = alerts::telegram::format::render("KIS stream down", "no data since 10:01 (5.0 min)");
+    assert_eq!(api.send_message(42, &text, Some("MarkdownV2")).await, alerts::telegram::api::SendOutcome::Sent);
+    let printed = tokio::task::spawn_blocking(move || {
+        let mut got = Vec::new();
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            let done = line.starts_with("no data since");
+            got.push(line);
+            if done {
+                break;
+            }
+        }
+        got
+    })
+    .await
+    .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let at = printed.iter().position(|l| l == "telegram → chat 42 [200]").expect("the message is printed");
+    assert_eq!(printed[at + 1..at + 3], ["KIS stream down", "no data since 10:01 (5.0 min)"]);
+}

@@ -88,8 +88,13 @@ impl Drop for FakeBotApi {
 impl FakeBotApi {
     /// Serves on an ephemeral loopback port until dropped; only `token` is accepted.
     pub async fn start(token: &str) -> std::io::Result<FakeBotApi> {
+        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), token).await
+    }
+
+    /// [`FakeBotApi::start`] on `addr`.
+    pub async fn start_on(addr: SocketAddr, token: &str) -> std::io::Result<FakeBotApi> {
         let shared = Arc::new(Shared { path: format!("/bot{token}/sendMessage"), switches: Mutex::default() });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let app = Router::new().fallback(handle).with_state(shared.clone());
         let task = tokio::spawn(async move {

@@ -1,7 +1,6 @@
 //! The Telegram Bot API as the worker needs it: `sendMessage` over plain reqwest, MarkdownV2
-//! text, and (feature `testing`) a fake Bot API on loopback with fault switches.
+//! text, and a fake Bot API on loopback with fault switches (tests, and `sim --telegram`).
 
 pub mod api;
-#[cfg(feature = "testing")]
 pub mod fake;
 pub mod format;
