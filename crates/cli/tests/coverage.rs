@@ -16,7 +16,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use common::{assert_promtool_accepts_metrics, cmd, http_addr, kst_ms_on, lines_under, metric, ms, run, text};
+use common::{assert_promtool_accepts_metrics, cmd, kst_ms_on, lines_under, metric, ms, run, spawn_serving, text};
 
 /// Samples of one symbol's continuous stay in a slot (consecutive sampling times).
 struct Stay<'a> {
@@ -257,24 +257,17 @@ fn archive_on_metrics(body: &str, providers: &[&str]) -> BTreeMap<String, (u64, 
 
 #[test]
 fn health_and_metrics_state_what_is_on_disk() {
-    use std::io::{BufRead, BufReader};
-    use std::process::Stdio;
     // Track B samples 14:58–15:00; the run goes on (Track A until 15:30), so once the window
     // has closed and more than the archive's 1 s (wall) fsync interval has passed (90 s of
     // market time at 60x), the counters and the files are still.
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let mut child = cmd()
-        .args(["collect", "--speed", "60", "--start", "2026-01-14T14:58", "--data-dir"])
-        .arg(&data)
-        .env("STOCK_OBSERVER__SIM__SYMBOLS", "300")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = http_addr(&mut lines);
-    std::thread::spawn(move || for _ in lines {});
+    let (mut child, addr) = spawn_serving(
+        cmd()
+            .args(["collect", "--speed", "60", "--start", "2026-01-14T14:58", "--data-dir"])
+            .arg(&data)
+            .env("STOCK_OBSERVER__SIM__SYMBOLS", "300"),
+    );
     let body = |path: &str| common::http_body(&addr, path);
     let at = |hhmmss: &str| kst_ms_on("2026-01-14", hhmmss);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);

@@ -3,9 +3,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -26,19 +25,10 @@ fn last_complete_record_time(dir: &Path) -> Option<String> {
 fn sigkill_then_restart_verifies_and_records_the_gap() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let mut child = cmd()
-        .args(["collect", "--speed", "60", "--start", "2026-01-14T10:00", "--data-dir"])
-        .arg(&data)
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let (mut child, addr) =
+        spawn_serving(cmd().args(["collect", "--speed", "60", "--start", "2026-01-14T10:00", "--data-dir"]).arg(&data));
 
     // Wait for the health endpoint, then use it while data flows.
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut lines = stderr.lines();
-    let addr = http_addr(&mut lines);
-    std::thread::spawn(move || for _ in lines {});
     let raw = data.join("raw/kis/20260114/10.jsonl");
     let deadline = Instant::now() + Duration::from_secs(60);
     while std::fs::metadata(&raw).map(|m| m.len()).unwrap_or(0) < 200_000 {

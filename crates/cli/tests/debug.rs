@@ -2,8 +2,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -26,17 +24,12 @@ fn sum(body: &str, family: &str) -> f64 {
 fn debug_reports_match_health_metrics_and_the_archive() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let mut child = cmd()
-        .args(["collect", "--speed", "60", "--start", "2026-01-14T10:00", "--fault", "ws_disconnect@10:01:00+20s"])
-        .arg("--data-dir")
-        .arg(&data)
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = http_addr(&mut lines);
-    std::thread::spawn(move || for _ in lines {});
+    let (mut child, addr) = spawn_serving(
+        cmd()
+            .args(["collect", "--speed", "60", "--start", "2026-01-14T10:00", "--fault", "ws_disconnect@10:01:00+20s"])
+            .arg("--data-dir")
+            .arg(&data),
+    );
     let url = format!("http://{addr}");
     // Until data flows: connected, slots assigned, samples due.
     let deadline = Instant::now() + Duration::from_secs(15);

@@ -60,20 +60,13 @@ fn families(body: &str) -> Vec<(&str, &str)> {
 
 #[test]
 fn metrics_follow_prometheus_conventions_per_provider_and_cover_the_alert_rules() {
-    use std::io::{BufRead, BufReader};
-    use std::process::Stdio;
     let dir = tempfile::tempdir().unwrap();
-    let mut child = cmd()
-        .args(["collect", "--speed", "60", "--start", "2026-01-14T10:00", "--duration", "60s", "--data-dir"])
-        .arg(dir.path().join("data"))
-        .env("STOCK_OBSERVER__PROVIDERS__UPBIT__ENABLED", "true")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = http_addr(&mut lines);
-    std::thread::spawn(move || for _ in lines {});
+    let (mut child, addr) = spawn_serving(
+        cmd()
+            .args(["collect", "--speed", "60", "--start", "2026-01-14T10:00", "--duration", "60s", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .env("STOCK_OBSERVER__PROVIDERS__UPBIT__ENABLED", "true"),
+    );
     // Both providers started and sampling.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
     let body = loop {

@@ -207,7 +207,6 @@ fn pull_resumes_a_cut_transfer_and_a_coordinator_aggregates_two_edges_and_sends_
 /// archive beside the `backup_created` one.
 #[test]
 fn collect_packs_a_finished_day_serves_it_and_records_the_coordinators_receipt() {
-    use std::io::BufRead;
     use std::time::{Duration, Instant};
 
     let tmp = tempfile::tempdir().unwrap();
@@ -215,16 +214,9 @@ fn collect_packs_a_finished_day_serves_it_and_records_the_coordinators_receipt()
     let out = run(cmd().args(["apikey", "create", "--scope", "backup:read", "--data-dir"]).arg(&data));
     let key = String::from_utf8(out.stdout).unwrap().trim().to_string();
     // The next day, in the evening: 20260114 is over.
-    let mut child = cmd()
-        .args(["collect", "--speed", "10", "--start", "2026-01-15T20:50", "--data-dir"])
-        .arg(&data)
-        .stderr(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = common::http_addr(&mut lines);
-    std::thread::spawn(move || for _ in lines {});
+    let (mut child, addr) = common::spawn_serving(
+        cmd().args(["collect", "--speed", "10", "--start", "2026-01-15T20:50", "--data-dir"]).arg(&data),
+    );
     let marker = data.join("backups").join(DAY).join("SUCCESS.marker");
     let deadline = Instant::now() + Duration::from_secs(60);
     while !marker.exists() {

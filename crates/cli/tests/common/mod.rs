@@ -88,6 +88,18 @@ pub fn http_get(addr: &str, path: &str) -> String {
     body
 }
 
+/// Starts `c` (a `collect`) in the background and returns it with the `host:port` it serves
+/// `/health` on; its stderr is drained so it never blocks on a full pipe.
+pub fn spawn_serving(c: &mut Command) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child =
+        c.stderr(std::process::Stdio::piped()).stdout(std::process::Stdio::null()).spawn().expect("starting collect");
+    let mut lines = std::io::BufReader::new(child.stderr.take().expect("stderr is piped")).lines();
+    let addr = http_addr(&mut lines);
+    std::thread::spawn(move || for _ in lines {});
+    (child, addr)
+}
+
 /// The `host:port` a running `collect` prints for `/health`, read from its stderr lines.
 pub fn http_addr(lines: &mut impl Iterator<Item = std::io::Result<String>>) -> String {
     loop {
@@ -107,7 +119,10 @@ pub fn recorded() -> &'static Path {
         let out = run(cmd()
             .args(["collect", "--speed", "120", "--start", "2026-01-14T10:00", "--until", "10:06", "--data-dir"])
             .arg(&dir)
-            .env("STOCK_OBSERVER__PROVIDERS__UPBIT__ENABLED", "true"));
+            .env("STOCK_OBSERVER__PROVIDERS__UPBIT__ENABLED", "true")
+            // The fixture must not depend on the test machine: a disk over the anomaly mark
+            // would make its day an anomaly day, and retention keep it longer.
+            .env("STOCK_OBSERVER__ANOMALY__MAX_DISK_PERCENT", "100"));
         assert!(out.status.success(), "{}", text(&out));
         dir
     })
