@@ -26,6 +26,7 @@ mod error;
 pub mod keys;
 mod listener;
 pub mod metrics;
+pub mod v1;
 pub use backup::BackupRoutes;
 pub use error::ApiError;
 pub use listener::{Listener, Stats};
@@ -182,21 +183,26 @@ pub fn metrics(live: &Live) -> String {
 }
 
 pub fn router(live: Arc<Live>) -> Router {
-    router_with(live, None, None, None)
+    router_with(live, None, Mounts::default())
 }
 
 /// More families for `/metrics`, from components this crate does not know (alerts).
 pub type ExtraMetrics = Arc<dyn Fn(&mut metrics::Exposition) + Send + Sync>;
 
-/// The routes; `/metrics` also shows the listener's connection counts when given, and the
-/// backup routes are mounted (and the newest backup shown on `/metrics`) when given.
-fn router_with(
-    live: Arc<Live>,
-    http: Option<Arc<Stats>>,
-    backup: Option<BackupRoutes>,
-    extra: Option<ExtraMetrics>,
-) -> Router {
+/// What `collect` mounts beside `/health` and `/metrics`.
+#[derive(Default)]
+pub struct Mounts {
+    /// The backup pull routes (and the newest backup on `/metrics`).
+    pub backup: Option<BackupRoutes>,
+    pub metrics: Option<ExtraMetrics>,
+    /// `/api/v1` ([`v1::router`]).
+    pub v1: Option<Router>,
+}
+
+/// The routes; `/metrics` also shows the listener's connection counts when given.
+fn router_with(live: Arc<Live>, http: Option<Arc<Stats>>, mounts: Mounts) -> Router {
     type S = (Arc<Live>, Option<Arc<Stats>>, Option<lifecycle::package::Packages>, Option<ExtraMetrics>);
+    let Mounts { backup, metrics: extra, v1 } = mounts;
     let packages = backup.as_ref().map(|b| b.packages.clone());
     let open = Router::new()
         .route("/health", get(|State((l, ..)): State<S>| async move { Json(health(&l)) }))
@@ -224,8 +230,12 @@ fn router_with(
             }),
         )
         .with_state((live, http, packages, extra));
-    match backup {
+    let open = match backup {
         Some(b) => open.merge(backup::router(b)),
+        None => open,
+    };
+    match v1 {
+        Some(v1) => open.merge(v1),
         None => open,
     }
 }
@@ -245,12 +255,11 @@ pub struct BindError {
 pub async fn serve(
     cfg: &HttpConfig,
     live: Arc<Live>,
-    backup: Option<BackupRoutes>,
-    extra: Option<ExtraMetrics>,
+    mounts: Mounts,
     stop: watch::Receiver<bool>,
 ) -> Result<Listener, BindError> {
     let stats = Arc::new(Stats::default());
-    let app = router_with(live, Some(stats.clone()), backup, extra);
+    let app = router_with(live, Some(stats.clone()), mounts);
     serve_app(cfg, app, stats, stop).await
 }
 

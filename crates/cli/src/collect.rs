@@ -138,6 +138,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let mut collector = Collector::new(settings.engine(), adapters, clock, args.data_dir.clone(), detail);
         let live_sink = crate::live::start(&settings.store, &args.data_dir).await?;
         let mut taps: Vec<Arc<dyn engine::tap::Tap>> = Vec::new();
+        // /api/v1/stream's feed: only with the HTTP listener on.
+        let hub = settings
+            .http
+            .enabled
+            .then(|| api::v1::stream::Hub::new(settings.api.stream_replay, settings.api.stream_keep_alive.get()));
+        if let Some(hub) = &hub {
+            taps.push(Arc::new(api::v1::stream::StreamTap(hub.clone())));
+        }
         if let Some(sink) = &live_sink {
             taps.push(Arc::new(crate::live::LiveTap(sink.clone())));
             eprintln!("live database sink on: {}", settings.store.url.as_deref().unwrap_or("embedded SQLite"));
@@ -220,7 +228,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             // a coordinator's receipt becomes a `backup_receipt` event in the archive.
             let keys = Arc::new(api::keys::KeyStore::open(&args.data_dir));
             let receipts = lifecycle_tx.clone();
-            let backup = api::BackupRoutes::new(upkeep.packages.dir(), keys).on_receipt(move |r| {
+            let backup = api::BackupRoutes::new(upkeep.packages.dir(), keys.clone()).on_receipt(move |r| {
                 let event = model::SystemEvent::BackupReceipt {
                     date: r.date,
                     held_by: r.held_by.clone(),
@@ -234,7 +242,25 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 let stats = a.stats();
                 Arc::new(move |e: &mut api::metrics::Exposition| stats.expose(e))
             });
-            match api::serve(&settings.http, live.clone(), Some(backup), extra, stop_rx.clone()).await {
+            // /api/v1 over the same database the live sink and the ETL fill.
+            let v1 = match store::Store::open(&settings.store, &args.data_dir).await {
+                Ok(db) => Some(api::v1::router(
+                    api::v1::ApiState {
+                        store: Arc::new(db),
+                        live: Some(live.clone()),
+                        clock,
+                        limits: settings.api,
+                        stream: hub.clone(),
+                    },
+                    keys.clone(),
+                )),
+                Err(e) => {
+                    tracing::warn!("/api/v1 is off: the database cannot be opened: {e}");
+                    None
+                }
+            };
+            let mounts = api::Mounts { backup: Some(backup), metrics: extra, v1 };
+            match api::serve(&settings.http, live.clone(), mounts, stop_rx.clone()).await {
                 Ok(l) => eprintln!("health: http://{0}/health  metrics: http://{0}/metrics", l.addr),
                 Err(e) => tracing::warn!("{e}; recording continues without /health and /metrics"),
             }

@@ -13,6 +13,7 @@ mod faults;
 mod live;
 mod maintain;
 mod replay;
+mod serve;
 mod service;
 mod sim;
 mod sources;
@@ -41,6 +42,8 @@ enum Command {
     Collect(collect::Args),
     /// Serve the simulated market over the real KIS and Upbit wire protocols on loopback.
     Sim(sim::Args),
+    /// Serve /api/v1 over a database and archive without collecting.
+    Serve(serve::Args),
     /// Re-run normalization and the tracks over recorded raw frames into a new archive;
     /// the swing and scalp files equal the original's.
     Replay(replay::Args),
@@ -91,7 +94,7 @@ pub fn load_config(file: Option<&std::path::Path>) -> anyhow::Result<config::Loa
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if !matches!(cli.command, Command::Collect(_) | Command::Sim(_) | Command::Coordinator(_)) {
+    if !matches!(cli.command, Command::Collect(_) | Command::Sim(_) | Command::Serve(_) | Command::Coordinator(_)) {
         // A report piped into `head` should end quietly when the reader goes, as other Unix
         // tools do, not panic in println!. Not for the long-running services: their sockets
         // are written with MSG_NOSIGNAL anyway, and a recorder must not die with its log pipe.
@@ -105,6 +108,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Collect(args) => collect::run(args),
         Command::Sim(args) => sim::run(args),
+        Command::Serve(args) => serve::run(args),
         Command::Replay(args) => replay::run(args),
         Command::Verify(args) => verify::run(args),
         Command::Db(cmd) => load_config(None).and_then(|l| db::run_db(cmd, &l.settings.store)),

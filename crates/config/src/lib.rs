@@ -73,6 +73,7 @@ pub struct Settings {
     pub sim_crypto: providers::sim::crypto::CryptoSimConfig,
     pub store: store::StoreConfig,
     pub http: api::HttpConfig,
+    pub api: api::v1::ApiLimits,
     pub status: StatusConfig,
     pub backup: lifecycle::BackupConfig,
     pub compression: lifecycle::CompressionConfig,
@@ -111,6 +112,7 @@ impl Validate for Settings {
         c.section("sim_crypto", |c| self.sim_crypto.validate(c));
         c.section("store", |c| self.store.validate(c));
         c.section("http", |c| self.http.validate(c));
+        c.section("api", |c| self.api.validate(c));
         c.section("backup", |c| self.backup.validate(c));
         c.section("compression", |c| self.compression.validate(c));
         c.section("retention", |c| self.retention.validate(c));

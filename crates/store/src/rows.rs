@@ -134,6 +134,16 @@ impl BarInterval {
         }
     }
 
+    /// The bar's length (a Seoul day for 1d).
+    pub const fn millis(self) -> i64 {
+        match self {
+            BarInterval::M1 => 60_000,
+            BarInterval::M10 => 600_000,
+            BarInterval::H1 => 3_600_000,
+            BarInterval::D1 => 86_400_000,
+        }
+    }
+
     pub(crate) const fn table(self) -> &'static str {
         match self {
             BarInterval::M1 => "scalp_1m_bars",
@@ -300,7 +310,8 @@ pub struct BarQuery {
     pub to: UtcTime,
 }
 
-/// Query for ticks of one symbol in `[from, to)`, oldest first, at most `limit`.
+/// Query for ticks of one symbol in `[from, to)`, oldest first, at most `limit`; with
+/// `after`, only those that sort after that tick (the next page).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TickQuery {
     pub symbol: Symbol,
@@ -308,6 +319,15 @@ pub struct TickQuery {
     pub from: UtcTime,
     pub to: UtcTime,
     pub limit: u32,
+    pub after: Option<TickKey>,
+}
+
+/// Where a tick sorts: the order tick queries return (time, then provider, then trade id).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TickKey {
+    pub time: UtcTime,
+    pub provider: Provider,
+    pub trade_id: String,
 }
 
 /// Tables the ETL reconciles, with how a day's rows are counted.

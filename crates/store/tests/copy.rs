@@ -94,6 +94,7 @@ async fn postgres_copy_keeps_new_rows_of_a_batch_with_duplicates() {
             from: lo,
             to: hi,
             limit: 1_000,
+            after: None,
         };
         let got = store.ticks(q.clone()).await.unwrap();
         assert_eq!(got.len(), 67);

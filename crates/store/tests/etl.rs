@@ -52,8 +52,10 @@ async fn etl_round(store: &Store, root: &Path, sum: &DaySummary) {
     assert_eq!(lp.trade_id, last.seq.to_string());
     assert!(store.latest_price(Symbol::new("999999").unwrap(), None).await.unwrap().is_none());
     let (lo, hi) = common::day_bounds(DATE);
-    let ticks =
-        store.ticks(TickQuery { symbol: s.clone(), provider: None, from: lo, to: hi, limit: 100_000 }).await.unwrap();
+    let ticks = store
+        .ticks(TickQuery { symbol: s.clone(), provider: None, from: lo, to: hi, limit: 100_000, after: None })
+        .await
+        .unwrap();
     let mut mine: Vec<_> = sum.trades.iter().filter(|t| t.symbol == "005930").collect();
     mine.sort_by_key(|t| (t.time, t.seq.to_string()));
     assert_eq!(ticks.len(), mine.len());
@@ -61,8 +63,10 @@ async fn etl_round(store: &Store, root: &Path, sum: &DaySummary) {
         assert_eq!((a.time, a.price, a.volume), (b.time, b.price, b.size));
         assert!(a.meta.raw_ref.as_deref().is_some_and(|r| r.starts_with("raw/sim/20260114/")));
     }
-    let limited =
-        store.ticks(TickQuery { symbol: s.clone(), provider: None, from: lo, to: hi, limit: 5 }).await.unwrap();
+    let limited = store
+        .ticks(TickQuery { symbol: s.clone(), provider: None, from: lo, to: hi, limit: 5, after: None })
+        .await
+        .unwrap();
     assert_eq!(limited.len(), 5);
     let day = so_store::parse_day(DATE).unwrap();
     let gaps = store.gaps(day).await.unwrap();

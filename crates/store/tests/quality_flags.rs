@@ -86,7 +86,8 @@ const BOGUS: [(&str, &str); 4] = [
 async fn expect_errors(store: &Store) {
     let day = so_store::parse_day(DATE).unwrap();
     let (lo, hi) = common::day_bounds(DATE);
-    let q = TickQuery { symbol: Symbol::new("005930").unwrap(), provider: None, from: lo, to: hi, limit: 10 };
+    let q =
+        TickQuery { symbol: Symbol::new("005930").unwrap(), provider: None, from: lo, to: hi, limit: 10, after: None };
     let results = [
         store.ticks(q).await.map(|v| v.len()),
         store.gaps(day).await.map(|v| v.len()),

@@ -101,11 +101,20 @@ pub(super) async fn ticks(pg: &PgStore, q: TickQuery) -> Result<Vec<MarketTickRo
             "SELECT provider, market, symbol::text, time, trade_id, price, volume, side, cum_volume, change,
                 schema_version::text, receive_time, session_id::text, mitigation_level, quality_flag::text, raw_ref
              FROM market_ticks WHERE symbol = $1 AND time >= $2 AND time < $3 AND ($4::text IS NULL OR provider = $4)
+               AND ($6::timestamptz IS NULL OR (time, provider, trade_id) > ($6, $7::text, $8::text))
              ORDER BY time, provider, trade_id LIMIT $5",
         )
         .await?;
     let provider = q.provider.map(|p| p.as_str());
-    let rows = c.query(&st, &[&q.symbol.as_str(), &ts(q.from), &ts(q.to), &provider, &(q.limit as i64)]).await?;
+    let after = q.after.as_ref();
+    let (a_time, a_provider, a_id) =
+        (after.map(|k| ts(k.time)), after.map(|k| k.provider.as_str()), after.map(|k| k.trade_id.as_str()));
+    let rows = c
+        .query(
+            &st,
+            &[&q.symbol.as_str(), &ts(q.from), &ts(q.to), &provider, &(q.limit as i64), &a_time, &a_provider, &a_id],
+        )
+        .await?;
     rows.iter()
         .map(|r| {
             Ok(MarketTickRow {

@@ -128,8 +128,10 @@ pub(super) async fn ticks(db: &SqliteStore, q: TickQuery) -> Result<Vec<MarketTi
             "SELECT provider, market, symbol, time, trade_id, price, volume, side, cum_volume, change,
                 schema_version, receive_time, session_id, mitigation_level, quality_flag, raw_ref
              FROM market_ticks WHERE symbol = ?1 AND time >= ?2 AND time < ?3 AND (?4 IS NULL OR provider = ?4)
+               AND (?6 IS NULL OR (time, provider, trade_id) > (?6, ?7, ?8))
              ORDER BY time, provider, trade_id LIMIT ?5",
         )?;
+        let after = q.after.as_ref();
         let rows = st
             .query_map(
                 params![
@@ -137,7 +139,10 @@ pub(super) async fn ticks(db: &SqliteStore, q: TickQuery) -> Result<Vec<MarketTi
                     q.from.as_millis(),
                     q.to.as_millis(),
                     q.provider.map(|p| p.as_str()),
-                    q.limit
+                    q.limit,
+                    after.map(|k| k.time.as_millis()),
+                    after.map(|k| k.provider.as_str()),
+                    after.map(|k| k.trade_id.as_str())
                 ],
                 |r| {
                     Ok(MarketTickRow {

@@ -1,0 +1,199 @@
+//! Market data: bars, the latest price with its age, and ticks page by page.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, RawQuery, State};
+use serde::Serialize;
+
+use model::{Market, Price, Provider, Qty, Side, Symbol, UtcTime};
+use store::{Backend, BarQuery, TickKey, TickQuery};
+
+use super::params::{Params, symbol};
+use super::{ApiState, store_error};
+use crate::error::ApiError;
+
+#[derive(Debug, Serialize)]
+pub struct BarOut {
+    pub time: UtcTime,
+    pub provider: Provider,
+    pub open: Price,
+    pub high: Price,
+    pub low: Price,
+    pub close: Price,
+    pub volume: Qty,
+    /// Share of the bar's time covered by samples with data (1m); 1 for rollups of full bars.
+    pub coverage_ratio: f64,
+    /// Samples (1m) or bars (rollups) behind it.
+    pub count: u32,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Bars {
+    pub symbol: Symbol,
+    pub interval: &'static str,
+    pub from: UtcTime,
+    pub to: UtcTime,
+    pub bars: Vec<BarOut>,
+}
+
+/// `GET /api/v1/bars/{symbol}?interval=1m|10m|1h|1d&from&to&provider`: bars starting in
+/// `[from, to)`, oldest first. Without `to`, now; without `from`, `api.default_bars` bars
+/// before `to`. A range of more than `api.max_bars` bars is refused.
+pub async fn bars(
+    State(s): State<Arc<ApiState>>,
+    Path(sym): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Bars>, ApiError> {
+    let symbol = symbol(&sym)?;
+    let p = Params::parse(q.as_deref())?;
+    let interval = p.interval()?;
+    let provider = p.provider()?;
+    let step = interval.millis();
+    let to = p.time("to")?.unwrap_or_else(|| s.clock.now());
+    let from = p.time("from")?.unwrap_or_else(|| to.plus_millis(-step * i64::from(s.limits.default_bars)));
+    if from >= to {
+        return Err(ApiError::bad_request(format!("from: {from} must be before to ({to})")));
+    }
+    let span = to.millis_since(from);
+    let n = span / step + i64::from(span % step != 0);
+    if n > i64::from(s.limits.max_bars) {
+        return Err(ApiError::bad_request(format!(
+            "from: the range holds up to {n} bars of {}, more than {} (api.max_bars); narrow from/to",
+            interval.as_str(),
+            s.limits.max_bars
+        )));
+    }
+    let rows =
+        s.store.bars(BarQuery { symbol: symbol.clone(), provider, interval, from, to }).await.map_err(store_error)?;
+    let bars = rows
+        .into_iter()
+        .map(|b| BarOut {
+            time: b.bar_time,
+            provider: b.provider,
+            open: b.open,
+            high: b.high,
+            low: b.low,
+            close: b.close,
+            volume: b.volume,
+            coverage_ratio: b.coverage_ratio,
+            count: b.count,
+        })
+        .collect();
+    Ok(Json(Bars { symbol, interval: interval.as_str(), from, to, bars }))
+}
+
+#[derive(Debug, Serialize)]
+pub struct Latest {
+    pub symbol: Symbol,
+    pub provider: Provider,
+    pub market: Market,
+    pub time: UtcTime,
+    pub price: Price,
+    pub volume: Qty,
+    pub trade_id: String,
+    /// Seconds between the trade and now: a realtime price is only as good as its age.
+    pub age_seconds: f64,
+}
+
+/// `GET /api/v1/latest/{symbol}?provider`: the newest recorded trade, with its age.
+pub async fn latest(
+    State(s): State<Arc<ApiState>>,
+    Path(sym): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Latest>, ApiError> {
+    let symbol = symbol(&sym)?;
+    let provider = Params::parse(q.as_deref())?.provider()?;
+    let l = s
+        .store
+        .latest_price(symbol.clone(), provider)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| ApiError::not_found(format!("no trade of {symbol} is recorded in the database")))?;
+    let age_seconds = s.clock.now().millis_since(l.time) as f64 / 1000.0;
+    Ok(Json(Latest {
+        symbol: l.symbol,
+        provider: l.provider,
+        market: l.market,
+        time: l.time,
+        price: l.price,
+        volume: l.volume,
+        trade_id: l.trade_id,
+        age_seconds,
+    }))
+}
+
+#[derive(Debug, Serialize)]
+pub struct TickOut {
+    pub time: UtcTime,
+    pub provider: Provider,
+    pub trade_id: String,
+    pub price: Price,
+    pub volume: Qty,
+    pub side: Option<Side>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Ticks {
+    pub symbol: Symbol,
+    pub ticks: Vec<TickOut>,
+    /// Pass as `cursor` for the next page; `null` on the last.
+    pub next_cursor: Option<String>,
+}
+
+/// `GET /api/v1/ticks/{symbol}?from&to&limit&cursor&provider`: trades in `[from, to)`,
+/// oldest first, `limit` per page (`api.default_ticks`, at most `api.max_ticks`). A page's
+/// `next_cursor` continues exactly after its last trade, even among trades of one instant.
+pub async fn ticks(
+    State(s): State<Arc<ApiState>>,
+    Path(sym): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Ticks>, ApiError> {
+    let symbol = symbol(&sym)?;
+    let p = Params::parse(q.as_deref())?;
+    let provider = p.provider()?;
+    let limit = p.number("limit", 1, s.limits.max_ticks)?.unwrap_or(s.limits.default_ticks);
+    let to = p.time("to")?.unwrap_or_else(|| s.clock.now());
+    let from = p.time("from")?.unwrap_or(UtcTime::from_millis(0));
+    if from >= to {
+        return Err(ApiError::bad_request(format!("from: {from} must be before to ({to})")));
+    }
+    let after = p.get("cursor").map(decode_cursor).transpose()?;
+    let rows = s
+        .store
+        .ticks(TickQuery { symbol: symbol.clone(), provider, from, to, limit: limit + 1, after })
+        .await
+        .map_err(store_error)?;
+    let more = rows.len() > limit as usize;
+    let ticks: Vec<TickOut> = rows
+        .into_iter()
+        .take(limit as usize)
+        .map(|t| TickOut {
+            time: t.time,
+            provider: t.provider,
+            trade_id: t.trade_id,
+            price: t.price,
+            volume: t.volume,
+            side: t.side,
+        })
+        .collect();
+    let next_cursor = if more { ticks.last().map(|t| encode_cursor(t.time, t.provider, &t.trade_id)) } else { None };
+    Ok(Json(Ticks { symbol, ticks, next_cursor }))
+}
+
+/// Opaque to clients: the last trade's key, hex-encoded.
+fn encode_cursor(time: UtcTime, provider: Provider, trade_id: &str) -> String {
+    hex::encode(format!("{}|{}|{trade_id}", time.as_millis(), provider.as_str()))
+}
+
+fn decode_cursor(c: &str) -> Result<TickKey, ApiError> {
+    let bad = || ApiError::bad_request("cursor: not a cursor this API returned (pass next_cursor unchanged)");
+    let text = String::from_utf8(hex::decode(c).map_err(|_| bad())?).map_err(|_| bad())?;
+    let mut parts = text.splitn(3, '|');
+    let (Some(ms), Some(p), Some(id)) = (parts.next(), parts.next(), parts.next()) else { return Err(bad()) };
+    Ok(TickKey {
+        time: UtcTime::from_millis(ms.parse().map_err(|_| bad())?),
+        provider: p.parse().map_err(|_| bad())?,
+        trade_id: id.to_string(),
+    })
+}

@@ -1,0 +1,100 @@
+//! `/api/v1`: the recorded data and the observer's evidence for any HTTP client (seed 000
+//! §5, seed 004 §5), served by `collect` beside `/health` and by `stock-observer serve` over
+//! a database without collecting. Every route needs an API key of scope `read` (an `admin`
+//! key passes); answers are JSON, times RFC 3339, prices and sizes decimal strings, and every
+//! refusal the one error shape with a status that says whose fault it was.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::get;
+use serde::{Deserialize, Serialize};
+
+use engine::Live;
+use model::Clock;
+use model::settings::{Checker, Interval, Validate};
+use store::{Store, StoreError};
+
+use crate::auth;
+use crate::error::ApiError;
+use crate::keys::{KeyStore, Scope};
+
+mod market;
+mod params;
+mod state;
+pub mod stream;
+
+/// The `api:` section: how much one request may ask for.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiLimits {
+    /// Ticks per page without `limit`, and the most a `limit` may ask for.
+    pub default_ticks: u32,
+    pub max_ticks: u32,
+    /// Bars before `to` without `from`, and the most one range may hold.
+    pub default_bars: u32,
+    pub max_bars: u32,
+    /// Items `/api/v1/stream` keeps for a client that reconnects with `Last-Event-ID`.
+    pub stream_replay: usize,
+    /// An idle stream's keep-alive comment comes this often.
+    pub stream_keep_alive: Interval,
+}
+
+impl Validate for ApiLimits {
+    fn validate(&self, c: &mut Checker) {
+        c.range("max_ticks", self.max_ticks, 1, 100_000);
+        c.range("default_ticks", self.default_ticks, 1, self.max_ticks.max(1));
+        c.range("max_bars", self.max_bars, 1, 1_000_000);
+        c.range("default_bars", self.default_bars, 1, self.max_bars.max(1));
+        c.range("stream_replay", self.stream_replay, 1, 10_000_000);
+    }
+}
+
+/// What the routes read.
+pub struct ApiState {
+    pub store: Arc<Store>,
+    /// The running collection, inside `collect`; `None` in `serve`.
+    pub live: Option<Arc<Live>>,
+    pub clock: Clock,
+    pub limits: ApiLimits,
+    /// The live feed of `/api/v1/stream`, inside `collect`.
+    pub stream: Option<Arc<stream::Hub>>,
+}
+
+/// The `/api/v1` routes, each behind a `read` key (the stream: a `stream` key).
+pub fn router(state: ApiState, keys: Arc<KeyStore>) -> Router {
+    let live = state.stream.clone().map(|hub| {
+        auth::guard(
+            Router::new().route("/api/v1/stream", get(stream::stream)).with_state(hub),
+            keys.clone(),
+            Scope::Stream,
+        )
+    });
+    let routes = Router::new()
+        .route("/api/v1/bars/{symbol}", get(market::bars))
+        .route("/api/v1/latest/{symbol}", get(market::latest))
+        .route("/api/v1/ticks/{symbol}", get(market::ticks))
+        .route("/api/v1/gaps", get(state::gaps))
+        .route("/api/v1/events", get(state::events))
+        .route("/api/v1/overflow", get(state::overflow))
+        .route("/api/v1/status", get(state::status))
+        .with_state(Arc::new(state));
+    let routes = auth::guard(routes, keys, Scope::Read);
+    match live {
+        Some(live) => routes.merge(live),
+        None => routes,
+    }
+}
+
+/// `/api/v1` and a `/health` that says what is served, for `stock-observer serve`.
+pub fn standalone(state: ApiState, keys: Arc<KeyStore>, database: String) -> Router {
+    let health = serde_json::json!({ "status": "ok", "mode": "serve", "database": database });
+    router(state, keys).route("/health", get(move || std::future::ready(axum::Json(health.clone()))))
+}
+
+/// A database failure: the detail to the log, a 503 to the client (the database, not the
+/// request, is at fault, and the archive still has everything).
+fn store_error(e: StoreError) -> ApiError {
+    tracing::error!(error = %e, "/api/v1: database query failed");
+    ApiError::unavailable("the database did not answer; the archive has the data (see the server's log)")
+}

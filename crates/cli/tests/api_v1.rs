@@ -1,0 +1,111 @@
+//! `/api/v1` from the binary: `collect` serves it beside `/health` (its status is /health's
+//! figures, its ticks what the live sink stored), and `serve` answers over a data dir
+//! without collecting and refuses a public address with no key.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+fn get_json(addr: &str, path: &str, key: &str) -> (u16, Value) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let status: u16 = raw.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = raw.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+fn create_key(data: &std::path::Path, scope: &str) -> String {
+    let out = run(cmd().args(["apikey", "create", "--scope", scope, "--data-dir"]).arg(data));
+    assert!(out.status.success(), "{}", text(&out));
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+#[test]
+fn collect_serves_api_v1_with_the_recorded_ticks_and_its_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let key = create_key(&data, "read");
+    let (mut child, addr) = spawn_serving(
+        cmd()
+            .args(["collect", "--speed", "60", "--start", "2026-01-14T10:00"])
+            .arg("--data-dir")
+            .arg(&data)
+            .env("STOCK_OBSERVER__STORE__LIVE_SINK__ENABLED", "true"),
+    );
+
+    // The live sink stores trades as they come; /api/v1 reads them back.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let latest = loop {
+        let (status, body) = get_json(&addr, "/api/v1/latest/005930", &key);
+        if status == 200 {
+            break body;
+        }
+        // Until the first trade is stored: 404; before the schema is migrated: 503.
+        assert!(status == 404 || status == 503, "{status} {body}");
+        assert!(Instant::now() < deadline, "no trade of 005930 reached /api/v1 in 30 s");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(latest["price"].is_string(), "prices are decimal strings: {latest}");
+    let (status, ticks) = get_json(&addr, "/api/v1/ticks/005930?limit=5", &key);
+    assert_eq!(status, 200, "{ticks}");
+    assert!(!ticks["ticks"].as_array().unwrap().is_empty());
+
+    let health: Value = serde_json::from_str(&http_body(&addr, "/health")).unwrap();
+    let (status, st) = get_json(&addr, "/api/v1/status", &key);
+    assert_eq!(status, 200, "{st}");
+    assert_eq!(st["session_id"], health["session_id"]);
+    assert_eq!(get_json(&addr, "/api/v1/status", "so_0000000000000000_nope").0, 401);
+
+    let _ = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn serve_answers_without_collecting_and_refuses_a_public_address_with_no_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let out = run(cmd()
+        .args(["serve", "--listen", "0.0.0.0:0", "--data-dir"])
+        .arg(&data)
+        .env("STOCK_OBSERVER__HTTP__ALLOW_REMOTE", "true"));
+    let t = text(&out);
+    assert!(!out.status.success() && t.contains("refusing to serve /api/v1 on 0.0.0.0:0 with no API key"), "{t}");
+
+    let key = create_key(&data, "read");
+    let out = run(cmd().args(["serve", "--listen", "127.0.0.1:0", "--data-dir"]).arg(&data));
+    let t = text(&out);
+    assert!(!out.status.success() && t.contains("migration(s) pending: run `stock-observer db migrate"), "{t}");
+    let out = run(cmd().args(["db", "migrate", "--data-dir"]).arg(&data));
+    assert!(out.status.success(), "{}", text(&out));
+    let mut child = cmd()
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let l = lines.next().expect("serve printed its address").unwrap();
+        if let Some(rest) = l.strip_prefix("serving /api/v1 on http://") {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    let (status, body) = get_json(&addr, "/api/v1/gaps?date=20260114", &key);
+    assert_eq!((status, body["gaps"].as_array().map(Vec::len)), (200, Some(0)), "{body}");
+    let (status, body) = get_json(&addr, "/api/v1/status", &key);
+    assert_eq!(status, 404, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("no collector runs in this process"));
+    let _ = child.kill();
+    let _ = child.wait();
+}
