@@ -33,46 +33,70 @@ fn presented(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
         Some(v) => {
             v.to_str().map(|s| Some(s.trim())).map_err(|_| ApiError::unauthorized("the X-API-Key header is not text"))
         }
-        None => Ok(None),
+        // A browser's EventSource can send only its cookies.
+        None => Ok(session_cookie(headers)),
     }
 }
 
-/// Checks the request's key for a route that needs `needed`; `peer` is for the log only.
+/// The session token in a `Cookie: so_session=…` header.
+fn session_cookie(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| c.trim().strip_prefix(crate::session::COOKIE)?.strip_prefix('='))
+        .map(str::trim)
+}
+
+/// Who presents the request's credential (an API key, or a session token minted for one),
+/// whatever it may do; `peer` is for the log only.
+pub fn authenticate(keys: &KeyStore, headers: &HeaderMap, peer: Option<SocketAddr>) -> Result<Caller, ApiError> {
+    let peer = peer.map(|p| p.to_string());
+    let peer = peer.as_deref().unwrap_or("-");
+    let text = match presented(headers) {
+        Ok(Some(t)) => t,
+        Ok(None) => {
+            tracing::warn!(%peer, "API request refused: no API key");
+            return Err(ApiError::unauthorized(
+                "this route needs an API key: Authorization: Bearer <API key>, or X-API-Key: <API key>",
+            ));
+        }
+        Err(e) => {
+            tracing::warn!(%peer, reason = %e.message, "API request refused");
+            return Err(e);
+        }
+    };
+    // Verifying reads at most a small file, and only when it changed: cheap enough inline.
+    match keys.verify(text) {
+        Ok(c) => Ok(c),
+        Err(VerifyError::Refused(r)) => {
+            tracing::warn!(%peer, key_id = %r.key_id().unwrap_or("-"), reason = %r, "API request refused");
+            // One message for every kind: a prober learns nothing about which ids exist.
+            Err(ApiError::unauthorized("the API key or session is not valid (unknown, wrong, expired or revoked)"))
+        }
+        Err(VerifyError::Store(e)) => {
+            tracing::error!(%peer, error = %e, "API request refused: the API key file cannot be read");
+            Err(ApiError::unavailable("the API key store cannot be read; see the server's log"))
+        }
+    }
+}
+
+/// Whether the request presents a session token rather than an API key.
+pub fn presents_session(headers: &HeaderMap) -> bool {
+    presented(headers).ok().flatten().is_some_and(crate::session::looks_like_jwt)
+}
+
+/// Checks the request's credential for a route that needs `needed`; `peer` is for the log only.
 pub fn check(
     keys: &KeyStore,
     headers: &HeaderMap,
     needed: Scope,
     peer: Option<SocketAddr>,
 ) -> Result<Caller, ApiError> {
-    let peer = peer.map(|p| p.to_string());
-    let peer = peer.as_deref().unwrap_or("-");
-    let text = match presented(headers) {
-        Ok(Some(t)) => t,
-        Ok(None) => {
-            tracing::warn!(%peer, needed = %needed, "API request refused: no API key");
-            return Err(ApiError::unauthorized(
-                "this route needs an API key: Authorization: Bearer <API key>, or X-API-Key: <API key>",
-            ));
-        }
-        Err(e) => {
-            tracing::warn!(%peer, needed = %needed, reason = %e.message, "API request refused");
-            return Err(e);
-        }
-    };
-    // Verifying reads at most a small file, and only when it changed: cheap enough inline.
-    let caller = match keys.verify(text) {
-        Ok(c) => c,
-        Err(VerifyError::Refused(r)) => {
-            tracing::warn!(%peer, key_id = %r.key_id().unwrap_or("-"), needed = %needed, reason = %r, "API request refused");
-            // One message for every kind: a prober learns nothing about which ids exist.
-            return Err(ApiError::unauthorized("the API key is not valid (unknown, wrong or revoked)"));
-        }
-        Err(VerifyError::Store(e)) => {
-            tracing::error!(%peer, error = %e, "API request refused: the API key file cannot be read");
-            return Err(ApiError::unavailable("the API key store cannot be read; see the server's log"));
-        }
-    };
+    let caller = authenticate(keys, headers, peer)?;
     if !caller.scope.allows(needed) {
+        let peer = peer.map_or("-".to_string(), |p| p.to_string());
         tracing::warn!(%peer, key_id = %caller.id, scope = %caller.scope, needed = %needed, "API request refused: scope");
         return Err(ApiError::forbidden(format!(
             "API key {} has scope {}; this route needs {needed}",

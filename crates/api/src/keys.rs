@@ -22,6 +22,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::session::{Sessions, looks_like_jwt};
+
 /// The folder (under the data dir) and the file.
 pub const AUTH_DIR: &str = "auth";
 pub const KEYS_FILE: &str = "api_keys.json";
@@ -168,12 +170,16 @@ pub enum Refusal {
     WrongSecret { id: String },
     #[error("API key {id} was revoked")]
     Revoked { id: String },
+    #[error("a session token, but sessions are off (no STOCK_OBSERVER_JWT_SECRET)")]
+    SessionsOff,
+    #[error("{0}")]
+    Session(String),
 }
 
 impl Refusal {
     pub fn key_id(&self) -> Option<&str> {
         match self {
-            Refusal::Malformed => None,
+            Refusal::Malformed | Refusal::SessionsOff | Refusal::Session(_) => None,
             Refusal::Unknown { id } | Refusal::WrongSecret { id } | Refusal::Revoked { id } => Some(id),
         }
     }
@@ -234,11 +240,12 @@ struct Cache {
     keys: Arc<HashMap<String, KeyRecord>>,
 }
 
-/// The key file of one data dir.
+/// The key file of one data dir, and (when configured) the sessions minted for its keys.
 #[derive(Debug)]
 pub struct KeyStore {
     path: PathBuf,
     cache: Mutex<Cache>,
+    sessions: Option<Sessions>,
 }
 
 impl KeyStore {
@@ -249,7 +256,17 @@ impl KeyStore {
 
     /// A store at an explicit file path.
     pub fn at(path: impl Into<PathBuf>) -> KeyStore {
-        KeyStore { path: path.into(), cache: Mutex::default() }
+        KeyStore { path: path.into(), cache: Mutex::default(), sessions: None }
+    }
+
+    /// Accepts session tokens (JWT) signed by `sessions` besides API keys.
+    pub fn with_sessions(mut self, sessions: Option<Sessions>) -> KeyStore {
+        self.sessions = sessions;
+        self
+    }
+
+    pub fn sessions(&self) -> Option<&Sessions> {
+        self.sessions.as_ref()
     }
 
     pub fn path(&self) -> &Path {
@@ -308,6 +325,9 @@ impl KeyStore {
     /// Checks a presented key: known id, matching secret (compared in constant time), not
     /// revoked. Sees the file as it is now (one `stat`; a re-read only if it changed).
     pub fn verify(&self, presented: &str) -> Result<Caller, VerifyError> {
+        if looks_like_jwt(presented.trim()) {
+            return self.verify_session(presented.trim());
+        }
         let (id, secret) = split(presented.trim()).ok_or(Refusal::Malformed)?;
         let keys = self.current()?;
         let Some(key) = keys.get(id) else { return Err(Refusal::Unknown { id: id.to_string() }.into()) };
@@ -320,6 +340,19 @@ impl KeyStore {
             return Err(Refusal::Revoked { id: id.to_string() }.into());
         }
         Ok(Caller { id: key.id.clone(), scope: key.scope, label: key.label.clone() })
+    }
+
+    /// A session token: signed here, HS256, not expired, and its key still active.
+    fn verify_session(&self, token: &str) -> Result<Caller, VerifyError> {
+        let sessions = self.sessions.as_ref().ok_or(Refusal::SessionsOff)?;
+        let claims = sessions.verify(token).map_err(|e| Refusal::Session(e.to_string()))?;
+        let scope: Scope = claims.scope.parse().map_err(Refusal::Session)?;
+        let keys = self.current()?;
+        match keys.get(&claims.sub) {
+            Some(key) if key.is_active() => Ok(Caller { id: key.id.clone(), scope, label: key.label.clone() }),
+            Some(_) => Err(Refusal::Revoked { id: claims.sub }.into()),
+            None => Err(Refusal::Unknown { id: claims.sub }.into()),
+        }
     }
 
     /// The keys as the file holds them now, from the cache unless the file changed.

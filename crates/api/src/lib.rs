@@ -26,6 +26,7 @@ mod error;
 pub mod keys;
 mod listener;
 pub mod metrics;
+pub mod session;
 pub mod v1;
 pub use backup::BackupRoutes;
 pub use error::ApiError;

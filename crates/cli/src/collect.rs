@@ -226,7 +226,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             // costs /health and /metrics for this run, never the recording.
             // The backup pull source, for keys of scope backup:read (`stock-observer apikey`);
             // a coordinator's receipt becomes a `backup_receipt` event in the archive.
-            let keys = Arc::new(api::keys::KeyStore::open(&args.data_dir));
+            let sessions = api::session::Sessions::from_env(settings.api.session_ttl.get().as_secs() as i64)?;
+            let keys = Arc::new(api::keys::KeyStore::open(&args.data_dir).with_sessions(sessions));
             let receipts = lifecycle_tx.clone();
             let backup = api::BackupRoutes::new(upkeep.packages.dir(), keys.clone()).on_receipt(move |r| {
                 let event = model::SystemEvent::BackupReceipt {

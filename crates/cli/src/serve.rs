@@ -31,7 +31,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(l) = args.listen {
         http.listen = l;
     }
-    let keys = Arc::new(api::keys::KeyStore::open(&args.data_dir));
+    let sessions = api::session::Sessions::from_env(settings.api.session_ttl.get().as_secs() as i64)?;
+    let keys = Arc::new(api::keys::KeyStore::open(&args.data_dir).with_sessions(sessions));
     if !http.is_loopback() {
         if !http.allow_remote {
             bail!("refusing to listen on {} (not loopback) without http.allow_remote: true", http.listen);

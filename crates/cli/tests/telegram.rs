@@ -69,7 +69,9 @@ async fn a_six_minute_outage_is_one_alert_and_one_recovery() {
     let delivered = fake.delivered();
     let pager: Vec<&str> = delivered.iter().filter(|m| m.chat_id == CRIT).map(|m| m.shown.as_str()).collect();
     assert_eq!(pager.len(), 2, "one outage alert and one recovery: {pager:#?}");
-    assert!(pager[0].starts_with("KIS stream down\nno KIS stream data since 2026-01-14T10:01"), "{}", pager[0]);
+    // Since the last data before the hole (just before 10:01), alerted within a check of 5 min.
+    assert!(pager[0].starts_with("KIS stream down\nno KIS stream data since 2026-01-14T10:0"), "{}", pager[0]);
+    assert!(pager[0].contains(" KST (5.0 min)") || pager[0].contains(" KST (5.1 min)"), "{}", pager[0]);
     assert!(pager[1].starts_with("RESOLVED: KIS stream down\nKIS stream back"), "{}", pager[1]);
     let ops: Vec<&str> = delivered.iter().filter(|m| m.chat_id == WARN).map(|m| m.shown.as_str()).collect();
     assert_eq!(ops.iter().filter(|m| m.contains("KIS stream down")).count(), 2, "{ops:#?}");

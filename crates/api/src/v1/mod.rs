@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 
 use engine::Live;
@@ -19,6 +19,7 @@ use crate::auth;
 use crate::error::ApiError;
 use crate::keys::{KeyStore, Scope};
 
+mod login;
 mod market;
 mod params;
 mod state;
@@ -38,6 +39,8 @@ pub struct ApiLimits {
     pub stream_replay: usize,
     /// An idle stream's keep-alive comment comes this often.
     pub stream_keep_alive: Interval,
+    /// How long a session token (`POST /api/v1/session`) stays valid.
+    pub session_ttl: Interval,
 }
 
 impl Validate for ApiLimits {
@@ -79,7 +82,9 @@ pub fn router(state: ApiState, keys: Arc<KeyStore>) -> Router {
         .route("/api/v1/overflow", get(state::overflow))
         .route("/api/v1/status", get(state::status))
         .with_state(Arc::new(state));
-    let routes = auth::guard(routes, keys, Scope::Read);
+    let routes = auth::guard(routes, keys.clone(), Scope::Read)
+        // It authenticates the key itself: any scope may have a session of its own scope.
+        .merge(Router::new().route("/api/v1/session", post(login::create)).with_state(keys));
     match live {
         Some(live) => routes.merge(live),
         None => routes,

@@ -1,0 +1,46 @@
+//! `POST /api/v1/session`: a session token (JWT, HS256) for the API key presented, in the
+//! body and as an HttpOnly cookie, for the dashboard and its `EventSource`.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use model::UtcTime;
+
+use crate::auth;
+use crate::error::ApiError;
+use crate::keys::KeyStore;
+use crate::session::{COOKIE, JWT_SECRET_ENV};
+
+#[derive(Debug, Serialize)]
+pub struct Session {
+    pub token: String,
+    pub scope: String,
+    pub expires_at: UtcTime,
+}
+
+pub async fn create(State(keys): State<Arc<KeyStore>>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let Some(sessions) = keys.sessions() else {
+        return Err(ApiError::not_found(format!("sessions are off: the server has no {JWT_SECRET_ENV}")));
+    };
+    if auth::presents_session(&headers) {
+        return Err(ApiError::unauthorized("present the API key, not a session token: a session cannot extend itself"));
+    }
+    let caller = auth::authenticate(&keys, &headers, None)?;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    let (token, claims) = sessions.issue(&caller.id, caller.scope.as_str(), now).map_err(|e| {
+        tracing::error!(error = %e, "session not issued");
+        ApiError::internal("the session could not be signed")
+    })?;
+    let cookie = format!("{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}", sessions.ttl_secs());
+    let body = Session {
+        token,
+        scope: caller.scope.as_str().to_string(),
+        expires_at: UtcTime::from_millis(claims.exp.saturating_mul(1000)),
+    };
+    Ok(([(header::SET_COOKIE, cookie)], Json(body)).into_response())
+}
