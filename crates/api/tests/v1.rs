@@ -56,7 +56,10 @@ async fn start(limits: ApiLimits) -> Server {
 
     // The market clock at 15:00 Seoul of the fixture day.
     let clock = Clock::simulated(now, 1.0, Duration::from_secs(1));
-    let app = so_api::v1::router(ApiState { store: store.clone(), live: None, clock, limits, stream: None }, keys);
+    let app = so_api::v1::router(
+        ApiState { store: store.clone(), live: None, data_dir: data.into(), clock, limits, stream: None },
+        keys,
+    );
     let mut http: HttpConfig = embedded("http");
     http.listen = "127.0.0.1:0".parse().unwrap();
     http.request_timeout = Interval::from_millis(10_000);
@@ -112,6 +115,9 @@ async fn every_route_needs_a_read_key() {
         "/api/v1/events",
         "/api/v1/overflow",
         "/api/v1/status",
+        "/api/v1/universe",
+        "/api/v1/anomalies",
+        "/api/v1/db",
     ];
     for r in routes {
         let (st, body) = s.get(r, None).await;
@@ -196,6 +202,21 @@ async fn answers_are_what_the_database_holds() {
     assert_eq!(overflow["overflow"].as_array().unwrap().len(), s.sum.overflow);
     // No collector in this process.
     assert_eq!(s.get("/api/v1/status", Some(&s.read)).await.0, StatusCode::NOT_FOUND);
+
+    // The universe as the archive recorded it, prices as strings.
+    let u = s.ok(&format!("/api/v1/universe?date={DATE}")).await;
+    let files = u["universes"].as_array().unwrap();
+    let listed: usize = files.iter().map(|f| f["symbols"].as_array().unwrap().len()).sum();
+    assert_eq!(listed, s.sum.universe, "{u}");
+    assert!(files[0]["symbols"][0]["prev_close"].is_string());
+    assert_eq!(s.ok(&format!("/api/v1/universe?date={DATE}&market=crypto")).await["universes"], serde_json::json!([]));
+    let anomalies = s.ok(&format!("/api/v1/anomalies?date={DATE}")).await;
+    let want = s.store.events(DATE.parse::<model::Day>().unwrap().date()).await.unwrap();
+    let want = want.iter().filter(|e| e.event_type == "anomaly_day").count();
+    assert_eq!(anomalies["recorded"].as_array().unwrap().len(), want);
+    assert_eq!(anomalies["live"], Value::Null);
+    let db = s.ok("/api/v1/db").await;
+    assert_eq!((db["mode"].as_str(), db["pending_migrations"].as_u64()), (Some("sqlite"), Some(0)), "{db}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -218,6 +239,7 @@ async fn bad_input_is_a_400_naming_the_parameter() {
         ("/api/v1/latest/..%2Fetc", "symbol:"),
         ("/api/v1/gaps?date=2026-01-14", "date:"),
         ("/api/v1/events?type=DROP%20TABLE", "type:"),
+        ("/api/v1/universe?market=nasdaq", "market:"),
     ];
     for (path, named) in cases {
         let msg = s.bad(path).await;

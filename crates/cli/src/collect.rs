@@ -249,6 +249,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     api::v1::ApiState {
                         store: Arc::new(db),
                         live: Some(live.clone()),
+                        data_dir: args.data_dir.clone(),
                         clock,
                         limits: settings.api,
                         stream: hub.clone(),

@@ -64,7 +64,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             );
         }
         let state =
-            api::v1::ApiState { store: Arc::new(db), live: None, clock: Clock::real(), limits: settings.api, stream: None };
+            api::v1::ApiState {
+            store: Arc::new(db),
+            live: None,
+            data_dir: args.data_dir.clone(),
+            clock: Clock::real(),
+            limits: settings.api,
+            stream: None,
+        };
         let app = api::v1::standalone(state, keys, described.clone());
         let (stop_tx, stop) = tokio::sync::watch::channel(false);
         let listener = api::serve_app(&http, app, Arc::default(), stop).await?;

@@ -37,9 +37,10 @@ async fn sqlite_migrations_apply_once_refuse_changes_and_roll_back_failures() {
     // A failing migration leaves no partial schema and no ledger row.
     let before = s.table_names().await.unwrap();
     let mut files = sqlite_migrations();
-    files.push(Migration::new(2, "broken", "CREATE TABLE half_done (x INTEGER); INSERT INTO nowhere VALUES (1);"));
+    let next = files.len() as u32 + 1;
+    files.push(Migration::new(next, "broken", "CREATE TABLE half_done (x INTEGER); INSERT INTO nowhere VALUES (1);"));
     let err = s.migrate_files(files.clone()).await.unwrap_err();
-    assert!(matches!(err, StoreError::MigrationFailed { version: 2, .. }), "{err}");
+    assert!(matches!(err, StoreError::MigrationFailed { version, .. } if version == next), "{err}");
     assert_eq!(s.table_names().await.unwrap(), before);
     let st = s.status_files(files).await.unwrap();
     assert_eq!(st.pending(), 1);

@@ -98,6 +98,7 @@ async fn postgres_sync_copies_everything_replaces_on_rerun_and_only_reads_the_so
         &src,
         "CREATE ROLE reader LOGIN; GRANT CONNECT ON DATABASE prod TO reader; GRANT USAGE ON SCHEMA public TO reader;
          GRANT SELECT ON ALL TABLES IN SCHEMA public TO reader;
+         GRANT SELECT ON ALL SEQUENCES IN SCHEMA public TO reader;
          ALTER ROLE reader SET default_transaction_read_only = on;",
     )
     .await;

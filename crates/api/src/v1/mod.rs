@@ -58,6 +58,8 @@ pub struct ApiState {
     pub store: Arc<Store>,
     /// The running collection, inside `collect`; `None` in `serve`.
     pub live: Option<Arc<Live>>,
+    /// The archive (universe files).
+    pub data_dir: std::path::PathBuf,
     pub clock: Clock,
     pub limits: ApiLimits,
     /// The live feed of `/api/v1/stream`, inside `collect`.
@@ -81,6 +83,9 @@ pub fn router(state: ApiState, keys: Arc<KeyStore>) -> Router {
         .route("/api/v1/events", get(state::events))
         .route("/api/v1/overflow", get(state::overflow))
         .route("/api/v1/status", get(state::status))
+        .route("/api/v1/universe", get(state::universe))
+        .route("/api/v1/anomalies", get(state::anomalies))
+        .route("/api/v1/db", get(state::db))
         .with_state(Arc::new(state));
     let routes = auth::guard(routes, keys.clone(), Scope::Read)
         // It authenticates the key itself: any scope may have a session of its own scope.

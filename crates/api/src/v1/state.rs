@@ -7,7 +7,7 @@ use axum::Json;
 use axum::extract::{RawQuery, State};
 use serde::Serialize;
 
-use model::{Day, Provider, UtcTime};
+use model::{Day, Market, Provider, UtcTime};
 use store::Backend;
 
 use super::params::Params;
@@ -135,4 +135,86 @@ pub async fn status(State(s): State<Arc<ApiState>>) -> Result<Json<crate::Health
             "no collector runs in this process (stock-observer serve); ask the collector's /api/v1/status",
         )),
     }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Universes {
+    pub date: Day,
+    /// One per market the archive has a universe file of that day for.
+    pub universes: Vec<archive::universe::UniverseFile>,
+}
+
+/// `GET /api/v1/universe?date=YYYYMMDD&market=kr_stocks|crypto|us_stocks`: the day's
+/// universe as the archive recorded it (the file the collector wrote at the day's start).
+pub async fn universe(State(s): State<Arc<ApiState>>, RawQuery(q): RawQuery) -> Result<Json<Universes>, ApiError> {
+    let p = Params::parse(q.as_deref())?;
+    let date = day(&s, &p)?;
+    let markets: Vec<Market> = match p.get("market") {
+        None => Market::ALL.to_vec(),
+        Some(m) => vec![m.parse().map_err(|_| {
+            let known: Vec<&str> = Market::ALL.iter().map(|m| m.as_str()).collect();
+            ApiError::bad_request(format!("market: {m:?} is not one of {}", known.join(", ")))
+        })?],
+    };
+    let root = s.data_dir.clone();
+    let found = tokio::task::spawn_blocking(move || {
+        markets
+            .into_iter()
+            .filter_map(|m| archive::universe::load(&root, &date.to_string(), m).transpose())
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .await
+    .map_err(|_| ApiError::internal("universe read task failed"))?;
+    let universes = found.map_err(|e| {
+        tracing::error!(error = %e, "/api/v1/universe: unreadable universe file");
+        ApiError::unavailable("a universe file of that day cannot be read (see the server's log)")
+    })?;
+    Ok(Json(Universes { date, universes }))
+}
+
+#[derive(Debug, Serialize)]
+pub struct Anomalies {
+    pub date: Day,
+    /// `anomaly_day` events of the day in the database.
+    pub recorded: Vec<Event>,
+    /// Conditions tripped today in this collector (`null` outside `collect` or for another day).
+    pub live: Option<Vec<String>>,
+}
+
+/// `GET /api/v1/anomalies?date=YYYYMMDD`: the day's anomaly-day conditions.
+pub async fn anomalies(State(s): State<Arc<ApiState>>, RawQuery(q): RawQuery) -> Result<Json<Anomalies>, ApiError> {
+    let p = Params::parse(q.as_deref())?;
+    let date = day(&s, &p)?;
+    let rows = s.store.events(date.date()).await.map_err(store_error)?;
+    let recorded = rows
+        .into_iter()
+        .filter(|e| e.event_type == "anomaly_day")
+        .map(|e| Event { provider: e.provider, time: e.event_time, event_type: e.event_type, body: e.body })
+        .collect();
+    let live = s.live.as_ref().filter(|_| date == Day::of(s.clock.now())).map(|l| l.day().tripped);
+    Ok(Json(Anomalies { date, recorded, live }))
+}
+
+#[derive(Debug, Serialize)]
+pub struct Db {
+    /// Where the data is (credentials never shown).
+    pub database: String,
+    pub mode: String,
+    pub migrations: store::StatusReport,
+    pub pending_migrations: usize,
+    /// Native PostgreSQL mode's daily partitions (empty in other modes).
+    pub daily_partitions: Vec<String>,
+}
+
+/// `GET /api/v1/db`: the database's mode, migrations and partitions.
+pub async fn db(State(s): State<Arc<ApiState>>) -> Result<Json<Db>, ApiError> {
+    let status = s.store.status().await.map_err(store_error)?;
+    let daily_partitions = s.store.daily_partitions().await.map_err(store_error)?;
+    Ok(Json(Db {
+        database: s.store.describe(),
+        mode: status.mode.clone(),
+        pending_migrations: status.pending(),
+        migrations: status,
+        daily_partitions,
+    }))
 }
