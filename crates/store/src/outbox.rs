@@ -131,6 +131,19 @@ pub struct OutboxCounts {
     pub failed: u64,
 }
 
+impl OutboxCounts {
+    /// Adds `n` rows of `status` as `SELECT status, count(*) … GROUP BY status` gives them;
+    /// a status the schema does not name counts as failed, never as sent.
+    pub(crate) fn add(&mut self, status: &str, n: i64) {
+        let n = n.max(0) as u64;
+        match status {
+            "PENDING" => self.pending += n,
+            "SENT" => self.sent += n,
+            _ => self.failed += n,
+        }
+    }
+}
+
 pub(crate) fn check_key(n: &NewNotification) -> Result<(), StoreError> {
     match &n.dedupe_key {
         Some(k) if k.chars().count() > DEDUPE_KEY_MAX => {

@@ -65,6 +65,12 @@ pub struct Event {
     pub body: serde_json::Value,
 }
 
+impl From<store::EventRow> for Event {
+    fn from(e: store::EventRow) -> Event {
+        Event { provider: e.provider, time: e.event_time, event_type: e.event_type, body: e.body }
+    }
+}
+
 #[derive(Debug, Serialize)]
 pub struct Events {
     pub date: Day,
@@ -83,11 +89,7 @@ pub async fn events(State(s): State<Arc<ApiState>>, RawQuery(q): RawQuery) -> Re
         return Err(ApiError::bad_request(format!("type: {t:?} is not an event type (snake_case, e.g. gap_marker)")));
     }
     let rows = s.store.events(date.date()).await.map_err(store_error)?;
-    let events = rows
-        .into_iter()
-        .filter(|e| only.is_none_or(|t| e.event_type == t))
-        .map(|e| Event { provider: e.provider, time: e.event_time, event_type: e.event_type, body: e.body })
-        .collect();
+    let events = rows.into_iter().filter(|e| only.is_none_or(|t| e.event_type == t)).map(Event::from).collect();
     Ok(Json(Events { date, events }))
 }
 
@@ -186,11 +188,7 @@ pub async fn anomalies(State(s): State<Arc<ApiState>>, RawQuery(q): RawQuery) ->
     let p = Params::parse(q.as_deref())?;
     let date = day(&s, &p)?;
     let rows = s.store.events(date.date()).await.map_err(store_error)?;
-    let recorded = rows
-        .into_iter()
-        .filter(|e| e.event_type == "anomaly_day")
-        .map(|e| Event { provider: e.provider, time: e.event_time, event_type: e.event_type, body: e.body })
-        .collect();
+    let recorded = rows.into_iter().filter(|e| e.event_type == "anomaly_day").map(Event::from).collect();
     let live = s.live.as_ref().filter(|_| date == Day::of(s.clock.now())).map(|l| l.day().tripped);
     Ok(Json(Anomalies { date, recorded, live }))
 }

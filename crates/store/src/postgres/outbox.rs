@@ -149,13 +149,7 @@ impl PgStore {
         let c = self.client().await?;
         let mut counts = OutboxCounts::default();
         for r in c.query("SELECT status, count(*) FROM notification_outbox GROUP BY status", &[]).await? {
-            let (status, n): (String, i64) = (r.try_get(0)?, r.try_get(1)?);
-            let n = n.max(0) as u64;
-            match status.as_str() {
-                "PENDING" => counts.pending = n,
-                "SENT" => counts.sent = n,
-                _ => counts.failed += n,
-            }
+            counts.add(r.try_get(0)?, r.try_get(1)?);
         }
         Ok(counts)
     }

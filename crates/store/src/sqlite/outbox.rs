@@ -139,13 +139,8 @@ impl SqliteStore {
             let mut st = c.prepare("SELECT status, count(*) FROM notification_outbox GROUP BY status")?;
             let mut rows = st.query([])?;
             while let Some(r) = rows.next()? {
-                let (status, n): (String, i64) = (r.get(0)?, r.get(1)?);
-                let n = n.max(0) as u64;
-                match status.as_str() {
-                    "PENDING" => counts.pending = n,
-                    "SENT" => counts.sent = n,
-                    _ => counts.failed += n,
-                }
+                let status: String = r.get(0)?;
+                counts.add(&status, r.get(1)?);
             }
             Ok(counts)
         })
