@@ -22,6 +22,7 @@ use model::settings::{Checker, Interval, Validate};
 
 pub mod auth;
 pub mod backup;
+pub mod dashboard;
 mod error;
 pub mod keys;
 mod listener;

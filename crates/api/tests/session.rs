@@ -66,8 +66,7 @@ async fn the_session_auth_matrix() {
     let doomed = keys.create(Scope::Read, "doomed", now).unwrap();
     let keys = Arc::new(keys);
     let hub = Hub::new(10, std::time::Duration::from_secs(15));
-    let state =
-        ApiState { store, live: None, data_dir: dir.path().into(), clock: Clock::real(), limits, stream: Some(hub) };
+    let state = ApiState { stream: Some(hub), ..ApiState::new(store, dir.path().into(), Clock::real(), limits) };
     let mut http: HttpConfig = embedded("http");
     http.listen = "127.0.0.1:0".parse().unwrap();
     http.request_timeout = Interval::from_millis(10_000);

@@ -44,14 +44,8 @@ async fn rig() -> Rig {
     let read_key = keys.create(Scope::Read, "reader", now).unwrap().text().to_string();
     let hub = Hub::new(5, Duration::from_millis(200));
     let limits: ApiLimits = embedded("api");
-    let state = ApiState {
-        store,
-        live: None,
-        data_dir: dir.path().into(),
-        clock: Clock::real(),
-        limits,
-        stream: Some(hub.clone()),
-    };
+    let state =
+        ApiState { stream: Some(hub.clone()), ..ApiState::new(store, dir.path().into(), Clock::real(), limits) };
     let mut http: HttpConfig = embedded("http");
     http.listen = "127.0.0.1:0".parse().unwrap();
     http.request_timeout = Interval::from_millis(60_000);

@@ -247,12 +247,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             let v1 = match store::Store::open(&settings.store, &args.data_dir).await {
                 Ok(db) => Some(api::v1::router(
                     api::v1::ApiState {
-                        store: Arc::new(db),
                         live: Some(live.clone()),
-                        data_dir: args.data_dir.clone(),
-                        clock,
-                        limits: settings.api,
                         stream: hub.clone(),
+                        upkeep: Some(upkeep.clone()),
+                        etl_batch_rows: settings.store.batch_rows,
+                        ..api::v1::ApiState::new(Arc::new(db), args.data_dir.clone(), clock, settings.api)
                     },
                     keys.clone(),
                 )),

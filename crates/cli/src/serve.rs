@@ -63,14 +63,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 args.data_dir.display()
             );
         }
-        let state =
-            api::v1::ApiState {
-            store: Arc::new(db),
-            live: None,
-            data_dir: args.data_dir.clone(),
-            clock: Clock::real(),
-            limits: settings.api,
-            stream: None,
+        // The same backups `stock-observer backup create` makes, for POST /api/v1/admin/backup.
+        let upkeep = lifecycle::upkeep::Upkeep::new(
+            &args.data_dir,
+            settings.backup.clone(),
+            settings.compression.clone(),
+            settings.retention.clone(),
+        );
+        let state = api::v1::ApiState {
+            upkeep: Some(Arc::new(upkeep)),
+            etl_batch_rows: settings.store.batch_rows,
+            ..api::v1::ApiState::new(Arc::new(db), args.data_dir.clone(), Clock::real(), settings.api)
         };
         let app = api::v1::standalone(state, keys, described.clone());
         let (stop_tx, stop) = tokio::sync::watch::channel(false);

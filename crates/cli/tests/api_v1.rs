@@ -65,6 +65,18 @@ fn collect_serves_api_v1_with_the_recorded_ticks_and_its_status() {
     assert_eq!(st["session_id"], health["session_id"]);
     assert_eq!(get_json(&addr, "/api/v1/status", "so_0000000000000000_nope").0, 401);
 
+    // Slots inside collect: each running provider with its counts and its newest decision.
+    let (status, slots) = get_json(&addr, "/api/v1/slots", &key);
+    assert_eq!(status, 200, "{slots}");
+    let providers = slots["providers"].as_array().unwrap();
+    let running: Vec<&Value> = providers.iter().filter(|p| p["capacity"].is_u64()).collect();
+    assert!(!running.is_empty(), "{slots}");
+    for p in &running {
+        assert!(p["assigned"].as_u64().unwrap() <= p["capacity"].as_u64().unwrap(), "{slots}");
+        assert!(p["connection"].is_string(), "{slots}");
+    }
+    assert!(slots["hz"].is_number() && slots["level"].is_u64(), "{slots}");
+
     let _ = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status();
     assert!(child.wait().unwrap().success());
 }

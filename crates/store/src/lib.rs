@@ -24,6 +24,7 @@ pub mod postgres;
 pub mod rows;
 pub mod sink;
 pub mod sqlite;
+mod storage;
 mod store;
 pub mod sync;
 #[cfg(feature = "testing")]
@@ -38,5 +39,6 @@ pub use migrate::{MigrateReport, Migration, MigrationState, MigrationStatus, Sta
 pub use pgconn::{PASSWORD_ENV, PgUrl, SslMode, shown_url, url_has_password};
 pub use rows::*;
 pub use sink::{LiveSink, SinkSnapshot, SinkStats};
+pub use storage::{Compression, PoolStatus, Relation, Storage};
 pub use store::Store;
 pub use sync::{SyncOptions, SyncProgress, SyncReport, TableRows, sync};

@@ -322,6 +322,18 @@ pub struct TickQuery {
     pub after: Option<TickKey>,
 }
 
+/// A page of one symbol's Track B samples (`scalp_ticks`), in (time, provider) order,
+/// continuing after `after` when given.
+#[derive(Debug, Clone)]
+pub struct SampleQuery {
+    pub symbol: Symbol,
+    pub provider: Option<Provider>,
+    pub from: UtcTime,
+    pub to: UtcTime,
+    pub limit: u32,
+    pub after: Option<(UtcTime, Provider)>,
+}
+
 /// Where a tick sorts: the order tick queries return (time, then provider, then trade id).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TickKey {

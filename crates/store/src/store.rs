@@ -43,6 +43,14 @@ impl Store {
     }
 
     /// Where the data is, safe to print.
+    /// The PostgreSQL pool's connections (`None` for SQLite).
+    pub fn pool_status(&self) -> Option<crate::storage::PoolStatus> {
+        match self {
+            Store::Sqlite(_) => None,
+            Store::Postgres(p) => Some(p.pool_status()),
+        }
+    }
+
     pub fn describe(&self) -> String {
         match self {
             Store::Sqlite(s) => format!("sqlite {}", s.path().display()),
@@ -124,6 +132,15 @@ impl Backend for Store {
     }
     async fn ticks(&self, q: TickQuery) -> Result<Vec<MarketTickRow>, StoreError> {
         dispatch!(self, s => s.ticks(q).await)
+    }
+    async fn storage(&self) -> Result<crate::storage::Storage, StoreError> {
+        dispatch!(self, s => s.storage().await)
+    }
+    async fn compress(&self, older_than: UtcTime) -> Result<Option<u64>, StoreError> {
+        dispatch!(self, s => s.compress(older_than).await)
+    }
+    async fn samples(&self, q: SampleQuery) -> Result<Vec<ScalpTickRow>, StoreError> {
+        dispatch!(self, s => s.samples(q).await)
     }
     async fn gaps(&self, day: Date) -> Result<Vec<GapRow>, StoreError> {
         dispatch!(self, s => s.gaps(day).await)

@@ -112,6 +112,40 @@ async fn postgres_maintenance_creates_partitions_ahead_and_drops_expired_days() 
     let Store::Postgres(p) = &store else { unreachable!() };
     assert_eq!(p.scalar_i64("SELECT count(*) FROM market_ticks").await.unwrap(), 0);
     assert_eq!(p.scalar_i64("SELECT count(*) FROM market_ticks_default").await.unwrap(), 0);
+
+    // /api/v1/db's sizes: every daily partition under its table, as the catalogue has it.
+    let storage = store.storage().await.unwrap();
+    assert_eq!(storage.compression, None, "native partitions compress nothing");
+    let part = storage.relations.iter().find(|r| r.name == "scalp_ticks_20260114").unwrap();
+    assert_eq!(part.parent.as_deref(), Some("scalp_ticks"));
+    let bytes = p.scalar_i64("SELECT pg_total_relation_size('scalp_ticks_20260114')").await.unwrap();
+    assert_eq!(part.bytes, bytes as u64);
+    for name in later.partitions.iter() {
+        assert!(storage.relations.iter().any(|r| &r.name == name), "{name} missing from {storage:?}");
+    }
+    assert_eq!(store.compress(noon("20260121")).await.unwrap(), None);
+    check_samples(&store, "20260114", 10).await;
+}
+
+/// `/api/v1/scalp`'s query pages through a day's samples in order, each exactly once.
+async fn check_samples(store: &Store, day: &str, n: usize) {
+    let (from, to) = common::day_bounds(day);
+    let symbol = Symbol::new("005930").unwrap();
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let q = so_store::SampleQuery { symbol: symbol.clone(), provider: None, from, to, limit: 3, after };
+        let page = store.samples(q).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        after = page.last().map(|s| (s.event_time, s.provider));
+        seen.extend(page);
+    }
+    let expected: Vec<ScalpTickRow> = (0..n as i64).map(|i| sample(day, i)).collect();
+    assert_eq!(seen, expected);
+    let other = so_store::SampleQuery { symbol, provider: Some(Provider::Upbit), from, to, limit: 100, after: None };
+    assert!(store.samples(other).await.unwrap().is_empty(), "another provider's samples");
 }
 
 #[tokio::test]
@@ -133,6 +167,16 @@ async fn sqlite_maintenance_deletes_rows_past_retention() {
     assert_eq!(store.count_day(Table::MarketTicks, parse_day("20260116").unwrap()).await.unwrap(), 7);
     assert_eq!(store.count_day(Table::ScalpTicks, parse_day("20260114").unwrap()).await.unwrap(), 4);
     assert_eq!(maintain(&store, &cfg, noon("20260120"), &all_held).await.unwrap().retention_removed, 0);
+
+    let storage = store.storage().await.unwrap();
+    assert_eq!(storage.compression, None);
+    let size = |name: &str| storage.relations.iter().find(|r| r.name == name).map(|r| r.bytes).unwrap_or(0);
+    assert!(size("market_ticks") > 0 && size("scalp_ticks") > 0, "{storage:?}");
+    // WAL mode: recent pages are still in the -wal file.
+    let len = |f: &str| std::fs::metadata(dir.path().join(f)).map(|m| m.len()).unwrap_or(0);
+    let file = len("observer.db") + len("observer.db-wal");
+    assert!(storage.total_bytes <= file, "dbstat counts pages of the file: {} > {file}", storage.total_bytes);
+    check_samples(&store, "20260114", 4).await;
 }
 
 /// Rows of `table` on `day`.

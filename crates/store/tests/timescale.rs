@@ -146,10 +146,26 @@ async fn timescale_mode_hypertables_aggregates_policies_and_bars() {
     store.refresh_rollups(day).await.unwrap();
     common::check_bars(&store, &sum, DATE).await;
 
-    // Compressed chunks answer the same.
-    assert!(
-        p.scalar_i64("SELECT count(compress_chunk(c))::bigint FROM show_chunks('scalp_1m_bars') c").await.unwrap() >= 1
-    );
+    // Nothing is compressed yet: no ratio is claimed.
+    let before = store.storage().await.unwrap();
+    let c = before.compression.clone().unwrap();
+    assert_eq!((c.compressed_chunks, c.ratio), (0, None), "{c:?}");
+    assert!(c.chunks >= 1, "{c:?}");
+    assert!(before.relations.iter().any(|r| r.parent.as_deref() == Some("scalp_1m_bars") && r.bytes > 0), "{before:?}");
+    assert_eq!(before.total_bytes, before.relations.iter().map(|r| r.bytes).sum::<u64>());
+
+    // Compressed chunks (what /api/v1/admin/compress asks for) answer the same.
+    let far = common::day_bounds("20991231").0;
+    let compressed = store.compress(far).await.unwrap().unwrap();
+    assert!(compressed >= 1, "{compressed}");
+    assert_eq!(store.compress(far).await.unwrap(), Some(0), "a compressed chunk is not compressed again");
+    let after = store.storage().await.unwrap();
+    let c = after.compression.clone().unwrap();
+    assert_eq!(c.compressed_chunks, compressed, "{c:?}");
+    assert!(c.before_bytes > 0 && c.after_bytes > 0, "{c:?}");
+    assert_eq!(c.ratio, Some(c.before_bytes as f64 / c.after_bytes as f64));
+    let chunks: Vec<_> = after.relations.iter().filter(|r| r.parent.as_deref() == Some("scalp_1m_bars")).collect();
+    assert!(!chunks.is_empty() && chunks.iter().all(|r| r.compressed), "{chunks:?}");
     assert_eq!(
         p.scalar_i64(
             "SELECT count(*) FROM timescaledb_information.chunks WHERE hypertable_name = 'scalp_1m_bars' \

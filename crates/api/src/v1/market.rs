@@ -153,11 +153,7 @@ pub async fn ticks(
     let p = Params::parse(q.as_deref())?;
     let provider = p.provider()?;
     let limit = p.number("limit", 1, s.limits.max_ticks)?.unwrap_or(s.limits.default_ticks);
-    let to = p.time("to")?.unwrap_or_else(|| s.clock.now());
-    let from = p.time("from")?.unwrap_or(UtcTime::from_millis(0));
-    if from >= to {
-        return Err(ApiError::bad_request(format!("from: {from} must be before to ({to})")));
-    }
+    let (from, to) = p.range(s.clock.now())?;
     let after = p.get("cursor").map(decode_cursor).transpose()?;
     let rows = s
         .store

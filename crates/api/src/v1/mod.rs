@@ -19,9 +19,12 @@ use crate::auth;
 use crate::error::ApiError;
 use crate::keys::{KeyStore, Scope};
 
+pub mod admin;
 mod login;
 mod market;
 mod params;
+mod scalp;
+mod slots;
 mod state;
 pub mod stream;
 
@@ -64,10 +67,35 @@ pub struct ApiState {
     pub limits: ApiLimits,
     /// The live feed of `/api/v1/stream`, inside `collect`.
     pub stream: Option<Arc<stream::Hub>>,
+    /// Packs backups for `POST /api/v1/admin/backup` (`None`: not configured here).
+    pub upkeep: Option<Arc<lifecycle::upkeep::Upkeep>>,
+    /// `store.batch_rows`, for `POST /api/v1/admin/etl`.
+    pub etl_batch_rows: usize,
+    /// The admin jobs started (fill with `Default::default()`).
+    pub jobs: admin::Jobs,
+}
+
+impl ApiState {
+    /// Over a database and archive, with nothing live and no backups: what `serve` starts
+    /// from (set `live`, `stream`, `upkeep` with struct update syntax).
+    pub fn new(store: Arc<Store>, data_dir: std::path::PathBuf, clock: Clock, limits: ApiLimits) -> ApiState {
+        ApiState {
+            store,
+            live: None,
+            data_dir,
+            clock,
+            limits,
+            stream: None,
+            upkeep: None,
+            etl_batch_rows: store::StoreConfig::default().batch_rows,
+            jobs: admin::Jobs::default(),
+        }
+    }
 }
 
 /// The `/api/v1` routes, each behind a `read` key (the stream: a `stream` key).
 pub fn router(state: ApiState, keys: Arc<KeyStore>) -> Router {
+    let state = Arc::new(state);
     let live = state.stream.clone().map(|hub| {
         auth::guard(
             Router::new().route("/api/v1/stream", get(stream::stream)).with_state(hub),
@@ -86,10 +114,22 @@ pub fn router(state: ApiState, keys: Arc<KeyStore>) -> Router {
         .route("/api/v1/universe", get(state::universe))
         .route("/api/v1/anomalies", get(state::anomalies))
         .route("/api/v1/db", get(state::db))
-        .with_state(Arc::new(state));
+        .route("/api/v1/slots", get(slots::slots))
+        .route("/api/v1/scalp/{symbol}", get(scalp::scalp))
+        .with_state(state.clone());
+    let admin = Router::new()
+        .route("/api/v1/admin/compress", post(admin::compress))
+        .route("/api/v1/admin/refresh", post(admin::refresh))
+        .route("/api/v1/admin/backup", post(admin::backup))
+        .route("/api/v1/admin/etl", post(admin::etl))
+        .route("/api/v1/admin/jobs", get(admin::jobs))
+        .route("/api/v1/admin/jobs/{id}", get(admin::job))
+        .with_state(state);
     let routes = auth::guard(routes, keys.clone(), Scope::Read)
+        .merge(auth::guard(admin, keys.clone(), Scope::Admin))
         // It authenticates the key itself: any scope may have a session of its own scope.
         .merge(Router::new().route("/api/v1/session", post(login::create)).with_state(keys));
+    let routes = routes.merge(crate::dashboard::router());
     match live {
         Some(live) => routes.merge(live),
         None => routes,

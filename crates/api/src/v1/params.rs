@@ -80,6 +80,16 @@ impl Params {
         }
     }
 
+    /// `[from, to)` of a paged route: `to` defaults to `now`, `from` to the beginning.
+    pub fn range(&self, now: UtcTime) -> Result<(UtcTime, UtcTime), ApiError> {
+        let to = self.time("to")?.unwrap_or(now);
+        let from = self.time("from")?.unwrap_or(UtcTime::from_millis(0));
+        if from >= to {
+            return Err(ApiError::bad_request(format!("from: {from} must be before to ({to})")));
+        }
+        Ok((from, to))
+    }
+
     /// A Seoul day, `YYYYMMDD`.
     pub fn day(&self, name: &str) -> Result<Option<Day>, ApiError> {
         self.get(name)

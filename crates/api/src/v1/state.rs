@@ -202,13 +202,20 @@ pub struct Db {
     pub pending_migrations: usize,
     /// Native PostgreSQL mode's daily partitions (empty in other modes).
     pub daily_partitions: Vec<String>,
+    /// Table, partition and chunk sizes, and TimescaleDB's compression ratio.
+    pub storage: store::Storage,
+    /// The connection pool (PostgreSQL; `null` for SQLite's one writer and one reader).
+    pub pool: Option<store::PoolStatus>,
 }
 
 /// `GET /api/v1/db`: the database's mode, migrations and partitions.
 pub async fn db(State(s): State<Arc<ApiState>>) -> Result<Json<Db>, ApiError> {
     let status = s.store.status().await.map_err(store_error)?;
     let daily_partitions = s.store.daily_partitions().await.map_err(store_error)?;
+    let storage = s.store.storage().await.map_err(store_error)?;
     Ok(Json(Db {
+        pool: s.store.pool_status(),
+        storage,
         database: s.store.describe(),
         mode: status.mode.clone(),
         pending_migrations: status.pending(),

@@ -8,7 +8,7 @@ use std::future::Future;
 use jiff::civil::Date;
 use serde::Serialize;
 
-use model::{Day, Provider, Symbol};
+use model::{Day, Provider, Symbol, UtcTime};
 
 use crate::error::StoreError;
 use crate::migrate::{MigrateReport, StatusReport};
@@ -86,6 +86,11 @@ pub trait Backend: Send + Sync {
         provider: Option<Provider>,
     ) -> impl Future<Output = Result<Option<LatestPrice>, StoreError>> + Send;
     fn ticks(&self, q: TickQuery) -> impl Future<Output = Result<Vec<MarketTickRow>, StoreError>> + Send;
+    /// Sizes of tables, partitions and chunks, and the compression ratio where the mode compresses.
+    fn storage(&self) -> impl Future<Output = Result<crate::storage::Storage, StoreError>> + Send;
+    /// Compresses what is older than `older_than` now (TimescaleDB); `None`: nothing to compress in this mode.
+    fn compress(&self, older_than: UtcTime) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send;
+    fn samples(&self, q: SampleQuery) -> impl Future<Output = Result<Vec<ScalpTickRow>, StoreError>> + Send;
     fn gaps(&self, day: Date) -> impl Future<Output = Result<Vec<GapRow>, StoreError>> + Send;
     fn overflow(&self, day: Date) -> impl Future<Output = Result<Vec<OverflowRow>, StoreError>> + Send;
     fn events(&self, day: Date) -> impl Future<Output = Result<Vec<EventRow>, StoreError>> + Send;

@@ -30,7 +30,9 @@ mod copy;
 mod maintenance;
 mod outbox;
 mod queries;
+mod samples;
 mod schema;
+mod storage;
 mod writes;
 
 const MODE_UNKNOWN: u8 = 0;
@@ -54,6 +56,11 @@ fn ts(t: UtcTime) -> jiff::Timestamp {
 impl PgStore {
     pub fn url_redacted(&self) -> &str {
         &self.url
+    }
+
+    pub fn pool_status(&self) -> crate::storage::PoolStatus {
+        let s = self.pool.status();
+        crate::storage::PoolStatus { max_size: s.max_size, size: s.size, available: s.available, waiting: s.waiting }
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
@@ -162,6 +169,18 @@ impl Backend for PgStore {
 
     async fn ticks(&self, q: TickQuery) -> Result<Vec<MarketTickRow>, StoreError> {
         queries::ticks(self, q).await
+    }
+
+    async fn storage(&self) -> Result<crate::storage::Storage, StoreError> {
+        storage::storage(self).await
+    }
+
+    async fn compress(&self, older_than: UtcTime) -> Result<Option<u64>, StoreError> {
+        storage::compress(self, older_than).await
+    }
+
+    async fn samples(&self, q: SampleQuery) -> Result<Vec<ScalpTickRow>, StoreError> {
+        samples::samples(self, q).await
     }
 
     async fn gaps(&self, day: Date) -> Result<Vec<GapRow>, StoreError> {

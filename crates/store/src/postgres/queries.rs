@@ -213,11 +213,11 @@ pub(super) async fn events(pg: &PgStore, day: Date) -> Result<Vec<EventRow>, Sto
         .collect()
 }
 
-fn from_ts(t: jiff::Timestamp) -> UtcTime {
+pub(super) fn from_ts(t: jiff::Timestamp) -> UtcTime {
     UtcTime::from_timestamp(t)
 }
 
-fn parse<T: FromStr>(s: &str, column: &'static str) -> Result<T, StoreError>
+pub(super) fn parse<T: FromStr>(s: &str, column: &'static str) -> Result<T, StoreError>
 where
     T::Err: std::fmt::Display,
 {
@@ -244,7 +244,13 @@ fn bar_from_row(r: &Row) -> Result<Bar, StoreError> {
 /// The common meta of a row of `table`, from column `i` on: `schema_version`,
 /// `receive_time` (`with_receive`), `session_id`, `mitigation_level`, `quality_flag` and
 /// `raw_ref` (`with_ref`).
-fn meta_at(r: &Row, i: usize, with_receive: bool, with_ref: bool, table: Table) -> Result<RowMeta, StoreError> {
+pub(super) fn meta_at(
+    r: &Row,
+    i: usize,
+    with_receive: bool,
+    with_ref: bool,
+    table: Table,
+) -> Result<RowMeta, StoreError> {
     let mut j = i + 1;
     let receive_time = if with_receive {
         j += 1;

@@ -23,7 +23,9 @@ use crate::rows::*;
 mod codec;
 mod outbox;
 mod queries;
+mod samples;
 mod schema;
+mod storage;
 mod writes;
 
 const DAY_MS: i64 = 86_400_000;
@@ -214,6 +216,19 @@ impl Backend for SqliteStore {
 
     async fn ticks(&self, q: TickQuery) -> Result<Vec<MarketTickRow>, StoreError> {
         queries::ticks(self, q).await
+    }
+
+    async fn storage(&self) -> Result<crate::storage::Storage, StoreError> {
+        storage::storage(self).await
+    }
+
+    /// SQLite compresses nothing (the archive's zstd packages are the compact copy).
+    async fn compress(&self, _older_than: UtcTime) -> Result<Option<u64>, StoreError> {
+        Ok(None)
+    }
+
+    async fn samples(&self, q: SampleQuery) -> Result<Vec<ScalpTickRow>, StoreError> {
+        samples::samples(self, q).await
     }
 
     async fn gaps(&self, day: Date) -> Result<Vec<GapRow>, StoreError> {

@@ -1,0 +1,92 @@
+//! Track B's samples of one symbol (`scalp_ticks`): the book and last price at each sample
+//! time, with how old the data behind it was.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, RawQuery, State};
+use serde::Serialize;
+
+use model::{Price, Provider, Qty, QualityFlag, Symbol, UtcTime};
+use store::{Backend, SampleQuery};
+
+use super::params::{Params, symbol};
+use super::{ApiState, store_error};
+use crate::error::ApiError;
+
+#[derive(Debug, Serialize)]
+pub struct SampleOut {
+    pub time: UtcTime,
+    pub provider: Provider,
+    pub bid_price: Option<Price>,
+    pub ask_price: Option<Price>,
+    pub bid_size: Option<Qty>,
+    pub ask_size: Option<Qty>,
+    pub last_price: Option<Price>,
+    pub volume: Option<Qty>,
+    /// Milliseconds between the newest data behind the sample and the sample (`null`: none yet).
+    pub data_age_ms: Option<i64>,
+    pub sample_interval_ms: u64,
+    /// `normal`, `degraded`, `stale`, `no_data`, …: a sample is only as good as its data.
+    pub quality_flag: QualityFlag,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Samples {
+    pub symbol: Symbol,
+    pub samples: Vec<SampleOut>,
+    /// Pass as `cursor` for the next page; `null` on the last.
+    pub next_cursor: Option<String>,
+}
+
+/// `GET /api/v1/scalp/{symbol}?from&to&limit&cursor&provider`: Track B samples in
+/// `[from, to)`, oldest first, paged like `ticks` (`api.default_ticks`, at most `api.max_ticks`).
+pub async fn scalp(
+    State(s): State<Arc<ApiState>>,
+    Path(sym): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Samples>, ApiError> {
+    let symbol = symbol(&sym)?;
+    let p = Params::parse(q.as_deref())?;
+    let provider = p.provider()?;
+    let limit = p.number("limit", 1, s.limits.max_ticks)?.unwrap_or(s.limits.default_ticks);
+    let (from, to) = p.range(s.clock.now())?;
+    let after = p.get("cursor").map(decode_cursor).transpose()?;
+    let rows = s
+        .store
+        .samples(SampleQuery { symbol: symbol.clone(), provider, from, to, limit: limit + 1, after })
+        .await
+        .map_err(store_error)?;
+    let more = rows.len() > limit as usize;
+    let samples: Vec<SampleOut> = rows
+        .into_iter()
+        .take(limit as usize)
+        .map(|r| SampleOut {
+            time: r.event_time,
+            provider: r.provider,
+            bid_price: r.bid_price,
+            ask_price: r.ask_price,
+            bid_size: r.bid_size,
+            ask_size: r.ask_size,
+            last_price: r.last_price,
+            volume: r.volume,
+            data_age_ms: r.data_age_ms,
+            sample_interval_ms: r.sample_interval_ms,
+            quality_flag: r.meta.quality_flag,
+        })
+        .collect();
+    let next_cursor = if more { samples.last().map(|l| encode_cursor(l.time, l.provider)) } else { None };
+    Ok(Json(Samples { symbol, samples, next_cursor }))
+}
+
+/// Opaque to clients: the last sample's key, hex-encoded.
+fn encode_cursor(time: UtcTime, provider: Provider) -> String {
+    hex::encode(format!("{}|{}", time.as_millis(), provider.as_str()))
+}
+
+fn decode_cursor(c: &str) -> Result<(UtcTime, Provider), ApiError> {
+    let bad = || ApiError::bad_request("cursor: not a cursor this API returned (pass next_cursor unchanged)");
+    let text = String::from_utf8(hex::decode(c).map_err(|_| bad())?).map_err(|_| bad())?;
+    let (ms, p) = text.split_once('|').ok_or_else(bad)?;
+    Ok((UtcTime::from_millis(ms.parse().map_err(|_| bad())?), p.parse().map_err(|_| bad())?))
+}
