@@ -14,15 +14,38 @@ pub struct ApiError {
     pub message: String,
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
-    error: Inner<'a>,
+/// Every refusal's body.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
 }
 
-#[derive(Serialize)]
-struct Inner<'a> {
-    code: &'a str,
-    message: &'a str,
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// `unauthorized`, `forbidden`, `bad_request`, `not_found`, `conflict`,
+    /// `range_not_satisfiable`, `unavailable`, `internal`.
+    pub code: &'static str,
+    /// For a person: what was wrong and what to do.
+    pub message: String,
+}
+
+/// The refusals any `/api/v1` route may answer, for the OpenAPI document.
+// Described, never built: ApiError makes these responses.
+#[allow(dead_code)]
+#[derive(utoipa::IntoResponses)]
+pub enum Refusals {
+    /// A parameter is malformed or out of range; the message names it.
+    #[response(status = 400)]
+    BadRequest(ErrorBody),
+    /// No credential, or one that is unknown, wrong, revoked or expired.
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// A good credential without the route's scope.
+    #[response(status = 403)]
+    Forbidden(ErrorBody),
+    /// The database did not answer (the archive still has the data).
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
 }
 
 impl ApiError {
@@ -55,8 +78,8 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body =
-            serde_json::to_vec(&Body { error: Inner { code: self.code, message: &self.message } }).unwrap_or_default();
+        let body = serde_json::to_vec(&ErrorBody { error: ErrorDetail { code: self.code, message: self.message } })
+            .unwrap_or_default();
         let mut res =
             (self.status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response();
         if self.status == StatusCode::UNAUTHORIZED {

@@ -112,7 +112,7 @@ impl Validate for HttpConfig {
     }
 }
 
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Health {
     pub status: String,
     pub uptime_seconds: i64,

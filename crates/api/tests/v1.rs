@@ -171,6 +171,11 @@ async fn every_route_needs_a_read_key() {
     assert_eq!(s.get("/api/v1/admin/jobs", Some(&s.admin)).await.0, StatusCode::OK);
     // An admin key reads too.
     assert_eq!(s.get("/api/v1/gaps", Some(&s.admin)).await.0, StatusCode::OK);
+    // The OpenAPI document is open: it describes, it holds no data.
+    let (st, doc) = s.get("/api/v1/openapi.json", None).await;
+    assert_eq!(st, StatusCode::OK);
+    let want: Value = serde_json::from_str(&so_api::v1::openapi::document()).unwrap();
+    assert_eq!(doc, want);
     // X-API-Key works as well as Bearer.
     let res =
         s.http.get(format!("{}/api/v1/gaps?date={DATE}", s.base)).header("x-api-key", &s.read).send().await.unwrap();

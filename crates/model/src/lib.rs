@@ -14,6 +14,8 @@ pub mod ids;
 pub mod listing;
 pub mod meta;
 pub mod num;
+#[cfg(feature = "openapi")]
+mod openapi;
 pub mod scan;
 pub mod settings;
 pub mod shutdown;

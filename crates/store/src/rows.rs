@@ -110,6 +110,7 @@ impl ScalpTickRow {
 }
 
 /// Bar sizes the store serves.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum BarInterval {
     #[serde(rename = "1m")]

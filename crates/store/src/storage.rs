@@ -5,6 +5,7 @@ use serde::Serialize;
 
 /// One table, daily partition (native PostgreSQL), chunk (TimescaleDB) or the database file
 /// (SQLite's tables, from its `dbstat` table).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Relation {
     pub name: String,
@@ -17,6 +18,7 @@ pub struct Relation {
 }
 
 /// TimescaleDB's compression of the compressed hypertables, summed.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Compression {
     pub chunks: u64,
@@ -28,6 +30,7 @@ pub struct Compression {
     pub ratio: Option<f64>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Storage {
     /// Every relation that holds rows, largest first.
@@ -53,6 +56,7 @@ impl Compression {
 }
 
 /// The PostgreSQL connection pool now (seed 004 §8 "pool status").
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct PoolStatus {
     /// `store.pool_size`.

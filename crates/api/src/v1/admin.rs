@@ -21,7 +21,7 @@ use super::ApiState;
 use super::params::Params;
 use crate::error::ApiError;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum JobKind {
     Compress,
@@ -30,7 +30,7 @@ pub enum JobKind {
     Etl,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum JobState {
     Running,
@@ -38,7 +38,7 @@ pub enum JobState {
     Failed,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Job {
     pub id: u64,
     pub kind: JobKind,
@@ -46,8 +46,10 @@ pub struct Job {
     pub started: UtcTime,
     pub finished: Option<UtcTime>,
     /// The parameters it runs with.
+    #[schema(value_type = Object)]
     pub request: serde_json::Value,
     /// What it did (`succeeded`), e.g. the ETL's reconciliation.
+    #[schema(value_type = Option<Object>)]
     pub result: Option<serde_json::Value>,
     /// Why it failed (`failed`).
     pub error: Option<String>,
@@ -141,6 +143,20 @@ fn required_day(p: &Params) -> Result<Day, ApiError> {
 
 /// `POST /api/v1/admin/compress?older_than=RFC3339`: compresses TimescaleDB chunks that end
 /// before `older_than` (default: now). Other modes compress nothing: 409.
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/compress",
+    tag = "operations",
+    summary = "Compress old TimescaleDB chunks (a job)",
+    params(
+        ("older_than" = Option<model::UtcTime>, Query, description = "Chunks ending before this (default: now)")
+    ),
+    responses(
+        (status = 202, description = "Started; see Location", body = Job),
+        (status = 409, description = "The mode compresses nothing, or a compress job runs", body = crate::error::ErrorBody),
+        crate::error::Refusals
+    )
+)]
 pub async fn compress(State(s): State<Arc<ApiState>>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
     let p = Params::parse(q.as_deref())?;
     let older_than = p.time("older_than")?.unwrap_or_else(|| s.clock.now());
@@ -158,6 +174,20 @@ pub async fn compress(State(s): State<Arc<ApiState>>, RawQuery(q): RawQuery) -> 
 /// `POST /api/v1/admin/refresh?date=YYYYMMDD`: refreshes the continuous aggregates (10m, 1h,
 /// 1d bars) over a Seoul day (default: today). Only TimescaleDB has them: 409 otherwise
 /// (`etl` writes the rollups there).
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/refresh",
+    tag = "operations",
+    summary = "Refresh the continuous aggregates over a day (a job)",
+    params(
+        ("date" = Option<model::Day>, Query, description = "Seoul day YYYYMMDD (default: today)")
+    ),
+    responses(
+        (status = 202, description = "Started; see Location", body = Job),
+        (status = 409, description = "The mode has no continuous aggregates, or a refresh job runs", body = crate::error::ErrorBody),
+        crate::error::Refusals
+    )
+)]
 pub async fn refresh(State(s): State<Arc<ApiState>>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
     let p = Params::parse(q.as_deref())?;
     let date = p.day("date")?.unwrap_or_else(|| Day::of(s.clock.now()));
@@ -182,6 +212,20 @@ fn timescale_only(s: &ApiState, why: &str) -> Result<(), ApiError> {
 
 /// `POST /api/v1/admin/backup?date=YYYYMMDD`: packs the day's archive into a verified backup
 /// package, as `stock-observer backup create` does (a package already there is kept).
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/backup",
+    tag = "operations",
+    summary = "Pack a day's backup package (a job)",
+    params(
+        ("date" = model::Day, Query, description = "The Seoul day to pack, YYYYMMDD")
+    ),
+    responses(
+        (status = 202, description = "Started; see Location", body = Job),
+        (status = 409, description = "No backup configuration, or a backup job runs", body = crate::error::ErrorBody),
+        crate::error::Refusals
+    )
+)]
 pub async fn backup(State(s): State<Arc<ApiState>>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
     let p = Params::parse(q.as_deref())?;
     let date = required_day(&p)?;
@@ -220,6 +264,20 @@ pub async fn backup(State(s): State<Arc<ApiState>>, RawQuery(q): RawQuery) -> Re
 
 /// `POST /api/v1/admin/etl?date=YYYYMMDD`: loads the archive day into the database and
 /// reconciles every table, as `stock-observer etl` does.
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/etl",
+    tag = "operations",
+    summary = "Load a day from the archive and reconcile (a job)",
+    params(
+        ("date" = model::Day, Query, description = "The archive day to load, YYYYMMDD")
+    ),
+    responses(
+        (status = 202, description = "Started; see Location", body = Job),
+        (status = 409, description = "An etl job runs", body = crate::error::ErrorBody),
+        crate::error::Refusals
+    )
+)]
 pub async fn etl(State(s): State<Arc<ApiState>>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
     let p = Params::parse(q.as_deref())?;
     let date = required_day(&p)?;
@@ -235,18 +293,42 @@ pub async fn etl(State(s): State<Arc<ApiState>>, RawQuery(q): RawQuery) -> Resul
     launch(&s, JobKind::Etl, serde_json::json!({ "date": date }), work)
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct JobList {
     /// The newest job of each kind.
     pub jobs: Vec<Job>,
 }
 
 /// `GET /api/v1/admin/jobs`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/jobs",
+    tag = "operations",
+    summary = "The newest admin job of each kind",
+    responses(
+        (status = 200, description = "Jobs", body = JobList),
+        crate::error::Refusals
+    )
+)]
 pub async fn jobs(State(s): State<Arc<ApiState>>) -> Json<JobList> {
     Json(JobList { jobs: s.jobs.lock().values().cloned().collect() })
 }
 
 /// `GET /api/v1/admin/jobs/{id}`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/jobs/{id}",
+    tag = "operations",
+    summary = "One admin job",
+    params(
+        ("id" = u64, Path, description = "A job id")
+    ),
+    responses(
+        (status = 200, description = "The job", body = Job),
+        (status = 404, description = "No such job (only the newest of each kind is kept)", body = crate::error::ErrorBody),
+        crate::error::Refusals
+    )
+)]
 pub async fn job(State(s): State<Arc<ApiState>>, Path(id): Path<String>) -> Result<Json<Job>, ApiError> {
     let id: u64 = id.parse().map_err(|_| ApiError::bad_request(format!("id: {id:?} is not a job id")))?;
     s.jobs

@@ -16,13 +16,24 @@ use crate::error::ApiError;
 use crate::keys::KeyStore;
 use crate::session::{COOKIE, JWT_SECRET_ENV};
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Session {
     pub token: String,
     pub scope: String,
     pub expires_at: UtcTime,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/session",
+    tag = "auth",
+    summary = "A dashboard session for the API key presented",
+    responses(
+        (status = 200, description = "The session token, also set as the so_session cookie", body = Session),
+        (status = 404, description = "Sessions are off (no STOCK_OBSERVER_JWT_SECRET)", body = crate::error::ErrorBody),
+        crate::error::Refusals
+    )
+)]
 pub async fn create(State(keys): State<Arc<KeyStore>>, headers: HeaderMap) -> Result<Response, ApiError> {
     let Some(sessions) = keys.sessions() else {
         return Err(ApiError::not_found(format!("sessions are off: the server has no {JWT_SECRET_ENV}")));

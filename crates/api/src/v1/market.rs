@@ -13,7 +13,7 @@ use super::params::{Params, symbol};
 use super::{ApiState, store_error};
 use crate::error::ApiError;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct BarOut {
     pub time: UtcTime,
     pub provider: Provider,
@@ -28,7 +28,7 @@ pub struct BarOut {
     pub count: u32,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Bars {
     pub symbol: Symbol,
     pub interval: &'static str,
@@ -40,6 +40,23 @@ pub struct Bars {
 /// `GET /api/v1/bars/{symbol}?interval=1m|10m|1h|1d&from&to&provider`: bars starting in
 /// `[from, to)`, oldest first. Without `to`, now; without `from`, `api.default_bars` bars
 /// before `to`. A range of more than `api.max_bars` bars is refused.
+#[utoipa::path(
+    get,
+    path = "/api/v1/bars/{symbol}",
+    tag = "market",
+    summary = "OHLCV bars of a symbol",
+    params(
+        ("symbol" = model::Symbol, Path, description = "The instrument, as the provider spells it"),
+        ("interval" = Option<store::BarInterval>, Query, description = "Bar size (default 1m)"),
+        ("from" = Option<model::UtcTime>, Query, description = "Start, inclusive (default: api.default_bars bars before to)"),
+        ("to" = Option<model::UtcTime>, Query, description = "End, exclusive (RFC 3339; default: now)"),
+        ("provider" = Option<model::Provider>, Query, description = "Only this provider's records")
+    ),
+    responses(
+        (status = 200, description = "Bars starting in [from, to), oldest first", body = Bars),
+        crate::error::Refusals
+    )
+)]
 pub async fn bars(
     State(s): State<Arc<ApiState>>,
     Path(sym): Path<String>,
@@ -83,7 +100,7 @@ pub async fn bars(
     Ok(Json(Bars { symbol, interval: interval.as_str(), from, to, bars }))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Latest {
     pub symbol: Symbol,
     pub provider: Provider,
@@ -97,6 +114,21 @@ pub struct Latest {
 }
 
 /// `GET /api/v1/latest/{symbol}?provider`: the newest recorded trade, with its age.
+#[utoipa::path(
+    get,
+    path = "/api/v1/latest/{symbol}",
+    tag = "market",
+    summary = "The newest recorded trade, with its age",
+    params(
+        ("symbol" = model::Symbol, Path, description = "The instrument, as the provider spells it"),
+        ("provider" = Option<model::Provider>, Query, description = "Only this provider's records")
+    ),
+    responses(
+        (status = 200, description = "The newest trade", body = Latest),
+        (status = 404, description = "Nothing recorded for it", body = crate::error::ErrorBody),
+        crate::error::Refusals
+    )
+)]
 pub async fn latest(
     State(s): State<Arc<ApiState>>,
     Path(sym): Path<String>,
@@ -123,7 +155,7 @@ pub async fn latest(
     }))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TickOut {
     pub time: UtcTime,
     pub provider: Provider,
@@ -133,7 +165,7 @@ pub struct TickOut {
     pub side: Option<Side>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Ticks {
     pub symbol: Symbol,
     pub ticks: Vec<TickOut>,
@@ -144,6 +176,24 @@ pub struct Ticks {
 /// `GET /api/v1/ticks/{symbol}?from&to&limit&cursor&provider`: trades in `[from, to)`,
 /// oldest first, `limit` per page (`api.default_ticks`, at most `api.max_ticks`). A page's
 /// `next_cursor` continues exactly after its last trade, even among trades of one instant.
+#[utoipa::path(
+    get,
+    path = "/api/v1/ticks/{symbol}",
+    tag = "market",
+    summary = "Trades of a symbol, paged",
+    params(
+        ("symbol" = model::Symbol, Path, description = "The instrument, as the provider spells it"),
+        ("from" = Option<model::UtcTime>, Query, description = "Start, inclusive (RFC 3339)"),
+        ("to" = Option<model::UtcTime>, Query, description = "End, exclusive (RFC 3339; default: now)"),
+        ("limit" = Option<u32>, Query, description = "Items per page (api.default_ticks; at most api.max_ticks)"),
+        ("cursor" = Option<String>, Query, description = "A next_cursor this API returned"),
+        ("provider" = Option<model::Provider>, Query, description = "Only this provider's records")
+    ),
+    responses(
+        (status = 200, description = "A page of trades, oldest first", body = Ticks),
+        crate::error::Refusals
+    )
+)]
 pub async fn ticks(
     State(s): State<Arc<ApiState>>,
     Path(sym): Path<String>,

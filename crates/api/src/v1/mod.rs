@@ -22,6 +22,7 @@ use crate::keys::{KeyStore, Scope};
 pub mod admin;
 mod login;
 mod market;
+pub mod openapi;
 mod params;
 mod scalp;
 mod slots;
@@ -129,7 +130,7 @@ pub fn router(state: ApiState, keys: Arc<KeyStore>) -> Router {
         .merge(auth::guard(admin, keys.clone(), Scope::Admin))
         // It authenticates the key itself: any scope may have a session of its own scope.
         .merge(Router::new().route("/api/v1/session", post(login::create)).with_state(keys));
-    let routes = routes.merge(crate::dashboard::router());
+    let routes = routes.merge(crate::dashboard::router()).route("/api/v1/openapi.json", get(openapi::serve));
     match live {
         Some(live) => routes.merge(live),
         None => routes,

@@ -14,7 +14,7 @@ use super::params::{Params, symbol};
 use super::{ApiState, store_error};
 use crate::error::ApiError;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SampleOut {
     pub time: UtcTime,
     pub provider: Provider,
@@ -31,7 +31,7 @@ pub struct SampleOut {
     pub quality_flag: QualityFlag,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Samples {
     pub symbol: Symbol,
     pub samples: Vec<SampleOut>,
@@ -41,6 +41,24 @@ pub struct Samples {
 
 /// `GET /api/v1/scalp/{symbol}?from&to&limit&cursor&provider`: Track B samples in
 /// `[from, to)`, oldest first, paged like `ticks` (`api.default_ticks`, at most `api.max_ticks`).
+#[utoipa::path(
+    get,
+    path = "/api/v1/scalp/{symbol}",
+    tag = "market",
+    summary = "Track B samples of a symbol, paged",
+    params(
+        ("symbol" = model::Symbol, Path, description = "The instrument, as the provider spells it"),
+        ("from" = Option<model::UtcTime>, Query, description = "Start, inclusive (RFC 3339)"),
+        ("to" = Option<model::UtcTime>, Query, description = "End, exclusive (RFC 3339; default: now)"),
+        ("limit" = Option<u32>, Query, description = "Items per page (api.default_ticks; at most api.max_ticks)"),
+        ("cursor" = Option<String>, Query, description = "A next_cursor this API returned"),
+        ("provider" = Option<model::Provider>, Query, description = "Only this provider's records")
+    ),
+    responses(
+        (status = 200, description = "A page of samples, oldest first", body = Samples),
+        crate::error::Refusals
+    )
+)]
 pub async fn scalp(
     State(s): State<Arc<ApiState>>,
     Path(sym): Path<String>,

@@ -16,7 +16,7 @@ use super::params::Params;
 use super::{ApiState, store_error};
 use crate::error::ApiError;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ProviderSlots {
     pub provider: Provider,
     /// The rest is what the running collector sees (`null` in `serve`, or for a provider
@@ -32,7 +32,7 @@ pub struct ProviderSlots {
     pub symbols: Vec<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Slots {
     pub date: Day,
     /// Mitigation level and Track B's sampling rate now (`null` in `serve`).
@@ -55,6 +55,19 @@ fn entry(providers: &mut BTreeMap<Provider, ProviderSlots>, provider: Provider) 
 }
 
 /// `GET /api/v1/slots?date=YYYYMMDD`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/slots",
+    tag = "state",
+    summary = "Track B slots per provider",
+    params(
+        ("date" = Option<model::Day>, Query, description = "Seoul day YYYYMMDD (default: today)")
+    ),
+    responses(
+        (status = 200, description = "Each provider's slots", body = Slots),
+        crate::error::Refusals
+    )
+)]
 pub async fn slots(State(s): State<Arc<ApiState>>, RawQuery(q): RawQuery) -> Result<Json<Slots>, ApiError> {
     let p = Params::parse(q.as_deref())?;
     let today = Day::of(s.clock.now());

@@ -19,7 +19,7 @@ fn day(s: &ApiState, p: &Params) -> Result<Day, ApiError> {
     Ok(p.day("date")?.unwrap_or_else(|| Day::of(s.clock.now())))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Gap {
     pub provider: Provider,
     pub start: UtcTime,
@@ -30,13 +30,26 @@ pub struct Gap {
     pub detail: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Gaps {
     pub date: Day,
     pub gaps: Vec<Gap>,
 }
 
 /// `GET /api/v1/gaps?date=YYYYMMDD`: the day's gap markers, oldest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/gaps",
+    tag = "state",
+    summary = "The day's gap markers",
+    params(
+        ("date" = Option<model::Day>, Query, description = "Seoul day YYYYMMDD (default: today)")
+    ),
+    responses(
+        (status = 200, description = "Gaps, oldest first", body = Gaps),
+        crate::error::Refusals
+    )
+)]
 pub async fn gaps(State(s): State<Arc<ApiState>>, RawQuery(q): RawQuery) -> Result<Json<Gaps>, ApiError> {
     let p = Params::parse(q.as_deref())?;
     let date = day(&s, &p)?;
@@ -56,12 +69,13 @@ pub async fn gaps(State(s): State<Arc<ApiState>>, RawQuery(q): RawQuery) -> Resu
     Ok(Json(Gaps { date, gaps }))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Event {
     pub provider: Provider,
     pub time: UtcTime,
     pub event_type: String,
     /// The archive line, as recorded.
+    #[schema(value_type = Object)]
     pub body: serde_json::Value,
 }
 
@@ -71,7 +85,7 @@ impl From<store::EventRow> for Event {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Events {
     pub date: Day,
     pub events: Vec<Event>,
@@ -79,6 +93,20 @@ pub struct Events {
 
 /// `GET /api/v1/events?date=YYYYMMDD&type=`: the day's system events, oldest first,
 /// optionally of one `event_type` (`gap_marker`, `slot_decision`, `anomaly_day`, …).
+#[utoipa::path(
+    get,
+    path = "/api/v1/events",
+    tag = "state",
+    summary = "The day's system events",
+    params(
+        ("date" = Option<model::Day>, Query, description = "Seoul day YYYYMMDD (default: today)"),
+        ("type" = Option<String>, Query, description = "Only this event_type (snake_case)")
+    ),
+    responses(
+        (status = 200, description = "Events, oldest first", body = Events),
+        crate::error::Refusals
+    )
+)]
 pub async fn events(State(s): State<Arc<ApiState>>, RawQuery(q): RawQuery) -> Result<Json<Events>, ApiError> {
     let p = Params::parse(q.as_deref())?;
     let date = day(&s, &p)?;
@@ -93,7 +121,7 @@ pub async fn events(State(s): State<Arc<ApiState>>, RawQuery(q): RawQuery) -> Re
     Ok(Json(Events { date, events }))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct OverflowOut {
     pub provider: Provider,
     pub time: UtcTime,
@@ -103,13 +131,26 @@ pub struct OverflowOut {
     pub decision_reason: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Overflow {
     pub date: Day,
     pub overflow: Vec<OverflowOut>,
 }
 
 /// `GET /api/v1/overflow?date=YYYYMMDD`: candidates that did not get a slot.
+#[utoipa::path(
+    get,
+    path = "/api/v1/overflow",
+    tag = "state",
+    summary = "Candidates that did not get a slot",
+    params(
+        ("date" = Option<model::Day>, Query, description = "Seoul day YYYYMMDD (default: today)")
+    ),
+    responses(
+        (status = 200, description = "Overflow entries", body = Overflow),
+        crate::error::Refusals
+    )
+)]
 pub async fn overflow(State(s): State<Arc<ApiState>>, RawQuery(q): RawQuery) -> Result<Json<Overflow>, ApiError> {
     let p = Params::parse(q.as_deref())?;
     let date = day(&s, &p)?;
@@ -130,6 +171,17 @@ pub async fn overflow(State(s): State<Arc<ApiState>>, RawQuery(q): RawQuery) -> 
 
 /// `GET /api/v1/status`: what the status line and `/health` show, inside `collect`; a
 /// `serve` process records nothing and says so.
+#[utoipa::path(
+    get,
+    path = "/api/v1/status",
+    tag = "state",
+    summary = "What the status line shows (inside collect)",
+    responses(
+        (status = 200, description = "The collector's status", body = crate::Health),
+        (status = 404, description = "No collector runs in this process (serve)", body = crate::error::ErrorBody),
+        crate::error::Refusals
+    )
+)]
 pub async fn status(State(s): State<Arc<ApiState>>) -> Result<Json<crate::Health>, ApiError> {
     match &s.live {
         Some(live) => Ok(Json(crate::health(live))),
@@ -139,15 +191,31 @@ pub async fn status(State(s): State<Arc<ApiState>>) -> Result<Json<crate::Health
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Universes {
     pub date: Day,
     /// One per market the archive has a universe file of that day for.
+    #[schema(value_type = Vec<Object>)]
     pub universes: Vec<archive::universe::UniverseFile>,
 }
 
 /// `GET /api/v1/universe?date=YYYYMMDD&market=kr_stocks|crypto|us_stocks`: the day's
 /// universe as the archive recorded it (the file the collector wrote at the day's start).
+#[utoipa::path(
+    get,
+    path = "/api/v1/universe",
+    tag = "state",
+    summary = "The day's universe as archived",
+    params(
+        ("date" = Option<model::Day>, Query, description = "Seoul day YYYYMMDD (default: today)"),
+        ("market" = Option<model::Market>, Query, description = "Only this market")
+    ),
+    responses(
+        (status = 200, description = "Universe files of the day", body = Universes),
+        (status = 503, description = "A universe file cannot be read", body = crate::error::ErrorBody),
+        crate::error::Refusals
+    )
+)]
 pub async fn universe(State(s): State<Arc<ApiState>>, RawQuery(q): RawQuery) -> Result<Json<Universes>, ApiError> {
     let p = Params::parse(q.as_deref())?;
     let date = day(&s, &p)?;
@@ -174,7 +242,7 @@ pub async fn universe(State(s): State<Arc<ApiState>>, RawQuery(q): RawQuery) -> 
     Ok(Json(Universes { date, universes }))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Anomalies {
     pub date: Day,
     /// `anomaly_day` events of the day in the database.
@@ -184,6 +252,19 @@ pub struct Anomalies {
 }
 
 /// `GET /api/v1/anomalies?date=YYYYMMDD`: the day's anomaly-day conditions.
+#[utoipa::path(
+    get,
+    path = "/api/v1/anomalies",
+    tag = "state",
+    summary = "The day's anomaly-day conditions",
+    params(
+        ("date" = Option<model::Day>, Query, description = "Seoul day YYYYMMDD (default: today)")
+    ),
+    responses(
+        (status = 200, description = "Recorded and live conditions", body = Anomalies),
+        crate::error::Refusals
+    )
+)]
 pub async fn anomalies(State(s): State<Arc<ApiState>>, RawQuery(q): RawQuery) -> Result<Json<Anomalies>, ApiError> {
     let p = Params::parse(q.as_deref())?;
     let date = day(&s, &p)?;
@@ -193,11 +274,12 @@ pub async fn anomalies(State(s): State<Arc<ApiState>>, RawQuery(q): RawQuery) ->
     Ok(Json(Anomalies { date, recorded, live }))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Db {
     /// Where the data is (credentials never shown).
     pub database: String,
     pub mode: String,
+    #[schema(value_type = Object)]
     pub migrations: store::StatusReport,
     pub pending_migrations: usize,
     /// Native PostgreSQL mode's daily partitions (empty in other modes).
@@ -209,6 +291,16 @@ pub struct Db {
 }
 
 /// `GET /api/v1/db`: the database's mode, migrations and partitions.
+#[utoipa::path(
+    get,
+    path = "/api/v1/db",
+    tag = "operations",
+    summary = "The database: mode, migrations, pool, sizes, compression",
+    responses(
+        (status = 200, description = "The database's state", body = Db),
+        crate::error::Refusals
+    )
+)]
 pub async fn db(State(s): State<Arc<ApiState>>) -> Result<Json<Db>, ApiError> {
     let status = s.store.status().await.map_err(store_error)?;
     let daily_partitions = s.store.daily_partitions().await.map_err(store_error)?;

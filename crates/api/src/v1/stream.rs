@@ -167,6 +167,22 @@ fn sse(id: u64, item: &Item) -> Event {
 }
 
 /// `GET /api/v1/stream?symbols=005930,KRW-BTC&kinds=tick,sample,event` (scope `stream`).
+#[utoipa::path(
+    get,
+    path = "/api/v1/stream",
+    tag = "stream",
+    summary = "Ticks, samples and system events as Server-Sent Events (inside collect)",
+    params(
+        ("symbols" = Option<String>, Query, description = "Comma-separated symbols (default: all)"),
+        ("kinds" = Option<String>, Query, description = "Comma-separated of tick, sample, event (default: all)"),
+        ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this id")
+    ),
+    responses(
+        (status = 200, description = "An endless event stream: id, event (tick|sample|event|lost), data (JSON)", content_type = "text/event-stream", body = String),
+        (status = 404, description = "No collector runs in this process (serve)", body = crate::error::ErrorBody),
+        crate::error::Refusals
+    )
+)]
 pub async fn stream(
     State(hub): State<Arc<Hub>>,
     headers: HeaderMap,
