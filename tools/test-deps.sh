@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests need on a Debian machine, each only when it is missing:
 # PostgreSQL 15 (the store tests start their own server on loopback), its client tools
-# (`db sync`), Node.js and the fake TimescaleDB's packages, the zstd CLI, promtool,
-# systemd-analyze.
+# (`db sync`), Node.js and the fake TimescaleDB's packages, Chromium and the browser test's
+# packages, the zstd CLI, promtool, systemd-analyze.
 # Run by `make test` (and so by .ci/run); apt-get runs through sudo when not root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,6 +44,16 @@ if [ ! -f crates/store/fake-timescale/node_modules/.package-lock.json ] \
   echo "== npm ci (crates/store/fake-timescale)"
   (cd crates/store/fake-timescale && npm ci --no-audit --no-fund --loglevel=error)
 fi
+# Debian's Chromium, driven headless by the dashboard test (crates/cli/tests/dashboard.rs)
+# through playwright-core, which downloads no browser of its own.
+if [ ! -x /usr/bin/chromium ]; then
+  apt_install chromium
+fi
+if [ ! -f tools/browser/node_modules/.package-lock.json ] \
+  || [ tools/browser/package-lock.json -nt tools/browser/node_modules/.package-lock.json ]; then
+  echo "== npm ci (tools/browser)"
+  (cd tools/browser && npm ci --no-audit --no-fund --loglevel=error)
+fi
 # The archive's compression tests check that a compressed file decompresses with the zstd
 # CLI to the original bytes.
 if ! command -v zstd >/dev/null 2>&1; then
@@ -59,4 +69,17 @@ fi
 if ! command -v systemd-analyze >/dev/null 2>&1; then
   no_services
   apt_install systemd
+fi
+# schemathesis (PyPI) in its own venv, pinned: crates/cli/tests/schemathesis.rs runs it against
+# `stock-observer serve`. Reinstalled only when the venv is missing or holds another version.
+ST_VERSION=4.32.5
+ST_VENV=tools/schemathesis/.venv
+if ! "$ST_VENV/bin/st" --version 2>/dev/null | grep -q "version $ST_VERSION\$"; then
+  echo "== schemathesis $ST_VERSION into $ST_VENV"
+  rm -rf "$ST_VENV"
+  if ! python3 -m venv "$ST_VENV" 2>/dev/null; then
+    apt_install python3-venv
+    python3 -m venv "$ST_VENV"
+  fi
+  "$ST_VENV/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$ST_VERSION"
 fi

@@ -9,7 +9,7 @@ use serde::Serialize;
 pub struct ApiError {
     pub status: StatusCode,
     /// Stable, machine-readable: `unauthorized`, `forbidden`, `bad_request`, `not_found`,
-    /// `conflict`, `range_not_satisfiable`, `unavailable`, `internal`.
+    /// `conflict`, `method_not_allowed`, `range_not_satisfiable`, `unavailable`, `internal`.
     pub code: &'static str,
     pub message: String,
 }

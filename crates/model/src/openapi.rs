@@ -45,7 +45,10 @@ impl ToSchema for UtcTime {}
 
 impl PartialSchema for Day {
     fn schema() -> RefOr<Schema> {
-        string("A Seoul calendar day, YYYYMMDD.").pattern(Some(r"^[0-9]{8}$")).examples(["20260114"]).into()
+        string("A Seoul calendar day, YYYYMMDD.")
+            .pattern(Some(r"^(19|20)[0-9]{2}(0[1-9]|1[0-2])(0[1-9]|[12][0-9]|3[01])$"))
+            .examples(["20260114"])
+            .into()
     }
 }
 impl ToSchema for Day {}

@@ -35,13 +35,14 @@ pub struct Session {
     )
 )]
 pub async fn create(State(keys): State<Arc<KeyStore>>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let Some(sessions) = keys.sessions() else {
-        return Err(ApiError::not_found(format!("sessions are off: the server has no {JWT_SECRET_ENV}")));
-    };
+    // The credential first: whoever presents none learns nothing, not even whether sessions are on.
     if auth::presents_session(&headers) {
         return Err(ApiError::unauthorized("present the API key, not a session token: a session cannot extend itself"));
     }
     let caller = auth::authenticate(&keys, &headers, None)?;
+    let Some(sessions) = keys.sessions() else {
+        return Err(ApiError::not_found(format!("sessions are off: the server has no {JWT_SECRET_ENV}")));
+    };
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
     let (token, claims) = sessions.issue(&caller.id, caller.scope.as_str(), now).map_err(|e| {
         tracing::error!(error = %e, "session not issued");
@@ -54,4 +55,12 @@ pub async fn create(State(keys): State<Arc<KeyStore>>, headers: HeaderMap) -> Re
         expires_at: UtcTime::from_millis(claims.exp.saturating_mul(1000)),
     };
     Ok(([(header::SET_COOKIE, cookie)], Json(body)).into_response())
+}
+
+/// Any other method on `/api/v1/session`: like every route, no credential is a 401 first.
+pub async fn other_method(State(keys): State<Arc<KeyStore>>, headers: HeaderMap) -> ApiError {
+    match auth::authenticate(&keys, &headers, None) {
+        Err(e) => e,
+        Ok(_) => ApiError::new(axum::http::StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "use POST"),
+    }
 }

@@ -97,13 +97,13 @@ impl ApiState {
 /// The `/api/v1` routes, each behind a `read` key (the stream: a `stream` key).
 pub fn router(state: ApiState, keys: Arc<KeyStore>) -> Router {
     let state = Arc::new(state);
-    let live = state.stream.clone().map(|hub| {
-        auth::guard(
-            Router::new().route("/api/v1/stream", get(stream::stream)).with_state(hub),
-            keys.clone(),
-            Scope::Stream,
-        )
-    });
+    // Without a collector there is nothing live: the stream route says so in the one error
+    // shape (after the credential check, like every route).
+    let live = match state.stream.clone() {
+        Some(hub) => Router::new().route("/api/v1/stream", get(stream::stream)).with_state(hub),
+        None => Router::new().route("/api/v1/stream", get(stream::no_collector)),
+    };
+    let live = auth::guard(live, keys.clone(), Scope::Stream);
     let routes = Router::new()
         .route("/api/v1/bars/{symbol}", get(market::bars))
         .route("/api/v1/latest/{symbol}", get(market::latest))
@@ -129,12 +129,11 @@ pub fn router(state: ApiState, keys: Arc<KeyStore>) -> Router {
     let routes = auth::guard(routes, keys.clone(), Scope::Read)
         .merge(auth::guard(admin, keys.clone(), Scope::Admin))
         // It authenticates the key itself: any scope may have a session of its own scope.
-        .merge(Router::new().route("/api/v1/session", post(login::create)).with_state(keys));
+        .merge(
+            Router::new().route("/api/v1/session", post(login::create).fallback(login::other_method)).with_state(keys),
+        );
     let routes = routes.merge(crate::dashboard::router()).route("/api/v1/openapi.json", get(openapi::serve));
-    match live {
-        Some(live) => routes.merge(live),
-        None => routes,
-    }
+    routes.merge(live)
 }
 
 /// `/api/v1` and a `/health` that says what is served, for `stock-observer serve`.

@@ -41,6 +41,7 @@ use super::{admin, login, market, scalp, slots, state, stream};
         login::create,
         stream::stream,
     ),
+    components(schemas(store::BarInterval)),
     modifiers(&Credentials),
     security(("bearer" = []), ("api_key" = []), ("session" = [])),
     tags(

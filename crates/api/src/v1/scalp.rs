@@ -50,7 +50,7 @@ pub struct Samples {
         ("symbol" = model::Symbol, Path, description = "The instrument, as the provider spells it"),
         ("from" = Option<model::UtcTime>, Query, description = "Start, inclusive (RFC 3339)"),
         ("to" = Option<model::UtcTime>, Query, description = "End, exclusive (RFC 3339; default: now)"),
-        ("limit" = Option<u32>, Query, description = "Items per page (api.default_ticks; at most api.max_ticks)"),
+        ("limit" = Option<u32>, Query, minimum = 1, description = "Items per page (api.default_ticks; at most api.max_ticks)"),
         ("cursor" = Option<String>, Query, description = "A next_cursor this API returned"),
         ("provider" = Option<model::Provider>, Query, description = "Only this provider's records")
     ),

@@ -100,7 +100,7 @@ pub struct Events {
     summary = "The day's system events",
     params(
         ("date" = Option<model::Day>, Query, description = "Seoul day YYYYMMDD (default: today)"),
-        ("type" = Option<String>, Query, description = "Only this event_type (snake_case)")
+        ("type" = Option<String>, Query, pattern = "^[a-z_]+$", description = "Only this event_type (snake_case)")
     ),
     responses(
         (status = 200, description = "Events, oldest first", body = Events),

@@ -173,8 +173,8 @@ fn sse(id: u64, item: &Item) -> Event {
     tag = "stream",
     summary = "Ticks, samples and system events as Server-Sent Events (inside collect)",
     params(
-        ("symbols" = Option<String>, Query, description = "Comma-separated symbols (default: all)"),
-        ("kinds" = Option<String>, Query, description = "Comma-separated of tick, sample, event (default: all)"),
+        ("symbols" = Option<String>, Query, pattern = "^[A-Za-z0-9._-]{1,20}(,[A-Za-z0-9._-]{1,20})*$", description = "Comma-separated symbols (default: all)"),
+        ("kinds" = Option<String>, Query, pattern = "^(tick|sample|event)(,(tick|sample|event))*$", description = "Comma-separated of tick, sample, event (default: all)"),
         ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this id")
     ),
     responses(
@@ -227,4 +227,9 @@ pub async fn stream(
     });
     let all = futures_util::StreamExt::chain(futures_util::stream::iter(first), live);
     Ok(Sse::new(all).keep_alive(KeepAlive::new().interval(keep_alive)))
+}
+
+/// `/api/v1/stream` in a process that collects nothing (`stock-observer serve`).
+pub async fn no_collector() -> ApiError {
+    ApiError::not_found("no collector runs in this process (stock-observer serve); ask the collector's /api/v1/stream")
 }
