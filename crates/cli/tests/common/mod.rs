@@ -179,3 +179,11 @@ pub fn http_body(addr: &str, path: &str) -> String {
 pub fn metric(body: &str, series: &str) -> Option<f64> {
     body.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
+
+/// A new API key of `scope` for the data dir `data` (`stock-observer apikey create` prints
+/// only the key on stdout).
+pub fn api_key(data: &Path, scope: &str) -> String {
+    let out = run(cmd().args(["apikey", "create", "--scope", scope, "--data-dir"]).arg(data));
+    assert!(out.status.success(), "{}", text(&out));
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
