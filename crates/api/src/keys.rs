@@ -60,9 +60,11 @@ impl Scope {
         }
     }
 
-    /// Whether a key of this scope may use a route that needs `needed`.
+    /// Whether a key of this scope may use a route that needs `needed`: admin ⊇ read ⊇
+    /// stream (the stream carries what the read routes serve, as it happens, so a dashboard
+    /// session of a read key sees it live); backup:read is only itself.
     pub fn allows(self, needed: Scope) -> bool {
-        self == needed || self == Scope::Admin
+        self == needed || self == Scope::Admin || (self == Scope::Read && needed == Scope::Stream)
     }
 }
 
@@ -462,6 +464,8 @@ mod tests {
         assert!(Scope::Admin.allows(Scope::BackupRead));
         assert!(!Scope::Read.allows(Scope::BackupRead));
         assert!(!Scope::BackupRead.allows(Scope::Read));
+        assert!(Scope::Read.allows(Scope::Stream) && !Scope::Stream.allows(Scope::Read));
+        assert!(!Scope::BackupRead.allows(Scope::Stream));
     }
 
     #[test]

@@ -94,11 +94,25 @@ async fn the_session_auth_matrix() {
     assert_eq!(status(token.clone()).await, StatusCode::OK, "a valid session");
     let by_cookie = c.get(&gaps).header("cookie", format!("theme=dark; so_session={token}")).send().await.unwrap();
     assert_eq!(by_cookie.status(), StatusCode::OK, "the cookie, as an EventSource sends it");
+    // Signing out clears the cookie; without a credential it is a 401 like every route.
+    let out = c
+        .delete(format!("{base}/api/v1/session"))
+        .header("cookie", format!("so_session={token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), StatusCode::NO_CONTENT);
+    let cleared = out.headers()["set-cookie"].to_str().unwrap();
+    assert!(cleared.starts_with("so_session=;") && cleared.contains("Max-Age=0"), "{cleared}");
+    assert_eq!(c.delete(format!("{base}/api/v1/session")).send().await.unwrap().status(), StatusCode::UNAUTHORIZED);
     // A session cannot extend itself.
     let again = c.post(format!("{base}/api/v1/session")).bearer_auth(&token).send().await.unwrap();
     assert_eq!(again.status(), StatusCode::UNAUTHORIZED);
-    // Its scope is its key's: a read session cannot open the stream.
+    // Its scope is its key's: a read session opens the stream (read covers stream), not admin routes.
     let s = c.get(format!("{base}/api/v1/stream")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(s.status(), StatusCode::OK);
+    drop(s);
+    let s = c.get(format!("{base}/api/v1/admin/jobs")).bearer_auth(&token).send().await.unwrap();
     assert_eq!(s.status(), StatusCode::FORBIDDEN);
 
     let id = &read.record.id;

@@ -23,7 +23,9 @@ fn embedded<T: serde::de::DeserializeOwned>(key: &str) -> T {
 fn event(n: u32) -> Item {
     let at = UtcTime::parse("2026-01-14T01:00:00.000Z").unwrap().plus_secs(i64::from(n));
     let body = SystemEvent::Overrun { track: "scalp".into(), detail: format!("n={n}") };
-    Item::Event(None, Arc::new(Record { body, meta: Meta::new(at, at, SessionId::starting_at(at)) }))
+    // Odd events come from a provider's pipeline, even ones from the run itself.
+    let provider = (n % 2 == 1).then_some(model::Provider::Kis);
+    Item::Event(provider, Arc::new(Record { body, meta: Meta::new(at, at, SessionId::starting_at(at)) }))
 }
 
 struct Rig {
@@ -31,6 +33,7 @@ struct Rig {
     url: String,
     stream_key: String,
     read_key: String,
+    backup_key: String,
     hub: Arc<Hub>,
     _stop: watch::Sender<bool>,
 }
@@ -42,6 +45,7 @@ async fn rig() -> Rig {
     let now = UtcTime::parse("2026-01-14T06:00:00.000Z").unwrap();
     let stream_key = keys.create(Scope::Stream, "dash", now).unwrap().text().to_string();
     let read_key = keys.create(Scope::Read, "reader", now).unwrap().text().to_string();
+    let backup_key = keys.create(Scope::BackupRead, "coordinator", now).unwrap().text().to_string();
     let hub = Hub::new(5, Duration::from_millis(200));
     let limits: ApiLimits = embedded("api");
     let state =
@@ -57,6 +61,7 @@ async fn rig() -> Rig {
         url: format!("http://{}/api/v1/stream?kinds=event", l.addr),
         stream_key,
         read_key,
+        backup_key,
         hub,
         _stop: stop_tx,
     }
@@ -84,7 +89,9 @@ async fn ids_increase_resume_has_no_hole_and_an_idle_stream_keeps_alive() {
     let r = rig().await;
     let http = reqwest::Client::new();
     assert_eq!(http.get(&r.url).send().await.unwrap().status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(http.get(&r.url).bearer_auth(&r.read_key).send().await.unwrap().status(), StatusCode::FORBIDDEN);
+    assert_eq!(http.get(&r.url).bearer_auth(&r.backup_key).send().await.unwrap().status(), StatusCode::FORBIDDEN);
+    // read covers stream: the same data, live.
+    assert_eq!(http.get(&r.url).bearer_auth(&r.read_key).send().await.unwrap().status(), StatusCode::OK);
 
     let res = http.get(&r.url).bearer_auth(&r.stream_key).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
@@ -95,6 +102,11 @@ async fn ids_increase_resume_has_no_hole_and_an_idle_stream_keeps_alive() {
     let text = read_until(res, |t| ids(t).len() >= 3).await;
     assert_eq!(ids(&text), [1, 2, 3], "{text}");
     assert!(text.contains("event: event") && text.contains("\"detail\":\"n=2\""), "{text}");
+    // The provider is in the data (the archive line has it only in its file's path).
+    let data: Vec<serde_json::Value> =
+        text.lines().filter_map(|l| l.strip_prefix("data: ")).map(|d| serde_json::from_str(d).unwrap()).collect();
+    assert_eq!(data[0]["provider"], "kis", "{text}");
+    assert!(data[1].get("provider").is_none(), "{text}");
 
     // Reconnect after 2: 3 and what came since, nothing skipped.
     r.hub.push(event(4));

@@ -65,15 +65,29 @@ fn collect_serves_api_v1_with_the_recorded_ticks_and_its_status() {
     assert_eq!(st["session_id"], health["session_id"]);
     assert_eq!(get_json(&addr, "/api/v1/status", "so_0000000000000000_nope").0, 401);
 
-    // Slots inside collect: each running provider with its counts and its newest decision.
-    let (status, slots) = get_json(&addr, "/api/v1/slots", &key);
-    assert_eq!(status, 200, "{slots}");
+    // Slots inside collect: each running provider with its counts and its newest decision,
+    // read from the archive's events file (the live sink does not load events) once the
+    // archive has written it out.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let slots = loop {
+        let (status, slots) = get_json(&addr, "/api/v1/slots", &key);
+        assert_eq!(status, 200, "{slots}");
+        if slots["providers"].as_array().unwrap().iter().any(|p| p["decided_at"].is_string()) {
+            break slots;
+        }
+        assert!(Instant::now() < deadline, "no slot decision reached /api/v1/slots in 15 s: {slots}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
     let providers = slots["providers"].as_array().unwrap();
     let running: Vec<&Value> = providers.iter().filter(|p| p["capacity"].is_u64()).collect();
     assert!(!running.is_empty(), "{slots}");
     for p in &running {
         assert!(p["assigned"].as_u64().unwrap() <= p["capacity"].as_u64().unwrap(), "{slots}");
         assert!(p["connection"].is_string(), "{slots}");
+        // The decision is read from the archive while the day is not loaded yet.
+        if p["assigned"].as_u64() > Some(0) {
+            assert!(p["decided_at"].is_string() && !p["symbols"].as_array().unwrap().is_empty(), "{slots}");
+        }
     }
     assert!(slots["hz"].is_number() && slots["level"].is_u64(), "{slots}");
 

@@ -64,3 +64,21 @@ pub async fn other_method(State(keys): State<Arc<KeyStore>>, headers: HeaderMap)
         Ok(_) => ApiError::new(axum::http::StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "use POST"),
     }
 }
+
+#[utoipa::path(
+    delete,
+    path = "/api/v1/session",
+    tag = "auth",
+    summary = "End the dashboard session in this browser",
+    responses(
+        (status = 204, description = "The so_session cookie is cleared"),
+        crate::error::Refusals
+    )
+)]
+/// `DELETE /api/v1/session`: clears the cookie (the page cannot: it is HttpOnly). The token
+/// itself stays valid until it expires; revoking its key ends it at once.
+pub async fn delete(State(keys): State<Arc<KeyStore>>, headers: HeaderMap) -> Result<Response, ApiError> {
+    auth::authenticate(&keys, &headers, None)?;
+    let cookie = format!("{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
+    Ok((axum::http::StatusCode::NO_CONTENT, [(header::SET_COOKIE, cookie)]).into_response())
+}

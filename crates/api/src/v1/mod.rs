@@ -130,7 +130,9 @@ pub fn router(state: ApiState, keys: Arc<KeyStore>) -> Router {
         .merge(auth::guard(admin, keys.clone(), Scope::Admin))
         // It authenticates the key itself: any scope may have a session of its own scope.
         .merge(
-            Router::new().route("/api/v1/session", post(login::create).fallback(login::other_method)).with_state(keys),
+            Router::new()
+                .route("/api/v1/session", post(login::create).delete(login::delete).fallback(login::other_method))
+                .with_state(keys),
         );
     let routes = routes.merge(crate::dashboard::router()).route("/api/v1/openapi.json", get(openapi::serve));
     routes.merge(live)

@@ -39,6 +39,7 @@ use super::{admin, login, market, scalp, slots, state, stream};
         admin::jobs,
         admin::job,
         login::create,
+        login::delete,
         stream::stream,
     ),
     components(schemas(store::BarInterval)),

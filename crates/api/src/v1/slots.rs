@@ -81,6 +81,18 @@ pub async fn slots(State(s): State<Arc<ApiState>>, RawQuery(q): RawQuery) -> Res
         slot.decided_at = Some(e.event_time);
         slot.symbols = symbols.collect();
     }
+    // The live sink writes ticks and samples, not events: until the day is loaded, a
+    // provider's decisions are only in the archive's events file.
+    let undecided: Vec<Provider> =
+        Provider::ALL.iter().copied().filter(|p| providers.get(p).is_none_or(|s| s.decided_at.is_none())).collect();
+    let root = s.data_dir.clone();
+    let archived = tokio::task::spawn_blocking(move || archived_decisions(&root, date, &undecided))
+        .await
+        .map_err(|_| ApiError::internal("events read task failed"))?;
+    for (provider, at, symbols) in archived {
+        let slot = entry(&mut providers, provider);
+        (slot.decided_at, slot.symbols) = (Some(at), symbols);
+    }
     let live = s.live.as_ref().filter(|_| date == today);
     if let Some(live) = live {
         for f in live.feeds() {
@@ -98,4 +110,33 @@ pub async fn slots(State(s): State<Arc<ApiState>>, RawQuery(q): RawQuery) -> Res
         hz: live.map(|l| l.hz()),
         providers: providers.into_values().collect(),
     }))
+}
+
+/// The newest `slot_decision` of each of `providers` in the archive's events file of `date`
+/// (a torn last line of a crashed run is skipped, as `verify` reports it).
+fn archived_decisions(
+    root: &std::path::Path,
+    date: Day,
+    providers: &[Provider],
+) -> Vec<(Provider, UtcTime, Vec<String>)> {
+    use std::io::BufRead;
+    let mut out = Vec::new();
+    for &p in providers {
+        let path = root.join(format!("system/events/{}/{date}.jsonl", p.as_str()));
+        // A finished day's file may have been compressed since.
+        let compressed = path.with_extension("jsonl.zst");
+        let Ok(reader) = archive::open_lines(&path).or_else(|_| archive::open_lines(&compressed)) else { continue };
+        let newest = reader
+            .lines()
+            .map_while(Result::ok)
+            .filter(|l| l.contains("\"slot_decision\""))
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(&l).ok())
+            .filter(|v| v["event_type"] == "slot_decision")
+            .last();
+        let Some(v) = newest else { continue };
+        let Some(at) = v["event_time"].as_str().and_then(|t| UtcTime::parse(t).ok()) else { continue };
+        let symbols = v["slots"].as_array().into_iter().flatten().filter_map(|x| x.as_str().map(str::to_string));
+        out.push((p, at, symbols.collect()));
+    }
+    out
 }

@@ -55,7 +55,13 @@ impl Item {
         match self {
             Item::Tick(r) => serde_json::to_string(&**r),
             Item::Sample(r) => serde_json::to_string(&**r),
-            Item::Event(_, r) => serde_json::to_string(&**r),
+            // The archive line has no provider (it is in the file's path): the stream adds it.
+            Item::Event(provider, r) => serde_json::to_value(&**r).and_then(|mut v| {
+                if let (Some(p), Some(o)) = (provider, v.as_object_mut()) {
+                    o.insert("provider".into(), serde_json::Value::String(p.as_str().into()));
+                }
+                serde_json::to_string(&v)
+            }),
         }
         .unwrap_or_else(|e| format!("{{\"error\":\"unserializable record: {e}\"}}"))
     }
