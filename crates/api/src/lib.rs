@@ -43,6 +43,9 @@ pub struct HttpConfig {
     /// `/health` and `/metrics` have no authentication, so anyone who can reach the port
     /// reads them (the `/api/v1` routes need an API key).
     pub allow_remote: bool,
+    /// `/metrics` needs an API key of scope `read` (a Prometheus scrape sends it as its
+    /// bearer token). `/health` stays open either way: a liveness probe carries no secret.
+    pub metrics_auth: bool,
     /// A client must send a whole request head within this time of the connection opening
     /// (or of its previous response), else the connection is closed.
     pub header_read_timeout: Interval,
@@ -199,15 +202,20 @@ pub struct Mounts {
     pub metrics: Option<ExtraMetrics>,
     /// `/api/v1` ([`v1::router`]).
     pub v1: Option<Router>,
+    /// When given (`http.metrics_auth`), `/metrics` needs a `read` key of this store.
+    pub metrics_keys: Option<Arc<keys::KeyStore>>,
 }
 
 /// The routes; `/metrics` also shows the listener's connection counts when given.
 fn router_with(live: Arc<Live>, http: Option<Arc<Stats>>, mounts: Mounts) -> Router {
     type S = (Arc<Live>, Option<Arc<Stats>>, Option<lifecycle::package::Packages>, Option<ExtraMetrics>);
-    let Mounts { backup, metrics: extra, v1 } = mounts;
+    let Mounts { backup, metrics: extra, v1, metrics_keys } = mounts;
     let packages = backup.as_ref().map(|b| b.packages.clone());
-    let open = Router::new()
+    let state: S = (live, http, packages, extra);
+    let health_route = Router::new()
         .route("/health", get(|State((l, ..)): State<S>| async move { Json(health(&l)) }))
+        .with_state(state.clone());
+    let metrics_route = Router::new()
         .route(
             "/metrics",
             get(|State((l, http, packages, extra)): State<S>| async move {
@@ -231,7 +239,12 @@ fn router_with(live: Arc<Live>, http: Option<Arc<Stats>>, mounts: Mounts) -> Rou
                 }
             }),
         )
-        .with_state((live, http, packages, extra));
+        .with_state(state);
+    let metrics_route = match metrics_keys {
+        Some(keys) => auth::guard(metrics_route, keys, keys::Scope::Read),
+        None => metrics_route,
+    };
+    let open = health_route.merge(metrics_route);
     let open = match backup {
         Some(b) => open.merge(backup::router(b)),
         None => open,

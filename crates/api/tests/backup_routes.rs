@@ -414,3 +414,35 @@ async fn a_receipt_is_recorded_only_for_this_edges_own_package() {
     assert_eq!(stored.manifest_sha256, s.manifest_sha);
     assert_eq!(*s.receipts.lock().unwrap(), vec![stored], "the hook saw the receipt recorded");
 }
+
+/// `http.metrics_auth`: /metrics needs a read key (a Prometheus bearer token); /health stays
+/// open; without it /metrics is open as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_can_require_a_read_key_and_health_stays_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = Arc::new(KeyStore::open(dir.path()));
+    let now = t("2026-01-14T08:00:00.000Z");
+    let read = keys.create(Scope::Read, "prometheus", now).unwrap().text().to_string();
+    let backup = keys.create(Scope::BackupRead, "coordinator", now).unwrap().text().to_string();
+    let http = reqwest::Client::new();
+    for locked in [true, false] {
+        let live = Arc::new(engine::Live::detached(model::Clock::real(), dir.path().into()));
+        let mounts = so_api::Mounts { metrics_keys: locked.then(|| keys.clone()), ..Default::default() };
+        let (stop, rx) = watch::channel(false);
+        let l = so_api::serve(&config(), live, mounts, rx).await.unwrap();
+        let url = |p: &str| format!("http://{}{p}", l.addr);
+        let status = |r: reqwest::Response| r.status();
+        assert_eq!(status(http.get(url("/health")).send().await.unwrap()), StatusCode::OK, "locked={locked}");
+        let anon = status(http.get(url("/metrics")).send().await.unwrap());
+        let with_read = http.get(url("/metrics")).bearer_auth(&read).send().await.unwrap();
+        assert_eq!(with_read.status(), StatusCode::OK);
+        assert!(with_read.text().await.unwrap().contains("stock_observer_"), "the exposition");
+        let with_backup = status(http.get(url("/metrics")).bearer_auth(&backup).send().await.unwrap());
+        if locked {
+            assert_eq!((anon, with_backup), (StatusCode::UNAUTHORIZED, StatusCode::FORBIDDEN));
+        } else {
+            assert_eq!((anon, with_backup), (StatusCode::OK, StatusCode::OK));
+        }
+        let _ = stop.send(true);
+    }
+}

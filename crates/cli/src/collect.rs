@@ -260,7 +260,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     None
                 }
             };
-            let mounts = api::Mounts { backup: Some(backup), metrics: extra, v1 };
+            let metrics_keys = settings.http.metrics_auth.then(|| keys.clone());
+            let mounts = api::Mounts { backup: Some(backup), metrics: extra, v1, metrics_keys };
             match api::serve(&settings.http, live.clone(), mounts, stop_rx.clone()).await {
                 Ok(l) => eprintln!("health: http://{0}/health  metrics: http://{0}/metrics", l.addr),
                 Err(e) => tracing::warn!("{e}; recording continues without /health and /metrics"),
