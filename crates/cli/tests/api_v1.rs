@@ -63,6 +63,12 @@ fn collect_serves_api_v1_with_the_recorded_ticks_and_its_status() {
     let (status, st) = get_json(&addr, "/api/v1/status", &key);
     assert_eq!(status, 200, "{st}");
     assert_eq!(st["session_id"], health["session_id"]);
+    // Per provider, adding up to the run's figures.
+    let per = st["per_provider"].as_array().unwrap();
+    assert!(!per.is_empty(), "{st}");
+    let sum = |k: &str| per.iter().map(|p| p[k].as_u64().unwrap()).sum::<u64>();
+    assert_eq!(sum("slot_capacity"), st["slot_capacity"].as_u64().unwrap(), "{st}");
+    assert_eq!(sum("universe"), st["universe"].as_u64().unwrap(), "{st}");
     assert_eq!(get_json(&addr, "/api/v1/status", "so_0000000000000000_nope").0, 401);
 
     // Slots inside collect: each running provider with its counts and its newest decision,

@@ -2,6 +2,7 @@
 //! the database, and (inside `collect`) what the status line shows.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 
 use axum::Json;
 use axum::extract::{RawQuery, State};
@@ -169,6 +170,32 @@ pub async fn overflow(State(s): State<Arc<ApiState>>, RawQuery(q): RawQuery) -> 
     Ok(Json(Overflow { date, overflow }))
 }
 
+/// One provider's pipeline, as `/metrics` labels it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct FeedStatus {
+    pub provider: Provider,
+    pub market: Market,
+    /// connected, connecting, reconnecting, degraded or rest_polling.
+    pub connection: &'static str,
+    /// Market-clock seconds since the stream last delivered data while an outage is open.
+    pub disconnected_seconds: f64,
+    pub universe: u64,
+    pub slot_capacity: u64,
+    pub slots: u64,
+    pub slots_streaming: u64,
+    /// Frames waiting in the observer queue, and the bytes of the stream's frames among them.
+    pub queued_frames: u64,
+    pub queued_bytes: u64,
+}
+
+/// `/health`'s figures (summed over providers), and each provider's own.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Status {
+    #[serde(flatten)]
+    pub health: crate::Health,
+    pub per_provider: Vec<FeedStatus>,
+}
+
 /// `GET /api/v1/status`: what the status line and `/health` show, inside `collect`; a
 /// `serve` process records nothing and says so.
 #[utoipa::path(
@@ -177,14 +204,36 @@ pub async fn overflow(State(s): State<Arc<ApiState>>, RawQuery(q): RawQuery) -> 
     tag = "state",
     summary = "What the status line shows (inside collect)",
     responses(
-        (status = 200, description = "The collector's status", body = crate::Health),
+        (status = 200, description = "The collector's status", body = Status),
         (status = 404, description = "No collector runs in this process (serve)", body = crate::error::ErrorBody),
         crate::error::Refusals
     )
 )]
-pub async fn status(State(s): State<Arc<ApiState>>) -> Result<Json<crate::Health>, ApiError> {
+pub async fn status(State(s): State<Arc<ApiState>>) -> Result<Json<Status>, ApiError> {
     match &s.live {
-        Some(live) => Ok(Json(crate::health(live))),
+        Some(live) => {
+            let now = live.clock.now();
+            let per_provider = live
+                .feeds()
+                .iter()
+                .map(|f| {
+                    let (frames, bytes) = f.queued();
+                    FeedStatus {
+                        provider: f.provider,
+                        market: f.market,
+                        connection: f.connection_state(),
+                        disconnected_seconds: f.disconnected_seconds(now),
+                        universe: f.universe.load(Relaxed),
+                        slot_capacity: f.slot_capacity,
+                        slots: f.slots.assigned.load(Relaxed),
+                        slots_streaming: f.slots.streaming.load(Relaxed),
+                        queued_frames: frames,
+                        queued_bytes: bytes,
+                    }
+                })
+                .collect();
+            Ok(Json(Status { health: crate::health(live), per_provider }))
+        }
         None => Err(ApiError::not_found(
             "no collector runs in this process (stock-observer serve); ask the collector's /api/v1/status",
         )),
