@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -23,17 +21,11 @@ fn get_json(addr: &str, path: &str, key: &str) -> (u16, Value) {
     (status, serde_json::from_str(body).unwrap_or(Value::Null))
 }
 
-fn create_key(data: &std::path::Path, scope: &str) -> String {
-    let out = run(cmd().args(["apikey", "create", "--scope", scope, "--data-dir"]).arg(data));
-    assert!(out.status.success(), "{}", text(&out));
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
 #[test]
 fn collect_serves_api_v1_with_the_recorded_ticks_and_its_status() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let key = create_key(&data, "read");
+    let key = api_key(&data, "read");
     let (mut child, addr) = spawn_serving(
         cmd()
             .args(["collect", "--speed", "60", "--start", "2026-01-14T10:00"])
@@ -113,26 +105,13 @@ fn serve_answers_without_collecting_and_refuses_a_public_address_with_no_key() {
     let t = text(&out);
     assert!(!out.status.success() && t.contains("refusing to serve /api/v1 on 0.0.0.0:0 with no API key"), "{t}");
 
-    let key = create_key(&data, "read");
+    let key = api_key(&data, "read");
     let out = run(cmd().args(["serve", "--listen", "127.0.0.1:0", "--data-dir"]).arg(&data));
     let t = text(&out);
     assert!(!out.status.success() && t.contains("migration(s) pending: run `stock-observer db migrate"), "{t}");
     let out = run(cmd().args(["db", "migrate", "--data-dir"]).arg(&data));
     assert!(out.status.success(), "{}", text(&out));
-    let mut child = cmd()
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(&data)
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let l = lines.next().expect("serve printed its address").unwrap();
-        if let Some(rest) = l.strip_prefix("serving /api/v1 on http://") {
-            break rest.split_whitespace().next().unwrap().to_string();
-        }
-    };
+    let (mut child, addr, _log) = spawn_api(cmd().args(["serve", "--listen", "127.0.0.1:0", "--data-dir"]).arg(&data));
     let (status, body) = get_json(&addr, "/api/v1/gaps?date=20260114", &key);
     assert_eq!((status, body["gaps"].as_array().map(Vec::len)), (200, Some(0)), "{body}");
     let (status, body) = get_json(&addr, "/api/v1/status", &key);

@@ -9,7 +9,7 @@ use serde::Serialize;
 use model::{Market, Price, Provider, Qty, Side, Symbol, UtcTime};
 use store::{Backend, BarQuery, TickKey, TickQuery};
 
-use super::params::{Params, symbol};
+use super::params::{Paged, Params, bad_cursor, symbol};
 use super::{ApiState, store_error};
 use crate::error::ApiError;
 
@@ -199,21 +199,15 @@ pub async fn ticks(
     Path(sym): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Result<Json<Ticks>, ApiError> {
-    let symbol = symbol(&sym)?;
-    let p = Params::parse(q.as_deref())?;
-    let provider = p.provider()?;
-    let limit = p.number("limit", 1, s.limits.max_ticks)?.unwrap_or(s.limits.default_ticks);
-    let (from, to) = p.range(s.clock.now())?;
-    let after = p.get("cursor").map(decode_cursor).transpose()?;
-    let rows = s
-        .store
-        .ticks(TickQuery { symbol: symbol.clone(), provider, from, to, limit: limit + 1, after })
-        .await
-        .map_err(store_error)?;
-    let more = rows.len() > limit as usize;
-    let ticks: Vec<TickOut> = rows
+    let p = Paged::parse(&sym, q.as_deref(), s.clock.now(), &s.limits, 3)?;
+    let after = p.after.as_ref().map(|k| trade_key(k)).transpose()?;
+    let q =
+        TickQuery { symbol: p.symbol.clone(), provider: p.provider, from: p.from, to: p.to, limit: p.limit + 1, after };
+    let rows = s.store.ticks(q).await.map_err(store_error)?;
+    let (rows, next_cursor) =
+        p.page(rows, |t| vec![t.time.as_millis().to_string(), t.provider.as_str().into(), t.trade_id.clone()]);
+    let ticks = rows
         .into_iter()
-        .take(limit as usize)
         .map(|t| TickOut {
             time: t.time,
             provider: t.provider,
@@ -223,23 +217,14 @@ pub async fn ticks(
             side: t.side,
         })
         .collect();
-    let next_cursor = if more { ticks.last().map(|t| encode_cursor(t.time, t.provider, &t.trade_id)) } else { None };
-    Ok(Json(Ticks { symbol, ticks, next_cursor }))
+    Ok(Json(Ticks { symbol: p.symbol, ticks, next_cursor }))
 }
 
-/// Opaque to clients: the last trade's key, hex-encoded.
-fn encode_cursor(time: UtcTime, provider: Provider, trade_id: &str) -> String {
-    hex::encode(format!("{}|{}|{trade_id}", time.as_millis(), provider.as_str()))
-}
-
-fn decode_cursor(c: &str) -> Result<TickKey, ApiError> {
-    let bad = || ApiError::bad_request("cursor: not a cursor this API returned (pass next_cursor unchanged)");
-    let text = String::from_utf8(hex::decode(c).map_err(|_| bad())?).map_err(|_| bad())?;
-    let mut parts = text.splitn(3, '|');
-    let (Some(ms), Some(p), Some(id)) = (parts.next(), parts.next(), parts.next()) else { return Err(bad()) };
+/// A cursor's (time, provider, trade id).
+fn trade_key(k: &[String]) -> Result<TickKey, ApiError> {
     Ok(TickKey {
-        time: UtcTime::from_millis(ms.parse().map_err(|_| bad())?),
-        provider: p.parse().map_err(|_| bad())?,
-        trade_id: id.to_string(),
+        time: UtcTime::from_millis(k[0].parse().map_err(|_| bad_cursor())?),
+        provider: k[1].parse().map_err(|_| bad_cursor())?,
+        trade_id: k[2].clone(),
     })
 }

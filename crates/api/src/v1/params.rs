@@ -100,6 +100,62 @@ impl Params {
     }
 }
 
+/// What a paged route (`ticks`, `scalp`) is asked: one symbol's records in `[from, to)`,
+/// `limit` per page (`api.default_ticks`, at most `api.max_ticks`), continuing after the
+/// record whose key the `cursor` holds.
+pub struct Paged {
+    pub symbol: Symbol,
+    pub provider: Option<Provider>,
+    pub from: UtcTime,
+    pub to: UtcTime,
+    pub limit: u32,
+    /// The cursor's parts (`n` of them, the last may hold the separator).
+    pub after: Option<Vec<String>>,
+}
+
+impl Paged {
+    pub fn parse(
+        symbol_text: &str,
+        query: Option<&str>,
+        now: UtcTime,
+        limits: &super::ApiLimits,
+        n: usize,
+    ) -> Result<Paged, ApiError> {
+        let symbol = symbol(symbol_text)?;
+        let p = Params::parse(query)?;
+        let provider = p.provider()?;
+        let limit = p.number("limit", 1, limits.max_ticks)?.unwrap_or(limits.default_ticks);
+        let (from, to) = p.range(now)?;
+        let after = p.get("cursor").map(|c| decode_cursor(c, n)).transpose()?;
+        Ok(Paged { symbol, provider, from, to, limit, after })
+    }
+
+    /// Rows asked for with `limit + 1`: the page, and the cursor after its last row when
+    /// there is more.
+    pub fn page<T>(&self, mut rows: Vec<T>, key: impl Fn(&T) -> Vec<String>) -> (Vec<T>, Option<String>) {
+        let more = rows.len() > self.limit as usize;
+        rows.truncate(self.limit as usize);
+        let next = if more { rows.last().map(|r| encode_cursor(&key(r))) } else { None };
+        (rows, next)
+    }
+}
+
+/// Opaque to clients: a record's key, hex-encoded.
+fn encode_cursor(parts: &[String]) -> String {
+    hex::encode(parts.join("|"))
+}
+
+/// A `cursor` this API did not hand out.
+pub fn bad_cursor() -> ApiError {
+    ApiError::bad_request("cursor: not a cursor this API returned (pass next_cursor unchanged)")
+}
+
+fn decode_cursor(c: &str, n: usize) -> Result<Vec<String>, ApiError> {
+    let text = String::from_utf8(hex::decode(c).map_err(|_| bad_cursor())?).map_err(|_| bad_cursor())?;
+    let parts: Vec<String> = text.splitn(n, '|').map(str::to_string).collect();
+    if parts.len() == n { Ok(parts) } else { Err(bad_cursor()) }
+}
+
 /// The `{symbol}` of a path.
 pub fn symbol(s: &str) -> Result<Symbol, ApiError> {
     Symbol::new(s).map_err(|e| ApiError::bad_request(format!("symbol: {e}")))

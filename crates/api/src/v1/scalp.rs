@@ -10,7 +10,7 @@ use serde::Serialize;
 use model::{Price, Provider, Qty, QualityFlag, Symbol, UtcTime};
 use store::{Backend, SampleQuery};
 
-use super::params::{Params, symbol};
+use super::params::{Paged, bad_cursor};
 use super::{ApiState, store_error};
 use crate::error::ApiError;
 
@@ -64,21 +64,20 @@ pub async fn scalp(
     Path(sym): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Result<Json<Samples>, ApiError> {
-    let symbol = symbol(&sym)?;
-    let p = Params::parse(q.as_deref())?;
-    let provider = p.provider()?;
-    let limit = p.number("limit", 1, s.limits.max_ticks)?.unwrap_or(s.limits.default_ticks);
-    let (from, to) = p.range(s.clock.now())?;
-    let after = p.get("cursor").map(decode_cursor).transpose()?;
-    let rows = s
-        .store
-        .samples(SampleQuery { symbol: symbol.clone(), provider, from, to, limit: limit + 1, after })
-        .await
-        .map_err(store_error)?;
-    let more = rows.len() > limit as usize;
-    let samples: Vec<SampleOut> = rows
+    let p = Paged::parse(&sym, q.as_deref(), s.clock.now(), &s.limits, 2)?;
+    let after = p.after.as_ref().map(|k| sample_key(k)).transpose()?;
+    let q = SampleQuery {
+        symbol: p.symbol.clone(),
+        provider: p.provider,
+        from: p.from,
+        to: p.to,
+        limit: p.limit + 1,
+        after,
+    };
+    let rows = s.store.samples(q).await.map_err(store_error)?;
+    let (rows, next_cursor) = p.page(rows, |r| vec![r.event_time.as_millis().to_string(), r.provider.as_str().into()]);
+    let samples = rows
         .into_iter()
-        .take(limit as usize)
         .map(|r| SampleOut {
             time: r.event_time,
             provider: r.provider,
@@ -93,18 +92,10 @@ pub async fn scalp(
             quality_flag: r.meta.quality_flag,
         })
         .collect();
-    let next_cursor = if more { samples.last().map(|l| encode_cursor(l.time, l.provider)) } else { None };
-    Ok(Json(Samples { symbol, samples, next_cursor }))
+    Ok(Json(Samples { symbol: p.symbol, samples, next_cursor }))
 }
 
-/// Opaque to clients: the last sample's key, hex-encoded.
-fn encode_cursor(time: UtcTime, provider: Provider) -> String {
-    hex::encode(format!("{}|{}", time.as_millis(), provider.as_str()))
-}
-
-fn decode_cursor(c: &str) -> Result<(UtcTime, Provider), ApiError> {
-    let bad = || ApiError::bad_request("cursor: not a cursor this API returned (pass next_cursor unchanged)");
-    let text = String::from_utf8(hex::decode(c).map_err(|_| bad())?).map_err(|_| bad())?;
-    let (ms, p) = text.split_once('|').ok_or_else(bad)?;
-    Ok((UtcTime::from_millis(ms.parse().map_err(|_| bad())?), p.parse().map_err(|_| bad())?))
+/// A cursor's (time, provider).
+fn sample_key(k: &[String]) -> Result<(UtcTime, Provider), ApiError> {
+    Ok((UtcTime::from_millis(k[0].parse().map_err(|_| bad_cursor())?), k[1].parse().map_err(|_| bad_cursor())?))
 }

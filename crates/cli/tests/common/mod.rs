@@ -110,6 +110,24 @@ pub fn http_addr(lines: &mut impl Iterator<Item = std::io::Result<String>>) -> S
     }
 }
 
+/// Starts `c` (a `serve`) in the background and returns it with the `host:port` of its
+/// `/api/v1` and the rest of its stderr, which the caller must keep reading (or drop).
+pub fn spawn_api(
+    c: &mut Command,
+) -> (std::process::Child, String, std::io::Lines<std::io::BufReader<std::process::ChildStderr>>) {
+    use std::io::BufRead;
+    let mut child =
+        c.stderr(std::process::Stdio::piped()).stdout(std::process::Stdio::null()).spawn().expect("starting serve");
+    let mut lines = std::io::BufReader::new(child.stderr.take().expect("stderr is piped")).lines();
+    let addr = loop {
+        let l = lines.next().expect("serve exited before printing its address").unwrap();
+        if let Some(rest) = l.strip_prefix("serving /api/v1 on http://") {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    (child, addr, lines)
+}
+
 /// One recorded sim session of 2026-01-14 (KIS and Upbit, six market minutes), made once
 /// per test binary; each test works on its own copy ([`copy_of_recording`]).
 pub fn recorded() -> &'static Path {
