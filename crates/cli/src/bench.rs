@@ -34,6 +34,11 @@ pub enum Bench {
     /// Pack a recorded day with `backup create`'s code, then with `tar | zstd` and
     /// `tar | gzip`, and compare input MB/s and compression ratio.
     Backup(crate::bench_backup::BenchBackupArgs),
+    /// `/api/v1` under concurrent keep-alive clients on loopback: `latest` and 1-year daily
+    /// `bars` from `serve`'s router over a seeded temporary database, with p50–p99.9, max and
+    /// requests/s; every answer checked (any non-200 fails the run). `--serve-only` serves
+    /// the seeded data for another load tool (`wrk`). Load settings are flags, not configs/.
+    Api(crate::bench_api::BenchApiArgs),
 }
 
 #[derive(clap::Args)]
@@ -249,6 +254,7 @@ pub fn run(b: Bench) -> anyhow::Result<ExitCode> {
         Bench::Parse(args) => parse(args),
         Bench::Db(args) => crate::db::run_bench(args),
         Bench::Backup(args) => crate::bench_backup::run(args),
+        Bench::Api(args) => crate::bench_api::run(args),
     }
 }
 

@@ -5,6 +5,7 @@ mod alerting;
 mod apikey;
 mod backup;
 mod bench;
+mod bench_api;
 mod bench_backup;
 mod collect;
 mod db;

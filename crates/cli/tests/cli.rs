@@ -36,6 +36,41 @@ fn bench_pipeline_passes_every_tick_for_each_provider() {
 }
 
 #[test]
+fn bench_api_checks_every_answer_and_reports_both_routes() {
+    // A short run of the benchmark docs/benchmarks.md records: the server it starts must
+    // refuse a keyless request, answer exactly what was seeded, and the report must count
+    // answers (a run with errors exits non-zero).
+    let dir = tempfile::tempdir().unwrap();
+    let o = run(cmd()
+        .args([
+            "bench",
+            "api",
+            "--clients",
+            "4",
+            "--duration",
+            "1s",
+            "--warmup",
+            "1s",
+            "--ticks",
+            "2000",
+            "--symbols",
+            "3",
+        ])
+        .arg("--data-dir")
+        .arg(dir.path().join("bench")));
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    let report: serde_json::Value =
+        serde_json::from_str(t.lines().find(|l| l.starts_with('{')).expect("JSON line")).unwrap();
+    for route in ["latest", "bars 1d, 1 year"] {
+        let r = &report[route];
+        assert_eq!(r["errors"], 0, "{route}: {t}");
+        assert!(r["requests"].as_u64().unwrap() > 0, "{route}: no answers: {t}");
+        assert!(r["p99_ms"].as_f64().unwrap() >= r["p50_ms"].as_f64().unwrap(), "{route}: {t}");
+    }
+}
+
+#[test]
 fn bad_flags_get_one_clear_message() {
     let cases: &[(&[&str], &str)] = &[
         (&["collect", "--speed", "0"], "must be a number above 0"),

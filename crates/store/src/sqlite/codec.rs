@@ -23,8 +23,18 @@ pub(super) fn get_parse<T: FromStr>(r: &Row<'_>, i: usize, column: &'static str)
 where
     T::Err: std::fmt::Display,
 {
-    let s: String = r.get(i)?;
-    s.parse::<T>().map_err(|e| decode_err(column, e.to_string()))
+    // Parsed from SQLite's own buffer: a copy into a String per column was a tenth of a
+    // 1-year bars query (docs/benchmarks.md, "bench api"). Anything but UTF-8 text takes
+    // the owned path, for rusqlite's error naming the column's type.
+    let s = match r.get_ref(i)? {
+        rusqlite::types::ValueRef::Text(b) => std::str::from_utf8(b).ok(),
+        _ => None,
+    };
+    let parsed = match s {
+        Some(s) => s.parse::<T>(),
+        None => r.get::<_, String>(i)?.parse::<T>(),
+    };
+    parsed.map_err(|e| decode_err(column, e.to_string()))
 }
 
 pub(super) fn get_opt_parse<T: FromStr>(r: &Row<'_>, i: usize, column: &'static str) -> rusqlite::Result<Option<T>>

@@ -1,9 +1,10 @@
-//! The embedded default: one SQLite file in WAL mode. rusqlite is synchronous, so every call
-//! runs on tokio's blocking pool; one writer connection (SQLite allows one writer anyway) and
-//! one reader connection, which WAL lets run beside the writer.
+//! The embedded default: one SQLite file in WAL mode. rusqlite is synchronous, so no call
+//! runs on the async threads: writes go to tokio's blocking pool on one writer connection
+//! (SQLite allows one writer anyway), reads to a few reader threads with a connection each
+//! ([`readers`]), which WAL lets run beside each other and the writer.
 //!
 //! Rooms: [`schema`] (migrations), [`codec`] (how values are stored and read back),
-//! [`writes`], [`queries`]. This file holds the store, its two connections, and the
+//! [`writes`], [`queries`], [`readers`]. This file holds the store, its connections, and the
 //! [`Backend`] implementation that routes each call to its room.
 
 use std::path::{Path, PathBuf};
@@ -23,6 +24,7 @@ use crate::rows::*;
 mod codec;
 mod outbox;
 mod queries;
+mod readers;
 mod samples;
 mod schema;
 mod storage;
@@ -35,7 +37,13 @@ const KST_OFFSET_MS: i64 = 9 * 3_600_000;
 pub struct SqliteStore {
     path: PathBuf,
     writer: Arc<Mutex<Connection>>,
-    reader: Arc<Mutex<Connection>>,
+    readers: Arc<readers::Readers>,
+}
+
+/// Reader connections: reads run side by side up to the cores, up to a few (each holds its
+/// own page cache).
+fn reader_count() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 8)
 }
 
 fn open_conn(path: &Path) -> Result<Connection, StoreError> {
@@ -43,6 +51,14 @@ fn open_conn(path: &Path) -> Result<Connection, StoreError> {
     // The archive, not this file, is the durable record: NORMAL loses at most the last
     // transactions on power loss, which `etl` restores.
     conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=10000;")?;
+    // The bundled SQLite is built with STAT4, which marks a statement whose plan might
+    // depend on a bound value (an `=` on a parameter under ORDER BY, a LIKE pattern) for
+    // re-preparing whenever its parameters are rebound: every reuse of a cached statement
+    // was parsed and planned again (a third of `GET /api/v1/latest`'s CPU, docs/benchmarks.md
+    // "bench api"). Nothing here can profit from it (no ANALYZE statistics; LIKE is never
+    // index-assisted without NOCASE columns or case_sensitive_like), so plans are fixed at
+    // prepare time.
+    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
     Ok(conn)
 }
 
@@ -56,12 +72,8 @@ impl SqliteStore {
             std::fs::create_dir_all(dir).map_err(StoreError::io(dir))?;
         }
         let writer = open_conn(path)?;
-        let reader = open_conn(path)?;
-        Ok(SqliteStore {
-            path: path.to_path_buf(),
-            writer: Arc::new(Mutex::new(writer)),
-            reader: Arc::new(Mutex::new(reader)),
-        })
+        let readers = readers::Readers::open(path, reader_count(), open_conn)?;
+        Ok(SqliteStore { path: path.to_path_buf(), writer: Arc::new(Mutex::new(writer)), readers })
     }
 
     pub fn path(&self) -> &Path {
@@ -84,12 +96,7 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let c = self.reader.clone();
-        tokio::task::spawn_blocking(move || {
-            let g = c.lock().map_err(|_| poisoned())?;
-            f(&g)
-        })
-        .await?
+        self.readers.read(f).await
     }
 
     /// Writes `rows` with one prepared statement in one transaction; returns the rows the
