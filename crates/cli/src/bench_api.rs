@@ -520,7 +520,9 @@ async fn load(
 /// as soon as the previous answer is read or, under `--rate`, when its schedule says.
 async fn client(addr: SocketAddr, t: Arc<Target>, w: Window, mut pace: Option<Pace>) -> Tally {
     let mut tally = Tally::default();
-    while Instant::now() < w.end {
+    // Under --rate a client is done when its schedule is (a reconnect after its last request
+    // would only wait on the server's connection limit and stretch the measured span).
+    while Instant::now() < w.end && pace.as_ref().is_none_or(|p| p.next < w.end) {
         if let Err(e) = connection(addr, &t, w, &mut pace, &mut tally).await {
             tally.error(format!("connection: {e:#}"));
             // A refused or reset connection must not turn into a reconnect storm.
