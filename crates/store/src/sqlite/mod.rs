@@ -99,6 +99,14 @@ impl SqliteStore {
         self.readers.read(f).await
     }
 
+    /// A read of one row by its key, on the calling thread ([`readers::Readers::read_point`]).
+    async fn read_point<T: Send + 'static>(
+        &self,
+        f: impl Fn(&Connection) -> Result<T, StoreError> + Send + Sync + 'static,
+    ) -> Result<T, StoreError> {
+        self.readers.read_point(f).await
+    }
+
     /// Writes `rows` with one prepared statement in one transaction; returns the rows the
     /// statement inserted or changed (0 for a repeat).
     async fn insert_rows<R: Send + 'static>(

@@ -99,7 +99,8 @@ pub(super) async fn latest_price(
     symbol: Symbol,
     provider: Option<Provider>,
 ) -> Result<Option<LatestPrice>, StoreError> {
-    db.read(move |c| {
+    // latest_prices holds a row per (provider, symbol): a point read.
+    db.read_point(move |c| {
         let mut st = c.prepare_cached(
             "SELECT provider, market, symbol, time, price, volume, trade_id FROM latest_prices
              WHERE symbol = ?1 AND (?2 IS NULL OR provider = ?2) ORDER BY time DESC LIMIT 1",

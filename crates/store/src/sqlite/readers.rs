@@ -7,9 +7,12 @@
 //! threads queued on the connection's lock: waking, handing over and sleeping cost more CPU
 //! than the queries. Here a busy reader takes the next read without sleeping, the queue
 //! waits as futures, not threads, and reads run side by side on as many connections.
+//!
+//! Point reads (one row by its key: the latest price) skip the queue: they run on the calling
+//! thread ([`Readers::read_point`]), on connections that never wait for a lock.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -26,6 +29,11 @@ pub(super) struct Readers {
     /// `None` only while dropping.
     jobs: Option<Sender<Job>>,
     threads: Vec<JoinHandle<()>>,
+    /// Idle connections for [`Readers::read_point`]: as many as threads ever read points at
+    /// once (the async workers), opened on first need.
+    points: Mutex<Vec<Connection>>,
+    path: PathBuf,
+    open: fn(&Path) -> Result<Connection, StoreError>,
 }
 
 impl Readers {
@@ -48,7 +56,7 @@ impl Readers {
                 .map_err(|e| StoreError::Task(format!("starting a SQLite reader thread: {e}")))?;
             threads.push(t);
         }
-        Ok(Arc::new(Readers { jobs: Some(tx), threads }))
+        Ok(Arc::new(Readers { jobs: Some(tx), threads, points: Mutex::default(), path: path.to_path_buf(), open }))
     }
 
     /// Runs `f` on a reader connection and returns its result.
@@ -68,6 +76,46 @@ impl Readers {
         }
         rx.await.map_err(|_| StoreError::Task("a SQLite reader thread stopped during a read".into()))?
     }
+}
+
+impl Readers {
+    /// Runs `f`, a read of one row by an indexed key, on the calling thread, falling back to
+    /// the reader threads when the database is locked.
+    ///
+    /// Why on the caller's (an async worker's) thread: such a read takes microseconds, less
+    /// than handing it to a reader thread and back (two wake-ups, and on a busy 2-core
+    /// machine a wait for the woken thread's time slice, which was the tail of
+    /// `GET /api/v1/latest`'s latency in docs/benchmarks.md "bench api"). It cannot hold the
+    /// worker longer: these connections have no busy timeout, so a lock (a checkpoint that
+    /// resets the WAL, recovery after a crash) answers SQLITE_BUSY at once and the read goes
+    /// to the queue, where waiting is allowed. Only for reads bounded by an index to a row or
+    /// a few; anything that scans belongs on [`Readers::read`].
+    pub(super) async fn read_point<T: Send + 'static>(
+        &self,
+        f: impl Fn(&Connection) -> Result<T, StoreError> + Send + Sync + 'static,
+    ) -> Result<T, StoreError> {
+        let idle = self.points.lock().map_err(|_| StoreError::Task("point readers poisoned".into()))?.pop();
+        let conn = match idle {
+            Some(c) => c,
+            None => {
+                let c = (self.open)(&self.path)?;
+                c.busy_timeout(std::time::Duration::ZERO)?;
+                c
+            }
+        };
+        let r = f(&conn);
+        if let Ok(mut idle) = self.points.lock() {
+            idle.push(conn);
+        }
+        match r {
+            Err(StoreError::Sqlite(e)) if is_busy(&e) => self.read(move |c| f(c)).await,
+            r => r,
+        }
+    }
+}
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(e.sqlite_error_code(), Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked))
 }
 
 /// A reader thread: the next job, until the queue closes.
@@ -97,5 +145,59 @@ impl Drop for Readers {
                 let _ = t.join();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    fn open(path: &Path) -> Result<Connection, StoreError> {
+        Ok(Connection::open(path)?)
+    }
+
+    fn thread_name() -> String {
+        std::thread::current().name().unwrap_or("").to_string()
+    }
+
+    fn busy() -> StoreError {
+        StoreError::Sqlite(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+            Some("database is locked".into()),
+        ))
+    }
+
+    #[tokio::test]
+    async fn a_point_read_runs_on_the_callers_thread_and_reuses_its_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let readers = Readers::open(&dir.path().join("t.db"), 2, open).unwrap();
+        let me = thread_name();
+        for _ in 0..3 {
+            let ran_on =
+                readers.read_point(|c| Ok((thread_name(), c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?))).await;
+            assert_eq!(ran_on.unwrap(), (me.clone(), 1));
+        }
+        assert_eq!(readers.points.lock().unwrap().len(), 1, "one caller at a time needs one connection");
+    }
+
+    #[tokio::test]
+    async fn a_point_read_that_meets_a_lock_is_retried_on_a_reader_thread_and_answers() {
+        let dir = tempfile::tempdir().unwrap();
+        let readers = Readers::open(&dir.path().join("t.db"), 2, open).unwrap();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let seen = calls.clone();
+        let r = readers
+            .read_point(move |_| match seen.fetch_add(1, Ordering::SeqCst) {
+                0 => Err(busy()),
+                _ => Ok(thread_name()),
+            })
+            .await;
+        assert!(r.as_deref().unwrap().starts_with("sqlite-read-"), "retried on {r:?}");
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        // Any other error is the caller's, not retried.
+        let r = readers.read_point(|_| Err::<(), _>(StoreError::Task("bad row".into()))).await;
+        assert!(matches!(r, Err(StoreError::Task(m)) if m == "bad row"));
     }
 }
