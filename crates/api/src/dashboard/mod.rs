@@ -64,15 +64,16 @@ const ASSETS: &[Asset] = &[
     },
 ];
 
-/// Each asset's strong validator: the quoted hex sha256 of its bytes, computed once.
-fn etags() -> &'static [HeaderValue] {
-    static ETAGS: OnceLock<Vec<HeaderValue>> = OnceLock::new();
+/// Each asset's strong validator: the quoted hex sha256 of its bytes, computed once (always
+/// a valid header value; were one not, that asset would go without a validator).
+fn etags() -> &'static [Option<HeaderValue>] {
+    static ETAGS: OnceLock<Vec<Option<HeaderValue>>> = OnceLock::new();
     ETAGS.get_or_init(|| {
         ASSETS
             .iter()
             .map(|a| {
                 let tag = format!("\"{}\"", hex::encode(Sha256::digest(a.bytes)));
-                HeaderValue::from_str(&tag).expect("hex in quotes is a valid header value")
+                HeaderValue::from_str(&tag).ok()
             })
             .collect()
     })
@@ -97,9 +98,8 @@ fn matches(headers: &HeaderMap, etag: &HeaderValue) -> bool {
 
 fn respond(i: usize, headers: &HeaderMap) -> Response {
     let asset = &ASSETS[i];
-    let etag = etags()[i].clone();
+    let etag = etags()[i].as_ref();
     let mut common = vec![
-        (header::ETAG, etag.clone()),
         // Keep a copy, but ask each time: the names carry no version, so a new binary's
         // files must replace the old ones at the next load.
         (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
@@ -112,7 +112,8 @@ fn respond(i: usize, headers: &HeaderMap) -> Response {
         common.push((header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")));
         common.push((header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")));
     }
-    let mut out = if matches(headers, &etag) {
+    common.extend(etag.map(|e| (header::ETAG, e.clone())));
+    let mut out = if etag.is_some_and(|e| matches(headers, e)) {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
         ([(header::CONTENT_TYPE, HeaderValue::from_static(asset.content_type))], asset.bytes).into_response()

@@ -100,6 +100,25 @@ impl Params {
     }
 }
 
+/// The query of a paged route (`ticks`, `scalp`) as the OpenAPI document describes it;
+/// [`Paged::parse`] reads it, naming the parameter a bad value is in.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // read by the derive for the document only
+pub struct PagedQuery {
+    /// Start, inclusive (RFC 3339)
+    from: Option<UtcTime>,
+    /// End, exclusive (RFC 3339; default: now)
+    to: Option<UtcTime>,
+    /// Items per page (api.default_ticks; at most api.max_ticks)
+    #[param(minimum = 1)]
+    limit: Option<u32>,
+    /// A next_cursor this API returned
+    cursor: Option<String>,
+    /// Only this provider's records
+    provider: Option<Provider>,
+}
+
 /// What a paged route (`ticks`, `scalp`) is asked: one symbol's records in `[from, to)`,
 /// `limit` per page (`api.default_ticks`, at most `api.max_ticks`), continuing after the
 /// record whose key the `cursor` holds.

@@ -48,11 +48,7 @@ pub struct Samples {
     summary = "Track B samples of a symbol, paged",
     params(
         ("symbol" = model::Symbol, Path, description = "The instrument, as the provider spells it"),
-        ("from" = Option<model::UtcTime>, Query, description = "Start, inclusive (RFC 3339)"),
-        ("to" = Option<model::UtcTime>, Query, description = "End, exclusive (RFC 3339; default: now)"),
-        ("limit" = Option<u32>, Query, minimum = 1, description = "Items per page (api.default_ticks; at most api.max_ticks)"),
-        ("cursor" = Option<String>, Query, description = "A next_cursor this API returned"),
-        ("provider" = Option<model::Provider>, Query, description = "Only this provider's records")
+        super::params::PagedQuery
     ),
     responses(
         (status = 200, description = "A page of samples, oldest first", body = Samples),
